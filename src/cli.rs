@@ -1,0 +1,434 @@
+//! The command line: argument parsing, one function per command, and exit codes
+//! (0 success, 1 runtime failure, 2 bad configuration or input).
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{ConfigError, Settings, parse_duration};
+use crate::domain::TicketId;
+use crate::feishu::FeishuClient;
+use crate::sim::{SimConfig, SimServer};
+use crate::store::Store;
+use crate::store::queue::Source;
+use crate::sync::{CycleError, CycleOptions, CycleReport, Progress, run_cycle};
+use crate::telemetry::{self, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "helpdesk-sync",
+    version,
+    about = "Keeps a PostgreSQL reporting copy of a Feishu (Lark) Helpdesk",
+    after_help = "Exit codes: 0 success, 1 runtime failure (API credentials rejected, database \
+                  unreachable), 2 bad configuration or input.\n\
+                  Every config key can be overridden with HELPDESK_SYNC__SECTION__KEY \
+                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url."
+)]
+pub struct Cli {
+    /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// Log format on stderr (log level: RUST_LOG, default info)
+    #[arg(long, global = true, value_enum, default_value = "auto")]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the database schema
+    Migrate,
+    /// Add ticket ids to the queue (idempotent; known ids become due now)
+    Enqueue {
+        /// Ticket ids (decimal digits)
+        ids: Vec<String>,
+        /// Read ids from a file, one per line ('-' = stdin; blank lines and # comments skipped)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Run one cycle: fetch every due ticket, upsert, exit
+    Sync,
+    /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
+    Simulate {
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1:8090")]
+        listen: SocketAddr,
+        /// Number of generated tickets
+        #[arg(long, default_value_t = 500)]
+        tickets: usize,
+        /// Added latency per ticket request, e.g. 300ms
+        #[arg(long, default_value = "0ms", value_parser = duration_arg)]
+        latency: Duration,
+        /// Uniform ± jitter around the latency
+        #[arg(long, default_value = "0ms", value_parser = duration_arg)]
+        jitter: Duration,
+        /// Detail requests allowed per second before 429 (documented: 10)
+        #[arg(long, default_value_t = 10)]
+        detail_limit: usize,
+    },
+    /// See it work: simulated API → your Postgres, no credentials needed
+    Demo {
+        /// Number of simulated tickets
+        #[arg(long, default_value_t = 200)]
+        tickets: usize,
+        /// Detail requests per second (the real limit is 10)
+        #[arg(long, default_value_t = 9.0)]
+        rate: f64,
+    },
+}
+
+fn duration_arg(text: &str) -> Result<Duration, String> {
+    parse_duration(text)
+}
+
+/// Errors by exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0}")]
+    Input(String),
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+impl CliError {
+    fn exit_code(&self) -> u8 {
+        match self {
+            Self::Config(_) | Self::Input(_) => 2,
+            Self::Runtime(_) => 1,
+        }
+    }
+}
+
+/// Runs the command and turns the result into an exit code.
+pub fn main(cli: Cli) -> ExitCode {
+    let default_filter = match cli.command {
+        Command::Demo { .. } => "warn,helpdesk_sync=warn",
+        _ => "info",
+    };
+    telemetry::init(cli.log_format, default_filter);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliError> {
+    match cli.command {
+        Command::Migrate => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let store = Store::connect(&settings.database).await?;
+            store.migrate().await?;
+            println!("database schema is up to date");
+            Ok(())
+        }
+        Command::Enqueue { ids, file } => {
+            let settings = load_settings(cli.config.as_deref())?;
+            enqueue(&settings, ids, file).await
+        }
+        Command::Sync => {
+            let settings = load_settings(cli.config.as_deref())?;
+            sync_once(&settings).await
+        }
+        Command::Simulate {
+            listen,
+            tickets,
+            latency,
+            jitter,
+            detail_limit,
+        } => {
+            let config = SimConfig {
+                tickets,
+                latency,
+                jitter,
+                detail_limit_per_second: detail_limit.max(1),
+                ..SimConfig::default()
+            };
+            simulate(config, listen).await
+        }
+        Command::Demo { tickets, rate } => crate::demo::run(tickets, rate).await,
+    }
+}
+
+/// `--config`, else `$HELPDESK_SYNC_CONFIG`, else `./config.toml` (which may be absent).
+pub fn load_settings(flag: Option<&Path>) -> Result<Settings, ConfigError> {
+    let from_env = std::env::var_os("HELPDESK_SYNC_CONFIG").map(PathBuf::from);
+    match flag.map(Path::to_path_buf).or(from_env) {
+        Some(path) => Settings::load(&path, true),
+        None => Settings::load(Path::new("config.toml"), false),
+    }
+}
+
+async fn enqueue(settings: &Settings, args: Vec<String>, file: Option<PathBuf>) -> Result<(), CliError> {
+    let mut ids = Vec::new();
+    let mut bad = Vec::new();
+    for (i, arg) in args.iter().enumerate() {
+        match TicketId::parse(arg) {
+            Ok(id) => ids.push(id),
+            Err(e) => bad.push(format!("argument {}: {e}", i + 1)),
+        }
+    }
+    let source = match &file {
+        Some(path) => {
+            let (from_file, file_bad) = read_id_file(path)?;
+            ids.extend(from_file);
+            bad.extend(file_bad);
+            Source::File
+        }
+        None => Source::Cli,
+    };
+    // All or nothing: a file with a typo is fixed and re-run, never half-applied.
+    if !bad.is_empty() {
+        let shown: Vec<&String> = bad.iter().take(20).collect();
+        let more = bad.len().saturating_sub(shown.len());
+        let mut message = format!("{} invalid ticket id(s); nothing was enqueued:", bad.len());
+        for line in shown {
+            message.push_str("\n  ");
+            message.push_str(line);
+        }
+        if more > 0 {
+            message.push_str(&format!("\n  ... and {more} more"));
+        }
+        return Err(CliError::Input(message));
+    }
+    if ids.is_empty() {
+        return Err(CliError::Input(
+            "no ticket ids given: pass ids as arguments or --file PATH ('-' for stdin)".into(),
+        ));
+    }
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let report = store.enqueue(&ids, source).await?;
+    println!(
+        "enqueued {} id(s): {} new, {} already known (due again now)",
+        report.added + report.requeued,
+        report.added,
+        report.requeued
+    );
+    Ok(())
+}
+
+/// Reads one id per line; returns the ids and a description of every bad line.
+fn read_id_file(path: &Path) -> Result<(Vec<TicketId>, Vec<String>), CliError> {
+    let (name, reader): (String, Box<dyn BufRead>) = if path == Path::new("-") {
+        ("stdin".into(), Box::new(std::io::stdin().lock()))
+    } else {
+        let f = std::fs::File::open(path)
+            .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
+        (path.display().to_string(), Box::new(std::io::BufReader::new(f)))
+    };
+    let mut ids = Vec::new();
+    let mut bad = Vec::new();
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| CliError::Input(format!("cannot read {name}: {e}")))?;
+        let text = line.trim().trim_start_matches('\u{feff}');
+        if text.is_empty() || text.starts_with('#') {
+            continue;
+        }
+        match TicketId::parse(text) {
+            Ok(id) => ids.push(id),
+            Err(e) => bad.push(format!("{name} line {}: {e}", n + 1)),
+        }
+    }
+    Ok((ids, bad))
+}
+
+/// `sync`: migrate, run one cycle, print the summary.
+async fn sync_once(settings: &Settings) -> Result<(), CliError> {
+    let credentials = settings.feishu.credentials()?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let client = FeishuClient::new(&settings.feishu, credentials)?;
+    let shutdown = shutdown_on_signal();
+    let progress = ProgressDisplay::new("sync");
+    let result = run_cycle(
+        &store,
+        &client,
+        &CycleOptions::from_settings(settings),
+        &|p| progress.update(p),
+        shutdown,
+    )
+    .await;
+    progress.finish();
+    match result {
+        Ok(report) => {
+            println!("{}", summarize(&report));
+            Ok(())
+        }
+        Err(CycleError::Fatal { error, report }) => {
+            println!("{}", summarize(&report));
+            Err(CliError::Runtime(anyhow::anyhow!(
+                "sync stopped, stored data untouched: {error}"
+            )))
+        }
+        Err(CycleError::Database(e)) => Err(CliError::Runtime(e.context("sync failed"))),
+    }
+}
+
+/// One paragraph a person can read at a glance.
+pub fn summarize(r: &CycleReport) -> String {
+    let w = &r.written;
+    let fetched = w.changed + w.unchanged + w.not_found + w.invalid + w.failed;
+    let secs = r.elapsed.as_secs_f64();
+    let mut text = format!(
+        "{} due, {} processed in {:.1}s: {} new or changed, {} unchanged, {} deleted upstream, \
+         {} invalid id, {} failed (retried later)",
+        r.due_at_start, fetched, secs, w.changed, w.unchanged, w.not_found, w.invalid, w.failed
+    );
+    text.push_str(&format!(
+        "\nAPI: {} detail requests ({:.1}/s), {} token requests, {} rate-limited answers, {} retries",
+        r.api.detail_requests,
+        if secs > 0.0 { r.api.detail_requests as f64 / secs } else { 0.0 },
+        r.api.token_requests,
+        r.api.rate_limited,
+        r.api.retries
+    ));
+    if r.released > 0 {
+        text.push_str(&format!(
+            "\n{} claimed ticket(s) were not processed and stay queued for the next cycle",
+            r.released
+        ));
+    }
+    if r.interrupted {
+        text.push_str("\nstopped early on request");
+    }
+    text
+}
+
+/// Cancels on SIGINT or SIGTERM.
+pub fn shutdown_on_signal() -> CancellationToken {
+    let token = CancellationToken::new();
+    let trigger = token.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("shutdown requested");
+        trigger.cancel();
+    });
+    token
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// A progress bar on a terminal; nothing otherwise.
+pub struct ProgressDisplay {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressDisplay {
+    pub fn new(label: &str) -> Self {
+        if !std::io::stderr().is_terminal() {
+            return Self { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template(
+            "{prefix} [{bar:30}] {pos}/{len} tickets  {per_sec}  ETA {eta}",
+        )
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        bar.set_prefix(label.to_owned());
+        Self { bar: Some(bar) }
+    }
+
+    pub fn update(&self, p: Progress) {
+        if let Some(bar) = &self.bar {
+            bar.set_length(p.due_at_start.max(p.done));
+            bar.set_position(p.done);
+        }
+    }
+
+    pub fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn simulate(config: SimConfig, listen: SocketAddr) -> Result<(), CliError> {
+    let server = SimServer::start(config.clone(), listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!(
+        "Simulated Feishu Helpdesk with {} tickets on {} (Ctrl-C to stop)\n\n\
+         Point a config at it:\n\n\
+         [feishu]\nbase_url = \"{}\"\napp_id = \"{}\"\napp_secret = \"{}\"\n\
+         helpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n\n\
+         Ticket ids: {} .. {}",
+        config.tickets,
+        server.addr,
+        server.base_url(),
+        config.app_id,
+        config.app_secret,
+        config.helpdesk_id,
+        config.helpdesk_token,
+        crate::sim::ticket_id(0),
+        crate::sim::ticket_id(config.tickets.saturating_sub(1)),
+    );
+    shutdown_on_signal().cancelled().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn id_file_skips_blanks_and_comments_and_reports_bad_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ids.txt");
+        std::fs::write(&path, "# ids\n6626871355780366331\n\n  6626871355780366332  \nabc\n").unwrap();
+        let (ids, bad) = read_id_file(&path).unwrap();
+        assert_eq!(ids.len(), 2);
+        assert_eq!(bad.len(), 1);
+        assert!(bad[0].contains("line 5"), "{bad:?}");
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

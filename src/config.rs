@@ -1,0 +1,594 @@
+//! Typed settings: `config.toml`, overridden by `HELPDESK_SYNC__SECTION__KEY` environment
+//! variables (and `DATABASE_URL`), checked once at start so a bad value never reaches the network.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Format, Serialized, Toml};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sqlx::postgres::PgConnectOptions;
+
+/// Prefix of the environment variables that override config keys (`HELPDESK_SYNC__FEISHU__APP_ID`).
+pub const ENV_PREFIX: &str = "HELPDESK_SYNC__";
+
+/// A configuration problem. The message names the key; the binary exits with code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl ConfigError {
+    fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
+
+/// Everything the daemon can be told, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub feishu: FeishuSettings,
+    pub database: DatabaseSettings,
+    pub sync: SyncSettings,
+}
+
+/// How to reach and pace the Feishu Open API.
+#[derive(Debug, Clone)]
+pub struct FeishuSettings {
+    /// `https://open.feishu.cn` or `https://open.larksuite.com`; tests point it at the simulator.
+    pub base_url: reqwest::Url,
+    /// The custom app's id (`cli_...`); empty when the file does not set it.
+    pub app_id: String,
+    /// Where the app secret comes from; resolved by [`FeishuSettings::credentials`].
+    app_secret: SecretSource,
+    /// The helpdesk whose tickets we copy.
+    pub helpdesk_id: String,
+    /// Where the helpdesk token comes from.
+    helpdesk_token: SecretSource,
+    /// Pace for `GET /tickets/:id` (documented limit 10/s; keep a margin).
+    pub detail_requests_per_second: f64,
+    /// Concurrent requests, so API latency does not cap throughput.
+    pub max_in_flight: usize,
+    /// Per-attempt timeout of one HTTP request.
+    pub request_timeout: Duration,
+    /// Attempts per ticket per cycle for retryable failures (5xx, timeouts, bad bodies).
+    pub max_attempts: u32,
+}
+
+/// Where the Postgres copy lives.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    /// Connection URL; never logged (it may carry a password).
+    pub url: SecretString,
+    /// Pool size.
+    pub max_connections: u32,
+}
+
+/// How a cycle batches and schedules work.
+#[derive(Debug, Clone)]
+pub struct SyncSettings {
+    /// Tickets per upsert transaction: the most a crash can lose.
+    pub batch_size: usize,
+    /// Refresh interval of an open ticket (status < 50) after a successful fetch.
+    pub open_refresh: Duration,
+    /// Refresh interval of a closed ticket after a successful fetch.
+    pub closed_refresh: Duration,
+}
+
+/// Secrets handed out only to the code that sends them.
+#[derive(Clone)]
+pub struct Credentials {
+    pub app_id: String,
+    pub app_secret: SecretString,
+    pub helpdesk_id: String,
+    pub helpdesk_token: SecretString,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("app_id", &self.app_id)
+            .field("app_secret", &"[REDACTED]")
+            .field("helpdesk_id", &self.helpdesk_id)
+            .field("helpdesk_token", &"[REDACTED]")
+            .finish()
+    }
+}
+
+/// A secret given inline, through a file (systemd `LoadCredential`), or not at all.
+#[derive(Debug, Clone)]
+enum SecretSource {
+    Inline(SecretString),
+    File(PathBuf),
+    Missing,
+}
+
+impl SecretSource {
+    fn new(
+        key: &str,
+        inline: Option<SecretString>,
+        file: Option<PathBuf>,
+    ) -> Result<Self, ConfigError> {
+        match (inline, file) {
+            (Some(_), Some(_)) => Err(ConfigError::new(format!(
+                "feishu.{key} and feishu.{key}_file are both set; keep one"
+            ))),
+            (Some(secret), None) if secret.expose_secret().trim().is_empty() => Ok(Self::Missing),
+            (Some(secret), None) => Ok(Self::Inline(secret)),
+            (None, Some(path)) => Ok(Self::File(path)),
+            (None, None) => Ok(Self::Missing),
+        }
+    }
+
+    fn resolve(&self, key: &str) -> Result<SecretString, ConfigError> {
+        match self {
+            Self::Inline(secret) => Ok(secret.clone()),
+            Self::File(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    ConfigError::new(format!(
+                        "feishu.{key}_file: cannot read {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                let secret = text.trim();
+                if secret.is_empty() {
+                    return Err(ConfigError::new(format!(
+                        "feishu.{key}_file: {} is empty",
+                        path.display()
+                    )));
+                }
+                Ok(SecretString::from(secret.to_owned()))
+            }
+            Self::Missing => Err(ConfigError::new(format!(
+                "feishu.{key} is missing: set feishu.{key} or feishu.{key}_file in the config file, \
+                 or {ENV_PREFIX}FEISHU__{}",
+                key.to_uppercase()
+            ))),
+        }
+    }
+}
+
+/// One `HELPDESK_SYNC__*` variable, named as such in error messages.
+struct EnvOverride {
+    name: String,
+    value: Serialized<figment::value::Value>,
+}
+
+impl figment::Provider for EnvOverride {
+    fn metadata(&self) -> figment::Metadata {
+        figment::Metadata::named(format!("environment variable {}", self.name))
+    }
+
+    fn data(
+        &self,
+    ) -> Result<figment::value::Map<figment::Profile, figment::value::Dict>, figment::Error> {
+        self.value.data()
+    }
+}
+
+/// The file format, before validation. Every key optional so env vars can fill the gaps.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSettings {
+    #[serde(default)]
+    feishu: RawFeishu,
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    sync: RawSync,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawFeishu {
+    base_url: Option<String>,
+    app_id: Option<Scalar>,
+    #[serde(skip_serializing)]
+    app_secret: Option<Scalar>,
+    app_secret_file: Option<PathBuf>,
+    helpdesk_id: Option<Scalar>,
+    #[serde(skip_serializing)]
+    helpdesk_token: Option<Scalar>,
+    helpdesk_token_file: Option<PathBuf>,
+    detail_requests_per_second: Option<f64>,
+    max_in_flight: Option<i64>,
+    request_timeout: Option<String>,
+    max_attempts: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(skip_serializing)]
+    url: Option<String>,
+    max_connections: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawSync {
+    batch_size: Option<i64>,
+    open_refresh: Option<String>,
+    closed_refresh: Option<String>,
+}
+
+/// A text value that environment variables may deliver as a number (`HELPDESK_SYNC__FEISHU__HELPDESK_ID=662...`).
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Unsigned(u64),
+    Signed(i64),
+}
+
+impl Scalar {
+    fn into_string(self) -> String {
+        match self {
+            Self::Text(s) => s,
+            Self::Unsigned(n) => n.to_string(),
+            Self::Signed(n) => n.to_string(),
+        }
+    }
+}
+
+/// Keys whose environment values are taken as text, never parsed as numbers or booleans.
+const TEXT_KEYS: &[&str] = &[
+    "feishu.base_url",
+    "feishu.app_id",
+    "feishu.app_secret",
+    "feishu.app_secret_file",
+    "feishu.helpdesk_id",
+    "feishu.helpdesk_token",
+    "feishu.helpdesk_token_file",
+    "feishu.request_timeout",
+    "database.url",
+    "sync.open_refresh",
+    "sync.closed_refresh",
+];
+
+pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
+
+impl Settings {
+    /// Load from `path` (required to exist when `explicit`), then the environment.
+    pub fn load(path: &Path, explicit: bool) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(RawSettings::default()));
+        if path.exists() {
+            figment = figment.merge(Toml::file_exact(path));
+        } else if explicit {
+            return Err(ConfigError::new(format!(
+                "config file {} does not exist (copy config.toml.example to start)",
+                path.display()
+            )));
+        }
+        Self::from_figment(figment, std::env::vars())
+    }
+
+    /// Build from TOML text and an explicit environment (for tests and the demo).
+    pub fn from_toml_str(
+        toml: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let figment =
+            Figment::from(Serialized::defaults(RawSettings::default())).merge(Toml::string(toml));
+        Self::from_figment(figment, env)
+    }
+
+    fn from_figment(
+        figment: Figment,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut figment = figment;
+        let mut database_url_env = None;
+        let mut prefixed_database_url = false;
+        for (name, value) in env {
+            if name == "DATABASE_URL" {
+                database_url_env = Some(value);
+                continue;
+            }
+            let Some(rest) = name.strip_prefix(ENV_PREFIX) else {
+                continue;
+            };
+            let key = rest.to_ascii_lowercase().replace("__", ".");
+            prefixed_database_url |= key == "database.url";
+            // Text keys stay text (a numeric secret is still a secret); the rest parse like TOML.
+            let value: figment::value::Value = if TEXT_KEYS.contains(&key.as_str()) {
+                value.into()
+            } else {
+                value
+                    .parse()
+                    .unwrap_or_else(|_| figment::value::Value::from(value))
+            };
+            figment = figment.merge(EnvOverride {
+                name,
+                value: Serialized::default(&key, value),
+            });
+        }
+        let raw: RawSettings = figment.extract().map_err(describe_figment_error)?;
+        // DATABASE_URL overrides the file; the prefixed variable, more specific, overrides both.
+        let database_url_env = database_url_env.filter(|_| !prefixed_database_url);
+        Self::validate(raw, database_url_env)
+    }
+
+    fn validate(raw: RawSettings, database_url_env: Option<String>) -> Result<Self, ConfigError> {
+        let f = raw.feishu;
+        let base_url_text = f.base_url.unwrap_or_else(|| DEFAULT_BASE_URL.to_owned());
+        let base_url = reqwest::Url::parse(&base_url_text)
+            .ok()
+            .filter(|u| matches!(u.scheme(), "http" | "https") && u.has_host())
+            .ok_or_else(|| {
+                ConfigError::new(format!(
+                    "feishu.base_url: {base_url_text:?} is not an http(s) URL"
+                ))
+            })?;
+        let rate = f.detail_requests_per_second.unwrap_or(9.0);
+        if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
+            return Err(ConfigError::new(format!(
+                "feishu.detail_requests_per_second: {rate} must be above 0 and at most 1000"
+            )));
+        }
+        let feishu = FeishuSettings {
+            base_url,
+            app_id: f.app_id.map(Scalar::into_string).unwrap_or_default(),
+            app_secret: SecretSource::new(
+                "app_secret",
+                f.app_secret.map(|s| SecretString::from(s.into_string())),
+                f.app_secret_file,
+            )?,
+            helpdesk_id: f.helpdesk_id.map(Scalar::into_string).unwrap_or_default(),
+            helpdesk_token: SecretSource::new(
+                "helpdesk_token",
+                f.helpdesk_token.map(|s| SecretString::from(s.into_string())),
+                f.helpdesk_token_file,
+            )?,
+            detail_requests_per_second: rate,
+            max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
+            request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
+            max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
+        };
+        if feishu.request_timeout.is_zero() {
+            return Err(ConfigError::new("feishu.request_timeout must be above 0"));
+        }
+        let url = database_url_env
+            .or(raw.database.url)
+            .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        url.parse::<PgConnectOptions>().map_err(|e| {
+            ConfigError::new(format!(
+                "database.url: not a valid postgres:// URL ({})",
+                redact_error(&e.to_string(), &url)
+            ))
+        })?;
+        let database = DatabaseSettings {
+            url: SecretString::from(url),
+            max_connections: positive(
+                "database.max_connections",
+                raw.database.max_connections,
+                8,
+                1000,
+            )?,
+        };
+        let sync = SyncSettings {
+            batch_size: positive("sync.batch_size", raw.sync.batch_size, 100, 10_000)?,
+            open_refresh: duration("sync.open_refresh", raw.sync.open_refresh, "1h")?,
+            closed_refresh: duration("sync.closed_refresh", raw.sync.closed_refresh, "7d")?,
+        };
+        Ok(Self {
+            feishu,
+            database,
+            sync,
+        })
+    }
+}
+
+impl FeishuSettings {
+    /// The app and helpdesk credentials, read now (files included). Fails naming the missing key.
+    pub fn credentials(&self) -> Result<Credentials, ConfigError> {
+        if self.app_id.trim().is_empty() {
+            return Err(ConfigError::new(format!(
+                "feishu.app_id is missing: set it in the config file or {ENV_PREFIX}FEISHU__APP_ID"
+            )));
+        }
+        if self.helpdesk_id.trim().is_empty() {
+            return Err(ConfigError::new(format!(
+                "feishu.helpdesk_id is missing: set it in the config file or {ENV_PREFIX}FEISHU__HELPDESK_ID"
+            )));
+        }
+        Ok(Credentials {
+            app_id: self.app_id.trim().to_owned(),
+            app_secret: self.app_secret.resolve("app_secret")?,
+            helpdesk_id: self.helpdesk_id.trim().to_owned(),
+            helpdesk_token: self.helpdesk_token.resolve("helpdesk_token")?,
+        })
+    }
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> PgConnectOptions {
+        // Checked in `Settings::validate`; a parse failure here cannot happen, but fall back
+        // to the default options rather than panic.
+        self.url
+            .expose_secret()
+            .parse()
+            .unwrap_or_else(|_| PgConnectOptions::new())
+    }
+}
+
+fn positive<T: TryFrom<i64>>(
+    key: &str,
+    value: Option<i64>,
+    default: i64,
+    max: i64,
+) -> Result<T, ConfigError> {
+    let v = value.unwrap_or(default);
+    if v < 1 || v > max {
+        return Err(ConfigError::new(format!(
+            "{key}: {v} must be between 1 and {max}"
+        )));
+    }
+    T::try_from(v).map_err(|_| ConfigError::new(format!("{key}: {v} is out of range")))
+}
+
+/// Parses "10s", "5m", "1h 30m", "7d".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
+}
+
+fn duration(key: &str, value: Option<String>, default: &str) -> Result<Duration, ConfigError> {
+    let text = value.unwrap_or_else(|| default.to_owned());
+    parse_duration(&text).map_err(|e| {
+        ConfigError::new(format!(
+            "{key}: {text:?} is not a duration ({e}); write e.g. \"10s\", \"5m\", \"1h\", \"7d\""
+        ))
+    })
+}
+
+/// Figment names the key and the source; keep that, drop its profile prefix.
+fn describe_figment_error(error: figment::Error) -> ConfigError {
+    let messages: Vec<String> = error
+        .into_iter()
+        .map(|e| {
+            let key = e.path.join(".");
+            let source = e
+                .metadata
+                .as_ref()
+                .map(|m| {
+                    m.source
+                        .as_ref()
+                        .map(|s| format!(" (in {s})"))
+                        .unwrap_or_else(|| format!(" (in {})", m.name))
+                })
+                .unwrap_or_default();
+            let kind = e.kind.to_string();
+            if key.is_empty() {
+                format!("{kind}{source}")
+            } else {
+                format!("{key}: {kind}{source}")
+            }
+        })
+        .collect();
+    ConfigError::new(messages.join("; "))
+}
+
+/// Removes a URL's password from an error message.
+fn redact_error(message: &str, url: &str) -> String {
+    match reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
+        Some(password) if !password.is_empty() => message.replace(&password, "***"),
+        _ => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FULL: &str = r#"
+        [feishu]
+        base_url = "http://127.0.0.1:9"
+        app_id = "cli_a"
+        app_secret = "super-secret-value"
+        helpdesk_id = "6626871355780366330"
+        helpdesk_token = "hd-token-value"
+    "#;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn defaults_fill_what_the_file_leaves_out() {
+        let s = Settings::from_toml_str(FULL, env(&[])).unwrap();
+        assert_eq!(s.feishu.detail_requests_per_second, 9.0);
+        assert_eq!(s.feishu.max_in_flight, 16);
+        assert_eq!(s.feishu.request_timeout, Duration::from_secs(10));
+        assert_eq!(s.feishu.max_attempts, 6);
+        assert_eq!(s.database.max_connections, 8);
+        assert_eq!(s.sync.batch_size, 100);
+        assert_eq!(s.sync.open_refresh, Duration::from_secs(3600));
+        assert_eq!(s.sync.closed_refresh, Duration::from_secs(7 * 86400));
+        assert_eq!(s.database.url.expose_secret(), DEFAULT_DATABASE_URL);
+    }
+
+    #[test]
+    fn environment_overrides_the_file() {
+        let s = Settings::from_toml_str(
+            FULL,
+            env(&[
+                ("HELPDESK_SYNC__FEISHU__APP_SECRET", "12345"),
+                ("HELPDESK_SYNC__FEISHU__MAX_IN_FLIGHT", "4"),
+                ("HELPDESK_SYNC__SYNC__OPEN_REFRESH", "15m"),
+                ("DATABASE_URL", "postgres://u@db:5432/x"),
+            ]),
+        )
+        .unwrap();
+        let c = s.feishu.credentials().unwrap();
+        assert_eq!(c.app_secret.expose_secret(), "12345");
+        assert_eq!(s.feishu.max_in_flight, 4);
+        assert_eq!(s.sync.open_refresh, Duration::from_secs(900));
+        assert_eq!(s.database.url.expose_secret(), "postgres://u@db:5432/x");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = Settings::from_toml_str("[feishu]\napp_secrt = \"x\"\n", env(&[])).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("app_secrt"), "{text}");
+        let err = Settings::from_toml_str("[feishu]\n", env(&[("HELPDESK_SYNC__SYNC__BATCH", "1")]))
+            .unwrap_err();
+        assert!(err.to_string().contains("batch"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_is_named() {
+        let err = Settings::from_toml_str("[feishu]\nrequest_timeout = \"ten\"\n", env(&[]))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("feishu.request_timeout"), "{text}");
+        assert!(text.contains("\"ten\""), "{text}");
+    }
+
+    #[test]
+    fn missing_secret_is_named_only_when_needed() {
+        let s = Settings::from_toml_str("[feishu]\napp_id = \"cli_a\"\nhelpdesk_id = \"1\"\n", env(&[]))
+            .unwrap();
+        let err = s.feishu.credentials().unwrap_err().to_string();
+        assert!(err.contains("feishu.app_secret"), "{err}");
+    }
+
+    #[test]
+    fn secret_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "from-file\n").unwrap();
+        let toml = format!(
+            "[feishu]\napp_id = \"cli_a\"\nhelpdesk_id = \"1\"\nhelpdesk_token = \"t\"\napp_secret_file = {:?}\n",
+            path.display().to_string()
+        );
+        let s = Settings::from_toml_str(&toml, env(&[])).unwrap();
+        assert_eq!(
+            s.feishu.credentials().unwrap().app_secret.expose_secret(),
+            "from-file"
+        );
+    }
+
+    #[test]
+    fn debug_output_redacts_secrets() {
+        let s = Settings::from_toml_str(
+            FULL,
+            env(&[("DATABASE_URL", "postgres://u:dbpass@h/x")]),
+        )
+        .unwrap();
+        let text = format!("{s:?} {:?}", s.feishu.credentials().unwrap());
+        for secret in ["super-secret-value", "hd-token-value", "dbpass"] {
+            assert!(!text.contains(secret), "{secret} leaked in {text}");
+        }
+    }
+
+    #[test]
+    fn wrong_type_is_named() {
+        let err = Settings::from_toml_str("[sync]\nbatch_size = \"many\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("sync.batch_size"), "{err}");
+    }
+}

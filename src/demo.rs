@@ -1,0 +1,119 @@
+//! `demo`: the whole product end to end with no credentials: an in-process simulator (with a few
+//! injected faults), the real client, the real queue and upserts, into `DATABASE_URL`
+//! (default `postgres://postgres@127.0.0.1:5432/helpdesk_demo`, created if missing).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::{CliError, ProgressDisplay, summarize};
+use crate::config::Settings;
+use crate::domain::TicketId;
+use crate::feishu::FeishuClient;
+use crate::sim::{Fault, SimConfig, SimServer};
+use crate::store::queue::Source;
+use crate::store::{Store, create_database_if_missing, describe_target};
+use crate::sync::{CycleOptions, run_cycle};
+
+pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk_demo";
+
+pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
+    let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEMO_DATABASE_URL.into());
+    let sim_config = SimConfig {
+        tickets,
+        latency: Duration::from_millis(120),
+        jitter: Duration::from_millis(60),
+        ..SimConfig::default()
+    };
+    let sim = SimServer::start(sim_config.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .context("starting the simulator")?;
+    let toml = format!(
+        "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
+         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n",
+        sim.base_url(),
+        sim_config.app_id,
+        sim_config.app_secret,
+        sim_config.helpdesk_id,
+        sim_config.helpdesk_token,
+    );
+    let settings = Settings::from_toml_str(&toml, [("DATABASE_URL".to_owned(), database_url)])?;
+    let options = settings.database.connect_options();
+    println!(
+        "helpdesk-sync demo: {tickets} simulated tickets -> PostgreSQL {}",
+        describe_target(&options)
+    );
+    create_database_if_missing(&options).await?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+
+    // Show the error policy at work: transient failures retried, a deleted ticket kept as such.
+    let mut ids: Vec<TicketId> = sim
+        .state
+        .ticket_ids()
+        .iter()
+        .filter_map(|id| TicketId::parse(id).ok())
+        .collect();
+    if let Some(first) = ids.first() {
+        sim.state.inject(first.as_str(), [Fault::InternalError, Fault::BadGateway]);
+    }
+    if let Some(id) = ids.get(1) {
+        sim.state.inject(id.as_str(), [Fault::NotJson]);
+    }
+    if let Some(gone) = ids.last() {
+        sim.state.delete_ticket(gone.as_str());
+    }
+    ids.sort();
+    let enqueued = store.enqueue(&ids, Source::Demo).await?;
+    println!(
+        "queued {} ticket ids ({} new); fetching at {rate} requests/s (the API allows 10/s)...",
+        ids.len(),
+        enqueued.added
+    );
+
+    let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
+    let progress = ProgressDisplay::new("demo");
+    let result = run_cycle(
+        &store,
+        &client,
+        &CycleOptions::from_settings(&settings),
+        &|p| progress.update(p),
+        CancellationToken::new(),
+    )
+    .await;
+    progress.finish();
+    let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
+    println!("\n{}\n", summarize(&report));
+
+    let (tickets_stored, users, comments): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM helpdesk_users),
+                (SELECT count(*) FROM ticket_comments)",
+    )
+    .fetch_one(store.pool())
+    .await
+    .context("reading the summary")?;
+    println!(
+        "The database now holds {tickets_stored} tickets, {users} people and {comments} notes.\n\
+         Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status, count(*), \
+         round(avg(agent_first_response_duration_seconds)) AS avg_first_response_s \
+         FROM tickets WHERE deleted_at IS NULL GROUP BY status ORDER BY status\"\n\n\
+         Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
+         ticket_custom_fields, ticket_comments, ticket_sync_state (the queue).",
+        DEMO_PSQL = psql_target(&settings),
+    );
+    Ok(())
+}
+
+/// What to pass to psql for the demo database (without any password).
+fn psql_target(settings: &Settings) -> String {
+    let o = settings.database.connect_options();
+    format!(
+        "-h {} -p {} -U {} {}",
+        o.get_host(),
+        o.get_port(),
+        o.get_username(),
+        o.get_database().unwrap_or("postgres")
+    )
+}

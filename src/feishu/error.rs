@@ -1,0 +1,316 @@
+//! API errors and the policy for each: the retry *decision*, kept apart from the backoff *policy*
+//! (`crate::pace`). `classify` maps an HTTP status and a Feishu code to an error; each error's
+//! `disposition` says what the sync does about it. Both are tested as tables below.
+
+use std::time::Duration;
+
+/// Feishu body code for "request trigger frequency limit".
+pub const CODE_RATE_LIMITED: i64 = 99991400;
+/// Invalid / missing / expired tenant_access_token.
+pub const CODES_TOKEN_INVALID: [i64; 3] = [99991663, 99991661, 99991668];
+pub const CODE_BAD_REQUEST: i64 = 154000;
+pub const CODE_UNAUTHORIZED: i64 = 154001;
+pub const CODE_NOT_FOUND: i64 = 154004;
+pub const CODE_INTERNAL: i64 = 155000;
+
+/// One failed call to the API.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ApiError {
+    #[error("rate limited (HTTP {http_status}, code {code:?}); told to wait {reset:?}")]
+    RateLimited {
+        http_status: u16,
+        code: Option<i64>,
+        reset: Duration,
+    },
+    #[error("request failed: {detail}")]
+    Transport { detail: String },
+    #[error("request timed out")]
+    Timeout,
+    #[error("server error (HTTP {http_status}, code {code:?}): {msg}")]
+    Server {
+        http_status: u16,
+        code: Option<i64>,
+        msg: String,
+    },
+    #[error("the response is not a valid API response (HTTP {http_status}): {detail}")]
+    BadBody { http_status: u16, detail: String },
+    #[error("invalid ticket id (HTTP {http_status}, code {code}): {msg}")]
+    InvalidId {
+        http_status: u16,
+        code: i64,
+        msg: String,
+    },
+    #[error("ticket not found (HTTP {http_status}, code {code}): {msg}")]
+    NotFound {
+        http_status: u16,
+        code: i64,
+        msg: String,
+    },
+    #[error("the tenant access token was rejected (HTTP {http_status}, code {code}): {msg}")]
+    TokenRejected {
+        http_status: u16,
+        code: i64,
+        msg: String,
+    },
+    #[error(
+        "the helpdesk authorization was rejected (HTTP {http_status}, code {code:?}: {msg}); \
+         check feishu.helpdesk_id and feishu.helpdesk_token"
+    )]
+    HelpdeskUnauthorized {
+        http_status: u16,
+        code: Option<i64>,
+        msg: String,
+    },
+    #[error(
+        "the Feishu app credentials were rejected (HTTP {http_status}, code {code:?}: {msg}); \
+         check feishu.app_id and feishu.app_secret"
+    )]
+    AppCredentialsRejected {
+        http_status: u16,
+        code: Option<i64>,
+        msg: String,
+    },
+    #[error("API error (HTTP {http_status}, code {code:?}): {msg}")]
+    Other {
+        http_status: u16,
+        code: Option<i64>,
+        msg: String,
+    },
+}
+
+/// What the sync does about an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disposition {
+    /// Wait `x-ogw-ratelimit-reset` (all workers), retry; not counted as an attempt, bounded in time.
+    WaitForRateLimit,
+    /// Retry with capped exponential backoff and full jitter, up to `max_attempts`.
+    RetryWithBackoff,
+    /// Drop the cached token, fetch a new one, retry once; a second rejection is fatal.
+    RefreshTokenOnce,
+    /// The id is invalid: record it, do not retry.
+    MarkInvalid,
+    /// The ticket was deleted: keep its rows, set `deleted_at`.
+    MarkDeleted,
+    /// Give up on this ticket for this cycle; retry in a later one with growing delay.
+    FailTicket,
+    /// Stop the cycle: credentials are wrong and every further call would fail the same way.
+    Fatal,
+}
+
+impl ApiError {
+    pub fn disposition(&self) -> Disposition {
+        match self {
+            Self::RateLimited { .. } => Disposition::WaitForRateLimit,
+            Self::Transport { .. } | Self::Timeout | Self::Server { .. } | Self::BadBody { .. } => {
+                Disposition::RetryWithBackoff
+            }
+            Self::TokenRejected { .. } => Disposition::RefreshTokenOnce,
+            Self::InvalidId { .. } => Disposition::MarkInvalid,
+            Self::NotFound { .. } => Disposition::MarkDeleted,
+            Self::HelpdeskUnauthorized { .. } | Self::AppCredentialsRejected { .. } => {
+                Disposition::Fatal
+            }
+            Self::Other { .. } => Disposition::FailTicket,
+        }
+    }
+
+    /// HTTP status, when a response arrived.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Self::Transport { .. } | Self::Timeout => None,
+            Self::RateLimited { http_status, .. }
+            | Self::Server { http_status, .. }
+            | Self::BadBody { http_status, .. }
+            | Self::InvalidId { http_status, .. }
+            | Self::NotFound { http_status, .. }
+            | Self::TokenRejected { http_status, .. }
+            | Self::HelpdeskUnauthorized { http_status, .. }
+            | Self::AppCredentialsRejected { http_status, .. }
+            | Self::Other { http_status, .. } => Some(*http_status),
+        }
+    }
+
+    /// Feishu body code, when the body carried one.
+    pub fn code(&self) -> Option<i64> {
+        match self {
+            Self::Transport { .. } | Self::Timeout | Self::BadBody { .. } => None,
+            Self::InvalidId { code, .. }
+            | Self::NotFound { code, .. }
+            | Self::TokenRejected { code, .. } => Some(*code),
+            Self::RateLimited { code, .. }
+            | Self::Server { code, .. }
+            | Self::HelpdeskUnauthorized { code, .. }
+            | Self::AppCredentialsRejected { code, .. }
+            | Self::Other { code, .. } => *code,
+        }
+    }
+}
+
+/// Maps a response to an error; `None` means success (2xx with code 0).
+///
+/// Deletion and invalid-id need Feishu's own code: a bare 404 from a proxy or a wrong
+/// `base_url` must never soft-delete tickets.
+pub fn classify(
+    http_status: u16,
+    code: Option<i64>,
+    msg: &str,
+    rate_limit_reset: Option<Duration>,
+) -> Option<ApiError> {
+    let msg = msg.to_owned();
+    if (200..300).contains(&http_status) && code == Some(0) {
+        return None;
+    }
+    Some(match code {
+        Some(CODE_RATE_LIMITED) => ApiError::RateLimited {
+            http_status,
+            code,
+            reset: rate_limit_reset.unwrap_or(DEFAULT_RATE_LIMIT_WAIT),
+        },
+        _ if http_status == 429 => ApiError::RateLimited {
+            http_status,
+            code,
+            reset: rate_limit_reset.unwrap_or(DEFAULT_RATE_LIMIT_WAIT),
+        },
+        Some(c) if CODES_TOKEN_INVALID.contains(&c) => ApiError::TokenRejected {
+            http_status,
+            code: c,
+            msg,
+        },
+        Some(CODE_UNAUTHORIZED) => ApiError::HelpdeskUnauthorized {
+            http_status,
+            code,
+            msg,
+        },
+        _ if http_status == 401 => ApiError::HelpdeskUnauthorized {
+            http_status,
+            code,
+            msg,
+        },
+        Some(CODE_BAD_REQUEST) => ApiError::InvalidId {
+            http_status,
+            code: CODE_BAD_REQUEST,
+            msg,
+        },
+        Some(CODE_NOT_FOUND) => ApiError::NotFound {
+            http_status,
+            code: CODE_NOT_FOUND,
+            msg,
+        },
+        Some(CODE_INTERNAL) => ApiError::Server {
+            http_status,
+            code,
+            msg,
+        },
+        _ if http_status >= 500 => ApiError::Server {
+            http_status,
+            code,
+            msg,
+        },
+        None if (200..300).contains(&http_status) => ApiError::BadBody {
+            http_status,
+            detail: "no `code` field".into(),
+        },
+        _ => ApiError::Other {
+            http_status,
+            code,
+            msg,
+        },
+    })
+}
+
+/// Wait when a rate-limit answer carries no usable `x-ogw-ratelimit-reset`.
+pub const DEFAULT_RATE_LIMIT_WAIT: Duration = Duration::from_secs(1);
+/// The longest single wait a rate-limit header can impose (guards against a garbage header).
+pub const MAX_RATE_LIMIT_WAIT: Duration = Duration::from_secs(300);
+
+/// Reads `x-ogw-ratelimit-reset` (seconds, possibly fractional).
+pub fn parse_rate_limit_reset(header: Option<&str>) -> Option<Duration> {
+    let secs: f64 = header?.trim().parse().ok()?;
+    if !secs.is_finite() || secs < 0.0 {
+        return None;
+    }
+    let wait = Duration::from_secs_f64(secs.min(MAX_RATE_LIMIT_WAIT.as_secs_f64()));
+    // "0" means "the window has just recovered"; still leave a moment.
+    Some(wait.max(Duration::from_millis(100)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use Disposition::*;
+
+    /// The error policy of the foundation issue, one row per case.
+    #[test]
+    fn policy_table() {
+        let reset = Some(Duration::from_secs(3));
+        let rows: &[(u16, Option<i64>, Option<Disposition>)] = &[
+            (200, Some(0), None),
+            (429, Some(CODE_RATE_LIMITED), Some(WaitForRateLimit)),
+            (429, None, Some(WaitForRateLimit)),
+            (400, Some(CODE_RATE_LIMITED), Some(WaitForRateLimit)),
+            (500, Some(CODE_INTERNAL), Some(RetryWithBackoff)),
+            (502, None, Some(RetryWithBackoff)),
+            (503, Some(1), Some(RetryWithBackoff)),
+            (200, Some(CODE_INTERNAL), Some(RetryWithBackoff)),
+            (400, Some(CODE_BAD_REQUEST), Some(MarkInvalid)),
+            (404, Some(CODE_NOT_FOUND), Some(MarkDeleted)),
+            (404, None, Some(FailTicket)),
+            (401, Some(CODE_UNAUTHORIZED), Some(Fatal)),
+            (401, None, Some(Fatal)),
+            (400, Some(99991663), Some(RefreshTokenOnce)),
+            (401, Some(99991661), Some(RefreshTokenOnce)),
+            (200, Some(99991668), Some(RefreshTokenOnce)),
+            (400, Some(1234), Some(FailTicket)),
+            (200, Some(1234), Some(FailTicket)),
+            (200, None, Some(RetryWithBackoff)),
+        ];
+        for &(status, code, expected) in rows {
+            let got = classify(status, code, "m", reset).map(|e| e.disposition());
+            assert_eq!(got, expected, "HTTP {status} code {code:?}");
+        }
+    }
+
+    #[test]
+    fn transport_failures_are_retried() {
+        assert_eq!(ApiError::Timeout.disposition(), RetryWithBackoff);
+        let t = ApiError::Transport {
+            detail: "connection reset".into(),
+        };
+        assert_eq!(t.disposition(), RetryWithBackoff);
+        let b = ApiError::BadBody {
+            http_status: 200,
+            detail: "eof".into(),
+        };
+        assert_eq!(b.disposition(), RetryWithBackoff);
+    }
+
+    #[test]
+    fn rate_limit_wait_comes_from_the_ogw_header() {
+        let e = classify(429, Some(CODE_RATE_LIMITED), "", parse_rate_limit_reset(Some("7")));
+        assert_eq!(
+            e,
+            Some(ApiError::RateLimited {
+                http_status: 429,
+                code: Some(CODE_RATE_LIMITED),
+                reset: Duration::from_secs(7)
+            })
+        );
+        let fallback = classify(429, None, "", parse_rate_limit_reset(None));
+        assert!(matches!(fallback, Some(ApiError::RateLimited { reset, .. }) if reset == DEFAULT_RATE_LIMIT_WAIT));
+        assert_eq!(parse_rate_limit_reset(Some("abc")), None);
+        assert_eq!(parse_rate_limit_reset(Some("-1")), None);
+        assert_eq!(parse_rate_limit_reset(Some("99999")), Some(MAX_RATE_LIMIT_WAIT));
+        assert_eq!(
+            parse_rate_limit_reset(Some("0.5")),
+            Some(Duration::from_millis(500))
+        );
+    }
+
+    #[test]
+    fn messages_name_the_keys_to_check() {
+        let e = classify(401, Some(CODE_UNAUTHORIZED), "Unauthorized", None).unwrap();
+        assert!(e.to_string().contains("feishu.helpdesk_token"));
+        assert_eq!(e.http_status(), Some(401));
+        assert_eq!(e.code(), Some(CODE_UNAUTHORIZED));
+    }
+}

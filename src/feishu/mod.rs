@@ -1,0 +1,10 @@
+//! The Feishu Open API: auth, the HTTP client and its error policy, and the wire types.
+//! Wire types never leave this module except through `normalize`.
+
+pub mod auth;
+pub mod client;
+pub mod error;
+pub mod wire;
+
+pub use client::{ClientStatsSnapshot, FeishuClient, TicketFetch};
+pub use error::{ApiError, Disposition};

@@ -1,0 +1,31 @@
+//! helpdesk-sync keeps a PostgreSQL reporting copy of a Feishu (Lark) Helpdesk.
+//!
+//! # Layout
+//! Data flows one way: API → wire types → domain rows → Postgres.
+//!
+//! - [`config`]: typed settings from `config.toml` + `HELPDESK_SYNC__*` env vars; secrets redacted.
+//! - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
+//!   (requests, retries), [`feishu::error`] (the error policy table), [`feishu::wire`]
+//!   (lenient JSON types).
+//! - [`pace`]: the shared rate limiter and the retry backoff policy.
+//! - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks).
+//! - [`domain`]: strict row types ([`domain::TicketRecord`]) and fetch outcomes.
+//! - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
+//!   [`store::upsert`] (batched transactional writes).
+//! - [`sync`]: one cycle: claim due tickets, fetch concurrently, write in batches.
+//! - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
+//! - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
+//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `simulate`, `demo`) and exit codes.
+//! - [`telemetry`]: log setup.
+
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod domain;
+pub mod feishu;
+pub mod normalize;
+pub mod pace;
+pub mod sim;
+pub mod store;
+pub mod sync;
+pub mod telemetry;

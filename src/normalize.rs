@@ -1,0 +1,617 @@
+//! Normalization: one ticket's wire JSON → domain rows. Pure: no I/O, no clock.
+//!
+//! Epoch values: the API sends milliseconds; a positive value below 10^11 is read as seconds
+//! (10^11 ms is March 1973, 10^11 s is the year 5138, so the two ranges cannot be confused).
+//! `updated_at = -1` and `closed_at = 0` mean "absent" and become NULL.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::{
+    CommentRow, CustomFieldRow, TagRow, TicketId, TicketRecord, TicketRow, UserRow,
+};
+use crate::feishu::wire::{
+    Id, Lenient, OneOrMany, RawComment, RawCustomField, RawTag, RawTicket, RawUser,
+};
+
+/// Epoch values below this are seconds, at or above it milliseconds.
+pub const SECONDS_EPOCH_LIMIT: i64 = 100_000_000_000;
+
+/// Why a ticket could not be normalized at all (field-level problems are warnings instead).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum NormalizeError {
+    #[error("the ticket is not a JSON object: {0}")]
+    NotAnObject(String),
+    #[error("the response is for ticket {found}, not {requested}")]
+    IdMismatch { requested: String, found: String },
+}
+
+/// A normalized ticket and the field-level problems met on the way (logged by the caller).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Normalized {
+    pub record: TicketRecord,
+    pub warnings: Vec<String>,
+}
+
+/// Normalize the ticket object `raw_json` (the API's `data.ticket`) fetched for `requested`.
+pub fn normalize_ticket(
+    requested: &TicketId,
+    raw_json: &str,
+    fetched_at: DateTime<Utc>,
+) -> Result<Normalized, NormalizeError> {
+    // serde would read a JSON array into the struct field by field: require an object.
+    if !raw_json.trim_start().starts_with('{') {
+        return Err(NormalizeError::NotAnObject(
+            raw_json.chars().take(40).collect(),
+        ));
+    }
+    let wire: RawTicket = serde_json::from_str(raw_json)
+        .map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    let mut n = Normalizer::default();
+
+    if let Some(Id(found)) = n.take("ticket_id", wire.ticket_id)
+        && found != requested.as_str()
+    {
+        return Err(NormalizeError::IdMismatch {
+            requested: requested.to_string(),
+            found,
+        });
+    }
+
+    let guest_id = n.user("guest", wire.guest);
+    let agent_owner_id = n.user("agent_owner", wire.agent_owner);
+    let closed_by_id = n.user("closed_by", wire.closed_by);
+    let agents = n.user_list("agents", wire.agents);
+    let collaborators = n.user_list("collaborators", wire.collaborators);
+    let reason = n.take("dissatisfaction_reason", wire.dissatisfaction_reason);
+    let (zh_cn, en_us, ja_jp) = match reason {
+        Some(r) => (
+            n.text("dissatisfaction_reason.zh_cn", r.zh_cn),
+            n.text("dissatisfaction_reason.en_us", r.en_us),
+            n.text("dissatisfaction_reason.ja_jp", r.ja_jp),
+        ),
+        None => (None, None, None),
+    };
+
+    let ticket = TicketRow {
+        ticket_id: requested.clone(),
+        helpdesk_id: n.take("helpdesk_id", wire.helpdesk_id).map(|Id(s)| s),
+        guest_id,
+        ticket_type: n.small("ticket_type", wire.ticket_type),
+        status: n.small("status", wire.status),
+        score: n.small("score", wire.score),
+        channel: n.small("channel", wire.channel),
+        solve: n.small("solve", wire.solve),
+        created_at: n.epoch("created_at", wire.created_at),
+        updated_at: n.epoch("updated_at", wire.updated_at),
+        closed_at: n.epoch("closed_at", wire.closed_at),
+        closed_by_id,
+        agent_owner_id,
+        dissatisfaction_reason_zh_cn: zh_cn,
+        dissatisfaction_reason_en_us: en_us,
+        dissatisfaction_reason_ja_jp: ja_jp,
+        agent_service_duration_minutes: n
+            .take("agent_service_duration", wire.agent_service_duration),
+        agent_first_response_duration_seconds: n.take(
+            "agent_first_response_duration",
+            wire.agent_first_response_duration,
+        ),
+        bot_service_duration_seconds: n.take("bot_service_duration", wire.bot_service_duration),
+        agent_resolution_time_seconds: n
+            .take("agent_resolution_time", wire.agent_resolution_time),
+        actual_processing_time_seconds: n
+            .take("actual_processing_time", wire.actual_processing_time),
+        agent_entry_time: n.epoch("agent_entry_time", wire.agent_entry_time),
+        agent_first_response_time: n
+            .epoch("agent_first_response_time", wire.agent_first_response_time),
+        agent_last_response_time: n.epoch("agent_last_response_time", wire.agent_last_response_time),
+        raw: sanitize_raw_json(raw_json),
+        fetched_at,
+    };
+
+    let tags = n.tags(wire.tags);
+    let custom_fields = n.custom_fields(wire.customized_fields);
+    let comments = n.comments(wire.comments);
+    let Normalizer { users, warnings, .. } = n;
+    Ok(Normalized {
+        record: TicketRecord {
+            ticket,
+            users: users.into_rows(),
+            agents,
+            collaborators,
+            tags,
+            custom_fields,
+            comments,
+        },
+        warnings,
+    })
+}
+
+/// Epoch milliseconds (or seconds below 10^11) → timestamp; zero and negatives mean "absent".
+pub fn epoch_to_datetime(value: i64) -> Option<DateTime<Utc>> {
+    if value <= 0 {
+        None
+    } else if value < SECONDS_EPOCH_LIMIT {
+        DateTime::from_timestamp(value, 0)
+    } else {
+        DateTime::from_timestamp_millis(value)
+    }
+}
+
+/// Postgres text and jsonb cannot hold U+0000; replace it rather than lose the ticket.
+fn clean(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "\u{FFFD}")
+    } else {
+        text
+    }
+}
+
+/// `raw` goes into jsonb, which rejects the escape `\u0000`: rewrite such values.
+fn sanitize_raw_json(raw_json: &str) -> String {
+    if !raw_json.contains("\\u0000") {
+        return raw_json.to_owned();
+    }
+    fn walk(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::String(s) => *s = clean(std::mem::take(s)),
+            serde_json::Value::Array(a) => a.iter_mut().for_each(walk),
+            serde_json::Value::Object(o) => {
+                let entries = std::mem::take(o);
+                for (k, mut val) in entries {
+                    walk(&mut val);
+                    o.insert(clean(k), val);
+                }
+            }
+            _ => {}
+        }
+    }
+    match serde_json::from_str::<serde_json::Value>(raw_json) {
+        Ok(mut v) => {
+            walk(&mut v);
+            v.to_string()
+        }
+        Err(_) => raw_json.to_owned(),
+    }
+}
+
+/// Users seen on one ticket, merged by id in first-seen order.
+#[derive(Default)]
+struct UserSet {
+    order: Vec<String>,
+    by_id: HashMap<String, UserRow>,
+}
+
+impl UserSet {
+    fn add(&mut self, user: UserRow) {
+        match self.by_id.get_mut(&user.user_id) {
+            // The same person in two roles: fill gaps, keep what is already known.
+            Some(known) => {
+                let UserRow {
+                    name,
+                    email,
+                    avatar_url,
+                    department,
+                    city,
+                    country,
+                    ..
+                } = user;
+                known.name = known.name.take().or(name);
+                known.email = known.email.take().or(email);
+                known.avatar_url = known.avatar_url.take().or(avatar_url);
+                known.department = known.department.take().or(department);
+                known.city = known.city.take().or(city);
+                known.country = known.country.take().or(country);
+            }
+            None => {
+                self.order.push(user.user_id.clone());
+                self.by_id.insert(user.user_id.clone(), user);
+            }
+        }
+    }
+
+    fn into_rows(mut self) -> Vec<UserRow> {
+        self.order
+            .iter()
+            .filter_map(|id| self.by_id.remove(id))
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct Normalizer {
+    users: UserSet,
+    warnings: Vec<String>,
+}
+
+impl Normalizer {
+    fn take<T>(&mut self, field: &str, value: Lenient<T>) -> Option<T> {
+        match value {
+            Lenient::Value(v) => Some(v),
+            Lenient::Absent => None,
+            Lenient::Invalid(problem) => {
+                self.warnings.push(format!("{field}: {problem}; stored NULL"));
+                None
+            }
+        }
+    }
+
+    fn text(&mut self, field: &str, value: Lenient<String>) -> Option<String> {
+        self.take(field, value).map(clean)
+    }
+
+    fn small(&mut self, field: &str, value: Lenient<i64>) -> Option<i16> {
+        let v = self.take(field, value)?;
+        match i16::try_from(v) {
+            Ok(s) => Some(s),
+            Err(_) => {
+                self.warnings
+                    .push(format!("{field}: {v} is out of range for a code; stored NULL"));
+                None
+            }
+        }
+    }
+
+    fn epoch(&mut self, field: &str, value: Lenient<i64>) -> Option<DateTime<Utc>> {
+        let v = self.take(field, value)?;
+        let at = epoch_to_datetime(v);
+        if at.is_none() && v > 0 {
+            self.warnings
+                .push(format!("{field}: {v} is not a usable epoch time; stored NULL"));
+        }
+        at
+    }
+
+    fn bigint_id(&mut self, field: &str, value: Lenient<Id>) -> Option<i64> {
+        let Id(text) = self.take(field, value)?;
+        match text.parse::<i64>() {
+            Ok(v) => Some(v),
+            Err(_) => {
+                self.warnings
+                    .push(format!("{field}: {text:?} does not fit a bigint; stored NULL"));
+                None
+            }
+        }
+    }
+
+    /// Records the user and returns their id (None when the object has no usable id).
+    fn user(&mut self, field: &str, value: Lenient<RawUser>) -> Option<String> {
+        let raw = self.take(field, value)?;
+        self.user_row(field, raw)
+    }
+
+    fn user_row(&mut self, field: &str, raw: RawUser) -> Option<String> {
+        let Some(Id(user_id)) = self.take(&format!("{field}.id"), raw.id) else {
+            self.warnings
+                .push(format!("{field}: a user without an id; not stored"));
+            return None;
+        };
+        let user_id = clean(user_id);
+        let row = UserRow {
+            user_id: user_id.clone(),
+            name: self.text(&format!("{field}.name"), raw.name),
+            email: self.text(&format!("{field}.email"), raw.email),
+            avatar_url: self.text(&format!("{field}.avatar_url"), raw.avatar_url),
+            department: self.text(&format!("{field}.department"), raw.department),
+            city: self.text(&format!("{field}.city"), raw.city),
+            country: self.text(&format!("{field}.country"), raw.country),
+        };
+        self.users.add(row);
+        Some(user_id)
+    }
+
+    /// Ids of a user list in order, duplicates dropped.
+    fn user_list(&mut self, field: &str, value: Lenient<Vec<Lenient<RawUser>>>) -> Vec<String> {
+        let mut ids: Vec<String> = Vec::new();
+        for (i, item) in self.take(field, value).unwrap_or_default().into_iter().enumerate() {
+            let label = format!("{field}[{i}]");
+            if let Some(raw) = self.take(&label, item)
+                && let Some(id) = self.user_row(&label, raw)
+                && !ids.contains(&id)
+            {
+                ids.push(id);
+            }
+        }
+        ids
+    }
+
+    fn tags(&mut self, value: Lenient<Vec<Lenient<RawTag>>>) -> Vec<TagRow> {
+        let mut tags: Vec<TagRow> = Vec::new();
+        for (i, item) in self.take("tags", value).unwrap_or_default().into_iter().enumerate() {
+            let label = format!("tags[{i}]");
+            let Some(raw) = self.take(&label, item) else {
+                continue;
+            };
+            let Some(Id(tag_id)) = self.take(&format!("{label}.id"), raw.id) else {
+                self.warnings
+                    .push(format!("{label}: a tag without an id; not stored"));
+                continue;
+            };
+            let name = self.text(&format!("{label}.name"), raw.name);
+            if !tags.iter().any(|t| t.tag_id == tag_id) {
+                tags.push(TagRow {
+                    tag_id: clean(tag_id),
+                    name,
+                });
+            }
+        }
+        tags
+    }
+
+    fn custom_fields(
+        &mut self,
+        value: Lenient<Vec<Lenient<RawCustomField>>>,
+    ) -> Vec<CustomFieldRow> {
+        let mut fields: Vec<CustomFieldRow> = Vec::new();
+        let items = self.take("customized_fields", value).unwrap_or_default();
+        for (i, item) in items.into_iter().enumerate() {
+            let label = format!("customized_fields[{i}]");
+            let Some(raw) = self.take(&label, item) else {
+                continue;
+            };
+            let Some(Id(field_id)) = self.take(&format!("{label}.id"), raw.id) else {
+                self.warnings
+                    .push(format!("{label}: a custom field without an id; not stored"));
+                continue;
+            };
+            let position = self
+                .take(&format!("{label}.position"), raw.position)
+                .and_then(|p| i32::try_from(p).ok());
+            let row = CustomFieldRow {
+                field_id: clean(field_id),
+                key_name: self.text(&format!("{label}.key_name"), raw.key_name),
+                display_name: self.text(&format!("{label}.display_name"), raw.display_name),
+                value: self.text(&format!("{label}.value"), raw.value),
+                position,
+                required: self.take(&format!("{label}.required"), raw.required),
+                editable: self.take(&format!("{label}.editable"), raw.editable),
+            };
+            if !fields.iter().any(|f| f.field_id == row.field_id) {
+                fields.push(row);
+            }
+        }
+        fields
+    }
+
+    fn comments(&mut self, value: Lenient<OneOrMany<RawComment>>) -> Vec<CommentRow> {
+        let OneOrMany(items) = self.take("comments", value).unwrap_or_default();
+        let mut rows = Vec::with_capacity(items.len());
+        for (i, item) in items.into_iter().enumerate() {
+            let label = format!("comments[{i}]");
+            let Some(raw) = self.take(&label, item) else {
+                continue;
+            };
+            rows.push(CommentRow {
+                ordinal: rows.len() as i32,
+                comment_id: self.bigint_id(&format!("{label}.id"), raw.id),
+                content: self.text(&format!("{label}.content"), raw.content),
+                created_at: self.epoch(&format!("{label}.created_at"), raw.created_at),
+                user_id: self.bigint_id(&format!("{label}.user_id"), raw.user_id),
+                user_name: self.text(&format!("{label}.user_name"), raw.user_name),
+                user_avatar_url: self.text(&format!("{label}.user_avatar_url"), raw.user_avatar_url),
+            });
+        }
+        rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    const SEED: &str = include_str!("../tests/fixtures/seed_ticket_detail.json");
+
+    /// The seed's example response, taken apart by the client's own response parser.
+    fn seed_ticket_json() -> String {
+        crate::feishu::client::parse_ticket_response(
+            200,
+            &reqwest::header::HeaderMap::new(),
+            SEED.as_bytes(),
+        )
+        .unwrap()
+    }
+
+    fn id(s: &str) -> TicketId {
+        TicketId::parse(s).unwrap()
+    }
+
+    fn at(ms: i64) -> Option<DateTime<Utc>> {
+        Some(Utc.timestamp_millis_opt(ms).unwrap())
+    }
+
+    #[test]
+    fn seed_example_field_by_field() {
+        let raw = seed_ticket_json();
+        let fetched = Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap();
+        let n = normalize_ticket(&id("6626871355780366331"), &raw, fetched).unwrap();
+        assert!(n.warnings.is_empty(), "{:?}", n.warnings);
+        let t = &n.record.ticket;
+        let user = "ou_37019b7c830210acd88fdce886e25c71";
+        assert_eq!(t.ticket_id.as_str(), "6626871355780366331");
+        assert_eq!(t.helpdesk_id.as_deref(), Some("6626871355780366330"));
+        assert_eq!(t.guest_id.as_deref(), Some(user));
+        assert_eq!(t.ticket_type, Some(1));
+        assert_eq!(t.status, Some(50));
+        assert_eq!(t.score, Some(1));
+        assert_eq!(t.channel, Some(0));
+        assert_eq!(t.solve, Some(1));
+        assert_eq!(t.created_at, at(1616920429000));
+        assert_eq!(t.updated_at, at(1616920429000));
+        assert_eq!(t.closed_at, at(1616920429000));
+        assert_eq!(t.closed_by_id.as_deref(), Some(user));
+        assert_eq!(t.agent_owner_id.as_deref(), Some(user));
+        assert_eq!(t.dissatisfaction_reason_zh_cn.as_deref(), Some("答案看不懂"));
+        assert_eq!(t.dissatisfaction_reason_en_us.as_deref(), Some("I don't understand"));
+        assert_eq!(t.dissatisfaction_reason_ja_jp.as_deref(), Some("回答が複雑すぎる"));
+        assert_eq!(t.agent_service_duration_minutes, Some(42624.95));
+        assert_eq!(t.agent_first_response_duration_seconds, Some(123869));
+        assert_eq!(t.bot_service_duration_seconds, Some(1));
+        assert_eq!(t.agent_resolution_time_seconds, Some(66));
+        assert_eq!(t.actual_processing_time_seconds, Some(68));
+        assert_eq!(t.agent_entry_time, at(1636444596000));
+        assert_eq!(t.agent_first_response_time, at(1636444696000));
+        assert_eq!(t.agent_last_response_time, at(1636444796000));
+        assert_eq!(t.fetched_at, fetched);
+        assert_eq!(t.raw, raw);
+
+        // The same person is guest, agent, collaborator, closer and owner: one user row.
+        assert_eq!(
+            n.record.users,
+            vec![UserRow {
+                user_id: user.into(),
+                name: Some("abc".into()),
+                email: Some("xxxx@abc.com".into()),
+                avatar_url: Some("https://xxxx".into()),
+                department: Some("用户部门名称(有权限才展示)".into()),
+                city: Some("城市".into()),
+                country: Some("国家".into()),
+            }]
+        );
+        assert_eq!(n.record.agents, vec![user.to_owned()]);
+        assert_eq!(n.record.collaborators, vec![user.to_owned()]);
+        assert_eq!(
+            n.record.tags,
+            vec![TagRow {
+                tag_id: "7474857595946745884".into(),
+                name: Some("标签名称".into())
+            }]
+        );
+        assert_eq!(
+            n.record.custom_fields,
+            vec![CustomFieldRow {
+                field_id: "123".into(),
+                key_name: Some("key".into()),
+                display_name: Some("display name".into()),
+                value: Some("value".into()),
+                position: Some(1),
+                required: Some(true),
+                editable: Some(true),
+            }]
+        );
+        assert_eq!(
+            n.record.comments,
+            vec![CommentRow {
+                ordinal: 0,
+                comment_id: Some(12),
+                content: Some("备注内容".into()),
+                created_at: at(1690970837624),
+                // Above 2^53: exact only because it never passed through f64.
+                user_id: Some(7262656095919128578),
+                user_name: Some("备注人姓名".into()),
+                user_avatar_url: Some("备注人头像".into()),
+            }]
+        );
+        assert!(!n.record.is_open());
+    }
+
+    #[test]
+    fn updated_at_minus_one_and_closed_at_zero_are_null() {
+        let n = normalize_ticket(
+            &id("1"),
+            r#"{"ticket_id":"1","updated_at":-1,"closed_at":0,"status":2}"#,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(n.record.ticket.updated_at, None);
+        assert_eq!(n.record.ticket.closed_at, None);
+        assert!(n.warnings.is_empty());
+        assert!(n.record.is_open());
+    }
+
+    #[test]
+    fn epoch_seconds_are_recognised() {
+        assert_eq!(epoch_to_datetime(1616920429), at(1616920429000));
+        assert_eq!(epoch_to_datetime(1616920429000), at(1616920429000));
+        assert_eq!(epoch_to_datetime(-1), None);
+        assert_eq!(epoch_to_datetime(0), None);
+    }
+
+    #[test]
+    fn missing_arrays_give_empty_children() {
+        let n = normalize_ticket(&id("1"), r#"{"ticket_id":"1"}"#, Utc::now()).unwrap();
+        let r = &n.record;
+        assert!(r.agents.is_empty() && r.collaborators.is_empty() && r.tags.is_empty());
+        assert!(r.custom_fields.is_empty() && r.comments.is_empty() && r.users.is_empty());
+        assert_eq!(r.ticket.guest_id, None);
+    }
+
+    #[test]
+    fn comments_as_list_keep_order_and_exact_ids() {
+        let n = normalize_ticket(
+            &id("1"),
+            r#"{"comments":[{"id":7262656095919128579,"user_id":"7262656095919128578","content":"a"},
+                           {"id":2,"content":"b"}]}"#,
+            Utc::now(),
+        )
+        .unwrap();
+        let c = &n.record.comments;
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].comment_id, Some(7262656095919128579));
+        assert_eq!(c[0].user_id, Some(7262656095919128578));
+        assert_eq!(c[1].ordinal, 1);
+        assert_eq!(c[1].content.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn duplicates_in_lists_are_dropped() {
+        let n = normalize_ticket(
+            &id("1"),
+            r#"{"agents":[{"id":"ou_a"},{"id":"ou_b","name":"B"},{"id":"ou_a"}],
+                "tags":[{"id":"t1","name":"x"},{"id":"t1","name":"x"}],
+                "customized_fields":[{"id":"f","value":"1"},{"id":"f","value":"2"}]}"#,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(n.record.agents, vec!["ou_a".to_owned(), "ou_b".to_owned()]);
+        assert_eq!(n.record.tags.len(), 1);
+        assert_eq!(n.record.custom_fields.len(), 1);
+        assert_eq!(n.record.users.len(), 2);
+    }
+
+    #[test]
+    fn wrong_types_become_warnings_not_failures() {
+        let n = normalize_ticket(
+            &id("1"),
+            r#"{"status":"closed","created_at":{"x":1},"agents":[{"name":"no id"}, 42],
+                "comments":[{"user_id": 99999999999999999999}], "score": 70000}"#,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(n.record.ticket.status, None);
+        assert_eq!(n.record.ticket.created_at, None);
+        assert_eq!(n.record.ticket.score, None);
+        assert!(n.record.agents.is_empty());
+        assert_eq!(n.record.comments[0].user_id, None);
+        let text = n.warnings.join("\n");
+        for field in ["status", "created_at", "agents[0]", "agents[1]", "comments[0].user_id", "score"]
+        {
+            assert!(text.contains(field), "no warning for {field}: {text}");
+        }
+    }
+
+    #[test]
+    fn mismatched_or_non_object_ticket_is_an_error() {
+        assert!(matches!(
+            normalize_ticket(&id("1"), r#"{"ticket_id":"2"}"#, Utc::now()),
+            Err(NormalizeError::IdMismatch { .. })
+        ));
+        assert!(matches!(
+            normalize_ticket(&id("1"), r#"[1,2]"#, Utc::now()),
+            Err(NormalizeError::NotAnObject(_))
+        ));
+    }
+
+    #[test]
+    fn nul_characters_are_replaced_for_postgres() {
+        let n = normalize_ticket(
+            &id("1"),
+            r#"{"guest":{"id":"ou_a","name":"a\u0000b"}}"#,
+            Utc::now(),
+        )
+        .unwrap();
+        assert_eq!(n.record.users[0].name.as_deref(), Some("a\u{FFFD}b"));
+        assert!(!n.record.ticket.raw.contains("\\u0000"));
+    }
+}

@@ -1,0 +1,216 @@
+//! Generated tickets that look like the real API's, quirks included (see API-NOTES): ids above
+//! 2^53 as strings or numbers, `comments` as object, list, null or absent, `updated_at = -1`,
+//! `closed_at = 0` on open tickets, `tags` / `customized_fields` omitted, unknown extra fields.
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+
+/// The first simulated ticket id (the seed example's); the rest follow.
+pub const FIRST_TICKET_ID: u64 = 6626871355780366331;
+pub const HELPDESK_ID: &str = "6626871355780366330";
+
+const TAGS: [(&str, &str); 8] = [
+    ("7474857595946745884", "billing"),
+    ("7474857595946745885", "login"),
+    ("7474857595946745886", "bug"),
+    ("7474857595946745887", "feature request"),
+    ("7474857595946745888", "vip"),
+    ("7474857595946745889", "refund"),
+    ("7474857595946745890", "账号"),
+    ("7474857595946745891", "urgent"),
+];
+const CHANNELS: [i64; 5] = [9, 2, 14, 13, 0];
+const PLATFORMS: [&str; 3] = ["Web", "iOS", "Android"];
+const CITIES: [&str; 5] = ["Beijing", "Shanghai", "Shenzhen", "Singapore", "Tokyo"];
+const DEPARTMENTS: [&str; 4] = ["Support L1", "Support L2", "Billing", "Engineering"];
+const REASONS: [(&str, &str, &str); 3] = [
+    ("答案看不懂", "I don't understand", "回答が複雑すぎる"),
+    ("等待太久", "Waited too long", "待ち時間が長すぎる"),
+    ("问题没解决", "Problem not solved", "問題が解決されていない"),
+];
+
+pub fn ticket_id(index: usize) -> String {
+    (FIRST_TICKET_ID + index as u64).to_string()
+}
+
+fn user(kind: &str, n: u32, rng: &mut StdRng) -> Value {
+    let mut u = json!({
+        "id": format!("ou_{kind}{n:028x}"),
+        "avatar_url": format!("https://sim.invalid/avatar/{kind}{n}.png"),
+        "name": format!("{kind} {n}"),
+        "email": format!("{kind}{n}@example.com"),
+        "city": CITIES[(n as usize) % CITIES.len()],
+        "country": "CN",
+    });
+    // Departments are shown only with permission: often absent.
+    if rng.random_bool(0.6) {
+        u["department"] = json!(DEPARTMENTS[(n as usize) % DEPARTMENTS.len()]);
+    }
+    u
+}
+
+/// Ticket number `index`, created at or before `now_ms`. Deterministic for a given index.
+pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
+    let mut rng = StdRng::seed_from_u64(0x5eed ^ index as u64);
+    let id = ticket_id(index);
+    // Spread over the last 90 days.
+    let created_at = now_ms - rng.random_range(3_600_000..90 * 86_400_000i64);
+    let status: i64 = *[1, 2, 3, 4, 5, 50, 51, 51, 51, 52]
+        .get(rng.random_range(0..10))
+        .unwrap_or(&51);
+    let closed = status >= 50;
+    let human = rng.random_bool(0.85);
+    let guest = user("guest", rng.random_range(0..300), &mut rng);
+    let agent_count = if human { rng.random_range(1..=3) } else { 0 };
+    let agents: Vec<Value> = (0..agent_count)
+        .map(|_| user("agent", rng.random_range(0..20), &mut rng))
+        .collect();
+    let entry = created_at + rng.random_range(1_000..600_000);
+    let first_response = entry + rng.random_range(5_000..1_800_000);
+    let last_response = first_response + rng.random_range(0..7_200_000);
+    let closed_at = if closed {
+        last_response + rng.random_range(60_000..86_400_000)
+    } else {
+        0
+    };
+    let updated_at = if index % 17 == 0 {
+        -1
+    } else if closed {
+        closed_at
+    } else {
+        last_response.min(now_ms)
+    };
+
+    let mut t = json!({
+        "ticket_id": id,
+        "helpdesk_id": HELPDESK_ID,
+        "guest": guest,
+        "ticket_type": if human { 2 } else { 1 },
+        "status": status,
+        "created_at": created_at,
+        "updated_at": updated_at,
+        "channel": CHANNELS[index % CHANNELS.len()],
+        "agents": agents,
+        "collaborators": [],
+        "bot_service_duration": (entry - created_at) / 1000,
+    });
+    if index % 11 == 0 {
+        // Some payloads carry the id as a JSON number: still above 2^53, still exact.
+        t["ticket_id"] = json!(FIRST_TICKET_ID + index as u64);
+    }
+    if closed || index % 2 == 0 {
+        t["closed_at"] = json!(closed_at);
+    }
+    if human {
+        t["agent_entry_time"] = json!(entry);
+        t["agent_first_response_time"] = json!(first_response);
+        t["agent_last_response_time"] = json!(last_response);
+        t["agent_first_response_duration"] = json!((first_response - entry) / 1000);
+        t["agent_service_duration"] =
+            json!(((last_response - entry) as f64 / 60_000.0 * 100.0).round() / 100.0);
+        t["agent_owner"] = t["agents"][0].clone();
+        if rng.random_bool(0.3) {
+            t["collaborators"] = json!([user("agent", rng.random_range(0..20), &mut rng)]);
+        }
+    }
+    if closed {
+        let score = rng.random_range(1..=3);
+        t["score"] = json!(score);
+        t["solve"] = json!(if rng.random_bool(0.8) { 2 } else { 1 });
+        t["closed_by"] = if human {
+            t["agents"][0].clone()
+        } else {
+            t["guest"].clone()
+        };
+        if human {
+            t["agent_resolution_time"] = json!((closed_at - entry) / 1000);
+            t["actual_processing_time"] = json!((closed_at - entry) / 1000 - rng.random_range(0..60));
+        }
+        if score == 1 {
+            let (zh, en, ja) = REASONS[index % REASONS.len()];
+            t["dissatisfaction_reason"] = json!({"zh_cn": zh, "en_us": en, "ja_jp": ja});
+        }
+    } else {
+        t["closed_by"] = Value::Null;
+    }
+    match index % 4 {
+        0 => t["comments"] = comment(index, 0, created_at, &mut rng),
+        1 => {
+            t["comments"] = json!([
+                comment(index, 0, created_at, &mut rng),
+                comment(index, 1, created_at, &mut rng)
+            ])
+        }
+        2 => t["comments"] = Value::Null,
+        _ => {}
+    }
+    if index % 3 != 0 {
+        let n = rng.random_range(1..=2);
+        let tags: Vec<Value> = (0..n)
+            .map(|k| {
+                let (tid, name) = TAGS[(index + k * 3) % TAGS.len()];
+                json!({"id": tid, "name": name})
+            })
+            .collect();
+        t["tags"] = json!(tags);
+    }
+    if index % 5 != 0 {
+        t["customized_fields"] = json!([
+            {"id": "6794281200000000001", "value": PLATFORMS[index % PLATFORMS.len()],
+             "key_name": "platform", "display_name": "Platform", "position": 1,
+             "required": true, "editable": true},
+            {"id": "6794281200000000002", "value": format!("order-{}", 100000 + index),
+             "key_name": "order_no", "display_name": "Order number", "position": 2,
+             "required": false, "editable": true},
+        ]);
+    }
+    if index % 7 == 0 {
+        t["field_added_after_this_client_was_written"] = json!({"anything": [1, 2, 3]});
+    }
+    t
+}
+
+fn comment(index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {
+    json!({
+        "content": format!("Internal note {k} on ticket {index}"),
+        "created_at": created_at + rng.random_range(60_000..3_600_000),
+        "id": 1000 + index as u64 * 2 + k,
+        "user_avatar_url": "https://sim.invalid/avatar/note.png",
+        "user_name": "Agent Note",
+        // Above 2^53 and sent as a JSON integer, like the seed's example.
+        "user_id": 7262656095919128578u64 + k,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::TicketId;
+    use crate::normalize::normalize_ticket;
+
+    #[test]
+    fn generated_tickets_normalize_without_warnings() {
+        let now = 1_790_000_000_000;
+        for i in 0..200 {
+            let t = generate_ticket(i, now);
+            let id = TicketId::parse(&ticket_id(i)).unwrap();
+            let n = normalize_ticket(&id, &t.to_string(), chrono::Utc::now()).unwrap();
+            assert!(n.warnings.is_empty(), "ticket {i}: {:?}", n.warnings);
+        }
+    }
+
+    #[test]
+    fn quirks_are_present() {
+        let now = 1_790_000_000_000;
+        let all: Vec<Value> = (0..40).map(|i| generate_ticket(i, now)).collect();
+        assert!(all.iter().any(|t| t["comments"].is_object()));
+        assert!(all.iter().any(|t| t["comments"].is_array()));
+        assert!(all.iter().any(|t| t.get("comments") == Some(&Value::Null)));
+        assert!(all.iter().any(|t| t.get("comments").is_none()));
+        assert!(all.iter().any(|t| t["updated_at"] == json!(-1)));
+        assert!(all.iter().any(|t| t.get("tags").is_none()));
+        assert!(all.iter().any(|t| t["ticket_id"].is_u64()));
+        assert_eq!(generate_ticket(3, now), generate_ticket(3, now));
+    }
+}

@@ -1,0 +1,595 @@
+//! The Feishu Helpdesk simulator: token, ticket detail and ticket list endpoints served the way
+//! the real API behaves (auth headers checked, documented error codes, the 10 req/s detail limit
+//! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), plus fault injection.
+//! Used by `simulate`, `demo` and the integration tests.
+
+pub mod data;
+
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use base64::Engine;
+use rand::Rng;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use data::{HELPDESK_ID, generate_ticket, ticket_id};
+
+/// How the simulator behaves.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Number of generated tickets.
+    pub tickets: usize,
+    pub app_id: String,
+    pub app_secret: String,
+    pub helpdesk_id: String,
+    pub helpdesk_token: String,
+    /// Added before every ticket response.
+    pub latency: Duration,
+    /// Uniform ± jitter around `latency`.
+    pub jitter: Duration,
+    /// Detail endpoint limit per sliding second (documented: 10).
+    pub detail_limit_per_second: usize,
+    /// List endpoint limit per sliding second (documented: 50).
+    pub list_limit_per_second: usize,
+    /// Lifetime of issued tenant tokens.
+    pub token_ttl: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            tickets: 500,
+            app_id: "cli_simulated".into(),
+            app_secret: "simulated-app-secret".into(),
+            helpdesk_id: HELPDESK_ID.into(),
+            helpdesk_token: "simulated-helpdesk-token".into(),
+            latency: Duration::ZERO,
+            jitter: Duration::ZERO,
+            detail_limit_per_second: 10,
+            list_limit_per_second: 50,
+            token_ttl: Duration::from_secs(7200),
+        }
+    }
+}
+
+/// A fault the next detail request for a ticket (or for any ticket) meets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Fault {
+    /// HTTP 500 with code 155000.
+    InternalError,
+    /// HTTP 502 with an HTML body.
+    BadGateway,
+    /// HTTP 200 with a body that is not JSON.
+    NotJson,
+    /// HTTP 200 with a JSON body cut in the middle.
+    Truncated,
+    /// Answer only after this long (to trigger client timeouts).
+    Delay(Duration),
+    /// HTTP 429 + 99991400 with `x-ogw-ratelimit-reset` seconds.
+    RateLimited { reset_seconds: u64 },
+    /// HTTP 400 + 99991400 (older APIs' form of rate limiting).
+    RateLimited400 { reset_seconds: u64 },
+    /// Headers and half a body, then the connection drops.
+    ConnectionDrop,
+}
+
+/// One request the simulator answered.
+#[derive(Debug, Clone)]
+pub struct RequestRecord {
+    /// When it arrived, since the simulator started.
+    pub arrived: Duration,
+    pub endpoint: Endpoint,
+    pub ticket_id: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Endpoint {
+    Token,
+    Detail,
+    List,
+}
+
+/// Shared simulator state; tests reach it through [`SimServer::state`].
+pub struct SimState {
+    config: SimConfig,
+    started: Instant,
+    tickets: Mutex<BTreeMap<String, Value>>,
+    tokens: Mutex<HashMap<String, Instant>>,
+    faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    any_faults: Mutex<VecDeque<Fault>>,
+    log: Mutex<Vec<RequestRecord>>,
+    windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Self {
+        let now_ms = chrono::Utc::now().timestamp_millis();
+        let tickets = (0..config.tickets)
+            .map(|i| (ticket_id(i), generate_ticket(i, now_ms)))
+            .collect();
+        Self {
+            config,
+            started: Instant::now(),
+            tickets: Mutex::new(tickets),
+            tokens: Mutex::new(HashMap::new()),
+            faults: Mutex::new(HashMap::new()),
+            any_faults: Mutex::new(VecDeque::new()),
+            log: Mutex::new(Vec::new()),
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    /// All ticket ids, in order.
+    pub fn ticket_ids(&self) -> Vec<String> {
+        lock(&self.tickets).keys().cloned().collect()
+    }
+
+    pub fn ticket(&self, id: &str) -> Option<Value> {
+        lock(&self.tickets).get(id).cloned()
+    }
+
+    /// Changes a ticket and bumps its `updated_at` to now.
+    pub fn update_ticket(&self, id: &str, change: impl FnOnce(&mut Value)) {
+        if let Some(t) = lock(&self.tickets).get_mut(id) {
+            change(t);
+            t["updated_at"] = json!(chrono::Utc::now().timestamp_millis());
+        }
+    }
+
+    /// Adds or replaces a ticket as given.
+    pub fn put_ticket(&self, id: &str, ticket: Value) {
+        lock(&self.tickets).insert(id.to_owned(), ticket);
+    }
+
+    /// Deletes a ticket: its detail answers 404/154004 from now on.
+    pub fn delete_ticket(&self, id: &str) {
+        lock(&self.tickets).remove(id);
+    }
+
+    /// Queues faults for the next detail requests of `id`.
+    pub fn inject(&self, id: &str, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.faults)
+            .entry(id.to_owned())
+            .or_default()
+            .extend(faults);
+    }
+
+    /// Queues faults for the next detail requests of any ticket.
+    pub fn inject_any(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.any_faults).extend(faults);
+    }
+
+    /// Invalidates every issued tenant token (as an app secret reset would).
+    pub fn invalidate_tokens(&self) {
+        lock(&self.tokens).clear();
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        lock(&self.log).clone()
+    }
+
+    /// Detail requests answered, in total and for one ticket.
+    pub fn detail_requests(&self, ticket: Option<&str>) -> usize {
+        lock(&self.log)
+            .iter()
+            .filter(|r| r.endpoint == Endpoint::Detail)
+            .filter(|r| ticket.is_none() || r.ticket_id.as_deref() == ticket)
+            .count()
+    }
+
+    /// Requests to `endpoint` answered with `status`.
+    pub fn count_status(&self, endpoint: Endpoint, status: u16) -> usize {
+        lock(&self.log)
+            .iter()
+            .filter(|r| r.endpoint == endpoint && r.status == status)
+            .count()
+    }
+
+    /// The most requests to `endpoint` that arrived within any sliding one-second window.
+    pub fn max_per_second(&self, endpoint: Endpoint) -> usize {
+        let times: Vec<Duration> = lock(&self.log)
+            .iter()
+            .filter(|r| r.endpoint == endpoint)
+            .map(|r| r.arrived)
+            .collect();
+        max_in_window(&times, Duration::from_secs(1))
+    }
+
+    fn record(&self, arrived: Instant, endpoint: Endpoint, ticket_id: Option<String>, status: u16) {
+        lock(&self.log).push(RequestRecord {
+            arrived: arrived - self.started,
+            endpoint,
+            ticket_id,
+            status,
+        });
+    }
+
+    /// Sliding-window limit; returns the seconds until a slot frees when over it.
+    fn over_limit(&self, endpoint: Endpoint, limit: usize, now: Instant) -> Option<u64> {
+        let mut windows = lock(&self.windows);
+        let window = windows.entry(endpoint).or_default();
+        while window
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
+        {
+            window.pop_front();
+        }
+        if window.len() >= limit {
+            let oldest = window.front().copied().unwrap_or(now);
+            let wait = Duration::from_secs(1).saturating_sub(now.duration_since(oldest));
+            return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+        }
+        window.push_back(now);
+        None
+    }
+
+    fn next_fault(&self, id: &str) -> Option<Fault> {
+        if let Some(f) = lock(&self.faults).get_mut(id).and_then(VecDeque::pop_front) {
+            return Some(f);
+        }
+        lock(&self.any_faults).pop_front()
+    }
+
+    fn expected_helpdesk_auth(&self) -> String {
+        base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.config.helpdesk_id, self.config.helpdesk_token
+        ))
+    }
+
+    /// Checks both auth headers; the error response when they fail.
+    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Response> {
+        let bearer = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let Some(token) = bearer else {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                99991661,
+                "Missing access token for authorization",
+            ));
+        };
+        let valid = lock(&self.tokens)
+            .get(token)
+            .is_some_and(|expires| *expires > Instant::now());
+        if !valid {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                99991663,
+                "Invalid access token for authorization",
+            ));
+        }
+        let helpdesk = headers
+            .get("x-lark-helpdesk-authorization")
+            .and_then(|v| v.to_str().ok());
+        if helpdesk != Some(self.expected_helpdesk_auth().as_str()) {
+            return Err(api_error(
+                StatusCode::UNAUTHORIZED,
+                154001,
+                "Unauthorized, please check you have the correct access",
+            ));
+        }
+        Ok(())
+    }
+
+    async fn latency(&self) {
+        let base = self.config.latency;
+        let jitter = self.config.jitter;
+        if base.is_zero() && jitter.is_zero() {
+            return;
+        }
+        let j = jitter.as_secs_f64();
+        let offset = if j > 0.0 {
+            rand::rng().random_range(-j..=j)
+        } else {
+            0.0
+        };
+        tokio::time::sleep(Duration::from_secs_f64((base.as_secs_f64() + offset).max(0.0))).await;
+    }
+}
+
+/// The largest number of timestamps inside any half-open window `[t, t + width)`.
+pub fn max_in_window(times: &[Duration], width: Duration) -> usize {
+    let mut sorted = times.to_vec();
+    sorted.sort();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..sorted.len() {
+        while sorted[end] - sorted[start] >= width {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+fn api_error(status: StatusCode, code: i64, msg: &str) -> Response {
+    (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
+}
+
+fn rate_limited(status: StatusCode, limit: usize, reset_seconds: u64) -> Response {
+    let mut response = api_error(status, 99991400, "request trigger frequency limit");
+    let headers = response.headers_mut();
+    headers.insert("x-ogw-ratelimit-limit", HeaderValue::from(limit as u64));
+    headers.insert("x-ogw-ratelimit-reset", HeaderValue::from(reset_seconds));
+    response
+}
+
+#[derive(serde::Deserialize)]
+struct TokenRequest {
+    app_id: Option<String>,
+    app_secret: Option<String>,
+}
+
+async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
+    let arrived = Instant::now();
+    let request: Option<TokenRequest> = serde_json::from_slice(&body).ok();
+    let response = match request {
+        None => api_error(StatusCode::BAD_REQUEST, 9499, "Bad Request"),
+        Some(r) if r.app_id.as_deref() != Some(state.config.app_id.as_str()) => {
+            api_error(StatusCode::BAD_REQUEST, 10003, "invalid param: app_id")
+        }
+        Some(r) if r.app_secret.as_deref() != Some(state.config.app_secret.as_str()) => {
+            // Feishu answers a wrong secret with HTTP 200 and a non-zero code.
+            api_error(StatusCode::OK, 10014, "app secret invalid")
+        }
+        Some(_) => {
+            let token = format!("t-sim{:032x}", rand::random::<u128>());
+            lock(&state.tokens).insert(token.clone(), Instant::now() + state.config.token_ttl);
+            axum::Json(json!({
+                "code": 0, "msg": "ok",
+                "tenant_access_token": token,
+                "expire": state.config.token_ttl.as_secs(),
+            }))
+            .into_response()
+        }
+    };
+    state.record(arrived, Endpoint::Token, None, response.status().as_u16());
+    response
+}
+
+async fn ticket_detail(
+    State(state): State<Arc<SimState>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let arrived = Instant::now();
+    let response = detail_response(&state, &id, &headers, arrived).await;
+    state.record(arrived, Endpoint::Detail, Some(id), response.status().as_u16());
+    response
+}
+
+async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrived: Instant) -> Response {
+    let limit = state.config.detail_limit_per_second;
+    if let Some(reset) = state.over_limit(Endpoint::Detail, limit, arrived) {
+        return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
+    }
+    if let Err(denied) = state.check_auth(headers) {
+        return denied;
+    }
+    state.latency().await;
+    match state.next_fault(id) {
+        None => {}
+        Some(Fault::InternalError) => {
+            return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
+        }
+        Some(Fault::BadGateway) => {
+            return (StatusCode::BAD_GATEWAY, "<html><body>502 Bad Gateway</body></html>")
+                .into_response();
+        }
+        Some(Fault::NotJson) => {
+            return (StatusCode::OK, "<html>maintenance</html>").into_response();
+        }
+        Some(Fault::Truncated) => {
+            return (StatusCode::OK, r#"{"code":0,"msg":"success","data":{"ticket":{"ticket_id":"#)
+                .into_response();
+        }
+        Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
+        Some(Fault::RateLimited { reset_seconds }) => {
+            return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset_seconds);
+        }
+        Some(Fault::RateLimited400 { reset_seconds }) => {
+            return rate_limited(StatusCode::BAD_REQUEST, limit, reset_seconds);
+        }
+        Some(Fault::ConnectionDrop) => {
+            let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
+                Ok(r#"{"code":0,"msg":"success","data":{"#),
+                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop")),
+            ];
+            return Response::new(Body::from_stream(futures::stream::iter(chunks)));
+        }
+    }
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            154000,
+            "Bad request, please check your request body",
+        );
+    }
+    match state.ticket(id) {
+        Some(ticket) => axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
+            .into_response(),
+        None => api_error(StatusCode::NOT_FOUND, 154004, "Resource not found"),
+    }
+}
+
+async fn ticket_list(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let arrived = Instant::now();
+    let response = list_response(&state, &query, &headers, arrived).await;
+    state.record(arrived, Endpoint::List, None, response.status().as_u16());
+    response
+}
+
+/// Most rows one list query can reach by paging (the real API's cap).
+pub const LIST_REACHABLE_ROWS: usize = 10_000;
+
+async fn list_response(
+    state: &SimState,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    arrived: Instant,
+) -> Response {
+    let limit = state.config.list_limit_per_second;
+    if let Some(reset) = state.over_limit(Endpoint::List, limit, arrived) {
+        return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
+    }
+    if let Err(denied) = state.check_auth(headers) {
+        return denied;
+    }
+    state.latency().await;
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let number = |name: &str| param(name).and_then(|v| v.parse::<i64>().ok());
+    let page = number("page").unwrap_or(1).max(1) as usize;
+    let page_size = number("page_size").unwrap_or(20);
+    if !(1..=200).contains(&page_size) {
+        return api_error(StatusCode::BAD_REQUEST, 99992402, "field validation failed: page_size");
+    }
+    let page_size = page_size as usize;
+    let range = |start: &str, end: &str| match (number(start), number(end)) {
+        (Some(s), Some(e)) => Ok(Some((s, e))),
+        (None, None) => Ok(None),
+        _ => Err(()),
+    };
+    let (Ok(updated), Ok(created)) = (
+        range("update_time_start", "update_time_end"),
+        range("create_time_start", "create_time_end"),
+    ) else {
+        return api_error(StatusCode::BAD_REQUEST, 154000, "each start time needs its end time");
+    };
+    let status_list: HashSet<i64> = query
+        .iter()
+        .filter(|(k, _)| k == "status_list")
+        .filter_map(|(_, v)| v.parse().ok())
+        .collect();
+    let tickets = lock(&state.tickets);
+    let mut matching: Vec<&Value> = tickets
+        .values()
+        .filter(|t| {
+            let within = |field: &str, r: Option<(i64, i64)>| {
+                r.is_none_or(|(s, e)| t[field].as_i64().is_some_and(|v| v >= s && v <= e))
+            };
+            within("updated_at", updated)
+                && within("created_at", created)
+                && (status_list.is_empty()
+                    || t["status"].as_i64().is_some_and(|s| status_list.contains(&s)))
+        })
+        .collect();
+    matching.sort_by_key(|t| t["created_at"].as_i64().unwrap_or(0));
+    let total = matching.len();
+    let start = (page - 1) * page_size;
+    let reachable = total.min(LIST_REACHABLE_ROWS);
+    let rows: Vec<&Value> = if start < reachable {
+        matching[start..(start + page_size).min(reachable)].to_vec()
+    } else {
+        Vec::new()
+    };
+    axum::Json(json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}}))
+        .into_response()
+}
+
+/// The simulator's HTTP routes.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route(crate::feishu::client::TOKEN_PATH, post(token))
+        .route("/open-apis/helpdesk/v1/tickets/{id}", get(ticket_detail))
+        .route(crate::feishu::client::TICKETS_PATH, get(ticket_list))
+        .with_state(state)
+}
+
+/// A running simulator; stops when dropped.
+pub struct SimServer {
+    pub addr: SocketAddr,
+    pub state: Arc<SimState>,
+    stop: CancellationToken,
+}
+
+impl SimServer {
+    /// Serves on `listen` (use port 0 for a free one).
+    pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let state = Arc::new(SimState::new(config));
+        let stop = CancellationToken::new();
+        let app = router(state.clone());
+        let until = stop.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { until.cancelled().await })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "simulator stopped");
+            }
+        });
+        Ok(Self { addr, state, stop })
+    }
+
+    /// `http://127.0.0.1:PORT`, for `feishu.base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn window_counting() {
+        let ms = Duration::from_millis;
+        assert_eq!(max_in_window(&[], ms(1000)), 0);
+        assert_eq!(max_in_window(&[ms(0), ms(999), ms(1000)], ms(1000)), 2);
+        assert_eq!(max_in_window(&[ms(0), ms(10), ms(20), ms(2000)], ms(1000)), 3);
+    }
+
+    #[test]
+    fn sliding_limit_answers_with_reset() {
+        let state = SimState::new(SimConfig {
+            tickets: 0,
+            ..SimConfig::default()
+        });
+        let now = Instant::now();
+        for _ in 0..10 {
+            assert_eq!(state.over_limit(Endpoint::Detail, 10, now), None);
+        }
+        assert_eq!(state.over_limit(Endpoint::Detail, 10, now), Some(1));
+        assert_eq!(
+            state.over_limit(Endpoint::Detail, 10, now + Duration::from_secs(1)),
+            None
+        );
+    }
+}

@@ -1,0 +1,92 @@
+//! Postgres: connection, migrations, the work queue (`queue`) and batched upserts (`upsert`).
+
+pub mod queue;
+pub mod upsert;
+
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Executor};
+
+use crate::config::DatabaseSettings;
+
+/// The embedded migrations (`migrations/`), applied by `migrate`, `sync` and `demo`.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// A handle on the reporting database.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: PgPool,
+}
+
+impl Store {
+    /// Connects; the error names host, port and database (never the password).
+    pub async fn connect(settings: &DatabaseSettings) -> anyhow::Result<Self> {
+        Self::connect_with(settings.connect_options(), settings.max_connections).await
+    }
+
+    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<Self> {
+        let target = describe_target(&options);
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections)
+            .acquire_timeout(Duration::from_secs(15))
+            .connect_with(options.log_statements(tracing::log::LevelFilter::Trace))
+            .await
+            .with_context(|| format!("cannot connect to PostgreSQL at {target}"))?;
+        Ok(Self { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Applies pending migrations; safe to run concurrently (sqlx takes an advisory lock).
+    pub async fn migrate(&self) -> anyhow::Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .context("applying database migrations")?;
+        Ok(())
+    }
+}
+
+/// `host:port/database` for messages.
+pub fn describe_target(options: &PgConnectOptions) -> String {
+    format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(default)")
+    )
+}
+
+/// Creates the target database if it does not exist (used by `demo` and the tests).
+pub async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        return Ok(());
+    };
+    let admin = options.clone().database("postgres");
+    let mut conn = admin
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to PostgreSQL at {}", describe_target(&admin)))?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
+            .bind(&name)
+            .fetch_one(&mut conn)
+            .await?;
+    if !exists {
+        // CREATE DATABASE takes no parameters: the name is a quoted identifier (quotes doubled),
+        // and it comes from the operator's own database URL.
+        let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+        let statement = sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}"));
+        match conn.execute(statement).await {
+            Ok(_) => tracing::info!(database = %name, "created database"),
+            // Someone else created it in between: fine.
+            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            Err(e) => return Err(e).with_context(|| format!("creating database {name}")),
+        }
+    }
+    Ok(())
+}

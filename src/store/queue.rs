@@ -1,0 +1,166 @@
+//! The work queue (`ticket_sync_state`): enqueue known ids, claim due ones with a lease,
+//! release claims that were not worked.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use super::Store;
+use crate::domain::TicketId;
+
+/// Where an id came from (`ticket_sync_state.source`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cli,
+    File,
+    Demo,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Cli => "cli",
+            Self::File => "file",
+            Self::Demo => "demo",
+        }
+    }
+}
+
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EnqueueReport {
+    /// Ids the queue did not know.
+    pub added: u64,
+    /// Known ids, now due again.
+    pub requeued: u64,
+}
+
+/// Priority of an explicit request: fetched before routine refreshes.
+pub const PRIORITY_EXPLICIT: i16 = 10;
+
+/// A ticket claimed for fetching.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    /// As stored; may fail [`TicketId::parse`] if something wrote a bad id.
+    pub ticket_id: String,
+    pub priority: i16,
+}
+
+/// Queue depth by state, for summaries.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounts {
+    pub known: i64,
+    pub due_now: i64,
+    pub failed: i64,
+    pub parked: i64,
+}
+
+impl Store {
+    /// Adds ids (idempotent): new ids are due now; known ids become due now with explicit priority.
+    pub async fn enqueue(&self, ids: &[TicketId], source: Source) -> anyhow::Result<EnqueueReport> {
+        let mut unique: Vec<&str> = ids.iter().map(TicketId::as_str).collect();
+        unique.sort_unstable();
+        unique.dedup();
+        let mut report = EnqueueReport::default();
+        for chunk in unique.chunks(10_000) {
+            let rows: Vec<(bool,)> = sqlx::query_as(
+                "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority)
+                 SELECT id, $2, $3 FROM UNNEST($1::text[]) AS id
+                 ON CONFLICT (ticket_id) DO UPDATE
+                    SET next_due_at = LEAST(s.next_due_at, now()),
+                        priority = GREATEST(s.priority, EXCLUDED.priority),
+                        last_enqueued_at = now()
+                 RETURNING (xmax = 0) AS inserted",
+            )
+            .bind(chunk)
+            .bind(source.as_str())
+            .bind(PRIORITY_EXPLICIT)
+            .fetch_all(&self.pool)
+            .await?;
+            let added = rows.iter().filter(|(inserted,)| *inserted).count() as u64;
+            report.added += added;
+            report.requeued += rows.len() as u64 - added;
+        }
+        Ok(report)
+    }
+
+    /// Claims up to `limit` tickets due at `due_by`, leasing them to `worker` for `lease`.
+    /// `SKIP LOCKED` and the lease keep two workers from fetching the same ticket.
+    pub async fn claim_due(
+        &self,
+        limit: usize,
+        due_by: DateTime<Utc>,
+        lease: Duration,
+        worker: &str,
+    ) -> anyhow::Result<Vec<Claimed>> {
+        let rows: Vec<(String, i16, DateTime<Utc>)> = sqlx::query_as(
+            "WITH due AS (
+                 SELECT ticket_id FROM ticket_sync_state
+                 WHERE next_due_at <= $2 AND (claimed_until IS NULL OR claimed_until < now())
+                 ORDER BY priority DESC, next_due_at, ticket_id
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+             UPDATE ticket_sync_state s
+                SET claimed_until = now() + make_interval(secs => $3),
+                    claimed_by = $4,
+                    last_attempt_at = now()
+               FROM due WHERE s.ticket_id = due.ticket_id
+             RETURNING s.ticket_id, s.priority, s.next_due_at",
+        )
+        .bind(limit as i64)
+        .bind(due_by)
+        .bind(lease.as_secs_f64())
+        .bind(worker)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut rows = rows;
+        // RETURNING has no order; keep the queue's.
+        rows.sort_by(|a, b| b.1.cmp(&a.1).then(a.2.cmp(&b.2)).then(a.0.cmp(&b.0)));
+        Ok(rows
+            .into_iter()
+            .map(|(ticket_id, priority, _)| Claimed {
+                ticket_id,
+                priority,
+            })
+            .collect())
+    }
+
+    /// Releases every claim `worker` still holds (end of a cycle: those tickets were not written).
+    pub async fn release_all_claims(&self, worker: &str) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE ticket_sync_state SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by = $1",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Tickets due at `due_by`.
+    pub async fn count_due(&self, due_by: DateTime<Utc>) -> anyhow::Result<u64> {
+        let n: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= $1")
+                .bind(due_by)
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(n as u64)
+    }
+
+    pub async fn queue_counts(&self) -> anyhow::Result<QueueCounts> {
+        let (known, due_now, failed, parked): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE next_due_at <= now()),
+                    count(*) FILTER (WHERE last_outcome = 'failed'),
+                    count(*) FILTER (WHERE next_due_at = 'infinity')
+             FROM ticket_sync_state",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueCounts {
+            known,
+            due_now,
+            failed,
+            parked,
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! Batched writes: one transaction per batch, one statement per table (UNNEST arrays).
+//!
+//! A ticket row is rewritten only when its raw content changed (or it was marked deleted), so
+//! re-syncing an unchanged ticket changes no row. A changed ticket's child sets are replaced in
+//! the same transaction. Failed fetches touch only the queue, never stored ticket data.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+
+use super::Store;
+use crate::domain::{Failure, TicketOutcome, TicketRecord, UserRow};
+
+/// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
+#[derive(Debug, Clone, Copy)]
+pub struct FailureDelay {
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+/// What one batch wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    /// Tickets inserted or whose content changed.
+    pub changed: u64,
+    /// Tickets fetched with content identical to what was stored.
+    pub unchanged: u64,
+    pub not_found: u64,
+    pub invalid: u64,
+    pub failed: u64,
+}
+
+impl BatchReport {
+    pub fn add(&mut self, other: BatchReport) {
+        self.changed += other.changed;
+        self.unchanged += other.unchanged;
+        self.not_found += other.not_found;
+        self.invalid += other.invalid;
+        self.failed += other.failed;
+    }
+}
+
+impl Store {
+    /// Writes a batch of outcomes atomically: ticket rows, child rows and queue state.
+    pub async fn write_batch(
+        &self,
+        outcomes: &[TicketOutcome],
+        delay: FailureDelay,
+    ) -> anyhow::Result<BatchReport> {
+        let mut tx = self.pool.begin().await?;
+        let report = write_outcomes(&mut tx, outcomes, delay).await?;
+        tx.commit().await?;
+        Ok(report)
+    }
+}
+
+async fn write_outcomes(
+    tx: &mut Transaction<'_, Postgres>,
+    outcomes: &[TicketOutcome],
+    delay: FailureDelay,
+) -> anyhow::Result<BatchReport> {
+    // The same ticket twice in a batch: the later outcome wins (ON CONFLICT cannot touch a row twice).
+    let mut latest: BTreeMap<&str, &TicketOutcome> = BTreeMap::new();
+    for outcome in outcomes {
+        latest.insert(outcome.ticket_id(), outcome);
+    }
+    let records: Vec<&TicketRecord> = latest
+        .values()
+        .filter_map(|o| match o {
+            TicketOutcome::Fetched { record, .. } => Some(record.as_ref()),
+            _ => None,
+        })
+        .collect();
+    let not_found: Vec<String> = latest
+        .values()
+        .filter(|o| matches!(o, TicketOutcome::NotFound { .. }))
+        .map(|o| o.ticket_id().to_owned())
+        .collect();
+
+    let changed = upsert_tickets(tx, &records, false).await?;
+    let changed_records: Vec<&TicketRecord> = records
+        .iter()
+        .copied()
+        .filter(|r| changed.contains(r.ticket.ticket_id.as_str()))
+        .collect();
+    replace_children(tx, &changed_records).await?;
+    if !not_found.is_empty() {
+        sqlx::query(
+            "UPDATE tickets SET deleted_at = now() WHERE ticket_id = ANY($1) AND deleted_at IS NULL",
+        )
+        .bind(&not_found)
+        .execute(&mut **tx)
+        .await?;
+    }
+    record_outcomes(tx, latest.values().copied(), delay).await?;
+
+    let mut report = BatchReport {
+        changed: changed.len() as u64,
+        unchanged: (records.len() - changed.len()) as u64,
+        ..BatchReport::default()
+    };
+    for outcome in latest.values() {
+        match outcome {
+            TicketOutcome::Fetched { .. } => {}
+            TicketOutcome::NotFound { .. } => report.not_found += 1,
+            TicketOutcome::InvalidId { .. } => report.invalid += 1,
+            TicketOutcome::Failed { .. } => report.failed += 1,
+        }
+    }
+    Ok(report)
+}
+
+/// Inserts or updates ticket rows; returns the ids whose row was written (new or changed).
+/// `force` rewrites unchanged rows too (for re-normalization).
+pub async fn upsert_tickets(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+    force: bool,
+) -> anyhow::Result<HashSet<String>> {
+    if records.is_empty() {
+        return Ok(HashSet::new());
+    }
+    macro_rules! column {
+        ($field:ident) => {
+            records
+                .iter()
+                .map(|r| r.ticket.$field.clone())
+                .collect::<Vec<_>>()
+        };
+    }
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.ticket.ticket_id.as_str().to_owned())
+        .collect();
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "INSERT INTO tickets AS t (
+            ticket_id, helpdesk_id, guest_id, ticket_type, status, score, channel, solve,
+            created_at, updated_at, closed_at, closed_by_id, agent_owner_id,
+            dissatisfaction_reason_zh_cn, dissatisfaction_reason_en_us, dissatisfaction_reason_ja_jp,
+            agent_service_duration_minutes, agent_first_response_duration_seconds,
+            bot_service_duration_seconds, agent_resolution_time_seconds, actual_processing_time_seconds,
+            agent_entry_time, agent_first_response_time, agent_last_response_time,
+            raw, fetched_at, deleted_at)
+         SELECT u.ticket_id, u.helpdesk_id, u.guest_id, u.ticket_type, u.status, u.score, u.channel,
+                u.solve, u.created_at, u.updated_at, u.closed_at, u.closed_by_id, u.agent_owner_id,
+                u.zh_cn, u.en_us, u.ja_jp, u.asd, u.afrd, u.bsd, u.art, u.apt,
+                u.aet, u.afrt, u.alrt, u.raw::jsonb, u.fetched_at, NULL
+         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int2[], $6::int2[],
+                     $7::int2[], $8::int2[], $9::timestamptz[], $10::timestamptz[],
+                     $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[],
+                     $16::text[], $17::float8[], $18::int8[], $19::int8[], $20::int8[],
+                     $21::int8[], $22::timestamptz[], $23::timestamptz[], $24::timestamptz[],
+                     $25::text[], $26::timestamptz[])
+              AS u(ticket_id, helpdesk_id, guest_id, ticket_type, status, score, channel, solve,
+                   created_at, updated_at, closed_at, closed_by_id, agent_owner_id,
+                   zh_cn, en_us, ja_jp, asd, afrd, bsd, art, apt, aet, afrt, alrt, raw, fetched_at)
+         ON CONFLICT (ticket_id) DO UPDATE SET
+            helpdesk_id = EXCLUDED.helpdesk_id, guest_id = EXCLUDED.guest_id,
+            ticket_type = EXCLUDED.ticket_type, status = EXCLUDED.status, score = EXCLUDED.score,
+            channel = EXCLUDED.channel, solve = EXCLUDED.solve, created_at = EXCLUDED.created_at,
+            updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
+            closed_by_id = EXCLUDED.closed_by_id, agent_owner_id = EXCLUDED.agent_owner_id,
+            dissatisfaction_reason_zh_cn = EXCLUDED.dissatisfaction_reason_zh_cn,
+            dissatisfaction_reason_en_us = EXCLUDED.dissatisfaction_reason_en_us,
+            dissatisfaction_reason_ja_jp = EXCLUDED.dissatisfaction_reason_ja_jp,
+            agent_service_duration_minutes = EXCLUDED.agent_service_duration_minutes,
+            agent_first_response_duration_seconds = EXCLUDED.agent_first_response_duration_seconds,
+            bot_service_duration_seconds = EXCLUDED.bot_service_duration_seconds,
+            agent_resolution_time_seconds = EXCLUDED.agent_resolution_time_seconds,
+            actual_processing_time_seconds = EXCLUDED.actual_processing_time_seconds,
+            agent_entry_time = EXCLUDED.agent_entry_time,
+            agent_first_response_time = EXCLUDED.agent_first_response_time,
+            agent_last_response_time = EXCLUDED.agent_last_response_time,
+            raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at, deleted_at = NULL
+         WHERE $27 OR t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
+         RETURNING t.ticket_id",
+    )
+    .bind(&ids)
+    .bind(column!(helpdesk_id))
+    .bind(column!(guest_id))
+    .bind(column!(ticket_type))
+    .bind(column!(status))
+    .bind(column!(score))
+    .bind(column!(channel))
+    .bind(column!(solve))
+    .bind(column!(created_at))
+    .bind(column!(updated_at))
+    .bind(column!(closed_at))
+    .bind(column!(closed_by_id))
+    .bind(column!(agent_owner_id))
+    .bind(column!(dissatisfaction_reason_zh_cn))
+    .bind(column!(dissatisfaction_reason_en_us))
+    .bind(column!(dissatisfaction_reason_ja_jp))
+    .bind(column!(agent_service_duration_minutes))
+    .bind(column!(agent_first_response_duration_seconds))
+    .bind(column!(bot_service_duration_seconds))
+    .bind(column!(agent_resolution_time_seconds))
+    .bind(column!(actual_processing_time_seconds))
+    .bind(column!(agent_entry_time))
+    .bind(column!(agent_first_response_time))
+    .bind(column!(agent_last_response_time))
+    .bind(column!(raw))
+    .bind(column!(fetched_at))
+    .bind(force)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(rows.into_iter().map(|(id,)| id).collect())
+}
+
+/// Replaces the child rows (users upserted, tags upserted, agents, collaborators, ticket tags,
+/// custom fields, comments deleted and re-inserted) of the given tickets.
+pub async fn replace_children(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+) -> anyhow::Result<()> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<String> = records
+        .iter()
+        .map(|r| r.ticket.ticket_id.as_str().to_owned())
+        .collect();
+
+    upsert_users(tx, records).await?;
+    upsert_tags(tx, records).await?;
+
+    // Literal statements only: no SQL is ever assembled from strings.
+    for delete in [
+        "DELETE FROM ticket_agents WHERE ticket_id = ANY($1)",
+        "DELETE FROM ticket_collaborators WHERE ticket_id = ANY($1)",
+        "DELETE FROM ticket_tags WHERE ticket_id = ANY($1)",
+        "DELETE FROM ticket_custom_fields WHERE ticket_id = ANY($1)",
+        "DELETE FROM ticket_comments WHERE ticket_id = ANY($1)",
+    ] {
+        sqlx::query(delete).bind(&ids).execute(&mut **tx).await?;
+    }
+
+    type Pick = fn(&TicketRecord) -> &Vec<String>;
+    let people: [(&'static str, Pick); 2] = [
+        (
+            "INSERT INTO ticket_agents (ticket_id, user_id, position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[])",
+            |r| &r.agents,
+        ),
+        (
+            "INSERT INTO ticket_collaborators (ticket_id, user_id, position)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::int4[])",
+            |r| &r.collaborators,
+        ),
+    ];
+    for (insert, pick) in people {
+        let (mut t, mut u, mut p) = (Vec::new(), Vec::new(), Vec::new());
+        for r in records {
+            for (i, user) in pick(r).iter().enumerate() {
+                t.push(r.ticket.ticket_id.as_str());
+                u.push(user.as_str());
+                p.push(i as i32);
+            }
+        }
+        if !t.is_empty() {
+            sqlx::query(insert)
+                .bind(&t)
+                .bind(&u)
+                .bind(&p)
+                .execute(&mut **tx)
+                .await?;
+        }
+    }
+
+    let (mut t, mut tag) = (Vec::new(), Vec::new());
+    for r in records {
+        for row in &r.tags {
+            t.push(r.ticket.ticket_id.as_str());
+            tag.push(row.tag_id.as_str());
+        }
+    }
+    if !t.is_empty() {
+        sqlx::query(
+            "INSERT INTO ticket_tags (ticket_id, tag_id) SELECT * FROM UNNEST($1::text[], $2::text[])",
+        )
+        .bind(&t)
+        .bind(&tag)
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    let fields: Vec<(&str, &crate::domain::CustomFieldRow)> = records
+        .iter()
+        .flat_map(|r| r.custom_fields.iter().map(|f| (r.ticket.ticket_id.as_str(), f)))
+        .collect();
+    if !fields.is_empty() {
+        sqlx::query(
+            "INSERT INTO ticket_custom_fields
+                (ticket_id, field_id, key_name, display_name, value, position, required, editable)
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                  $6::int4[], $7::bool[], $8::bool[])",
+        )
+        .bind(fields.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.field_id.as_str()).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.key_name.as_deref()).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.display_name.as_deref()).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.value.as_deref()).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.position).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.required).collect::<Vec<_>>())
+        .bind(fields.iter().map(|(_, f)| f.editable).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+
+    let comments: Vec<(&str, &crate::domain::CommentRow)> = records
+        .iter()
+        .flat_map(|r| r.comments.iter().map(|c| (r.ticket.ticket_id.as_str(), c)))
+        .collect();
+    if !comments.is_empty() {
+        sqlx::query(
+            "INSERT INTO ticket_comments
+                (ticket_id, ordinal, comment_id, content, created_at, user_id, user_name, user_avatar_url)
+             SELECT * FROM UNNEST($1::text[], $2::int4[], $3::int8[], $4::text[], $5::timestamptz[],
+                                  $6::int8[], $7::text[], $8::text[])",
+        )
+        .bind(comments.iter().map(|(t, _)| *t).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.ordinal).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.comment_id).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.content.as_deref()).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.created_at).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.user_id).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.user_name.as_deref()).collect::<Vec<_>>())
+        .bind(comments.iter().map(|(_, c)| c.user_avatar_url.as_deref()).collect::<Vec<_>>())
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Upserts everyone named on the tickets. Known profile values survive a ticket that omits them.
+async fn upsert_users(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+) -> anyhow::Result<()> {
+    // One row per user (sorted, so concurrent writers lock in the same order); later tickets win.
+    let mut users: BTreeMap<&str, (&UserRow, DateTime<Utc>)> = BTreeMap::new();
+    for r in records {
+        for u in &r.users {
+            users.insert(u.user_id.as_str(), (u, r.ticket.fetched_at));
+        }
+    }
+    if users.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<&(&UserRow, DateTime<Utc>)> = users.values().collect();
+    sqlx::query(
+        "INSERT INTO helpdesk_users AS h
+            (user_id, name, email, avatar_url, department, city, country, last_seen_at)
+         SELECT * FROM UNNEST($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                              $6::text[], $7::text[], $8::timestamptz[])
+         ON CONFLICT (user_id) DO UPDATE SET
+            name = COALESCE(EXCLUDED.name, h.name),
+            email = COALESCE(EXCLUDED.email, h.email),
+            avatar_url = COALESCE(EXCLUDED.avatar_url, h.avatar_url),
+            department = COALESCE(EXCLUDED.department, h.department),
+            city = COALESCE(EXCLUDED.city, h.city),
+            country = COALESCE(EXCLUDED.country, h.country),
+            last_seen_at = GREATEST(h.last_seen_at, EXCLUDED.last_seen_at)",
+    )
+    .bind(rows.iter().map(|(u, _)| u.user_id.as_str()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.name.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.email.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.avatar_url.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.department.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.city.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(u, _)| u.country.as_deref()).collect::<Vec<_>>())
+    .bind(rows.iter().map(|(_, at)| *at).collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn upsert_tags(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+) -> anyhow::Result<()> {
+    let mut tags: BTreeMap<&str, Option<&str>> = BTreeMap::new();
+    for r in records {
+        for t in &r.tags {
+            tags.insert(t.tag_id.as_str(), t.name.as_deref());
+        }
+    }
+    if tags.is_empty() {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO tags AS g (tag_id, name) SELECT * FROM UNNEST($1::text[], $2::text[])
+         ON CONFLICT (tag_id) DO UPDATE SET name = COALESCE(EXCLUDED.name, g.name)
+         WHERE g.name IS DISTINCT FROM COALESCE(EXCLUDED.name, g.name)",
+    )
+    .bind(tags.keys().copied().collect::<Vec<_>>())
+    .bind(tags.values().copied().collect::<Vec<_>>())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Updates the queue rows of the batch: outcome, next due time, claim released.
+async fn record_outcomes<'a>(
+    tx: &mut Transaction<'_, Postgres>,
+    outcomes: impl Iterator<Item = &'a TicketOutcome>,
+    delay: FailureDelay,
+) -> anyhow::Result<()> {
+    let mut ids = Vec::new();
+    let mut labels = Vec::new();
+    let mut statuses: Vec<Option<i32>> = Vec::new();
+    let mut codes: Vec<Option<i64>> = Vec::new();
+    let mut errors: Vec<Option<String>> = Vec::new();
+    let mut attempts_col: Vec<i32> = Vec::new();
+    // Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
+    let mut due_in: Vec<Option<f64>> = Vec::new();
+    for outcome in outcomes {
+        ids.push(outcome.ticket_id().to_owned());
+        labels.push(outcome.label());
+        let none = Failure::default();
+        let (failure, attempts, refresh) = match outcome {
+            TicketOutcome::Fetched {
+                refresh_after,
+                attempts,
+                ..
+            } => (&none, *attempts, Some(refresh_after.as_secs_f64())),
+            TicketOutcome::NotFound { attempts, .. } => (&none, *attempts, None),
+            TicketOutcome::InvalidId {
+                failure, attempts, ..
+            }
+            | TicketOutcome::Failed {
+                failure, attempts, ..
+            } => (failure, *attempts, None),
+        };
+        let (status, code, error) = match outcome {
+            TicketOutcome::NotFound { error, .. } => (Some(404), Some(154004), Some(error.clone())),
+            TicketOutcome::Fetched { .. } => (None, None, None),
+            _ => (
+                failure.http_status.map(i32::from),
+                failure.code,
+                Some(failure.message.clone()),
+            ),
+        };
+        statuses.push(status);
+        codes.push(code);
+        errors.push(error);
+        attempts_col.push(attempts as i32);
+        due_in.push(refresh);
+    }
+    sqlx::query(
+        "UPDATE ticket_sync_state s SET
+            last_fetched_at = CASE WHEN u.outcome IN ('ok', 'not_found') THEN now()
+                                   ELSE s.last_fetched_at END,
+            last_outcome = u.outcome,
+            last_http_status = u.http_status,
+            last_error_code = u.code,
+            last_error = u.error,
+            last_attempt_count = u.attempts,
+            consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
+                                        ELSE 0 END,
+            next_due_at = CASE
+                -- Enqueued again while we were fetching: the request still stands.
+                WHEN s.last_enqueued_at > s.last_attempt_at THEN LEAST(s.next_due_at, now())
+                WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
+                    LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
+                WHEN u.due_in IS NULL THEN 'infinity'
+                ELSE now() + make_interval(secs => u.due_in) END,
+            priority = CASE WHEN s.last_enqueued_at > s.last_attempt_at THEN s.priority ELSE 0 END,
+            claimed_until = NULL,
+            claimed_by = NULL
+         FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
+                     $7::float8[]) AS u(ticket_id, outcome, http_status, code, error, attempts, due_in)
+         WHERE s.ticket_id = u.ticket_id",
+    )
+    .bind(&ids)
+    .bind(&labels)
+    .bind(&statuses)
+    .bind(&codes)
+    .bind(&errors)
+    .bind(&attempts_col)
+    .bind(&due_in)
+    .bind(delay.cap.as_secs_f64())
+    .bind(delay.base.as_secs_f64())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,400 @@
+//! One sync cycle: claim due tickets, fetch them (paced, concurrent), normalize, write in batches.
+//!
+//! The fetch loop and the database writer run side by side and talk through a channel, so a
+//! slow commit never stalls requests. A fatal API error (credentials) or a shutdown request stops
+//! new claims; requests in flight finish within a grace period; unworked claims are released.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Settings;
+use crate::domain::{Failure, TicketId, TicketOutcome};
+use crate::feishu::{ApiError, ClientStatsSnapshot, Disposition, FeishuClient};
+use crate::normalize::normalize_ticket;
+use crate::store::Store;
+use crate::store::upsert::{BatchReport, FailureDelay};
+
+/// A failed ticket waits `base · 2^(failures)` (capped) before its next try.
+pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
+    base: Duration::from_secs(60),
+    cap: Duration::from_secs(6 * 3600),
+};
+/// How long a claim holds; an expired claim (crashed worker) can be taken again.
+pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+/// After a stop request, how long requests already in flight may take to finish.
+pub const STOP_GRACE: Duration = Duration::from_secs(20);
+/// A partly filled batch is committed after this long, so slow cycles persist progress too.
+pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The knobs of a cycle, taken from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct CycleOptions {
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+    pub open_refresh: Duration,
+    pub closed_refresh: Duration,
+}
+
+impl CycleOptions {
+    pub fn from_settings(settings: &Settings) -> Self {
+        Self {
+            batch_size: settings.sync.batch_size,
+            max_in_flight: settings.feishu.max_in_flight,
+            open_refresh: settings.sync.open_refresh,
+            closed_refresh: settings.sync.closed_refresh,
+        }
+    }
+}
+
+/// Progress, reported after every ticket.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Progress {
+    /// Tickets due when the cycle started (the progress bar's total).
+    pub due_at_start: u64,
+    /// Tickets whose fetch has finished (any outcome).
+    pub done: u64,
+}
+
+/// What a cycle did.
+#[derive(Debug, Clone, Default)]
+pub struct CycleReport {
+    pub due_at_start: u64,
+    /// Tickets claimed from the queue.
+    pub claimed: u64,
+    /// Written outcomes by kind.
+    pub written: BatchReport,
+    /// Claims given back unworked (stop or fatal error).
+    pub released: u64,
+    /// API calls made during the cycle.
+    pub api: ClientStatsSnapshot,
+    pub elapsed: Duration,
+    /// Set when the cycle stopped on a credentials error.
+    pub fatal: Option<ApiError>,
+    /// Set when the cycle stopped because shutdown was requested.
+    pub interrupted: bool,
+}
+
+/// Why a cycle could not complete.
+#[derive(Debug, thiserror::Error)]
+pub enum CycleError {
+    /// Credentials are wrong: nothing more can be fetched. Stored data was not touched.
+    #[error("sync stopped: {error}")]
+    Fatal {
+        error: ApiError,
+        report: Box<CycleReport>,
+    },
+    #[error("database error during sync: {0:#}")]
+    Database(#[from] anyhow::Error),
+}
+
+/// Result of one fetch, before it goes to the writer.
+enum Fetched {
+    Outcome(TicketOutcome),
+    Fatal(ApiError),
+}
+
+/// Runs one cycle: every ticket due when it starts is fetched once and written.
+pub async fn run_cycle(
+    store: &Store,
+    client: &FeishuClient,
+    options: &CycleOptions,
+    on_progress: &(dyn Fn(Progress) + Sync),
+    shutdown: CancellationToken,
+) -> Result<CycleReport, CycleError> {
+    let started = Instant::now();
+    let cycle_start: DateTime<Utc> = Utc::now();
+    let api_before = client.stats();
+    let worker = worker_id();
+    let due_at_start = store.count_due(cycle_start).await?;
+    let mut progress = Progress {
+        due_at_start,
+        done: 0,
+    };
+    on_progress(progress);
+
+    let (outcome_tx, outcome_rx) = mpsc::channel::<TicketOutcome>(options.batch_size * 2);
+    let writer = tokio::spawn(write_outcomes(
+        store.clone(),
+        outcome_rx,
+        options.batch_size,
+    ));
+
+    let stop = shutdown.child_token();
+    let mut grace_deadline: Option<tokio::time::Instant> = None;
+    let mut pending: VecDeque<String> = VecDeque::new();
+    let mut in_flight = FuturesUnordered::new();
+    let mut exhausted = false;
+    let mut claimed = 0u64;
+    let mut fatal: Option<ApiError> = None;
+    let claim_chunk = options.batch_size.max(options.max_in_flight * 2);
+
+    loop {
+        while !stop.is_cancelled() && in_flight.len() < options.max_in_flight {
+            if pending.is_empty() && !exhausted {
+                let batch = store
+                    .claim_due(claim_chunk, cycle_start, CLAIM_LEASE, &worker)
+                    .await?;
+                claimed += batch.len() as u64;
+                exhausted = batch.is_empty();
+                pending.extend(batch.into_iter().map(|c| c.ticket_id));
+            }
+            let Some(raw_id) = pending.pop_front() else {
+                break;
+            };
+            match TicketId::parse(&raw_id) {
+                Ok(id) => in_flight.push(fetch_one(client, id, options)),
+                Err(e) => {
+                    let outcome = TicketOutcome::InvalidId {
+                        ticket_id: raw_id,
+                        failure: Failure {
+                            message: e.to_string(),
+                            ..Failure::default()
+                        },
+                        attempts: 0,
+                    };
+                    if outcome_tx.send(outcome).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        if in_flight.is_empty() {
+            break;
+        }
+        let deadline = grace_deadline;
+        tokio::select! {
+            next = in_flight.next() => {
+                let Some(fetched) = next else { continue };
+                progress.done += 1;
+                on_progress(progress);
+                match fetched {
+                    Fetched::Outcome(outcome) => {
+                        if outcome_tx.send(outcome).await.is_err() {
+                            // The writer failed; its error is reported below.
+                            stop.cancel();
+                            break;
+                        }
+                    }
+                    Fetched::Fatal(error) => {
+                        if fatal.is_none() {
+                            tracing::error!(error = %error, "stopping the cycle: credentials rejected");
+                            fatal = Some(error);
+                        }
+                        stop.cancel();
+                    }
+                }
+            }
+            _ = stop.cancelled(), if deadline.is_none() => {
+                grace_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                tracing::info!(in_flight = in_flight.len(), "stop requested: no new work; waiting for requests in flight");
+            }
+            _ = sleep_until_opt(deadline) => {
+                tracing::warn!(abandoned = in_flight.len(), "grace period over; abandoning requests in flight (their tickets stay queued)");
+                break;
+            }
+        }
+    }
+    drop(in_flight);
+    drop(outcome_tx);
+    let written = writer
+        .await
+        .map_err(|e| anyhow::anyhow!("the database writer task failed: {e}"))?;
+    // Everything still claimed by us was not written: give it back for the next cycle.
+    let released = store.release_all_claims(&worker).await?;
+    let written = written?;
+    let api_after = client.stats();
+    let report = CycleReport {
+        due_at_start,
+        claimed,
+        written,
+        released,
+        api: ClientStatsSnapshot {
+            detail_requests: api_after.detail_requests - api_before.detail_requests,
+            token_requests: api_after.token_requests - api_before.token_requests,
+            rate_limited: api_after.rate_limited - api_before.rate_limited,
+            token_invalidations: api_after.token_invalidations - api_before.token_invalidations,
+            retries: api_after.retries - api_before.retries,
+        },
+        elapsed: started.elapsed(),
+        fatal: fatal.clone(),
+        interrupted: shutdown.is_cancelled(),
+    };
+    match fatal {
+        Some(error) => Err(CycleError::Fatal {
+            error,
+            report: Box::new(report),
+        }),
+        None => Ok(report),
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Fetches and normalizes one ticket, mapping the error policy to an outcome.
+async fn fetch_one(client: &FeishuClient, id: TicketId, options: &CycleOptions) -> Fetched {
+    let fetch = client.fetch_ticket(&id).await;
+    let attempts = fetch.attempts;
+    let raw = match fetch.result {
+        Ok(raw) => raw,
+        Err(error) => {
+            let failure = Failure {
+                http_status: error.http_status(),
+                code: error.code(),
+                message: error.to_string(),
+            };
+            let ticket_id = id.into_string();
+            return Fetched::Outcome(match error.disposition() {
+                Disposition::Fatal | Disposition::RefreshTokenOnce => return Fetched::Fatal(error),
+                Disposition::MarkDeleted => {
+                    tracing::info!(ticket_id = %ticket_id, "ticket deleted upstream; rows kept, deleted_at set");
+                    TicketOutcome::NotFound {
+                        ticket_id,
+                        error: failure.message,
+                        attempts,
+                    }
+                }
+                Disposition::MarkInvalid => {
+                    tracing::warn!(ticket_id = %ticket_id, status = failure.http_status, code = failure.code, "the API calls this ticket id invalid; parked until enqueued again");
+                    TicketOutcome::InvalidId {
+                        ticket_id,
+                        failure,
+                        attempts,
+                    }
+                }
+                Disposition::WaitForRateLimit
+                | Disposition::RetryWithBackoff
+                | Disposition::FailTicket => {
+                    tracing::warn!(ticket_id = %ticket_id, status = failure.http_status, code = failure.code, attempt = attempts, error = %failure.message, "fetch failed; retried in a later cycle");
+                    TicketOutcome::Failed {
+                        ticket_id,
+                        failure,
+                        attempts,
+                    }
+                }
+            });
+        }
+    };
+    match normalize_ticket(&id, &raw, Utc::now()) {
+        Ok(normalized) => {
+            for warning in &normalized.warnings {
+                tracing::warn!(ticket_id = %id, "{warning}");
+            }
+            let refresh_after = if normalized.record.is_open() {
+                options.open_refresh
+            } else {
+                options.closed_refresh
+            };
+            Fetched::Outcome(TicketOutcome::Fetched {
+                record: Box::new(normalized.record),
+                refresh_after,
+                attempts,
+            })
+        }
+        Err(error) => {
+            tracing::warn!(ticket_id = %id, error = %error, "unusable ticket body; retried in a later cycle");
+            Fetched::Outcome(TicketOutcome::Failed {
+                ticket_id: id.into_string(),
+                failure: Failure {
+                    http_status: Some(200),
+                    code: Some(0),
+                    message: error.to_string(),
+                },
+                attempts,
+            })
+        }
+    }
+}
+
+/// The writer: batches outcomes and commits them. A batch the database rejects is retried
+/// ticket by ticket, so one bad row costs only itself (it is marked failed and retried later).
+async fn write_outcomes(
+    store: Store,
+    mut rx: mpsc::Receiver<TicketOutcome>,
+    batch_size: usize,
+) -> anyhow::Result<BatchReport> {
+    let mut report = BatchReport::default();
+    let mut batch: Vec<TicketOutcome> = Vec::with_capacity(batch_size);
+    let mut first_at: Option<tokio::time::Instant> = None;
+    loop {
+        let flush_deadline = first_at.map(|t| t + FLUSH_INTERVAL);
+        let next = tokio::select! {
+            item = rx.recv() => item.map(Some),
+            _ = sleep_until_opt(flush_deadline) => Some(None),
+        };
+        match next {
+            Some(Some(outcome)) => {
+                first_at.get_or_insert_with(tokio::time::Instant::now);
+                batch.push(outcome);
+                if batch.len() < batch_size {
+                    continue;
+                }
+            }
+            Some(None) => {}
+            None => {
+                if !batch.is_empty() {
+                    report.add(flush(&store, &mut batch).await?);
+                }
+                return Ok(report);
+            }
+        }
+        report.add(flush(&store, &mut batch).await?);
+        first_at = None;
+    }
+}
+
+async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<BatchReport> {
+    let outcomes = std::mem::take(batch);
+    match store.write_batch(&outcomes, FAILED_RETRY_DELAY).await {
+        Ok(report) => Ok(report),
+        Err(batch_error) => {
+            tracing::warn!(error = format!("{batch_error:#}"), tickets = outcomes.len(), "batch rejected by the database; writing its tickets one by one");
+            let mut report = BatchReport::default();
+            for outcome in outcomes {
+                match store
+                    .write_batch(std::slice::from_ref(&outcome), FAILED_RETRY_DELAY)
+                    .await
+                {
+                    Ok(r) => report.add(r),
+                    Err(error) => {
+                        let message = format!("database rejected the ticket: {error:#}");
+                        tracing::error!(ticket_id = %outcome.ticket_id(), error = %message, "ticket not stored; retried later");
+                        let failed = TicketOutcome::Failed {
+                            ticket_id: outcome.ticket_id().to_owned(),
+                            failure: Failure {
+                                message,
+                                ..Failure::default()
+                            },
+                            attempts: 0,
+                        };
+                        report.add(store.write_batch(&[failed], FAILED_RETRY_DELAY).await?);
+                    }
+                }
+            }
+            Ok(report)
+        }
+    }
+}
+
+/// `host:pid:random`: names this process's claims.
+fn worker_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!(
+        "{host}:{}:{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
