@@ -106,6 +106,7 @@ pub struct SimState {
     started: Instant,
     tickets: Mutex<BTreeMap<String, Value>>,
     tokens: Mutex<HashMap<String, Instant>>,
+    issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     any_faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
@@ -127,6 +128,7 @@ impl SimState {
             started: Instant::now(),
             tickets: Mutex::new(tickets),
             tokens: Mutex::new(HashMap::new()),
+            issued: Mutex::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
             any_faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
@@ -176,6 +178,11 @@ impl SimState {
     /// Queues faults for the next detail requests of any ticket.
     pub fn inject_any(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.any_faults).extend(faults);
+    }
+
+    /// Every tenant token issued so far, invalidated ones included.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued).clone()
     }
 
     /// Invalidates every issued tenant token (as an app secret reset would).
@@ -356,6 +363,7 @@ async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> R
         Some(_) => {
             let token = format!("t-sim{:032x}", rand::random::<u128>());
             lock(&state.tokens).insert(token.clone(), Instant::now() + state.config.token_ttl);
+            lock(&state.issued).push(token.clone());
             axum::Json(json!({
                 "code": 0, "msg": "ok",
                 "tenant_access_token": token,
@@ -419,7 +427,8 @@ async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrive
             return Response::new(Body::from_stream(futures::stream::iter(chunks)));
         }
     }
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) {
+    // Real ticket ids are 19-digit numbers; anything else is a bad request.
+    if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return api_error(
             StatusCode::BAD_REQUEST,
             154000,

@@ -1,0 +1,271 @@
+//! Test harness: a fresh database per test, the simulator on a random port, and the real binary.
+//!
+//! Postgres comes from `DATABASE_URL` when set (CI, or a local server); otherwise one
+//! testcontainers Postgres is started for the whole test binary (needs Docker).
+
+use std::path::PathBuf;
+use std::process::Output;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use helpdesk_sync::sim::{SimConfig, SimServer};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection, Executor};
+use tokio::sync::OnceCell;
+
+static SERVER_URL: OnceCell<String> = OnceCell::const_new();
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// The URL of a Postgres server the tests may create databases on.
+async fn server_url() -> String {
+    SERVER_URL
+        .get_or_init(|| async {
+            if let Ok(url) = std::env::var("DATABASE_URL") {
+                return url;
+            }
+            start_container().await
+        })
+        .await
+        .clone()
+}
+
+/// No DATABASE_URL: start Postgres in Docker, kept for the life of the test binary.
+async fn start_container() -> String {
+    use testcontainers_modules::postgres::Postgres;
+    use testcontainers_modules::testcontainers::runners::AsyncRunner;
+    let container = Postgres::default()
+        .start()
+        .await
+        .expect("DATABASE_URL is not set and Docker could not start Postgres (testcontainers)");
+    let port = container
+        .get_host_port_ipv4(5432)
+        .await
+        .expect("container port");
+    let host = container.get_host().await.expect("container host");
+    // The container must outlive every test of this binary.
+    std::mem::forget(container);
+    format!("postgres://postgres:postgres@{host}:{port}/postgres")
+}
+
+/// A database of its own for one test; dropped (forcefully) when the value is dropped.
+pub struct TestDb {
+    pub url: String,
+    pub pool: PgPool,
+    name: String,
+    admin: PgConnectOptions,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        let base: PgConnectOptions = server_url().await.parse().expect("DATABASE_URL");
+        let name = format!(
+            "hstest_{}_{}_{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst),
+            rand::random::<u16>()
+        );
+        let admin = base.clone().database("postgres");
+        let mut conn = admin.connect().await.expect("connect to the test server");
+        conn.execute(format!("CREATE DATABASE {name}").as_str().into_sql())
+            .await
+            .expect("create test database");
+        conn.close().await.ok();
+        let options = base.database(&name);
+        let url = options.to_url_lossy().to_string();
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .expect("connect to the test database");
+        Self {
+            url,
+            pool,
+            name,
+            admin,
+        }
+    }
+
+    pub async fn count(&self, sql: &str) -> i64 {
+        sqlx::query_scalar(sql.into_sql())
+            .fetch_one(&self.pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    }
+}
+
+/// Test-only: SQL text written in the test itself.
+trait IntoSql {
+    fn into_sql(self) -> sqlx::AssertSqlSafe<String>;
+}
+
+impl IntoSql for &str {
+    fn into_sql(self) -> sqlx::AssertSqlSafe<String> {
+        sqlx::AssertSqlSafe(self.to_owned())
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let admin = self.admin.clone();
+        let name = self.name.clone();
+        // Drop runs outside async; use a thread with its own runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .ok()?;
+            rt.block_on(async move {
+                let mut conn = admin.connect().await.ok()?;
+                conn.execute(
+                    format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                        .as_str()
+                        .into_sql(),
+                )
+                .await
+                .ok()
+            })
+        })
+        .join();
+    }
+}
+
+/// A simulator on a random local port.
+pub async fn start_sim(config: SimConfig) -> SimServer {
+    SimServer::start(config, "127.0.0.1:0".parse().expect("addr"))
+        .await
+        .expect("start simulator")
+}
+
+/// A temporary directory holding a config file that points at `sim` and `db`.
+pub struct Workspace {
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub db_url: String,
+}
+
+impl Workspace {
+    /// Config for the simulator's real credentials; `feishu_extra` lines (`key = value`)
+    /// add to or replace the `[feishu]` defaults.
+    pub fn new(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Self {
+        let c = sim.state.config();
+        let defaults = [
+            ("base_url", format!("{:?}", sim.base_url())),
+            ("app_id", format!("{:?}", c.app_id)),
+            ("app_secret", format!("{:?}", c.app_secret)),
+            ("helpdesk_id", format!("{:?}", c.helpdesk_id)),
+            ("helpdesk_token", format!("{:?}", c.helpdesk_token)),
+            ("detail_requests_per_second", "200.0".to_owned()),
+            ("request_timeout", "\"3s\"".to_owned()),
+        ];
+        let overridden = |key: &str| {
+            feishu_extra
+                .lines()
+                .any(|l| l.split('=').next().map(str::trim) == Some(key))
+        };
+        let mut toml = String::from("[feishu]\n");
+        for (key, value) in defaults.iter().filter(|(k, _)| !overridden(k)) {
+            toml.push_str(&format!("{key} = {value}\n"));
+        }
+        toml.push_str(feishu_extra);
+        toml.push_str(&format!(
+            "\n[database]\nurl = {:?}\nmax_connections = 4\n\n[sync]\nbatch_size = 25\n",
+            db.url
+        ));
+        Self::with_toml(&toml, db)
+    }
+
+    pub fn with_toml(toml: &str, db: &TestDb) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = dir.path().join("config.toml");
+        std::fs::write(&config, toml).expect("write config");
+        Self {
+            dir,
+            config,
+            db_url: db.url.clone(),
+        }
+    }
+
+    /// Runs the binary with `--config` and `args`; `env` adds variables.
+    pub async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+        run_binary(
+            &[&["--config", self.config.to_str().expect("utf-8 path")], args].concat(),
+            &[&[("DATABASE_URL", self.db_url.as_str())], env].concat(),
+            stdin,
+        )
+        .await
+    }
+
+    pub fn write_file(&self, name: &str, text: &str) -> PathBuf {
+        let path = self.dir.path().join(name);
+        std::fs::write(&path, text).expect("write file");
+        path
+    }
+}
+
+/// Runs the real binary without blocking the runtime (the simulator lives on it).
+pub async fn run_binary(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
+    use tokio::io::AsyncWriteExt;
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("HELPDESK_SYNC_CONFIG")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HELPDESK_SYNC__") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("run helpdesk-sync");
+    let mut input = child.stdin.take().expect("stdin");
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).await.expect("write stdin");
+    }
+    drop(input);
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(120),
+        child.wait_with_output(),
+    )
+    .await
+    .expect("helpdesk-sync did not finish within 120 s")
+    .expect("wait for helpdesk-sync");
+    if std::env::var_os("TEST_LOG").is_some() {
+        eprintln!(
+            "--- helpdesk-sync {args:?}\n{}\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    output
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Asserts success, showing the output when not.
+#[track_caller]
+pub fn assert_ok(o: &Output) {
+    assert!(
+        o.status.success(),
+        "exit {:?}\nstdout:\n{}\nstderr:\n{}",
+        o.status.code(),
+        stdout(o),
+        stderr(o)
+    );
+}
+
+/// Ids file content for the first `n` simulated tickets.
+pub fn ids_text(ids: &[String]) -> String {
+    let mut text = ids.join("\n");
+    text.push('\n');
+    text
+}

@@ -1,0 +1,5 @@
+//! Integration tests: the real binary against the simulator and a real Postgres.
+
+mod cli;
+mod helpers;
+mod sync;
