@@ -182,7 +182,11 @@ pub fn load_settings(flag: Option<&Path>) -> Result<Settings, ConfigError> {
     }
 }
 
-async fn enqueue(settings: &Settings, args: Vec<String>, file: Option<PathBuf>) -> Result<(), CliError> {
+async fn enqueue(
+    settings: &Settings,
+    args: Vec<String>,
+    file: Option<PathBuf>,
+) -> Result<(), CliError> {
     let mut ids = Vec::new();
     let mut bad = Vec::new();
     for (i, arg) in args.iter().enumerate() {
@@ -238,7 +242,10 @@ fn read_id_file(path: &Path) -> Result<(Vec<TicketId>, Vec<String>), CliError> {
     } else {
         let f = std::fs::File::open(path)
             .map_err(|e| CliError::Input(format!("cannot read {}: {e}", path.display())))?;
-        (path.display().to_string(), Box::new(std::io::BufReader::new(f)))
+        (
+            path.display().to_string(),
+            Box::new(std::io::BufReader::new(f)),
+        )
     };
     let mut ids = Vec::new();
     let mut bad = Vec::new();
@@ -419,7 +426,11 @@ mod tests {
     fn id_file_skips_blanks_and_comments_and_reports_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ids.txt");
-        std::fs::write(&path, "# ids\n6626871355780366331\n\n  6626871355780366332  \nabc\n").unwrap();
+        std::fs::write(
+            &path,
+            "# ids\n6626871355780366331\n\n  6626871355780366332  \nabc\n",
+        )
+        .unwrap();
         let (ids, bad) = read_id_file(&path).unwrap();
         assert_eq!(ids.len(), 2);
         assert_eq!(bad.len(), 1);

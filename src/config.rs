@@ -338,7 +338,8 @@ impl Settings {
             helpdesk_id: f.helpdesk_id.map(Scalar::into_string).unwrap_or_default(),
             helpdesk_token: SecretSource::new(
                 "helpdesk_token",
-                f.helpdesk_token.map(|s| SecretString::from(s.into_string())),
+                f.helpdesk_token
+                    .map(|s| SecretString::from(s.into_string())),
                 f.helpdesk_token_file,
             )?,
             detail_requests_per_second: rate,
@@ -471,7 +472,10 @@ fn describe_figment_error(error: figment::Error) -> ConfigError {
 
 /// Removes a URL's password from an error message.
 fn redact_error(message: &str, url: &str) -> String {
-    match reqwest::Url::parse(url).ok().and_then(|u| u.password().map(str::to_owned)) {
+    match reqwest::Url::parse(url)
+        .ok()
+        .and_then(|u| u.password().map(str::to_owned))
+    {
         Some(password) if !password.is_empty() => message.replace(&password, "***"),
         _ => message.to_owned(),
     }
@@ -535,15 +539,16 @@ mod tests {
         let err = Settings::from_toml_str("[feishu]\napp_secrt = \"x\"\n", env(&[])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("app_secrt"), "{text}");
-        let err = Settings::from_toml_str("[feishu]\n", env(&[("HELPDESK_SYNC__SYNC__BATCH", "1")]))
-            .unwrap_err();
+        let err =
+            Settings::from_toml_str("[feishu]\n", env(&[("HELPDESK_SYNC__SYNC__BATCH", "1")]))
+                .unwrap_err();
         assert!(err.to_string().contains("batch"), "{err}");
     }
 
     #[test]
     fn bad_duration_is_named() {
-        let err = Settings::from_toml_str("[feishu]\nrequest_timeout = \"ten\"\n", env(&[]))
-            .unwrap_err();
+        let err =
+            Settings::from_toml_str("[feishu]\nrequest_timeout = \"ten\"\n", env(&[])).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("feishu.request_timeout"), "{text}");
         assert!(text.contains("\"ten\""), "{text}");
@@ -551,8 +556,11 @@ mod tests {
 
     #[test]
     fn missing_secret_is_named_only_when_needed() {
-        let s = Settings::from_toml_str("[feishu]\napp_id = \"cli_a\"\nhelpdesk_id = \"1\"\n", env(&[]))
-            .unwrap();
+        let s = Settings::from_toml_str(
+            "[feishu]\napp_id = \"cli_a\"\nhelpdesk_id = \"1\"\n",
+            env(&[]),
+        )
+        .unwrap();
         let err = s.feishu.credentials().unwrap_err().to_string();
         assert!(err.contains("feishu.app_secret"), "{err}");
     }
@@ -575,11 +583,8 @@ mod tests {
 
     #[test]
     fn debug_output_redacts_secrets() {
-        let s = Settings::from_toml_str(
-            FULL,
-            env(&[("DATABASE_URL", "postgres://u:dbpass@h/x")]),
-        )
-        .unwrap();
+        let s = Settings::from_toml_str(FULL, env(&[("DATABASE_URL", "postgres://u:dbpass@h/x")]))
+            .unwrap();
         let text = format!("{s:?} {:?}", s.feishu.credentials().unwrap());
         for secret in ["super-secret-value", "hd-token-value", "dbpass"] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");

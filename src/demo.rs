@@ -57,7 +57,8 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
         .filter_map(|id| TicketId::parse(id).ok())
         .collect();
     if let Some(first) = ids.first() {
-        sim.state.inject(first.as_str(), [Fault::InternalError, Fault::BadGateway]);
+        sim.state
+            .inject(first.as_str(), [Fault::InternalError, Fault::BadGateway]);
     }
     if let Some(id) = ids.get(1) {
         sim.state.inject(id.as_str(), [Fault::NotJson]);

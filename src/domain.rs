@@ -143,7 +143,11 @@ pub enum TicketOutcome {
         attempts: u32,
     },
     /// 404/154004: deleted upstream. Rows are kept, `deleted_at` set.
-    NotFound { ticket_id: String, error: String, attempts: u32 },
+    NotFound {
+        ticket_id: String,
+        error: String,
+        attempts: u32,
+    },
     /// 400/154000 (or not a ticket id at all): parked until enqueued again.
     InvalidId {
         ticket_id: String,

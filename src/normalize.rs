@@ -46,8 +46,8 @@ pub fn normalize_ticket(
             raw_json.chars().take(40).collect(),
         ));
     }
-    let wire: RawTicket = serde_json::from_str(raw_json)
-        .map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    let wire: RawTicket =
+        serde_json::from_str(raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
     let mut n = Normalizer::default();
 
     if let Some(Id(found)) = n.take("ticket_id", wire.ticket_id)
@@ -98,14 +98,14 @@ pub fn normalize_ticket(
             wire.agent_first_response_duration,
         ),
         bot_service_duration_seconds: n.take("bot_service_duration", wire.bot_service_duration),
-        agent_resolution_time_seconds: n
-            .take("agent_resolution_time", wire.agent_resolution_time),
+        agent_resolution_time_seconds: n.take("agent_resolution_time", wire.agent_resolution_time),
         actual_processing_time_seconds: n
             .take("actual_processing_time", wire.actual_processing_time),
         agent_entry_time: n.epoch("agent_entry_time", wire.agent_entry_time),
         agent_first_response_time: n
             .epoch("agent_first_response_time", wire.agent_first_response_time),
-        agent_last_response_time: n.epoch("agent_last_response_time", wire.agent_last_response_time),
+        agent_last_response_time: n
+            .epoch("agent_last_response_time", wire.agent_last_response_time),
         raw: sanitize_raw_json(raw_json),
         fetched_at,
     };
@@ -113,7 +113,9 @@ pub fn normalize_ticket(
     let tags = n.tags(wire.tags);
     let custom_fields = n.custom_fields(wire.customized_fields);
     let comments = n.comments(wire.comments);
-    let Normalizer { users, warnings, .. } = n;
+    let Normalizer {
+        users, warnings, ..
+    } = n;
     Ok(Normalized {
         record: TicketRecord {
             ticket,
@@ -231,7 +233,8 @@ impl Normalizer {
             Lenient::Value(v) => Some(v),
             Lenient::Absent => None,
             Lenient::Invalid(problem) => {
-                self.warnings.push(format!("{field}: {problem}; stored NULL"));
+                self.warnings
+                    .push(format!("{field}: {problem}; stored NULL"));
                 None
             }
         }
@@ -246,8 +249,9 @@ impl Normalizer {
         match i16::try_from(v) {
             Ok(s) => Some(s),
             Err(_) => {
-                self.warnings
-                    .push(format!("{field}: {v} is out of range for a code; stored NULL"));
+                self.warnings.push(format!(
+                    "{field}: {v} is out of range for a code; stored NULL"
+                ));
                 None
             }
         }
@@ -257,8 +261,9 @@ impl Normalizer {
         let v = self.take(field, value)?;
         let at = epoch_to_datetime(v);
         if at.is_none() && v > 0 {
-            self.warnings
-                .push(format!("{field}: {v} is not a usable epoch time; stored NULL"));
+            self.warnings.push(format!(
+                "{field}: {v} is not a usable epoch time; stored NULL"
+            ));
         }
         at
     }
@@ -268,8 +273,9 @@ impl Normalizer {
         match text.parse::<i64>() {
             Ok(v) => Some(v),
             Err(_) => {
-                self.warnings
-                    .push(format!("{field}: {text:?} does not fit a bigint; stored NULL"));
+                self.warnings.push(format!(
+                    "{field}: {text:?} does not fit a bigint; stored NULL"
+                ));
                 None
             }
         }
@@ -304,7 +310,12 @@ impl Normalizer {
     /// Ids of a user list in order, duplicates dropped.
     fn user_list(&mut self, field: &str, value: Lenient<Vec<Lenient<RawUser>>>) -> Vec<String> {
         let mut ids: Vec<String> = Vec::new();
-        for (i, item) in self.take(field, value).unwrap_or_default().into_iter().enumerate() {
+        for (i, item) in self
+            .take(field, value)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let label = format!("{field}[{i}]");
             if let Some(raw) = self.take(&label, item)
                 && let Some(id) = self.user_row(&label, raw)
@@ -318,7 +329,12 @@ impl Normalizer {
 
     fn tags(&mut self, value: Lenient<Vec<Lenient<RawTag>>>) -> Vec<TagRow> {
         let mut tags: Vec<TagRow> = Vec::new();
-        for (i, item) in self.take("tags", value).unwrap_or_default().into_iter().enumerate() {
+        for (i, item) in self
+            .take("tags", value)
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             let label = format!("tags[{i}]");
             let Some(raw) = self.take(&label, item) else {
                 continue;
@@ -389,7 +405,8 @@ impl Normalizer {
                 created_at: self.epoch(&format!("{label}.created_at"), raw.created_at),
                 user_id: self.bigint_id(&format!("{label}.user_id"), raw.user_id),
                 user_name: self.text(&format!("{label}.user_name"), raw.user_name),
-                user_avatar_url: self.text(&format!("{label}.user_avatar_url"), raw.user_avatar_url),
+                user_avatar_url: self
+                    .text(&format!("{label}.user_avatar_url"), raw.user_avatar_url),
             });
         }
         rows
@@ -442,9 +459,18 @@ mod tests {
         assert_eq!(t.closed_at, at(1616920429000));
         assert_eq!(t.closed_by_id.as_deref(), Some(user));
         assert_eq!(t.agent_owner_id.as_deref(), Some(user));
-        assert_eq!(t.dissatisfaction_reason_zh_cn.as_deref(), Some("答案看不懂"));
-        assert_eq!(t.dissatisfaction_reason_en_us.as_deref(), Some("I don't understand"));
-        assert_eq!(t.dissatisfaction_reason_ja_jp.as_deref(), Some("回答が複雑すぎる"));
+        assert_eq!(
+            t.dissatisfaction_reason_zh_cn.as_deref(),
+            Some("答案看不懂")
+        );
+        assert_eq!(
+            t.dissatisfaction_reason_en_us.as_deref(),
+            Some("I don't understand")
+        );
+        assert_eq!(
+            t.dissatisfaction_reason_ja_jp.as_deref(),
+            Some("回答が複雑すぎる")
+        );
         assert_eq!(t.agent_service_duration_minutes, Some(42624.95));
         assert_eq!(t.agent_first_response_duration_seconds, Some(123869));
         assert_eq!(t.bot_service_duration_seconds, Some(1));
@@ -585,8 +611,14 @@ mod tests {
         assert!(n.record.agents.is_empty());
         assert_eq!(n.record.comments[0].user_id, None);
         let text = n.warnings.join("\n");
-        for field in ["status", "created_at", "agents[0]", "agents[1]", "comments[0].user_id", "score"]
-        {
+        for field in [
+            "status",
+            "created_at",
+            "agents[0]",
+            "agents[1]",
+            "comments[0].user_id",
+            "score",
+        ] {
             assert!(text.contains(field), "no warning for {field}: {text}");
         }
     }

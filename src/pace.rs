@@ -97,7 +97,8 @@ mod tests {
     fn backoff_stays_within_its_ceiling() {
         for retry in 0..30 {
             let d = backoff_delay(retry, Duration::from_millis(100), Duration::from_secs(5));
-            let ceiling = Duration::from_millis(100 * (1u64 << retry.min(20))).min(Duration::from_secs(5));
+            let ceiling =
+                Duration::from_millis(100 * (1u64 << retry.min(20))).min(Duration::from_secs(5));
             assert!(d <= ceiling, "retry {retry}: {d:?} > {ceiling:?}");
         }
     }

@@ -358,7 +358,11 @@ async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<
     match store.write_batch(&outcomes, FAILED_RETRY_DELAY).await {
         Ok(report) => Ok(report),
         Err(batch_error) => {
-            tracing::warn!(error = format!("{batch_error:#}"), tickets = outcomes.len(), "batch rejected by the database; writing its tickets one by one");
+            tracing::warn!(
+                error = format!("{batch_error:#}"),
+                tickets = outcomes.len(),
+                "batch rejected by the database; writing its tickets one by one"
+            );
             let mut report = BatchReport::default();
             for outcome in outcomes {
                 match store

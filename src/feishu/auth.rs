@@ -73,7 +73,10 @@ mod tests {
 
     async fn fetch_counted(n: &AtomicU32) -> Result<(SecretString, Duration), ()> {
         let i = n.fetch_add(1, Ordering::SeqCst);
-        Ok((SecretString::from(format!("t-{i}")), Duration::from_secs(7200)))
+        Ok((
+            SecretString::from(format!("t-{i}")),
+            Duration::from_secs(7200),
+        ))
     }
 
     #[tokio::test(start_paused = true)]
@@ -81,7 +84,8 @@ mod tests {
         let cache = TokenCache::default();
         let n = AtomicU32::new(0);
         let a = cache.get_or_fetch(|| fetch_counted(&n)).await.unwrap();
-        tokio::time::advance(Duration::from_secs(7200) - REFRESH_MARGIN - Duration::from_secs(1)).await;
+        tokio::time::advance(Duration::from_secs(7200) - REFRESH_MARGIN - Duration::from_secs(1))
+            .await;
         let b = cache.get_or_fetch(|| fetch_counted(&n)).await.unwrap();
         assert_eq!(a.expose_secret(), b.expose_secret());
         tokio::time::advance(Duration::from_secs(2)).await;
@@ -106,7 +110,13 @@ mod tests {
 
     #[test]
     fn short_lifetimes_use_half() {
-        assert_eq!(usable_lifetime(Duration::from_secs(600)), Duration::from_secs(300));
-        assert_eq!(usable_lifetime(Duration::from_secs(7200)), Duration::from_secs(6600));
+        assert_eq!(
+            usable_lifetime(Duration::from_secs(600)),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            usable_lifetime(Duration::from_secs(7200)),
+            Duration::from_secs(6600)
+        );
     }
 }

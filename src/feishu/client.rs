@@ -153,7 +153,9 @@ impl FeishuClient {
                 }
                 Disposition::RefreshTokenOnce if !token_refreshed => {
                     token_refreshed = true;
-                    self.stats.token_invalidations.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .token_invalidations
+                        .fetch_add(1, Ordering::Relaxed);
                     tracing::info!(ticket_id = %id, code = error.code(), "tenant token rejected; fetching a new one");
                     if let Some(token) = token {
                         self.tokens.invalidate(&token).await;
@@ -213,7 +215,8 @@ impl FeishuClient {
 
     fn auth_headers(&self, token: &SecretString) -> HeaderMap {
         let mut headers = HeaderMap::new();
-        if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret())) {
+        if let Ok(mut bearer) = HeaderValue::from_str(&format!("Bearer {}", token.expose_secret()))
+        {
             bearer.set_sensitive(true);
             headers.insert(AUTHORIZATION, bearer);
         }
@@ -232,7 +235,10 @@ impl FeishuClient {
         let response = self
             .http
             .post(url)
-            .header(reqwest::header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
             .body(body.to_string())
             .send()
             .await;
@@ -279,7 +285,10 @@ impl FeishuClient {
             Lenient::Value(s) if s > 0 => Duration::from_secs(s as u64),
             _ => Duration::from_secs(7200),
         };
-        tracing::debug!(expire_secs = expire.as_secs(), "obtained a tenant access token");
+        tracing::debug!(
+            expire_secs = expire.as_secs(),
+            "obtained a tenant access token"
+        );
         Ok((SecretString::from(token), expire))
     }
 }
@@ -366,11 +375,10 @@ pub fn parse_ticket_response(
     if let Some(error) = classify(status, lenient_code(&envelope.code), msg, reset) {
         return Err(error);
     }
-    let detail: TicketDetailBody =
-        serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-            http_status: status,
-            detail: e.to_string(),
-        })?;
+    let detail: TicketDetailBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        http_status: status,
+        detail: e.to_string(),
+    })?;
     match detail.data.and_then(|d| d.ticket) {
         Some(ticket) if ticket.get().trim_start().starts_with('{') => Ok(ticket.get().to_owned()),
         Some(_) => Err(ApiError::BadBody {
@@ -400,12 +408,18 @@ mod tests {
 
     #[test]
     fn non_json_and_truncated_bodies_are_bad_bodies() {
-        assert!(matches!(parse(200, "<html>oops"), Err(ApiError::BadBody { .. })));
+        assert!(matches!(
+            parse(200, "<html>oops"),
+            Err(ApiError::BadBody { .. })
+        ));
         assert!(matches!(
             parse(200, r#"{"code":0,"data":{"ticket":{"ticket_id":"1""#),
             Err(ApiError::BadBody { .. })
         ));
-        assert!(matches!(parse(502, "Bad Gateway"), Err(ApiError::Server { .. })));
+        assert!(matches!(
+            parse(502, "Bad Gateway"),
+            Err(ApiError::Server { .. })
+        ));
     }
 
     #[test]

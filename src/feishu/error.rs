@@ -286,7 +286,12 @@ mod tests {
 
     #[test]
     fn rate_limit_wait_comes_from_the_ogw_header() {
-        let e = classify(429, Some(CODE_RATE_LIMITED), "", parse_rate_limit_reset(Some("7")));
+        let e = classify(
+            429,
+            Some(CODE_RATE_LIMITED),
+            "",
+            parse_rate_limit_reset(Some("7")),
+        );
         assert_eq!(
             e,
             Some(ApiError::RateLimited {
@@ -296,10 +301,15 @@ mod tests {
             })
         );
         let fallback = classify(429, None, "", parse_rate_limit_reset(None));
-        assert!(matches!(fallback, Some(ApiError::RateLimited { reset, .. }) if reset == DEFAULT_RATE_LIMIT_WAIT));
+        assert!(
+            matches!(fallback, Some(ApiError::RateLimited { reset, .. }) if reset == DEFAULT_RATE_LIMIT_WAIT)
+        );
         assert_eq!(parse_rate_limit_reset(Some("abc")), None);
         assert_eq!(parse_rate_limit_reset(Some("-1")), None);
-        assert_eq!(parse_rate_limit_reset(Some("99999")), Some(MAX_RATE_LIMIT_WAIT));
+        assert_eq!(
+            parse_rate_limit_reset(Some("99999")),
+            Some(MAX_RATE_LIMIT_WAIT)
+        );
         assert_eq!(
             parse_rate_limit_reset(Some("0.5")),
             Some(Duration::from_millis(500))

@@ -316,8 +316,14 @@ mod tests {
             r#"{"ticket_id": 6626871355780366331, "helpdesk_id": "6626871355780366330"}"#,
         )
         .unwrap();
-        assert_eq!(t.ticket_id, Lenient::Value(Id("6626871355780366331".into())));
-        assert_eq!(t.helpdesk_id, Lenient::Value(Id("6626871355780366330".into())));
+        assert_eq!(
+            t.ticket_id,
+            Lenient::Value(Id("6626871355780366331".into()))
+        );
+        assert_eq!(
+            t.helpdesk_id,
+            Lenient::Value(Id("6626871355780366330".into()))
+        );
     }
 
     #[test]
@@ -329,7 +335,8 @@ mod tests {
     #[test]
     fn comments_object_list_null_and_missing() {
         let one: RawTicket = serde_json::from_str(r#"{"comments": {"id": 1}}"#).unwrap();
-        let many: RawTicket = serde_json::from_str(r#"{"comments": [{"id": 1}, {"id": 2}]}"#).unwrap();
+        let many: RawTicket =
+            serde_json::from_str(r#"{"comments": [{"id": 1}, {"id": 2}]}"#).unwrap();
         let null: RawTicket = serde_json::from_str(r#"{"comments": null}"#).unwrap();
         let missing: RawTicket = serde_json::from_str(r#"{}"#).unwrap();
         assert!(matches!(one.comments, Lenient::Value(OneOrMany(ref v)) if v.len() == 1));

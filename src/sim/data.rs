@@ -74,7 +74,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
     } else {
         0
     };
-    let updated_at = if index % 17 == 0 {
+    let updated_at = if index.is_multiple_of(17) {
         -1
     } else if closed {
         closed_at
@@ -95,11 +95,11 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
         "collaborators": [],
         "bot_service_duration": (entry - created_at) / 1000,
     });
-    if index % 11 == 0 {
+    if index.is_multiple_of(11) {
         // Some payloads carry the id as a JSON number: still above 2^53, still exact.
         t["ticket_id"] = json!(FIRST_TICKET_ID + index as u64);
     }
-    if closed || index % 2 == 0 {
+    if closed || index.is_multiple_of(2) {
         t["closed_at"] = json!(closed_at);
     }
     if human {
@@ -125,7 +125,8 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
         };
         if human {
             t["agent_resolution_time"] = json!((closed_at - entry) / 1000);
-            t["actual_processing_time"] = json!((closed_at - entry) / 1000 - rng.random_range(0..60));
+            t["actual_processing_time"] =
+                json!((closed_at - entry) / 1000 - rng.random_range(0..60));
         }
         if score == 1 {
             let (zh, en, ja) = REASONS[index % REASONS.len()];
@@ -145,7 +146,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
         2 => t["comments"] = Value::Null,
         _ => {}
     }
-    if index % 3 != 0 {
+    if !index.is_multiple_of(3) {
         let n = rng.random_range(1..=2);
         let tags: Vec<Value> = (0..n)
             .map(|k| {
@@ -155,7 +156,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
             .collect();
         t["tags"] = json!(tags);
     }
-    if index % 5 != 0 {
+    if !index.is_multiple_of(5) {
         t["customized_fields"] = json!([
             {"id": "6794281200000000001", "value": PLATFORMS[index % PLATFORMS.len()],
              "key_name": "platform", "display_name": "Platform", "position": 1,
@@ -165,7 +166,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
              "required": false, "editable": true},
         ]);
     }
-    if index % 7 == 0 {
+    if index.is_multiple_of(7) {
         t["field_added_after_this_client_was_written"] = json!({"anything": [1, 2, 3]});
     }
     t

@@ -264,37 +264,37 @@ impl SimState {
     }
 
     /// Checks both auth headers; the error response when they fail.
-    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Response> {
+    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let Some(token) = bearer else {
-            return Err(api_error(
+            return Err(Box::new(api_error(
                 StatusCode::BAD_REQUEST,
                 99991661,
                 "Missing access token for authorization",
-            ));
+            )));
         };
         let valid = lock(&self.tokens)
             .get(token)
             .is_some_and(|expires| *expires > Instant::now());
         if !valid {
-            return Err(api_error(
+            return Err(Box::new(api_error(
                 StatusCode::BAD_REQUEST,
                 99991663,
                 "Invalid access token for authorization",
-            ));
+            )));
         }
         let helpdesk = headers
             .get("x-lark-helpdesk-authorization")
             .and_then(|v| v.to_str().ok());
         if helpdesk != Some(self.expected_helpdesk_auth().as_str()) {
-            return Err(api_error(
+            return Err(Box::new(api_error(
                 StatusCode::UNAUTHORIZED,
                 154001,
                 "Unauthorized, please check you have the correct access",
-            ));
+            )));
         }
         Ok(())
     }
@@ -311,7 +311,10 @@ impl SimState {
         } else {
             0.0
         };
-        tokio::time::sleep(Duration::from_secs_f64((base.as_secs_f64() + offset).max(0.0))).await;
+        tokio::time::sleep(Duration::from_secs_f64(
+            (base.as_secs_f64() + offset).max(0.0),
+        ))
+        .await;
     }
 }
 
@@ -383,17 +386,27 @@ async fn ticket_detail(
 ) -> Response {
     let arrived = Instant::now();
     let response = detail_response(&state, &id, &headers, arrived).await;
-    state.record(arrived, Endpoint::Detail, Some(id), response.status().as_u16());
+    state.record(
+        arrived,
+        Endpoint::Detail,
+        Some(id),
+        response.status().as_u16(),
+    );
     response
 }
 
-async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrived: Instant) -> Response {
+async fn detail_response(
+    state: &SimState,
+    id: &str,
+    headers: &HeaderMap,
+    arrived: Instant,
+) -> Response {
     let limit = state.config.detail_limit_per_second;
     if let Some(reset) = state.over_limit(Endpoint::Detail, limit, arrived) {
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
     }
     if let Err(denied) = state.check_auth(headers) {
-        return denied;
+        return *denied;
     }
     state.latency().await;
     match state.next_fault(id) {
@@ -402,14 +415,20 @@ async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrive
             return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
         }
         Some(Fault::BadGateway) => {
-            return (StatusCode::BAD_GATEWAY, "<html><body>502 Bad Gateway</body></html>")
+            return (
+                StatusCode::BAD_GATEWAY,
+                "<html><body>502 Bad Gateway</body></html>",
+            )
                 .into_response();
         }
         Some(Fault::NotJson) => {
             return (StatusCode::OK, "<html>maintenance</html>").into_response();
         }
         Some(Fault::Truncated) => {
-            return (StatusCode::OK, r#"{"code":0,"msg":"success","data":{"ticket":{"ticket_id":"#)
+            return (
+                StatusCode::OK,
+                r#"{"code":0,"msg":"success","data":{"ticket":{"ticket_id":"#,
+            )
                 .into_response();
         }
         Some(Fault::Delay(d)) => tokio::time::sleep(d).await,
@@ -422,7 +441,10 @@ async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrive
         Some(Fault::ConnectionDrop) => {
             let chunks: Vec<Result<&'static str, std::io::Error>> = vec![
                 Ok(r#"{"code":0,"msg":"success","data":{"#),
-                Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "simulated drop")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::ConnectionReset,
+                    "simulated drop",
+                )),
             ];
             return Response::new(Body::from_stream(futures::stream::iter(chunks)));
         }
@@ -436,8 +458,10 @@ async fn detail_response(state: &SimState, id: &str, headers: &HeaderMap, arrive
         );
     }
     match state.ticket(id) {
-        Some(ticket) => axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
-            .into_response(),
+        Some(ticket) => {
+            axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
+                .into_response()
+        }
         None => api_error(StatusCode::NOT_FOUND, 154004, "Resource not found"),
     }
 }
@@ -467,7 +491,7 @@ async fn list_response(
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
     }
     if let Err(denied) = state.check_auth(headers) {
-        return denied;
+        return *denied;
     }
     state.latency().await;
     let param = |name: &str| {
@@ -480,7 +504,11 @@ async fn list_response(
     let page = number("page").unwrap_or(1).max(1) as usize;
     let page_size = number("page_size").unwrap_or(20);
     if !(1..=200).contains(&page_size) {
-        return api_error(StatusCode::BAD_REQUEST, 99992402, "field validation failed: page_size");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            99992402,
+            "field validation failed: page_size",
+        );
     }
     let page_size = page_size as usize;
     let range = |start: &str, end: &str| match (number(start), number(end)) {
@@ -492,7 +520,11 @@ async fn list_response(
         range("update_time_start", "update_time_end"),
         range("create_time_start", "create_time_end"),
     ) else {
-        return api_error(StatusCode::BAD_REQUEST, 154000, "each start time needs its end time");
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            154000,
+            "each start time needs its end time",
+        );
     };
     let status_list: HashSet<i64> = query
         .iter()
@@ -509,7 +541,9 @@ async fn list_response(
             within("updated_at", updated)
                 && within("created_at", created)
                 && (status_list.is_empty()
-                    || t["status"].as_i64().is_some_and(|s| status_list.contains(&s)))
+                    || t["status"]
+                        .as_i64()
+                        .is_some_and(|s| status_list.contains(&s)))
         })
         .collect();
     matching.sort_by_key(|t| t["created_at"].as_i64().unwrap_or(0));
@@ -582,7 +616,10 @@ mod tests {
         let ms = Duration::from_millis;
         assert_eq!(max_in_window(&[], ms(1000)), 0);
         assert_eq!(max_in_window(&[ms(0), ms(999), ms(1000)], ms(1000)), 2);
-        assert_eq!(max_in_window(&[ms(0), ms(10), ms(20), ms(2000)], ms(1000)), 3);
+        assert_eq!(
+            max_in_window(&[ms(0), ms(10), ms(20), ms(2000)], ms(1000)),
+            3
+        );
     }
 
     #[test]

@@ -26,7 +26,10 @@ impl Store {
         Self::connect_with(settings.connect_options(), settings.max_connections).await
     }
 
-    pub async fn connect_with(options: PgConnectOptions, max_connections: u32) -> anyhow::Result<Self> {
+    pub async fn connect_with(
+        options: PgConnectOptions,
+        max_connections: u32,
+    ) -> anyhow::Result<Self> {
         let target = describe_target(&options);
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
@@ -67,10 +70,12 @@ pub async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::R
         return Ok(());
     };
     let admin = options.clone().database("postgres");
-    let mut conn = admin
-        .connect()
-        .await
-        .with_context(|| format!("cannot connect to PostgreSQL at {}", describe_target(&admin)))?;
+    let mut conn = admin.connect().await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            describe_target(&admin)
+        )
+    })?;
     let exists: bool =
         sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
             .bind(&name)

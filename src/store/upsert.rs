@@ -288,7 +288,11 @@ pub async fn replace_children(
 
     let fields: Vec<(&str, &crate::domain::CustomFieldRow)> = records
         .iter()
-        .flat_map(|r| r.custom_fields.iter().map(|f| (r.ticket.ticket_id.as_str(), f)))
+        .flat_map(|r| {
+            r.custom_fields
+                .iter()
+                .map(|f| (r.ticket.ticket_id.as_str(), f))
+        })
         .collect();
     if !fields.is_empty() {
         sqlx::query(
@@ -298,10 +302,30 @@ pub async fn replace_children(
                                   $6::int4[], $7::bool[], $8::bool[])",
         )
         .bind(fields.iter().map(|(t, _)| *t).collect::<Vec<_>>())
-        .bind(fields.iter().map(|(_, f)| f.field_id.as_str()).collect::<Vec<_>>())
-        .bind(fields.iter().map(|(_, f)| f.key_name.as_deref()).collect::<Vec<_>>())
-        .bind(fields.iter().map(|(_, f)| f.display_name.as_deref()).collect::<Vec<_>>())
-        .bind(fields.iter().map(|(_, f)| f.value.as_deref()).collect::<Vec<_>>())
+        .bind(
+            fields
+                .iter()
+                .map(|(_, f)| f.field_id.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fields
+                .iter()
+                .map(|(_, f)| f.key_name.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fields
+                .iter()
+                .map(|(_, f)| f.display_name.as_deref())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            fields
+                .iter()
+                .map(|(_, f)| f.value.as_deref())
+                .collect::<Vec<_>>(),
+        )
         .bind(fields.iter().map(|(_, f)| f.position).collect::<Vec<_>>())
         .bind(fields.iter().map(|(_, f)| f.required).collect::<Vec<_>>())
         .bind(fields.iter().map(|(_, f)| f.editable).collect::<Vec<_>>())
@@ -364,13 +388,41 @@ async fn upsert_users(
             country = COALESCE(EXCLUDED.country, h.country),
             last_seen_at = GREATEST(h.last_seen_at, EXCLUDED.last_seen_at)",
     )
-    .bind(rows.iter().map(|(u, _)| u.user_id.as_str()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.name.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.email.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.avatar_url.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.department.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.city.as_deref()).collect::<Vec<_>>())
-    .bind(rows.iter().map(|(u, _)| u.country.as_deref()).collect::<Vec<_>>())
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.user_id.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.name.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.email.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.avatar_url.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.department.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.city.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        rows.iter()
+            .map(|(u, _)| u.country.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(rows.iter().map(|(_, at)| *at).collect::<Vec<_>>())
     .execute(&mut **tx)
     .await?;

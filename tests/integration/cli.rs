@@ -14,7 +14,10 @@ async fn config_errors_name_the_key_exit_2_and_call_nothing() {
     .await;
     let cases: [(&str, &str); 4] = [
         ("[feishu]\napp_secrt = \"x\"\n", "app_secrt"),
-        ("[feishu]\nrequest_timeout = \"soon\"\n", "feishu.request_timeout"),
+        (
+            "[feishu]\nrequest_timeout = \"soon\"\n",
+            "feishu.request_timeout",
+        ),
         ("[sync]\nbatch_size = 0\n", "sync.batch_size"),
         ("[feishu\n", "TOML"),
     ];
@@ -35,10 +38,19 @@ async fn config_errors_name_the_key_exit_2_and_call_nothing() {
     let ws = Workspace::with_toml(&toml, &db);
     let out = ws.run(&["sync"], &[], None).await;
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("feishu.app_secret is missing"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("feishu.app_secret is missing"),
+        "{}",
+        stderr(&out)
+    );
     assert!(sim.state.requests().is_empty(), "a request was made");
 
-    let out = run_binary(&["--config", "/nonexistent/config.toml", "migrate"], &[], None).await;
+    let out = run_binary(
+        &["--config", "/nonexistent/config.toml", "migrate"],
+        &[],
+        None,
+    )
+    .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("/nonexistent/config.toml does not exist"));
 }
@@ -53,19 +65,36 @@ async fn enqueue_is_idempotent_and_rejects_bad_input_whole() {
     .await;
     let ws = Workspace::new(&sim, &db, "");
     let out = ws
-        .run(&["enqueue", "6626871355780366331", "6626871355780366332"], &[], None)
+        .run(
+            &["enqueue", "6626871355780366331", "6626871355780366332"],
+            &[],
+            None,
+        )
         .await;
     assert_ok(&out);
     assert!(stdout(&out).contains("2 new"), "{}", stdout(&out));
     let out = ws
-        .run(&["enqueue", "--file", "-"], &[], Some("# from stdin\n6626871355780366331\n\n6626871355780366333\n"))
+        .run(
+            &["enqueue", "--file", "-"],
+            &[],
+            Some("# from stdin\n6626871355780366331\n\n6626871355780366333\n"),
+        )
         .await;
     assert_ok(&out);
-    assert!(stdout(&out).contains("1 new, 1 already known"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 new, 1 already known"),
+        "{}",
+        stdout(&out)
+    );
     assert_eq!(db.count("SELECT count(*) FROM ticket_sync_state").await, 3);
 
-    let bad = ws.write_file("bad.txt", "6626871355780366340\nnot-an-id\n6626871355780366341\n");
-    let out = ws.run(&["enqueue", "--file", bad.to_str().unwrap()], &[], None).await;
+    let bad = ws.write_file(
+        "bad.txt",
+        "6626871355780366340\nnot-an-id\n6626871355780366341\n",
+    );
+    let out = ws
+        .run(&["enqueue", "--file", bad.to_str().unwrap()], &[], None)
+        .await;
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("line 2"), "{}", stderr(&out));
     assert!(stderr(&out).contains("nothing was enqueued"));
@@ -82,10 +111,12 @@ async fn migrate_is_repeatable() {
     assert_ok(&ws.run(&["migrate"], &[], None).await);
     assert_ok(&ws.run(&["migrate"], &[], None).await);
     assert_eq!(
-        db.count("SELECT count(*) FROM information_schema.tables WHERE table_name IN
+        db.count(
+            "SELECT count(*) FROM information_schema.tables WHERE table_name IN
                   ('tickets','helpdesk_users','ticket_agents','ticket_collaborators','tags',
-                   'ticket_tags','ticket_custom_fields','ticket_comments','ticket_sync_state')")
-            .await,
+                   'ticket_tags','ticket_custom_fields','ticket_comments','ticket_sync_state')"
+        )
+        .await,
         9
     );
 }
@@ -93,7 +124,12 @@ async fn migrate_is_repeatable() {
 #[tokio::test]
 async fn demo_fills_a_fresh_database() {
     let db = TestDb::new().await;
-    let out = run_binary(&["demo", "--tickets", "25"], &[("DATABASE_URL", &db.url)], None).await;
+    let out = run_binary(
+        &["demo", "--tickets", "25"],
+        &[("DATABASE_URL", &db.url)],
+        None,
+    )
+    .await;
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.contains("The database now holds 24 tickets"), "{text}");
@@ -107,7 +143,14 @@ async fn help_lists_every_command() {
     let out = run_binary(&["--help"], &[], None).await;
     assert_ok(&out);
     let text = stdout(&out);
-    for command in ["migrate", "enqueue", "sync", "simulate", "demo", "Exit codes"] {
+    for command in [
+        "migrate",
+        "enqueue",
+        "sync",
+        "simulate",
+        "demo",
+        "Exit codes",
+    ] {
         assert!(text.contains(command), "--help lacks {command}");
     }
 }

@@ -1,7 +1,8 @@
 //! Test harness: a fresh database per test, the simulator on a random port, and the real binary.
 //!
-//! Postgres comes from `DATABASE_URL` when set (CI, or a local server); otherwise one
-//! testcontainers Postgres is started for the whole test binary (needs Docker).
+//! Postgres comes from `DATABASE_URL` when set (CI sets it); else from a server answering on
+//! 127.0.0.1:5432 as user `postgres` (the README's setup); else one testcontainers Postgres is
+//! started for the whole test binary (needs Docker). Each test gets a database of its own.
 
 use std::path::PathBuf;
 use std::process::Output;
@@ -22,13 +23,26 @@ async fn server_url() -> String {
             if let Ok(url) = std::env::var("DATABASE_URL") {
                 return url;
             }
+            if local_server_answers().await {
+                return LOCAL_SERVER.to_owned();
+            }
             start_container().await
         })
         .await
         .clone()
 }
 
-/// No DATABASE_URL: start Postgres in Docker, kept for the life of the test binary.
+const LOCAL_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
+
+async fn local_server_answers() -> bool {
+    let Ok(options) = LOCAL_SERVER.parse::<PgConnectOptions>() else {
+        return false;
+    };
+    let attempt = tokio::time::timeout(std::time::Duration::from_secs(3), options.connect());
+    matches!(attempt.await, Ok(Ok(_)))
+}
+
+/// No DATABASE_URL and no local server: start Postgres in Docker, kept for the life of the test binary.
 async fn start_container() -> String {
     use testcontainers_modules::postgres::Postgres;
     use testcontainers_modules::testcontainers::runners::AsyncRunner;
@@ -187,7 +201,11 @@ impl Workspace {
     /// Runs the binary with `--config` and `args`; `env` adds variables.
     pub async fn run(&self, args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
         run_binary(
-            &[&["--config", self.config.to_str().expect("utf-8 path")], args].concat(),
+            &[
+                &["--config", self.config.to_str().expect("utf-8 path")],
+                args,
+            ]
+            .concat(),
             &[&[("DATABASE_URL", self.db_url.as_str())], env].concat(),
             stdin,
         )

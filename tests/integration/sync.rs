@@ -19,7 +19,10 @@ fn sim_config(tickets: usize) -> SimConfig {
 /// Enqueue every simulated id from a file and run one sync; returns the ids.
 async fn sync_all(ws: &Workspace, ids: &[String]) {
     let file = ws.write_file("ids.txt", &ids_text(ids));
-    assert_ok(&ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None).await);
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
     assert_ok(&ws.run(&["sync"], &[], None).await);
 }
 
@@ -81,11 +84,27 @@ async fn full_sync_stores_every_ticket_with_its_children() {
             _ => 0,
         } as i64;
         let q = |table: &str| format!("SELECT count(*) FROM {table} WHERE ticket_id = '{id}'");
-        assert_eq!(db.count(&q("ticket_agents")).await, len("agents"), "{id} agents");
-        assert_eq!(db.count(&q("ticket_collaborators")).await, len("collaborators"), "{id}");
+        assert_eq!(
+            db.count(&q("ticket_agents")).await,
+            len("agents"),
+            "{id} agents"
+        );
+        assert_eq!(
+            db.count(&q("ticket_collaborators")).await,
+            len("collaborators"),
+            "{id}"
+        );
         assert_eq!(db.count(&q("ticket_tags")).await, len("tags"), "{id} tags");
-        assert_eq!(db.count(&q("ticket_custom_fields")).await, len("customized_fields"), "{id}");
-        assert_eq!(db.count(&q("ticket_comments")).await, comments, "{id} comments");
+        assert_eq!(
+            db.count(&q("ticket_custom_fields")).await,
+            len("customized_fields"),
+            "{id}"
+        );
+        assert_eq!(
+            db.count(&q("ticket_comments")).await,
+            comments,
+            "{id} comments"
+        );
     }
     // Quirks: ids above 2^53 exact, -1 → NULL, raw kept with unknown fields.
     let user_ids: Vec<i64> =
@@ -103,8 +122,10 @@ async fn full_sync_stores_every_ticket_with_its_children() {
             .unwrap();
     assert_eq!(updated, None);
     assert_eq!(
-        db.count("SELECT count(*) FROM tickets WHERE raw ? 'field_added_after_this_client_was_written'")
-            .await,
+        db.count(
+            "SELECT count(*) FROM tickets WHERE raw ? 'field_added_after_this_client_was_written'"
+        )
+        .await,
         ids.iter().enumerate().filter(|(i, _)| i % 7 == 0).count() as i64
     );
     // Every person referenced is a user row.
@@ -129,8 +150,16 @@ async fn resyncing_unchanged_tickets_changes_no_row() {
     let requests_before = sim.state.detail_requests(None);
 
     sync_all(&ws, &ids).await;
-    assert_eq!(sim.state.detail_requests(None), requests_before + 30, "refetched");
-    assert_eq!(snapshot(&db).await, before, "an unchanged re-sync rewrote rows");
+    assert_eq!(
+        sim.state.detail_requests(None),
+        requests_before + 30,
+        "refetched"
+    );
+    assert_eq!(
+        snapshot(&db).await,
+        before,
+        "an unchanged re-sync rewrote rows"
+    );
 
     // A sync with nothing due makes no call at all.
     assert_ok(&ws.run(&["sync"], &[], None).await);
@@ -202,7 +231,10 @@ async fn an_update_is_reflected_exactly() {
             .fetch_one(&db.pool)
             .await
             .unwrap();
-    assert_eq!(other_before, other_after, "an unchanged ticket was rewritten");
+    assert_eq!(
+        other_before, other_after,
+        "an unchanged ticket was rewritten"
+    );
 }
 
 #[tokio::test]
@@ -230,8 +262,15 @@ async fn deleted_ticket_is_soft_deleted_and_invalid_id_parked() {
     .unwrap();
     assert!(deleted.0.is_some(), "deleted_at not set");
     assert_eq!(deleted.1, "not_found");
-    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5, "rows kept");
-    assert_eq!(db.count("SELECT count(*) FROM ticket_agents").await, children_before);
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets").await,
+        5,
+        "rows kept"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_agents").await,
+        children_before
+    );
 
     let invalid: (String, Option<i64>, bool) = sqlx::query_as(
         "SELECT last_outcome, last_error_code, next_due_at = 'infinity'
@@ -254,21 +293,26 @@ async fn transient_failures_are_retried_to_success() {
     let sim = start_sim(sim_config(12)).await;
     let ws = Workspace::new(&sim, &db, "request_timeout = \"1s\"\n");
     let ids = sim.state.ticket_ids();
-    sim.state.inject(&ids[0], [Fault::InternalError, Fault::BadGateway, Fault::Truncated]);
-    sim.state.inject(&ids[1], [Fault::Delay(Duration::from_secs(3))]);
+    sim.state.inject(
+        &ids[0],
+        [Fault::InternalError, Fault::BadGateway, Fault::Truncated],
+    );
+    sim.state
+        .inject(&ids[1], [Fault::Delay(Duration::from_secs(3))]);
     sim.state.inject(&ids[2], [Fault::ConnectionDrop]);
-    sim.state.inject(&ids[3], [Fault::RateLimited { reset_seconds: 1 }]);
-    sim.state.inject(&ids[4], [Fault::RateLimited400 { reset_seconds: 1 }]);
+    sim.state
+        .inject(&ids[3], [Fault::RateLimited { reset_seconds: 1 }]);
+    sim.state
+        .inject(&ids[4], [Fault::RateLimited400 { reset_seconds: 1 }]);
     sync_all(&ws, &ids).await;
 
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 12);
-    let attempts: i32 = sqlx::query_scalar(
-        "SELECT last_attempt_count FROM ticket_sync_state WHERE ticket_id = $1",
-    )
-    .bind(&ids[0])
-    .fetch_one(&db.pool)
-    .await
-    .unwrap();
+    let attempts: i32 =
+        sqlx::query_scalar("SELECT last_attempt_count FROM ticket_sync_state WHERE ticket_id = $1")
+            .bind(&ids[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
     assert_eq!(attempts, 4);
     assert_eq!(sim.state.count_status(Endpoint::Detail, 429), 1);
 }
@@ -299,7 +343,8 @@ async fn a_bad_body_fails_only_its_ticket() {
     sync_all(&ws, &ids[3..4]).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 10);
     assert_eq!(
-        db.count("SELECT count(*) FROM ticket_sync_state WHERE consecutive_failures > 0").await,
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE consecutive_failures > 0")
+            .await,
         0
     );
 }
@@ -308,10 +353,17 @@ async fn a_bad_body_fails_only_its_ticket() {
 async fn a_token_invalidated_mid_run_is_refreshed_once() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(40)).await;
-    let ws = Workspace::new(&sim, &db, "detail_requests_per_second = 40.0\nmax_in_flight = 4\n");
+    let ws = Workspace::new(
+        &sim,
+        &db,
+        "detail_requests_per_second = 40.0\nmax_in_flight = 4\n",
+    );
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
-    assert_ok(&ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None).await);
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
 
     let state = sim.state.clone();
     let invalidator = tokio::spawn(async move {
@@ -324,7 +376,11 @@ async fn a_token_invalidated_mid_run_is_refreshed_once() {
     assert_ok(&out);
     invalidator.await.unwrap();
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 40);
-    assert_eq!(sim.state.count_status(Endpoint::Token, 200), 2, "one refresh");
+    assert_eq!(
+        sim.state.count_status(Endpoint::Token, 200),
+        2,
+        "one refresh"
+    );
 }
 
 #[tokio::test]
@@ -337,9 +393,16 @@ async fn wrong_helpdesk_token_is_fatal_and_touches_nothing() {
     let before = snapshot(&db).await;
 
     let file = ws.write_file("ids.txt", &ids_text(&ids));
-    assert_ok(&ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None).await);
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
     let out = ws
-        .run(&["sync"], &[("HELPDESK_SYNC__FEISHU__HELPDESK_TOKEN", "wrong")], None)
+        .run(
+            &["sync"],
+            &[("HELPDESK_SYNC__FEISHU__HELPDESK_TOKEN", "wrong")],
+            None,
+        )
         .await;
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
@@ -347,13 +410,15 @@ async fn wrong_helpdesk_token_is_fatal_and_touches_nothing() {
     assert!(err.contains("feishu.helpdesk_token"), "{err}");
     assert_eq!(snapshot(&db).await, before, "stored rows changed");
     assert_eq!(
-        db.count("SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL").await,
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL")
+            .await,
         0,
         "claims left behind"
     );
     // Still due: the next good run fetches them.
     assert_eq!(
-        db.count("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= now()").await,
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= now()")
+            .await,
         8
     );
 }
@@ -365,16 +430,27 @@ async fn wrong_app_secret_is_fatal_with_a_clear_message() {
     let ws = Workspace::new(&sim, &db, "");
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
-    assert_ok(&ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None).await);
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
     let out = ws
-        .run(&["sync"], &[("HELPDESK_SYNC__FEISHU__APP_SECRET", "nope")], None)
+        .run(
+            &["sync"],
+            &[("HELPDESK_SYNC__FEISHU__APP_SECRET", "nope")],
+            None,
+        )
         .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("app credentials were rejected"), "{err}");
     assert!(err.contains("10014"), "{err}");
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 0);
-    assert_eq!(sim.state.detail_requests(None), 0, "detail calls without a token");
+    assert_eq!(
+        sim.state.detail_requests(None),
+        0,
+        "detail calls without a token"
+    );
 }
 
 #[tokio::test]
@@ -384,12 +460,25 @@ async fn secrets_never_appear_in_output_even_at_trace_level() {
     let ws = Workspace::new(&sim, &db, "");
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
-    assert_ok(&ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None).await);
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
     sim.state.inject(&ids[0], [Fault::InternalError]);
-    let out = ws.run(&["sync", "--log-format", "json"], &[("RUST_LOG", "trace")], None).await;
+    let out = ws
+        .run(
+            &["sync", "--log-format", "json"],
+            &[("RUST_LOG", "trace")],
+            None,
+        )
+        .await;
     assert_ok(&out);
     let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(all.len() > 1000, "trace output expected, got {} bytes", all.len());
+    assert!(
+        all.len() > 1000,
+        "trace output expected, got {} bytes",
+        all.len()
+    );
     let c = sim.state.config();
     let header = {
         use base64::Engine;
@@ -414,11 +503,19 @@ async fn pacing_never_exceeds_the_api_limit_in_any_second() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::new(&sim, &db, "detail_requests_per_second = 9.0\nmax_in_flight = 16\n");
+    let ws = Workspace::new(
+        &sim,
+        &db,
+        "detail_requests_per_second = 9.0\nmax_in_flight = 16\n",
+    );
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 40);
-    assert_eq!(sim.state.count_status(Endpoint::Detail, 429), 0, "rate limited");
+    assert_eq!(
+        sim.state.count_status(Endpoint::Detail, 429),
+        0,
+        "rate limited"
+    );
     let peak = sim.state.max_per_second(Endpoint::Detail);
     assert!(peak <= 10, "{peak} requests arrived within one second");
 }
