@@ -501,6 +501,17 @@ mod tests {
             .collect()
     }
 
+    /// The shipped example stays loadable and states the defaults.
+    #[test]
+    fn example_config_is_valid() {
+        let s = Settings::from_toml_str(include_str!("../config.toml.example"), env(&[])).unwrap();
+        assert_eq!(s.feishu.base_url.as_str(), "https://open.feishu.cn/");
+        assert_eq!(s.feishu.detail_requests_per_second, 9.0);
+        assert_eq!(s.feishu.max_in_flight, 16);
+        assert_eq!(s.sync.batch_size, 100);
+        assert!(s.feishu.credentials().is_ok());
+    }
+
     #[test]
     fn defaults_fill_what_the_file_leaves_out() {
         let s = Settings::from_toml_str(FULL, env(&[])).unwrap();

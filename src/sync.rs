@@ -108,7 +108,8 @@ pub async fn run_cycle(
     shutdown: CancellationToken,
 ) -> Result<CycleReport, CycleError> {
     let started = Instant::now();
-    let cycle_start: DateTime<Utc> = Utc::now();
+    // The database's clock, not ours: `next_due_at` is written with its `now()`.
+    let cycle_start: DateTime<Utc> = store.now().await?;
     let api_before = client.stats();
     let worker = worker_id();
     let due_at_start = store.count_due(cycle_start).await?;
@@ -117,6 +118,28 @@ pub async fn run_cycle(
         done: 0,
     };
     on_progress(progress);
+
+    // Check the app credentials once before claiming anything, instead of in every worker.
+    if due_at_start > 0
+        && let Err(error) = client.tenant_token().await
+    {
+        if error.disposition() == Disposition::Fatal {
+            tracing::error!(error = %error, "cannot obtain a tenant access token");
+            let report = CycleReport {
+                due_at_start,
+                api: client.stats().since(&api_before),
+                elapsed: started.elapsed(),
+                fatal: Some(error.clone()),
+                ..CycleReport::default()
+            };
+            return Err(CycleError::Fatal {
+                error,
+                report: Box::new(report),
+            });
+        }
+        // Network trouble: the per-ticket policy (retries, then `failed`) takes it from here.
+        tracing::warn!(error = %error, "cannot obtain a tenant access token yet");
+    }
 
     let (outcome_tx, outcome_rx) = mpsc::channel::<TicketOutcome>(options.batch_size * 2);
     let writer = tokio::spawn(write_outcomes(
@@ -208,19 +231,12 @@ pub async fn run_cycle(
     // Everything still claimed by us was not written: give it back for the next cycle.
     let released = store.release_all_claims(&worker).await?;
     let written = written?;
-    let api_after = client.stats();
     let report = CycleReport {
         due_at_start,
         claimed,
         written,
         released,
-        api: ClientStatsSnapshot {
-            detail_requests: api_after.detail_requests - api_before.detail_requests,
-            token_requests: api_after.token_requests - api_before.token_requests,
-            rate_limited: api_after.rate_limited - api_before.rate_limited,
-            token_invalidations: api_after.token_invalidations - api_before.token_invalidations,
-            retries: api_after.retries - api_before.retries,
-        },
+        api: client.stats().since(&api_before),
         elapsed: started.elapsed(),
         fatal: fatal.clone(),
         interrupted: shutdown.is_cancelled(),

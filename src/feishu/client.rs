@@ -45,6 +45,19 @@ pub struct ClientStatsSnapshot {
     pub retries: u64,
 }
 
+impl ClientStatsSnapshot {
+    /// What happened between `earlier` and this snapshot.
+    pub fn since(&self, earlier: &ClientStatsSnapshot) -> ClientStatsSnapshot {
+        ClientStatsSnapshot {
+            detail_requests: self.detail_requests - earlier.detail_requests,
+            token_requests: self.token_requests - earlier.token_requests,
+            rate_limited: self.rate_limited - earlier.rate_limited,
+            token_invalidations: self.token_invalidations - earlier.token_invalidations,
+            retries: self.retries - earlier.retries,
+        }
+    }
+}
+
 /// The outcome of fetching one ticket, after retries.
 #[derive(Debug)]
 pub struct TicketFetch {

@@ -136,6 +136,11 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// The database's current time (cycles compare due times on this clock).
+    pub async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
+        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
+    }
+
     /// Tickets due at `due_by`.
     pub async fn count_due(&self, due_by: DateTime<Utc>) -> anyhow::Result<u64> {
         let n: i64 =
