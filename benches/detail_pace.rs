@@ -48,7 +48,8 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
         c.helpdesk_id,
         c.helpdesk_token
     );
-    let settings = Settings::from_toml_str(&toml, [("DATABASE_URL".to_owned(), db_url.to_owned())])?;
+    let settings =
+        Settings::from_toml_str(&toml, [("DATABASE_URL".to_owned(), db_url.to_owned())])?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     sqlx::query("TRUNCATE tickets, ticket_sync_state, helpdesk_users, tags CASCADE")
@@ -72,7 +73,10 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
     )
     .await?;
     let wall = started.elapsed();
-    anyhow::ensure!(report.written.changed == tickets as u64, "not every ticket stored: {report:?}");
+    anyhow::ensure!(
+        report.written.changed == tickets as u64,
+        "not every ticket stored: {report:?}"
+    );
     let arrivals: Vec<Duration> = sim
         .state
         .requests()
@@ -92,7 +96,10 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
 }
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 #[tokio::main]
@@ -111,7 +118,10 @@ async fn main() -> anyhow::Result<()> {
     let sequential = run(&db_url, env_usize("BENCH_SEQUENTIAL_TICKETS", 40), rate, 1).await;
 
     let mut admin = scratch.clone().database("postgres").connect().await?;
-    let drop = format!("DROP DATABASE IF EXISTS \"hsbench_{}\" WITH (FORCE)", std::process::id());
+    let drop = format!(
+        "DROP DATABASE IF EXISTS \"hsbench_{}\" WITH (FORCE)",
+        std::process::id()
+    );
     admin.execute(sqlx::AssertSqlSafe(drop)).await?;
 
     let (paced, sequential) = (paced?, sequential?);
@@ -120,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         "{:<28} {:>7} {:>9} {:>12} {:>11} {:>6} {:>14}",
         "client", "tickets", "wall s", "steady req/s", "% of pace", "429s", "peak in 1 s"
     );
-    for (name, r) in [("paced, 16 in flight", &paced), ("sequential (1 in flight)", &sequential)] {
+    for (name, r) in [
+        ("paced, 16 in flight", &paced),
+        ("sequential (1 in flight)", &sequential),
+    ] {
         println!(
             "{:<28} {:>7} {:>9.1} {:>12.2} {:>10.1}% {:>6} {:>14}",
             name,

@@ -112,9 +112,10 @@ impl CliError {
 
 /// Runs the command and turns the result into an exit code.
 pub fn main(cli: Cli) -> ExitCode {
+    // sqlx reports Postgres NOTICEs (e.g. "relation already exists, skipping") at info.
     let default_filter = match cli.command {
-        Command::Demo { .. } => "warn,helpdesk_sync=warn",
-        _ => "info",
+        Command::Demo { .. } => "warn",
+        _ => "info,sqlx::postgres::notice=warn",
     };
     telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -16,7 +16,7 @@ pub const CODE_INTERNAL: i64 = 155000;
 /// One failed call to the API.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ApiError {
-    #[error("rate limited (HTTP {http_status}, code {code:?}); told to wait {reset:?}")]
+    #[error("rate limited (HTTP {http_status}, {}); told to wait {reset:?}", code_text(.code))]
     RateLimited {
         http_status: u16,
         code: Option<i64>,
@@ -26,7 +26,7 @@ pub enum ApiError {
     Transport { detail: String },
     #[error("request timed out")]
     Timeout,
-    #[error("server error (HTTP {http_status}, code {code:?}): {msg}")]
+    #[error("server error (HTTP {http_status}, {}): {msg}", code_text(.code))]
     Server {
         http_status: u16,
         code: Option<i64>,
@@ -53,8 +53,9 @@ pub enum ApiError {
         msg: String,
     },
     #[error(
-        "the helpdesk authorization was rejected (HTTP {http_status}, code {code:?}: {msg}); \
-         check feishu.helpdesk_id and feishu.helpdesk_token"
+        "the helpdesk authorization was rejected (HTTP {http_status}, {}: {msg}); \
+         check feishu.helpdesk_id and feishu.helpdesk_token",
+        code_text(.code)
     )]
     HelpdeskUnauthorized {
         http_status: u16,
@@ -62,20 +63,29 @@ pub enum ApiError {
         msg: String,
     },
     #[error(
-        "the Feishu app credentials were rejected (HTTP {http_status}, code {code:?}: {msg}); \
-         check feishu.app_id and feishu.app_secret"
+        "the Feishu app credentials were rejected (HTTP {http_status}, {}: {msg}); \
+         check feishu.app_id and feishu.app_secret",
+        code_text(.code)
     )]
     AppCredentialsRejected {
         http_status: u16,
         code: Option<i64>,
         msg: String,
     },
-    #[error("API error (HTTP {http_status}, code {code:?}): {msg}")]
+    #[error("API error (HTTP {http_status}, {}): {msg}", code_text(.code))]
     Other {
         http_status: u16,
         code: Option<i64>,
         msg: String,
     },
+}
+
+/// "code 154001", or "no code" when the body had none.
+fn code_text(code: &Option<i64>) -> String {
+    match code {
+        Some(c) => format!("code {c}"),
+        None => "no code".to_owned(),
+    }
 }
 
 /// What the sync does about an error.

@@ -138,7 +138,9 @@ impl Store {
 
     /// The database's current time (cycles compare due times on this clock).
     pub async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
-        Ok(sqlx::query_scalar("SELECT now()").fetch_one(&self.pool).await?)
+        Ok(sqlx::query_scalar("SELECT now()")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// Tickets due at `due_by`.
