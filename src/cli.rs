@@ -8,10 +8,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
+use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Settings, parse_duration};
+use crate::config::{ConfigError, Settings, parse_duration, parse_since};
 use crate::domain::TicketId;
 use crate::feishu::FeishuClient;
 use crate::sim::{SimConfig, SimServer};
@@ -55,8 +56,14 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
     },
-    /// Run one cycle: fetch every due ticket, upsert, exit
-    Sync,
+    /// Run one cycle: discover changed tickets, fetch every due ticket, upsert, exit
+    Sync {
+        /// Also scan ticket history by create time from this date (2023-01-01 or RFC 3339)
+        #[arg(long, value_name = "DATE", value_parser = since_arg)]
+        since: Option<DateTime<Utc>>,
+    },
+    /// Run as a daemon: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
+    Run,
     /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
     Simulate {
         /// Address to listen on
@@ -88,6 +95,10 @@ pub enum Command {
 
 fn duration_arg(text: &str) -> Result<Duration, String> {
     parse_duration(text)
+}
+
+fn since_arg(text: &str) -> Result<DateTime<Utc>, String> {
+    parse_since(text)
 }
 
 /// Errors by exit code.
@@ -150,9 +161,16 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             let settings = load_settings(cli.config.as_deref())?;
             enqueue(&settings, ids, file).await
         }
-        Command::Sync => {
+        Command::Sync { since } => {
             let settings = load_settings(cli.config.as_deref())?;
-            sync_once(&settings).await
+            sync_once(&settings, since).await
+        }
+        Command::Run => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let credentials = settings.feishu.credentials()?;
+            crate::scheduler::run_daemon(&settings, credentials, shutdown_on_signal())
+                .await
+                .map_err(CliError::Runtime)
         }
         Command::Simulate {
             listen,
@@ -265,17 +283,27 @@ fn read_id_file(path: &Path) -> Result<(Vec<TicketId>, Vec<String>), CliError> {
 }
 
 /// `sync`: migrate, run one cycle, print the summary.
-async fn sync_once(settings: &Settings) -> Result<(), CliError> {
+async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<(), CliError> {
     let credentials = settings.feishu.credentials()?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     let client = FeishuClient::new(&settings.feishu, credentials)?;
     let shutdown = shutdown_on_signal();
+    // One syncer per helpdesk at a time (a `run` daemon included): wait for the others.
+    let Some(_lock) = crate::scheduler::HelpdeskLock::acquire(
+        &store,
+        settings.feishu.helpdesk_id.trim(),
+        &shutdown,
+    )
+    .await?
+    else {
+        return Ok(());
+    };
     let progress = ProgressDisplay::new("sync");
     let result = run_cycle(
         &store,
         &client,
-        &CycleOptions::from_settings(settings),
+        &CycleOptions::from_settings(settings, since),
         &|p| progress.update(p),
         shutdown,
     )
@@ -307,13 +335,39 @@ pub fn summarize(r: &CycleReport) -> String {
         r.due_at_start, fetched, secs, w.changed, w.unchanged, w.not_found, w.invalid, w.failed
     );
     text.push_str(&format!(
-        "\nAPI: {} detail requests ({:.1}/s), {} token requests, {} rate-limited answers, {} retries",
+        "\nAPI: {} detail requests ({:.1}/s), {} list requests, {} token requests, {} rate-limited answers, {} retries",
         r.api.detail_requests,
         if secs > 0.0 { r.api.detail_requests as f64 / secs } else { 0.0 },
+        r.api.list_requests,
         r.api.token_requests,
         r.api.rate_limited,
         r.api.retries
     ));
+    if let Some(d) = &r.discovery {
+        text.push_str(&format!(
+            "\ndiscovery: {} list pages, {} tickets listed, {} queued ({} new){}{}",
+            d.pages,
+            d.listed,
+            d.queued,
+            d.new,
+            if d.splits > 0 {
+                format!(", {} windows split at the 10,000-row cap", d.splits)
+            } else {
+                String::new()
+            },
+            if d.backfill_completed {
+                ", history backfill complete"
+            } else {
+                ""
+            },
+        ));
+    }
+    if let Some(error) = &r.discovery_error {
+        text.push_str(&format!("\ndiscovery incomplete: {error}"));
+    }
+    if let Some(added) = r.from_query {
+        text.push_str(&format!("\nknown_ids_query: {added} new ids"));
+    }
     if r.released > 0 {
         text.push_str(&format!(
             "\n{} claimed ticket(s) were not processed and stay queued for the next cycle",

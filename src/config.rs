@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use secrecy::{ExposeSecret, SecretString};
@@ -47,6 +48,8 @@ pub struct FeishuSettings {
     helpdesk_token: SecretSource,
     /// Pace for `GET /tickets/:id` (documented limit 10/s; keep a margin).
     pub detail_requests_per_second: f64,
+    /// Pace for `GET /tickets` (discovery; documented limit 50/s).
+    pub list_requests_per_second: f64,
     /// Concurrent requests, so API latency does not cap throughput.
     pub max_in_flight: usize,
     /// Per-attempt timeout of one HTTP request.
@@ -73,6 +76,22 @@ pub struct SyncSettings {
     pub open_refresh: Duration,
     /// Refresh interval of a closed ticket after a successful fetch.
     pub closed_refresh: Duration,
+    /// Learn ticket ids through the list API each cycle.
+    pub discover: bool,
+    /// How far back each incremental scan re-reads before the watermark.
+    pub discovery_overlap: Duration,
+    /// Where the first (create-time) scan starts when there is no watermark yet.
+    pub backfill_since: Option<DateTime<Utc>>,
+    /// Operator SQL returning ticket ids as text; its new ids are enqueued each cycle.
+    pub known_ids_query: Option<String>,
+    /// Most tickets fetched in one cycle; the rest wait for the next (None = unlimited).
+    pub max_tickets_per_cycle: Option<u64>,
+    /// When `run` starts a cycle (cron with seconds: "0 */5 * * * *").
+    pub schedule: cron::Schedule,
+    /// A cycle with no progress for this long is ended.
+    pub stall_timeout: Duration,
+    /// After SIGTERM, how long requests in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 /// Secrets handed out only to the code that sends them.
@@ -191,6 +210,7 @@ struct RawFeishu {
     helpdesk_token: Option<Scalar>,
     helpdesk_token_file: Option<PathBuf>,
     detail_requests_per_second: Option<f64>,
+    list_requests_per_second: Option<f64>,
     max_in_flight: Option<i64>,
     request_timeout: Option<String>,
     max_attempts: Option<i64>,
@@ -210,6 +230,14 @@ struct RawSync {
     batch_size: Option<i64>,
     open_refresh: Option<String>,
     closed_refresh: Option<String>,
+    discover: Option<bool>,
+    discovery_overlap: Option<String>,
+    backfill_since: Option<String>,
+    known_ids_query: Option<String>,
+    max_tickets_per_cycle: Option<i64>,
+    schedule: Option<String>,
+    stall_timeout: Option<String>,
+    shutdown_grace: Option<String>,
 }
 
 /// A text value that environment variables may deliver as a number (`HELPDESK_SYNC__FEISHU__HELPDESK_ID=662...`).
@@ -244,7 +272,16 @@ const TEXT_KEYS: &[&str] = &[
     "database.url",
     "sync.open_refresh",
     "sync.closed_refresh",
+    "sync.discovery_overlap",
+    "sync.backfill_since",
+    "sync.known_ids_query",
+    "sync.schedule",
+    "sync.stall_timeout",
+    "sync.shutdown_grace",
 ];
+
+/// Every five minutes, at second 0.
+pub const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
 
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
@@ -321,12 +358,16 @@ impl Settings {
                     "feishu.base_url: {base_url_text:?} is not an http(s) URL"
                 ))
             })?;
-        let rate = f.detail_requests_per_second.unwrap_or(9.0);
-        if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
-            return Err(ConfigError::new(format!(
-                "feishu.detail_requests_per_second: {rate} must be above 0 and at most 1000"
-            )));
-        }
+        let rate = rate_per_second(
+            "feishu.detail_requests_per_second",
+            f.detail_requests_per_second,
+            9.0,
+        )?;
+        let list_rate = rate_per_second(
+            "feishu.list_requests_per_second",
+            f.list_requests_per_second,
+            40.0,
+        )?;
         let feishu = FeishuSettings {
             base_url,
             app_id: f.app_id.map(Scalar::into_string).unwrap_or_default(),
@@ -343,6 +384,7 @@ impl Settings {
                 f.helpdesk_token_file,
             )?,
             detail_requests_per_second: rate,
+            list_requests_per_second: list_rate,
             max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
             request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
             max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
@@ -372,6 +414,44 @@ impl Settings {
             batch_size: positive("sync.batch_size", raw.sync.batch_size, 100, 10_000)?,
             open_refresh: duration("sync.open_refresh", raw.sync.open_refresh, "1h")?,
             closed_refresh: duration("sync.closed_refresh", raw.sync.closed_refresh, "7d")?,
+            discover: raw.sync.discover.unwrap_or(true),
+            discovery_overlap: duration(
+                "sync.discovery_overlap",
+                raw.sync.discovery_overlap,
+                "10m",
+            )?,
+            backfill_since: raw
+                .sync
+                .backfill_since
+                .map(|text| {
+                    parse_since(&text)
+                        .map_err(|e| ConfigError::new(format!("sync.backfill_since: {e}")))
+                })
+                .transpose()?,
+            known_ids_query: raw.sync.known_ids_query.filter(|q| !q.trim().is_empty()),
+            max_tickets_per_cycle: match raw.sync.max_tickets_per_cycle {
+                None | Some(0) => None,
+                Some(n) if n > 0 => Some(n as u64),
+                Some(n) => {
+                    return Err(ConfigError::new(format!(
+                        "sync.max_tickets_per_cycle: {n} must be 0 (unlimited) or more"
+                    )));
+                }
+            },
+            schedule: {
+                let text = raw
+                    .sync
+                    .schedule
+                    .unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
+                text.parse().map_err(|e| {
+                    ConfigError::new(format!(
+                        "sync.schedule: {text:?} is not a cron expression ({e}); \
+                         six fields with seconds first, e.g. \"0 */5 * * * *\""
+                    ))
+                })?
+            },
+            stall_timeout: duration("sync.stall_timeout", raw.sync.stall_timeout, "10m")?,
+            shutdown_grace: duration("sync.shutdown_grace", raw.sync.shutdown_grace, "20s")?,
         };
         Ok(Self {
             feishu,
@@ -427,6 +507,29 @@ fn positive<T: TryFrom<i64>>(
         )));
     }
     T::try_from(v).map_err(|_| ConfigError::new(format!("{key}: {v} is out of range")))
+}
+
+fn rate_per_second(key: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
+    let rate = value.unwrap_or(default);
+    if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
+        return Err(ConfigError::new(format!(
+            "{key}: {rate} must be above 0 and at most 1000"
+        )));
+    }
+    Ok(rate)
+}
+
+/// A start date: "2023-01-01" (UTC midnight) or RFC 3339 ("2023-01-01T08:00:00+08:00").
+pub fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
+    let t = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(t) {
+        return Ok(at.with_timezone(&Utc));
+    }
+    chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|dt| dt.and_utc())
+        .ok_or_else(|| format!("{t:?} is not a date like 2023-01-01 or 2023-01-01T00:00:00Z"))
 }
 
 /// Parses "10s", "5m", "1h 30m", "7d".
@@ -600,6 +703,27 @@ mod tests {
         for secret in ["super-secret-value", "hd-token-value", "dbpass"] {
             assert!(!text.contains(secret), "{secret} leaked in {text}");
         }
+    }
+
+    #[test]
+    fn schedule_and_since_are_checked() {
+        let err =
+            Settings::from_toml_str("[sync]\nschedule = \"every minute\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("sync.schedule"), "{err}");
+        let err = Settings::from_toml_str("[sync]\nbackfill_since = \"yesterday\"\n", env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("sync.backfill_since"), "{err}");
+        let s = Settings::from_toml_str(
+            "[sync]\nbackfill_since = \"2023-01-01\"\nmax_tickets_per_cycle = 0\n",
+            env(&[]),
+        )
+        .unwrap();
+        assert_eq!(
+            s.sync.backfill_since.unwrap().to_rfc3339(),
+            "2023-01-01T00:00:00+00:00"
+        );
+        assert_eq!(s.sync.max_tickets_per_cycle, None);
+        assert!(s.sync.discover);
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
     let result = run_cycle(
         &store,
         &client,
-        &CycleOptions::from_settings(&settings),
+        &CycleOptions::from_settings(&settings, None),
         &|p| progress.update(p),
         CancellationToken::new(),
     )

@@ -5,6 +5,7 @@
 //! new claims; requests in flight finish within a grace period; unworked claims are released.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -14,6 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
+use crate::discover::{DiscoveryError, DiscoveryOptions, DiscoveryReport, discover};
 use crate::domain::{Failure, TicketId, TicketOutcome};
 use crate::feishu::{ApiError, ClientStatsSnapshot, Disposition, FeishuClient};
 use crate::normalize::normalize_ticket;
@@ -27,8 +29,6 @@ pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
 };
 /// How long a claim holds; an expired claim (crashed worker) can be taken again.
 pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
-/// After a stop request, how long requests already in flight may take to finish.
-pub const STOP_GRACE: Duration = Duration::from_secs(20);
 /// A partly filled batch is committed after this long, so slow cycles persist progress too.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -39,26 +39,45 @@ pub struct CycleOptions {
     pub max_in_flight: usize,
     pub open_refresh: Duration,
     pub closed_refresh: Duration,
+    /// Discovery through the list API; None when `sync.discover = false`.
+    pub discovery: Option<DiscoveryOptions>,
+    pub known_ids_query: Option<String>,
+    pub max_tickets_per_cycle: Option<u64>,
+    /// After a stop request, how long requests already in flight may take to finish.
+    pub shutdown_grace: Duration,
 }
 
 impl CycleOptions {
-    pub fn from_settings(settings: &Settings) -> Self {
+    /// Options for a cycle; `since` is `sync --since` (a history backfill from that date).
+    pub fn from_settings(settings: &Settings, since: Option<DateTime<Utc>>) -> Self {
+        let s = &settings.sync;
         Self {
-            batch_size: settings.sync.batch_size,
+            batch_size: s.batch_size,
             max_in_flight: settings.feishu.max_in_flight,
-            open_refresh: settings.sync.open_refresh,
-            closed_refresh: settings.sync.closed_refresh,
+            open_refresh: s.open_refresh,
+            closed_refresh: s.closed_refresh,
+            discovery: (s.discover || since.is_some()).then(|| DiscoveryOptions {
+                helpdesk_id: settings.feishu.helpdesk_id.trim().to_owned(),
+                overlap: s.discovery_overlap,
+                backfill_since: s.backfill_since,
+                since_override: since,
+            }),
+            known_ids_query: s.known_ids_query.clone(),
+            max_tickets_per_cycle: s.max_tickets_per_cycle,
+            shutdown_grace: s.shutdown_grace,
         }
     }
 }
 
-/// Progress, reported after every ticket.
+/// Progress, reported after every list page and every ticket.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Progress {
-    /// Tickets due when the cycle started (the progress bar's total).
+    /// Tickets due when fetching started (the progress bar's total).
     pub due_at_start: u64,
     /// Tickets whose fetch has finished (any outcome).
     pub done: u64,
+    /// Discovery pages read so far.
+    pub pages_listed: u64,
 }
 
 /// What a cycle did.
@@ -78,6 +97,12 @@ pub struct CycleReport {
     pub fatal: Option<ApiError>,
     /// Set when the cycle stopped because shutdown was requested.
     pub interrupted: bool,
+    /// What discovery did (None when disabled).
+    pub discovery: Option<DiscoveryReport>,
+    /// Why discovery did not finish, when it did not.
+    pub discovery_error: Option<String>,
+    /// Ids added by `sync.known_ids_query` (None when unset or failed).
+    pub from_query: Option<u64>,
 }
 
 /// Why a cycle could not complete.
@@ -108,38 +133,72 @@ pub async fn run_cycle(
     shutdown: CancellationToken,
 ) -> Result<CycleReport, CycleError> {
     let started = Instant::now();
-    // The database's clock, not ours: `next_due_at` is written with its `now()`.
-    let cycle_start: DateTime<Utc> = store.now().await?;
     let api_before = client.stats();
     let worker = worker_id();
-    let due_at_start = store.count_due(cycle_start).await?;
-    let mut progress = Progress {
-        due_at_start,
-        done: 0,
+    let mut report = CycleReport::default();
+    let pages = AtomicU64::new(0);
+    let page_progress = || {
+        pages.fetch_add(1, Ordering::Relaxed);
+        on_progress(Progress {
+            pages_listed: pages.load(Ordering::Relaxed),
+            ..Progress::default()
+        });
     };
-    on_progress(progress);
 
-    // Check the app credentials once before claiming anything, instead of in every worker.
-    if due_at_start > 0
-        && let Err(error) = client.tenant_token().await
-    {
+    // Check the app credentials once, before discovery or claims, instead of in every worker.
+    let needs_api = options.discovery.is_some() || store.count_due(store.now().await?).await? > 0;
+    if needs_api && let Err(error) = client.tenant_token().await {
         if error.disposition() == Disposition::Fatal {
             tracing::error!(error = %error, "cannot obtain a tenant access token");
-            let report = CycleReport {
-                due_at_start,
-                api: client.stats().since(&api_before),
-                elapsed: started.elapsed(),
-                fatal: Some(error.clone()),
-                ..CycleReport::default()
-            };
+            report.api = client.stats().since(&api_before);
+            report.elapsed = started.elapsed();
+            report.fatal = Some(error.clone());
             return Err(CycleError::Fatal {
                 error,
                 report: Box::new(report),
             });
         }
-        // Network trouble: the per-ticket policy (retries, then `failed`) takes it from here.
+        // Network trouble: the per-request policy (retries, then `failed`) takes it from here.
         tracing::warn!(error = %error, "cannot obtain a tenant access token yet");
     }
+
+    if let Some(query) = &options.known_ids_query {
+        report.from_query = crate::discover::enqueue_from_query(store, query).await;
+    }
+    if let Some(discovery) = &options.discovery {
+        match discover(store, client, discovery, &page_progress, &shutdown).await {
+            Ok(found) => report.discovery = Some(found),
+            Err(DiscoveryError::Api(error)) if error.disposition() == Disposition::Fatal => {
+                tracing::error!(endpoint = "list", error = %error, "discovery stopped: credentials rejected");
+                report.api = client.stats().since(&api_before);
+                report.elapsed = started.elapsed();
+                report.fatal = Some(error.clone());
+                return Err(CycleError::Fatal {
+                    error,
+                    report: Box::new(report),
+                });
+            }
+            Err(DiscoveryError::Database(e)) => return Err(CycleError::Database(e)),
+            Err(error) => {
+                // The list API failing costs discovery only: the queue is still worked.
+                tracing::error!(endpoint = "list", error = %error, "discovery incomplete this cycle; the watermark stays where it was");
+                report.discovery_error = Some(error.to_string());
+            }
+        }
+    }
+
+    // The database's clock, not ours: `next_due_at` is written with its `now()`.
+    let cycle_start: DateTime<Utc> = store.now().await?;
+    let mut due_at_start = store.count_due(cycle_start).await?;
+    if let Some(max) = options.max_tickets_per_cycle {
+        due_at_start = due_at_start.min(max);
+    }
+    let mut progress = Progress {
+        due_at_start,
+        done: 0,
+        pages_listed: pages.load(Ordering::Relaxed),
+    };
+    on_progress(progress);
 
     let (outcome_tx, outcome_rx) = mpsc::channel::<TicketOutcome>(options.batch_size * 2);
     let writer = tokio::spawn(write_outcomes(
@@ -160,9 +219,17 @@ pub async fn run_cycle(
     loop {
         while !stop.is_cancelled() && in_flight.len() < options.max_in_flight {
             if pending.is_empty() && !exhausted {
-                let batch = store
-                    .claim_due(claim_chunk, cycle_start, CLAIM_LEASE, &worker)
-                    .await?;
+                let allowed = options
+                    .max_tickets_per_cycle
+                    .map_or(claim_chunk as u64, |max| max.saturating_sub(claimed))
+                    .min(claim_chunk as u64) as usize;
+                let batch = if allowed == 0 {
+                    Vec::new()
+                } else {
+                    store
+                        .claim_due(allowed, cycle_start, CLAIM_LEASE, &worker)
+                        .await?
+                };
                 claimed += batch.len() as u64;
                 exhausted = batch.is_empty();
                 pending.extend(batch.into_iter().map(|c| c.ticket_id));
@@ -214,7 +281,7 @@ pub async fn run_cycle(
                 }
             }
             _ = stop.cancelled(), if deadline.is_none() => {
-                grace_deadline = Some(tokio::time::Instant::now() + STOP_GRACE);
+                grace_deadline = Some(tokio::time::Instant::now() + options.shutdown_grace);
                 tracing::info!(in_flight = in_flight.len(), "stop requested: no new work; waiting for requests in flight");
             }
             _ = sleep_until_opt(deadline) => {
@@ -231,16 +298,14 @@ pub async fn run_cycle(
     // Everything still claimed by us was not written: give it back for the next cycle.
     let released = store.release_all_claims(&worker).await?;
     let written = written?;
-    let report = CycleReport {
-        due_at_start,
-        claimed,
-        written,
-        released,
-        api: client.stats().since(&api_before),
-        elapsed: started.elapsed(),
-        fatal: fatal.clone(),
-        interrupted: shutdown.is_cancelled(),
-    };
+    report.due_at_start = due_at_start;
+    report.claimed = claimed;
+    report.written = written;
+    report.released = released;
+    report.api = client.stats().since(&api_before);
+    report.elapsed = started.elapsed();
+    report.fatal = fatal.clone();
+    report.interrupted = shutdown.is_cancelled();
     match fatal {
         Some(error) => Err(CycleError::Fatal {
             error,

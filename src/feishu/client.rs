@@ -13,7 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 
 use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
-use super::wire::{Envelope, Lenient, TicketDetailBody, TokenBody};
+use super::wire::{Envelope, Id, Lenient, ListBody, TicketDetailBody, TokenBody};
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::TicketId;
 use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
@@ -29,6 +29,7 @@ pub const RATE_LIMIT_BUDGET: Duration = Duration::from_secs(600);
 #[derive(Debug, Default)]
 pub struct ClientStats {
     pub detail_requests: AtomicU64,
+    pub list_requests: AtomicU64,
     pub token_requests: AtomicU64,
     pub rate_limited: AtomicU64,
     pub token_invalidations: AtomicU64,
@@ -39,6 +40,7 @@ pub struct ClientStats {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClientStatsSnapshot {
     pub detail_requests: u64,
+    pub list_requests: u64,
     pub token_requests: u64,
     pub rate_limited: u64,
     pub token_invalidations: u64,
@@ -50,12 +52,53 @@ impl ClientStatsSnapshot {
     pub fn since(&self, earlier: &ClientStatsSnapshot) -> ClientStatsSnapshot {
         ClientStatsSnapshot {
             detail_requests: self.detail_requests - earlier.detail_requests,
+            list_requests: self.list_requests - earlier.list_requests,
             token_requests: self.token_requests - earlier.token_requests,
             rate_limited: self.rate_limited - earlier.rate_limited,
             token_invalidations: self.token_invalidations - earlier.token_invalidations,
             retries: self.retries - earlier.retries,
         }
     }
+}
+
+/// Which time field a list query filters on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeField {
+    Updated,
+    Created,
+}
+
+/// One list request: a time window (epoch ms, both ends inclusive) and a page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListQuery {
+    pub field: TimeField,
+    pub start_ms: i64,
+    pub end_ms: i64,
+    /// From 1.
+    pub page: u32,
+    /// At most [`MAX_PAGE_SIZE`].
+    pub page_size: u32,
+}
+
+/// The API's page size cap for `GET /tickets`.
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+/// One page of a list answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ListPage {
+    /// Tickets matching the query (all pages), as the API counts them.
+    pub total: u64,
+    pub tickets: Vec<ListedTicket>,
+    /// Items without a usable ticket id (skipped).
+    pub skipped: u64,
+}
+
+/// What discovery needs of a listed ticket; the detail endpoint remains the source of truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedTicket {
+    pub ticket_id: String,
+    /// Epoch ms as listed; `None` for -1 (never updated) or absent.
+    pub updated_at_ms: Option<i64>,
 }
 
 /// The outcome of fetching one ticket, after retries.
@@ -75,6 +118,7 @@ pub struct FeishuClient {
     helpdesk_auth: HeaderValue,
     tokens: TokenCache,
     detail_pacer: Arc<Pacer>,
+    list_pacer: Arc<Pacer>,
     max_attempts: u32,
     stats: ClientStats,
 }
@@ -106,6 +150,7 @@ impl FeishuClient {
             helpdesk_auth,
             tokens: TokenCache::default(),
             detail_pacer: Arc::new(Pacer::per_second(settings.detail_requests_per_second)),
+            list_pacer: Arc::new(Pacer::per_second(settings.list_requests_per_second)),
             max_attempts: settings.max_attempts,
             stats: ClientStats::default(),
         })
@@ -115,6 +160,7 @@ impl FeishuClient {
         let s = &self.stats;
         ClientStatsSnapshot {
             detail_requests: s.detail_requests.load(Ordering::Relaxed),
+            list_requests: s.list_requests.load(Ordering::Relaxed),
             token_requests: s.token_requests.load(Ordering::Relaxed),
             rate_limited: s.rate_limited.load(Ordering::Relaxed),
             token_invalidations: s.token_invalidations.load(Ordering::Relaxed),
@@ -130,81 +176,114 @@ impl FeishuClient {
     /// Fetches one ticket with the full error policy: rate-limit waits, backoff retries,
     /// one token refresh. Never panics, never returns before the policy is exhausted.
     pub async fn fetch_ticket(&self, id: &TicketId) -> TicketFetch {
+        let (result, attempts) = self
+            .with_policy(&self.detail_pacer, "detail", Some(id.as_str()), |token| {
+                self.get_ticket_once(id, token)
+            })
+            .await;
+        TicketFetch { result, attempts }
+    }
+
+    /// One page of `GET /tickets` (discovery), with the same error policy on its own pacer.
+    pub async fn list_tickets(&self, query: &ListQuery) -> Result<ListPage, ApiError> {
+        self.with_policy(&self.list_pacer, "list", None, |token| {
+            self.list_once(query, token)
+        })
+        .await
+        .0
+    }
+
+    /// The retry loop every endpoint shares: pacing, rate-limit pauses (all workers, bounded),
+    /// one token refresh, backoff for retryable failures. Returns the result and the attempts.
+    async fn with_policy<T, F, Fut>(
+        &self,
+        pacer: &Pacer,
+        endpoint: &'static str,
+        ticket_id: Option<&str>,
+        mut send: F,
+    ) -> (Result<T, ApiError>, u32)
+    where
+        F: FnMut(SecretString) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ApiError>>,
+    {
         let mut attempts = 0u32;
         let mut failed_attempts = 0u32;
         let mut rate_limited_for = Duration::ZERO;
         let mut token_refreshed = false;
         loop {
-            self.detail_pacer.acquire().await;
+            pacer.acquire().await;
             attempts += 1;
-            let (token, result) = self.get_ticket_once(id).await;
-            let error = match result {
-                Ok(raw) => {
-                    return TicketFetch {
-                        result: Ok(raw),
-                        attempts,
-                    };
-                }
-                Err(e) => e,
+            let (token, result) = match self.tenant_token().await {
+                Ok(token) => (Some(token.clone()), send(token).await),
+                Err(e) => (None, Err(e)),
             };
-            let give_up = |error| TicketFetch {
-                result: Err(error),
-                attempts,
+            let error = match result {
+                Ok(value) => return (Ok(value), attempts),
+                Err(e) => e,
             };
             match error.disposition() {
                 Disposition::WaitForRateLimit => {
                     self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
                     let ApiError::RateLimited { reset, .. } = &error else {
-                        return give_up(error);
+                        return (Err(error), attempts);
                     };
                     if rate_limited_for >= RATE_LIMIT_BUDGET {
-                        return give_up(error);
+                        return (Err(error), attempts);
                     }
-                    tracing::warn!(ticket_id = %id, wait_ms = reset.as_millis() as u64, "rate limited by the API; all workers pause");
+                    tracing::warn!(
+                        endpoint,
+                        ticket_id,
+                        status = error.http_status(),
+                        code = error.code(),
+                        wait_ms = reset.as_millis() as u64,
+                        "rate limited by the API; all workers pause"
+                    );
                     rate_limited_for += *reset;
-                    self.detail_pacer.pause_for(*reset);
+                    pacer.pause_for(*reset);
                 }
                 Disposition::RefreshTokenOnce if !token_refreshed => {
                     token_refreshed = true;
                     self.stats
                         .token_invalidations
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(ticket_id = %id, code = error.code(), "tenant token rejected; fetching a new one");
+                    tracing::info!(
+                        endpoint,
+                        ticket_id,
+                        code = error.code(),
+                        "tenant token rejected; fetching a new one"
+                    );
                     if let Some(token) = token {
                         self.tokens.invalidate(&token).await;
                     }
                 }
                 Disposition::RefreshTokenOnce => {
                     // A fresh token rejected too: that is a credentials problem, fatal.
-                    return give_up(error);
+                    return (Err(error), attempts);
                 }
                 Disposition::RetryWithBackoff => {
                     failed_attempts += 1;
                     if failed_attempts >= self.max_attempts {
-                        return give_up(error);
+                        return (Err(error), attempts);
                     }
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff_delay(failed_attempts - 1, RETRY_BASE, RETRY_CAP);
-                    tracing::debug!(ticket_id = %id, attempt = attempts, error = %error, delay_ms = delay.as_millis() as u64, "retrying");
+                    tracing::debug!(endpoint, ticket_id, attempt = attempts, status = error.http_status(), code = error.code(), error = %error, delay_ms = delay.as_millis() as u64, "retrying");
                     tokio::time::sleep(delay).await;
                 }
                 Disposition::MarkInvalid
                 | Disposition::MarkDeleted
                 | Disposition::FailTicket
-                | Disposition::Fatal => return give_up(error),
+                | Disposition::Fatal => return (Err(error), attempts),
             }
         }
     }
 
-    /// One GET; returns the token used (so a rejection can invalidate exactly it).
+    /// One GET of a ticket with `token`.
     async fn get_ticket_once(
         &self,
         id: &TicketId,
-    ) -> (Option<SecretString>, Result<String, ApiError>) {
-        let token = match self.tenant_token().await {
-            Ok(t) => t,
-            Err(e) => return (None, Err(e)),
-        };
+        token: SecretString,
+    ) -> Result<String, ApiError> {
         let mut url = self.base_url.clone();
         url.set_path(TICKETS_PATH);
         url.path_segments_mut()
@@ -219,11 +298,36 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let result = match read_response(request).await {
-            Ok((status, headers, body)) => parse_ticket_response(status, &headers, &body),
-            Err(e) => Err(e),
+        let (status, headers, body) = read_response(request).await?;
+        parse_ticket_response(status, &headers, &body)
+    }
+
+    /// One GET of a list page with `token`.
+    async fn list_once(
+        &self,
+        query: &ListQuery,
+        token: SecretString,
+    ) -> Result<ListPage, ApiError> {
+        let mut url = self.base_url.clone();
+        url.set_path(TICKETS_PATH);
+        let (start_key, end_key) = match query.field {
+            TimeField::Updated => ("update_time_start", "update_time_end"),
+            TimeField::Created => ("create_time_start", "create_time_end"),
         };
-        (Some(token), result)
+        url.query_pairs_mut()
+            .append_pair("page", &query.page.to_string())
+            .append_pair("page_size", &query.page_size.to_string())
+            .append_pair(start_key, &query.start_ms.to_string())
+            .append_pair(end_key, &query.end_ms.to_string());
+        self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+        let request = self
+            .http
+            .get(url)
+            .headers(self.auth_headers(&token))
+            .send()
+            .await;
+        let (status, headers, body) = read_response(request).await?;
+        parse_list_response(status, &headers, &body)
     }
 
     fn auth_headers(&self, token: &SecretString) -> HeaderMap {
@@ -405,9 +509,103 @@ pub fn parse_ticket_response(
     }
 }
 
+/// Maps a list response to a page or an error.
+pub fn parse_list_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<ListPage, ApiError> {
+    let reset = rate_limit_reset(headers);
+    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
+        return Err(non_json_error(status, body, reset));
+    };
+    let msg = match &envelope.msg {
+        Lenient::Value(m) => m.as_str(),
+        _ => "",
+    };
+    if let Some(error) = classify(status, lenient_code(&envelope.code), msg, reset) {
+        return Err(error);
+    }
+    let parsed: ListBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        http_status: status,
+        detail: e.to_string(),
+    })?;
+    let Some(data) = parsed.data else {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: "no data in the list response".into(),
+        });
+    };
+    let mut page = ListPage {
+        total: match data.total {
+            Lenient::Value(t) if t >= 0 => t as u64,
+            _ => 0,
+        },
+        ..ListPage::default()
+    };
+    let items = match data.tickets {
+        Lenient::Value(items) => items,
+        Lenient::Absent => Vec::new(),
+        Lenient::Invalid(e) => {
+            return Err(ApiError::BadBody {
+                http_status: status,
+                detail: format!("data.tickets: {e}"),
+            });
+        }
+    };
+    for item in items {
+        let Lenient::Value(item) = item else {
+            page.skipped += 1;
+            continue;
+        };
+        match (item.ticket_id, item.updated_at) {
+            (Lenient::Value(Id(ticket_id)), updated) => page.tickets.push(ListedTicket {
+                ticket_id,
+                updated_at_ms: match updated {
+                    Lenient::Value(ms) if ms > 0 => Some(ms),
+                    _ => None,
+                },
+            }),
+            _ => page.skipped += 1,
+        }
+    }
+    // A page claiming more than it holds is fine; one holding more than the total is not.
+    page.total = page.total.max(page.tickets.len() as u64);
+    Ok(page)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn list_pages_parse_leniently() {
+        let body = br#"{"code":0,"msg":"ok","data":{"total":3,"tickets":[
+            {"ticket_id":"6626871355780366331","updated_at":1616920429000,"extra":1},
+            {"ticket_id":6626871355780366332,"updated_at":-1},
+            {"updated_at":5},
+            "junk"]}}"#;
+        let page = parse_list_response(200, &HeaderMap::new(), body).unwrap();
+        assert_eq!(page.total, 3);
+        assert_eq!(page.skipped, 2);
+        assert_eq!(
+            page.tickets,
+            vec![
+                ListedTicket {
+                    ticket_id: "6626871355780366331".into(),
+                    updated_at_ms: Some(1616920429000)
+                },
+                ListedTicket {
+                    ticket_id: "6626871355780366332".into(),
+                    updated_at_ms: None
+                },
+            ]
+        );
+        let empty =
+            parse_list_response(200, &HeaderMap::new(), br#"{"code":0,"data":{"total":0}}"#)
+                .unwrap();
+        assert!(empty.tickets.is_empty());
+    }
 
     fn parse(status: u16, body: &str) -> Result<String, ApiError> {
         parse_ticket_response(status, &HeaderMap::new(), body.as_bytes())

@@ -182,7 +182,14 @@ macro_rules! object_from_json {
         }
     )*};
 }
-object_from_json!(RawUser, RawComment, RawI18n, RawCustomField, RawTag);
+object_from_json!(
+    RawUser,
+    RawComment,
+    RawI18n,
+    RawCustomField,
+    RawTag,
+    ListItem
+);
 
 /// The response envelope of every Open API call.
 #[derive(Debug, Deserialize)]
@@ -204,6 +211,28 @@ pub struct TicketDetailBody {
 pub struct TicketDetailData {
     #[serde(default)]
     pub ticket: Option<Box<RawValue>>,
+}
+
+/// `GET /tickets` (list) response: only what discovery needs of each ticket.
+#[derive(Debug, Deserialize)]
+pub struct ListBody {
+    #[serde(default)]
+    pub data: Option<ListData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListData {
+    #[serde(default)]
+    pub total: Lenient<i64>,
+    #[serde(default)]
+    pub tickets: Lenient<Vec<Lenient<ListItem>>>,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct ListItem {
+    pub ticket_id: Lenient<Id>,
+    pub updated_at: Lenient<i64>,
 }
 
 /// `POST /auth/v3/tenant_access_token/internal` response.

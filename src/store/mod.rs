@@ -1,5 +1,6 @@
 //! Postgres: connection, migrations, the work queue (`queue`) and batched upserts (`upsert`).
 
+pub mod discovery;
 pub mod queue;
 pub mod upsert;
 

@@ -1,0 +1,308 @@
+//! Sources of ticket ids besides `enqueue`: discovery through the list API, and the operator's
+//! `sync.known_ids_query`.
+//!
+//! Discovery scans time windows (`update_time` incrementally, `create_time` for the backfill of
+//! history), 200 rows a page. The API reaches at most 10,000 rows per query, so a window whose
+//! `total` reaches that is bisected until every piece is below the cap: no ticket is skipped.
+//! Listed tickets whose `updated_at` differs from the stored one (or that are new) are queued;
+//! unchanged ones cost nothing more. The incremental watermark moves forward only after its whole
+//! window was read; the backfill saves its position after every finished piece, so it resumes.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::TicketId;
+use crate::feishu::client::{ListQuery, ListedTicket, MAX_PAGE_SIZE, TimeField};
+use crate::feishu::{ApiError, FeishuClient};
+use crate::normalize::epoch_to_datetime;
+use crate::store::Store;
+use crate::store::discovery::{Scan, ScanState};
+
+/// Most rows one list query can reach by paging.
+pub const LIST_ROW_CAP: u64 = 10_000;
+/// Where the first backfill starts when neither `--since` nor `sync.backfill_since` says.
+pub const DEFAULT_BACKFILL_SINCE: &str = "2018-01-01";
+
+/// How discovery runs this cycle.
+#[derive(Debug, Clone)]
+pub struct DiscoveryOptions {
+    pub helpdesk_id: String,
+    pub overlap: Duration,
+    /// Configured start of history (`sync.backfill_since`).
+    pub backfill_since: Option<DateTime<Utc>>,
+    /// `sync --since`: scan history from here now, even if a backfill was done before.
+    pub since_override: Option<DateTime<Utc>>,
+}
+
+/// What discovery did in one cycle.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DiscoveryReport {
+    /// List requests made.
+    pub pages: u64,
+    /// Tickets listed (duplicates across overlapping windows included).
+    pub listed: u64,
+    /// New or changed tickets queued for a detail fetch.
+    pub queued: u64,
+    /// Of those, ids the queue did not know.
+    pub new: u64,
+    /// Windows split because they reached the 10,000-row cap.
+    pub splits: u64,
+    /// Whether the history backfill ran (and finished) this cycle.
+    pub backfill_ran: bool,
+    pub backfill_completed: bool,
+}
+
+/// Why discovery stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DiscoveryError {
+    #[error("list API: {0}")]
+    Api(ApiError),
+    #[error("discovery stopped on request")]
+    Interrupted,
+    #[error("database: {0:#}")]
+    Database(#[from] anyhow::Error),
+}
+
+/// Runs the backfill if one is due, then the incremental scan. `on_page` is called per page.
+pub async fn discover(
+    store: &Store,
+    client: &FeishuClient,
+    options: &DiscoveryOptions,
+    on_page: &(dyn Fn() + Sync),
+    stop: &CancellationToken,
+) -> Result<DiscoveryReport, DiscoveryError> {
+    let mut report = DiscoveryReport::default();
+    let now = store.now().await?;
+    let updated = store
+        .scan_state(&options.helpdesk_id, Scan::Updated)
+        .await?;
+    let backfill = store
+        .scan_state(&options.helpdesk_id, Scan::Backfill)
+        .await?;
+
+    let backfill_range = plan_backfill(options, updated.as_ref(), backfill.as_ref(), now);
+    if let Some((start, resume, end)) = backfill_range {
+        report.backfill_ran = true;
+        tracing::info!(from = %resume, to = %end, "scanning ticket history by create time");
+        store
+            .save_backfill(&options.helpdesk_id, start, resume, end, false)
+            .await?;
+        let mut scanner = Scanner {
+            store,
+            client,
+            field: TimeField::Created,
+            report: &mut report,
+            on_page,
+            stop,
+        };
+        let helpdesk_id = options.helpdesk_id.clone();
+        scanner
+            .scan(resume, end, |until| {
+                let helpdesk_id = helpdesk_id.clone();
+                async move {
+                    store
+                        .save_backfill(&helpdesk_id, start, until, end, false)
+                        .await
+                }
+            })
+            .await?;
+        store
+            .save_backfill(&options.helpdesk_id, start, end, end, true)
+            .await?;
+        report.backfill_completed = true;
+        if updated.is_none() {
+            // Changes made while the backfill ran are picked up from its start on.
+            store.save_watermark(&options.helpdesk_id, end).await?;
+        }
+    }
+
+    if let Some(state) = store
+        .scan_state(&options.helpdesk_id, Scan::Updated)
+        .await?
+    {
+        let from =
+            state.scanned_until - chrono::Duration::from_std(options.overlap).unwrap_or_default();
+        let mut scanner = Scanner {
+            store,
+            client,
+            field: TimeField::Updated,
+            report: &mut report,
+            on_page,
+            stop,
+        };
+        scanner.scan(from, now, |_| async { Ok(()) }).await?;
+        // The whole window was read: only now may the watermark move (and only forward).
+        store.save_watermark(&options.helpdesk_id, now).await?;
+    }
+    Ok(report)
+}
+
+/// `(range start, resume from, end)` of a backfill to run now, if any.
+fn plan_backfill(
+    options: &DiscoveryOptions,
+    updated: Option<&ScanState>,
+    backfill: Option<&ScanState>,
+    now: DateTime<Utc>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> {
+    let default_since =
+        || crate::config::parse_since(DEFAULT_BACKFILL_SINCE).unwrap_or(DateTime::UNIX_EPOCH);
+    if let Some(since) = options.since_override {
+        // Explicit request: resume an unfinished run of the same range, else start over.
+        if let Some(b) = backfill.filter(|b| !b.completed && b.range_start == Some(since)) {
+            return Some((since, b.scanned_until, b.range_end.unwrap_or(now)));
+        }
+        return Some((since, since, now));
+    }
+    match backfill {
+        Some(b) if b.completed => None,
+        Some(b) => Some((
+            b.range_start.unwrap_or_else(default_since),
+            b.scanned_until,
+            b.range_end.unwrap_or(now),
+        )),
+        None if updated.is_none() => {
+            let since = options.backfill_since.unwrap_or_else(default_since);
+            Some((since, since, now))
+        }
+        None => None,
+    }
+}
+
+struct Scanner<'a> {
+    store: &'a Store,
+    client: &'a FeishuClient,
+    field: TimeField,
+    report: &'a mut DiscoveryReport,
+    on_page: &'a (dyn Fn() + Sync),
+    stop: &'a CancellationToken,
+}
+
+impl Scanner<'_> {
+    /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece.
+    async fn scan<F, Fut>(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        piece_done: F,
+    ) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let (start_ms, end_ms) = (from.timestamp_millis().max(0), to.timestamp_millis().max(0));
+        if start_ms > end_ms {
+            return Ok(());
+        }
+        // Pieces to read, as a stack: the oldest piece on top.
+        let mut pieces = vec![(start_ms, end_ms)];
+        while let Some((start, end)) = pieces.pop() {
+            let first = self.page(start, end, 1).await?;
+            if first.total >= LIST_ROW_CAP {
+                // Halves overlap by one millisecond: whether the API's bounds are inclusive is
+                // not documented, and a ticket listed twice costs nothing.
+                if end - start >= 2 {
+                    let mid = start + (end - start) / 2;
+                    pieces.push((mid, end));
+                    pieces.push((start, mid));
+                    self.report.splits += 1;
+                    continue;
+                }
+                tracing::error!(
+                    start_ms = start,
+                    end_ms = end,
+                    total = first.total,
+                    "more than 10,000 tickets share one millisecond; only the first 10,000 can be listed"
+                );
+            }
+            self.note(&first.tickets).await?;
+            let reachable = first.total.min(LIST_ROW_CAP);
+            let pages = reachable.div_ceil(u64::from(MAX_PAGE_SIZE)) as u32;
+            let mut last_len = first.tickets.len();
+            for page in 2..=pages {
+                // A short page means the listing ended early (tickets moved out meanwhile).
+                if last_len < MAX_PAGE_SIZE as usize {
+                    break;
+                }
+                let next = self.page(start, end, page).await?;
+                last_len = next.tickets.len();
+                self.note(&next.tickets).await?;
+            }
+            piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
+        }
+        Ok(())
+    }
+
+    async fn page(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        page: u32,
+    ) -> Result<crate::feishu::client::ListPage, DiscoveryError> {
+        if self.stop.is_cancelled() {
+            return Err(DiscoveryError::Interrupted);
+        }
+        let query = ListQuery {
+            field: self.field,
+            start_ms,
+            end_ms,
+            page,
+            page_size: MAX_PAGE_SIZE,
+        };
+        let result = self.client.list_tickets(&query).await;
+        self.report.pages += 1;
+        (self.on_page)();
+        let listed = result.map_err(DiscoveryError::Api)?;
+        if listed.skipped > 0 {
+            tracing::warn!(
+                endpoint = "list",
+                skipped = listed.skipped,
+                "listed items without a usable ticket_id were skipped"
+            );
+        }
+        Ok(listed)
+    }
+
+    async fn note(&mut self, tickets: &[ListedTicket]) -> Result<(), DiscoveryError> {
+        // Deduplicated (a page may repeat a ticket) and validated before touching the queue.
+        let mut unique: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
+        for t in tickets {
+            match TicketId::parse(&t.ticket_id) {
+                Ok(id) => {
+                    unique.insert(
+                        id.into_string(),
+                        t.updated_at_ms.and_then(epoch_to_datetime),
+                    );
+                }
+                Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
+            }
+        }
+        self.report.listed += tickets.len() as u64;
+        let noted = self.store.note_listed(&unique).await?;
+        self.report.queued += noted.queued;
+        self.report.new += noted.new;
+        Ok(())
+    }
+}
+
+/// Runs the operator's `sync.known_ids_query` and enqueues the ids the queue has not seen.
+/// A failing query is logged with the SQL error and costs only this source.
+pub async fn enqueue_from_query(store: &Store, query: &str) -> Option<u64> {
+    match store.enqueue_from_query(query).await {
+        Ok(added) => {
+            if added > 0 {
+                tracing::info!(added, "known_ids_query found new ticket ids");
+            }
+            Some(added)
+        }
+        Err(error) => {
+            tracing::error!(
+                error = format!("{error:#}"),
+                "sync.known_ids_query failed; this cycle goes on without it"
+            );
+            None
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The daemon (`run`): one cycle at start, then one per `sync.schedule` tick; one syncer per
+//! helpdesk across hosts (a Postgres advisory lock); a cycle without progress for
+//! `sync.stall_timeout` is ended; SIGTERM stops claiming, lets requests in flight finish within
+//! `sync.shutdown_grace`, commits, releases claims and exits 0. systemd: READY=1 after
+//! migrations, WATCHDOG=1 while the loop is alive (no-ops without NOTIFY_SOCKET).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use sqlx::Connection;
+use sqlx::postgres::PgConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Credentials, Settings};
+use crate::feishu::FeishuClient;
+use crate::store::Store;
+use crate::sync::{CycleError, CycleOptions, run_cycle};
+
+/// While another process holds the lock, check again this often.
+const LOCK_RETRY: Duration = Duration::from_secs(5);
+/// The sleeping loop wakes this often to prove it is alive (watchdog heartbeat).
+const HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// A session-level advisory lock per helpdesk, held on a connection of its own.
+pub struct HelpdeskLock {
+    conn: PgConnection,
+    key: i64,
+}
+
+impl HelpdeskLock {
+    /// Waits until this process is the only syncer of `helpdesk_id` (logging why it waits).
+    /// Returns None when shutdown is requested first.
+    pub async fn acquire(
+        store: &Store,
+        helpdesk_id: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<Self>> {
+        let mut conn = store.pool().acquire().await?.detach();
+        let key: i64 = sqlx::query_scalar("SELECT hashtextextended('helpdesk-sync:' || $1, 0)")
+            .bind(helpdesk_id)
+            .fetch_one(&mut conn)
+            .await?;
+        let mut waited = false;
+        loop {
+            let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+                .bind(key)
+                .fetch_one(&mut conn)
+                .await
+                .context("taking the helpdesk lock")?;
+            if got {
+                if waited {
+                    tracing::info!(helpdesk_id, "obtained the helpdesk lock; syncing");
+                }
+                return Ok(Some(Self { conn, key }));
+            }
+            if !waited {
+                let holder: Option<String> = sqlx::query_scalar(
+                    "SELECT a.client_addr::text || ' pid ' || a.pid FROM pg_locks l
+                     JOIN pg_stat_activity a USING (pid)
+                     WHERE l.locktype = 'advisory' AND l.granted
+                       AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
+                )
+                .bind(key)
+                .fetch_optional(&mut conn)
+                .await
+                .ok()
+                .flatten();
+                tracing::warn!(
+                    helpdesk_id,
+                    holder = holder.as_deref().unwrap_or("unknown"),
+                    "another helpdesk-sync is syncing this helpdesk on this database; waiting for it to stop"
+                );
+                waited = true;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return Ok(None),
+                _ = tokio::time::sleep(LOCK_RETRY) => {}
+            }
+        }
+    }
+
+    /// Whether the lock's connection is still alive (a dropped connection drops the lock).
+    pub async fn is_held(&mut self) -> bool {
+        self.conn.ping().await.is_ok()
+    }
+
+    pub async fn release(mut self) {
+        let _ = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(self.key)
+            .execute(&mut self.conn)
+            .await;
+        let _ = self.conn.close().await;
+    }
+}
+
+/// Connects, retrying with capped backoff and one clear line per failure, until shutdown.
+async fn connect_with_retry(
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Option<Store>> {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match Store::connect(&settings.database).await {
+            Ok(store) => return Ok(Some(store)),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    retry_in_s = delay.as_secs(),
+                    "database unreachable; retrying"
+                );
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(None),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Milliseconds since the Unix epoch, for the heartbeat.
+fn now_ms() -> i64 {
+    Utc::now().timestamp_millis()
+}
+
+/// Runs until `shutdown`; returns Ok after a clean stop.
+pub async fn run_daemon(
+    settings: &Settings,
+    credentials: Credentials,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(store) = connect_with_retry(settings, &shutdown).await? else {
+        return Ok(());
+    };
+    store.migrate().await?;
+    let heartbeat = Arc::new(AtomicI64::new(now_ms()));
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+    let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
+
+    let helpdesk_id = settings.feishu.helpdesk_id.trim().to_owned();
+    let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown).await? else {
+        return Ok(());
+    };
+    let client = FeishuClient::new(&settings.feishu, credentials)?;
+    let options = CycleOptions::from_settings(settings, None);
+    let schedule = &settings.sync.schedule;
+    tracing::info!(helpdesk_id, schedule = %schedule, "daemon started");
+
+    while !shutdown.is_cancelled() {
+        if !lock.is_held().await {
+            tracing::warn!("lost the helpdesk lock's connection; taking the lock again");
+            let Some(again) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown).await? else {
+                break;
+            };
+            lock = again;
+        }
+        let started = Utc::now();
+        run_one(
+            &store,
+            &client,
+            &options,
+            settings.sync.stall_timeout,
+            &heartbeat,
+            &shutdown,
+        )
+        .await;
+        if shutdown.is_cancelled() {
+            break;
+        }
+        // Ticks that fired while the cycle ran are skipped, never queued up.
+        let now = Utc::now();
+        let skipped = schedule.after(&started).take_while(|t| *t <= now).count();
+        if skipped > 0 {
+            tracing::info!(
+                skipped,
+                "the cycle outlasted scheduled ticks; they were skipped"
+            );
+        }
+        let Some(next) = schedule.after(&now).next() else {
+            tracing::error!("sync.schedule has no future tick; stopping");
+            break;
+        };
+        // Sleep until the tick, waking regularly to keep the heartbeat fresh.
+        loop {
+            heartbeat.store(now_ms(), Ordering::Relaxed);
+            let left = (next - Utc::now()).to_std().unwrap_or_default();
+            if left.is_zero() {
+                break;
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(left.min(HEARTBEAT)) => {}
+            }
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    lock.release().await;
+    if let Some(w) = watchdog {
+        w.abort();
+    }
+    tracing::info!("daemon stopped");
+    Ok(())
+}
+
+/// One cycle, ended early if it makes no progress for `stall_timeout`. Logs one summary line.
+async fn run_one(
+    store: &Store,
+    client: &FeishuClient,
+    options: &CycleOptions,
+    stall_timeout: Duration,
+    heartbeat: &Arc<AtomicI64>,
+    shutdown: &CancellationToken,
+) {
+    let cycle_stop = shutdown.child_token();
+    let last_progress = Arc::new(AtomicI64::new(now_ms()));
+    let watcher = {
+        let last_progress = last_progress.clone();
+        let cycle_stop = cycle_stop.clone();
+        tokio::spawn(async move {
+            let check =
+                (stall_timeout / 10).clamp(Duration::from_millis(50), Duration::from_secs(5));
+            loop {
+                tokio::time::sleep(check).await;
+                let idle_ms = now_ms() - last_progress.load(Ordering::Relaxed);
+                if idle_ms > stall_timeout.as_millis() as i64 {
+                    tracing::error!(
+                        idle_s = idle_ms / 1000,
+                        "the cycle made no progress within sync.stall_timeout; ending it"
+                    );
+                    cycle_stop.cancel();
+                    return;
+                }
+            }
+        })
+    };
+    let on_progress = |_| {
+        let now = now_ms();
+        last_progress.store(now, Ordering::Relaxed);
+        heartbeat.store(now, Ordering::Relaxed);
+    };
+    let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
+    watcher.abort();
+    let stalled = cycle_stop.is_cancelled() && !shutdown.is_cancelled();
+    match result {
+        Ok(r) => {
+            let w = r.written;
+            tracing::info!(
+                outcome = if stalled {
+                    "stalled"
+                } else if r.interrupted {
+                    "interrupted"
+                } else {
+                    "ok"
+                },
+                due = r.due_at_start,
+                changed = w.changed,
+                unchanged = w.unchanged,
+                not_found = w.not_found,
+                invalid = w.invalid,
+                failed = w.failed,
+                listed = r.discovery.map_or(0, |d| d.listed),
+                detail_requests = r.api.detail_requests,
+                list_requests = r.api.list_requests,
+                rate_limited = r.api.rate_limited,
+                elapsed_ms = r.elapsed.as_millis() as u64,
+                "cycle finished"
+            );
+        }
+        Err(CycleError::Fatal { error, .. }) => {
+            tracing::error!(outcome = "fatal", error = %error, "cycle stopped: credentials rejected; the next tick tries again");
+        }
+        Err(CycleError::Database(error)) => {
+            tracing::error!(
+                outcome = "failed",
+                error = format!("{error:#}"),
+                "cycle failed on the database; the next tick tries again"
+            );
+        }
+    }
+    heartbeat.store(now_ms(), Ordering::Relaxed);
+}
+
+/// Pings systemd's watchdog while the heartbeat is fresh; a loop stuck past the stall timeout
+/// (plus a margin) stops the pings and systemd restarts the service.
+fn spawn_watchdog(
+    heartbeat: Arc<AtomicI64>,
+    stall_timeout: Duration,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let period = sd_notify::watchdog_enabled()?;
+    let limit_ms = (stall_timeout + Duration::from_secs(120)).as_millis() as i64;
+    Some(tokio::spawn(async move {
+        loop {
+            if now_ms() - heartbeat.load(Ordering::Relaxed) < limit_ms {
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]);
+            } else {
+                tracing::error!("the daemon loop is stuck; no longer feeding systemd's watchdog");
+            }
+            tokio::time::sleep(period / 2).await;
+        }
+    }))
+}
