@@ -29,7 +29,7 @@ impl Scan {
 }
 
 /// A row of `discovery_state`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct ScanState {
     pub scanned_until: DateTime<Utc>,
     pub range_start: Option<DateTime<Utc>>,
@@ -50,27 +50,14 @@ impl Store {
         helpdesk_id: &str,
         scan: Scan,
     ) -> anyhow::Result<Option<ScanState>> {
-        let row: Option<(
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-            Option<DateTime<Utc>>,
-            bool,
-        )> = sqlx::query_as(
+        Ok(sqlx::query_as(
             "SELECT scanned_until, range_start, range_end, completed FROM discovery_state
-                 WHERE helpdesk_id = $1 AND scan = $2",
+             WHERE helpdesk_id = $1 AND scan = $2",
         )
         .bind(helpdesk_id)
         .bind(scan.as_str())
         .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.map(
-            |(scanned_until, range_start, range_end, completed)| ScanState {
-                scanned_until,
-                range_start,
-                range_end,
-                completed,
-            },
-        ))
+        .await?)
     }
 
     /// Moves the incremental watermark to `until`; never backwards.
