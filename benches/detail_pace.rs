@@ -41,7 +41,8 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
     let c = sim.state.config();
     let toml = format!(
         "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
-         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\nmax_in_flight = {in_flight}\n",
+         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\nmax_in_flight = {in_flight}\n\
+         [sync]\ndiscover = false\n",
         sim.base_url(),
         c.app_id,
         c.app_secret,
@@ -67,7 +68,7 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
     let report = run_cycle(
         &store,
         &client,
-        &CycleOptions::from_settings(&settings),
+        &CycleOptions::from_settings(&settings, None),
         &|_| {},
         CancellationToken::new(),
     )
