@@ -317,6 +317,7 @@ impl Settings {
     ) -> Result<Self, ConfigError> {
         let mut figment = figment;
         let mut database_url_env = None;
+        let mut env_keys: Vec<String> = Vec::new();
         let mut prefixed_database_url = false;
         for (name, value) in env {
             if name == "DATABASE_URL" {
@@ -328,6 +329,7 @@ impl Settings {
             };
             let key = rest.to_ascii_lowercase().replace("__", ".");
             prefixed_database_url |= key == "database.url";
+            env_keys.push(key.clone());
             // Text keys stay text (a numeric secret is still a secret); the rest parse like TOML.
             let value: figment::value::Value = if TEXT_KEYS.contains(&key.as_str()) {
                 value.into()
@@ -341,7 +343,22 @@ impl Settings {
                 value: Serialized::default(&key, value),
             });
         }
-        let raw: RawSettings = figment.extract().map_err(describe_figment_error)?;
+        let mut raw: RawSettings = figment.extract().map_err(describe_figment_error)?;
+        // A secret given in the environment replaces the file's, whichever form each uses.
+        let from_env = |key: &str| env_keys.iter().any(|k| k == key);
+        let f = &mut raw.feishu;
+        if from_env("feishu.app_secret") && !from_env("feishu.app_secret_file") {
+            f.app_secret_file = None;
+        }
+        if from_env("feishu.app_secret_file") && !from_env("feishu.app_secret") {
+            f.app_secret = None;
+        }
+        if from_env("feishu.helpdesk_token") && !from_env("feishu.helpdesk_token_file") {
+            f.helpdesk_token_file = None;
+        }
+        if from_env("feishu.helpdesk_token_file") && !from_env("feishu.helpdesk_token") {
+            f.helpdesk_token = None;
+        }
         // DATABASE_URL overrides the file; the prefixed variable, more specific, overrides both.
         let database_url_env = database_url_env.filter(|_| !prefixed_database_url);
         Self::validate(raw, database_url_env)
@@ -395,6 +412,11 @@ impl Settings {
         let url = database_url_env
             .or(raw.database.url)
             .unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError::new(
+                "database.url: must start with postgres:// or postgresql://",
+            ));
+        }
         url.parse::<PgConnectOptions>().map_err(|e| {
             ConfigError::new(format!(
                 "database.url: not a valid postgres:// URL ({})",
@@ -509,11 +531,20 @@ fn positive<T: TryFrom<i64>>(
     T::try_from(v).map_err(|_| ConfigError::new(format!("{key}: {v} is out of range")))
 }
 
+/// A pace in requests per second. Above 1 it must be whole: the limiter spaces requests
+/// evenly, and 9.5/s would put 10 requests into some one-second windows.
 fn rate_per_second(key: &str, value: Option<f64>, default: f64) -> Result<f64, ConfigError> {
     let rate = value.unwrap_or(default);
     if !(rate.is_finite() && rate > 0.0 && rate <= 1000.0) {
         return Err(ConfigError::new(format!(
             "{key}: {rate} must be above 0 and at most 1000"
+        )));
+    }
+    if rate > 1.0 && rate.fract() != 0.0 {
+        return Err(ConfigError::new(format!(
+            "{key}: {rate} must be a whole number (or below 1): no one-second window may hold \
+             more than the setting, so {rate} would act as {}",
+            rate.floor()
         )));
     }
     Ok(rate)
@@ -724,6 +755,31 @@ mod tests {
         );
         assert_eq!(s.sync.max_tickets_per_cycle, None);
         assert!(s.sync.discover);
+    }
+
+    #[test]
+    fn an_environment_secret_replaces_a_file_secret() {
+        let toml = "[feishu]\napp_id = \"a\"\nhelpdesk_id = \"1\"\nhelpdesk_token = \"t\"\n\
+                    app_secret_file = \"/nonexistent\"\n";
+        let s = Settings::from_toml_str(toml, env(&[("HELPDESK_SYNC__FEISHU__APP_SECRET", "env")]))
+            .unwrap();
+        assert_eq!(
+            s.feishu.credentials().unwrap().app_secret.expose_secret(),
+            "env"
+        );
+    }
+
+    #[test]
+    fn fractional_rates_above_one_are_refused() {
+        let err = Settings::from_toml_str("[feishu]\ndetail_requests_per_second = 9.5\n", env(&[]))
+            .unwrap_err();
+        assert!(err.to_string().contains("whole number"), "{err}");
+        let slow =
+            Settings::from_toml_str("[feishu]\ndetail_requests_per_second = 0.5\n", env(&[]));
+        assert!(slow.is_ok());
+        let err =
+            Settings::from_toml_str("[database]\nurl = \"postgress://x\"\n", env(&[])).unwrap_err();
+        assert!(err.to_string().contains("database.url"), "{err}");
     }
 
     #[test]

@@ -2,19 +2,22 @@
 
 use chrono::{DateTime, Utc};
 
-/// A helpdesk ticket id: 1 to 20 ASCII digits (Feishu ids are decimal numbers above 2^53).
+/// A helpdesk ticket id: a canonical decimal number up to u64::MAX (Feishu ids exceed 2^53).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TicketId(String);
 
 /// Why a text is not a ticket id.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a ticket id (expected 1 to 20 digits, like 6626871355780366331)")]
+#[error("{0:?} is not a ticket id (expected a decimal number like 6626871355780366331)")]
 pub struct InvalidTicketId(pub String);
 
 impl TicketId {
+    /// Canonical decimal only: the API answers "123" for "00123", so the two must not be
+    /// different queue entries.
     pub fn parse(text: &str) -> Result<Self, InvalidTicketId> {
         let t = text.trim();
-        if !t.is_empty() && t.len() <= 20 && t.bytes().all(|b| b.is_ascii_digit()) {
+        let canonical = t == "0" || !t.starts_with('0');
+        if canonical && t.bytes().all(|b| b.is_ascii_digit()) && t.parse::<u64>().is_ok() {
             Ok(Self(t.to_owned()))
         } else {
             Err(InvalidTicketId(text.to_owned()))
@@ -202,7 +205,18 @@ mod tests {
             TicketId::parse(" 6626871355780366331 ").unwrap().as_str(),
             "6626871355780366331"
         );
-        for bad in ["", "abc", "12a", "1/2", "../x", "123456789012345678901"] {
+        for bad in [
+            "",
+            "abc",
+            "12a",
+            "1/2",
+            "../x",
+            "123456789012345678901",
+            "00123",
+            "18446744073709551616",
+            "+5",
+            "-1",
+        ] {
             assert!(TicketId::parse(bad).is_err(), "{bad}");
         }
     }

@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 
 use crate::domain::{
     CommentRow, CustomFieldRow, TagRow, TicketId, TicketRecord, TicketRow, UserRow,
@@ -25,6 +26,8 @@ pub enum NormalizeError {
     NotAnObject(String),
     #[error("the response is for ticket {found}, not {requested}")]
     IdMismatch { requested: String, found: String },
+    #[error("the ticket object has no ticket_id")]
+    MissingId,
 }
 
 /// A normalized ticket and the field-level problems met on the way (logged by the caller).
@@ -40,23 +43,30 @@ pub fn normalize_ticket(
     raw_json: &str,
     fetched_at: DateTime<Utc>,
 ) -> Result<Normalized, NormalizeError> {
-    // serde would read a JSON array into the struct field by field: require an object.
-    if !raw_json.trim_start().starts_with('{') {
+    // Lone UTF-16 surrogates are valid JSON text but neither serde nor jsonb take them.
+    let raw_json = repair_surrogate_escapes(raw_json);
+    // Through a Value: duplicate keys resolve last-wins instead of failing the ticket.
+    let value: serde_json::Value =
+        serde_json::from_str(&raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    if !value.is_object() {
         return Err(NormalizeError::NotAnObject(
             raw_json.chars().take(40).collect(),
         ));
     }
-    let wire: RawTicket =
-        serde_json::from_str(raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    let wire =
+        RawTicket::deserialize(value).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
     let mut n = Normalizer::default();
 
-    if let Some(Id(found)) = n.take("ticket_id", wire.ticket_id)
-        && found != requested.as_str()
-    {
-        return Err(NormalizeError::IdMismatch {
-            requested: requested.to_string(),
-            found,
-        });
+    // No id, or another ticket's: never let such a body replace the stored ticket.
+    match n.take("ticket_id", wire.ticket_id) {
+        Some(Id(found)) if found == requested.as_str() => {}
+        Some(Id(found)) => {
+            return Err(NormalizeError::IdMismatch {
+                requested: requested.to_string(),
+                found,
+            });
+        }
+        None => return Err(NormalizeError::MissingId),
     }
 
     let guest_id = n.user("guest", wire.guest);
@@ -106,7 +116,7 @@ pub fn normalize_ticket(
             .epoch("agent_first_response_time", wire.agent_first_response_time),
         agent_last_response_time: n
             .epoch("agent_last_response_time", wire.agent_last_response_time),
-        raw: sanitize_raw_json(raw_json),
+        raw: sanitize_raw_json(&raw_json),
         fetched_at,
     };
 
@@ -139,6 +149,57 @@ pub fn epoch_to_datetime(value: i64) -> Option<DateTime<Utc>> {
     } else {
         DateTime::from_timestamp_millis(value)
     }
+}
+
+/// Replaces `\uD800`–`\uDFFF` escapes that do not form a surrogate pair with `\uFFFD`.
+/// Backslashes occur in valid JSON only inside strings, so a plain scan of escapes suffices.
+pub fn repair_surrogate_escapes(json: &str) -> std::borrow::Cow<'_, str> {
+    fn hex4(b: &[u8], at: usize) -> Option<u16> {
+        let digits = b.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    }
+    if !json.contains("\\u") {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let b = json.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // any other escape, an escaped backslash included
+            continue;
+        }
+        let Some(unit) = hex4(b, i + 2) else {
+            i += 2;
+            continue;
+        };
+        let is_high = (0xD800..0xDC00).contains(&unit);
+        let is_low = (0xDC00..0xE000).contains(&unit);
+        let paired = is_high
+            && b.get(i + 6) == Some(&b'\\')
+            && b.get(i + 7) == Some(&b'u')
+            && hex4(b, i + 8).is_some_and(|next| (0xDC00..0xE000).contains(&next));
+        if paired {
+            i += 12;
+        } else if is_high || is_low {
+            out.push_str(&json[copied..i]);
+            out.push_str("\\ufffd");
+            i += 6;
+            copied = i;
+        } else {
+            i += 6;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    out.push_str(&json[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 /// Postgres text and jsonb cannot hold U+0000; replace it rather than lose the ticket.
@@ -533,6 +594,35 @@ mod tests {
     }
 
     #[test]
+    fn a_body_without_ticket_id_is_rejected_not_stored_blank() {
+        for body in [
+            r#"{}"#,
+            r#"{"status": 2}"#,
+            r#"{"ticket_id": null}"#,
+            r#"{"ticket_id": [1]}"#,
+        ] {
+            assert_eq!(
+                normalize_ticket(&id("1"), body, Utc::now()),
+                Err(NormalizeError::MissingId),
+                "{body}"
+            );
+        }
+    }
+
+    #[test]
+    fn lone_surrogates_and_duplicate_keys_do_not_poison_a_ticket() {
+        let body = r#"{"ticket_id":"1","status":2,"status":3,"guest":{"id":"ou_a","name":"x\ud800y"},
+                      "extra":"\udc00","pair":"\ud83d\ude00","escaped":"\\ud800"}"#;
+        let n = normalize_ticket(&id("1"), body, Utc::now()).unwrap();
+        assert_eq!(n.record.ticket.status, Some(3));
+        assert_eq!(n.record.users[0].name.as_deref(), Some("x\u{FFFD}y"));
+        let raw: serde_json::Value = serde_json::from_str(&n.record.ticket.raw).unwrap();
+        assert_eq!(raw["extra"], "\u{FFFD}");
+        assert_eq!(raw["pair"], "😀");
+        assert_eq!(raw["escaped"], "\\ud800");
+    }
+
+    #[test]
     fn updated_at_minus_one_and_closed_at_zero_are_null() {
         let n = normalize_ticket(
             &id("1"),
@@ -567,7 +657,7 @@ mod tests {
     fn comments_as_list_keep_order_and_exact_ids() {
         let n = normalize_ticket(
             &id("1"),
-            r#"{"comments":[{"id":7262656095919128579,"user_id":"7262656095919128578","content":"a"},
+            r#"{"ticket_id":"1","comments":[{"id":7262656095919128579,"user_id":"7262656095919128578","content":"a"},
                            {"id":2,"content":"b"}]}"#,
             Utc::now(),
         )
@@ -584,7 +674,7 @@ mod tests {
     fn duplicates_in_lists_are_dropped() {
         let n = normalize_ticket(
             &id("1"),
-            r#"{"agents":[{"id":"ou_a"},{"id":"ou_b","name":"B"},{"id":"ou_a"}],
+            r#"{"ticket_id":"1","agents":[{"id":"ou_a"},{"id":"ou_b","name":"B"},{"id":"ou_a"}],
                 "tags":[{"id":"t1","name":"x"},{"id":"t1","name":"x"}],
                 "customized_fields":[{"id":"f","value":"1"},{"id":"f","value":"2"}]}"#,
             Utc::now(),
@@ -600,7 +690,7 @@ mod tests {
     fn wrong_types_become_warnings_not_failures() {
         let n = normalize_ticket(
             &id("1"),
-            r#"{"status":"closed","created_at":{"x":1},"agents":[{"name":"no id"}, 42],
+            r#"{"ticket_id":1,"status":"closed","created_at":{"x":1},"agents":[{"name":"no id"}, 42],
                 "comments":[{"user_id": 99999999999999999999}], "score": 70000}"#,
             Utc::now(),
         )
@@ -639,7 +729,7 @@ mod tests {
     fn nul_characters_are_replaced_for_postgres() {
         let n = normalize_ticket(
             &id("1"),
-            r#"{"guest":{"id":"ou_a","name":"a\u0000b"}}"#,
+            r#"{"ticket_id":"1","guest":{"id":"ou_a","name":"a\u0000b"}}"#,
             Utc::now(),
         )
         .unwrap();

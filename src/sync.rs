@@ -27,8 +27,8 @@ pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
     base: Duration::from_secs(60),
     cap: Duration::from_secs(6 * 3600),
 };
-/// How long a claim holds; an expired claim (crashed worker) can be taken again.
-pub const CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+/// The least a claim holds; an expired claim (crashed worker) can be taken again.
+pub const MIN_CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
 /// A partly filled batch is committed after this long, so slow cycles persist progress too.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -45,6 +45,9 @@ pub struct CycleOptions {
     pub max_tickets_per_cycle: Option<u64>,
     /// After a stop request, how long requests already in flight may take to finish.
     pub shutdown_grace: Duration,
+    /// How long claimed tickets stay ours: long enough for a claim's worth of tickets to get
+    /// their grants and exhaust their retries.
+    pub claim_lease: Duration,
 }
 
 impl CycleOptions {
@@ -65,6 +68,7 @@ impl CycleOptions {
             known_ids_query: s.known_ids_query.clone(),
             max_tickets_per_cycle: s.max_tickets_per_cycle,
             shutdown_grace: s.shutdown_grace,
+            claim_lease: claim_lease(&settings.feishu),
         }
     }
 }
@@ -116,6 +120,14 @@ pub enum CycleError {
     },
     #[error("database error during sync: {0:#}")]
     Database(#[from] anyhow::Error),
+}
+
+/// Lease for one claim of `max_in_flight` tickets: the wait for their grants, each one's
+/// attempts (timeouts plus capped backoff), and the rate-limit waiting budget, on top of the minimum.
+fn claim_lease(f: &crate::config::FeishuSettings) -> Duration {
+    let grants = Duration::from_secs_f64(f.max_in_flight as f64 / f.detail_requests_per_second);
+    let attempts = (f.request_timeout + crate::pace::RETRY_CAP) * f.max_attempts;
+    MIN_CLAIM_LEASE + grants + attempts + crate::feishu::client::RATE_LIMIT_BUDGET
 }
 
 /// Result of one fetch, before it goes to the writer.
@@ -214,7 +226,10 @@ pub async fn run_cycle(
     let mut exhausted = false;
     let mut claimed = 0u64;
     let mut fatal: Option<ApiError> = None;
-    let claim_chunk = options.batch_size.max(options.max_in_flight * 2);
+    let mut db_error: Option<anyhow::Error> = None;
+    // Claim only as request slots free up, so every claimed ticket starts soon (its lease
+    // covers its own retries), and a second worker finds the rest unclaimed.
+    let claim_chunk = options.max_in_flight;
 
     loop {
         while !stop.is_cancelled() && in_flight.len() < options.max_in_flight {
@@ -226,9 +241,22 @@ pub async fn run_cycle(
                 let batch = if allowed == 0 {
                     Vec::new()
                 } else {
-                    store
-                        .claim_due(allowed, cycle_start, CLAIM_LEASE, &worker)
-                        .await?
+                    match store
+                        .claim_due(allowed, cycle_start, options.claim_lease, &worker)
+                        .await
+                    {
+                        Ok(batch) => batch,
+                        Err(e) => {
+                            // Stop claiming; what is in flight still finishes and is written.
+                            tracing::error!(
+                                error = format!("{e:#}"),
+                                "cannot claim tickets; ending the cycle"
+                            );
+                            db_error = Some(e);
+                            stop.cancel();
+                            break;
+                        }
+                    }
                 };
                 claimed += batch.len() as u64;
                 exhausted = batch.is_empty();
@@ -292,12 +320,22 @@ pub async fn run_cycle(
     }
     drop(in_flight);
     drop(outcome_tx);
-    let written = writer
-        .await
-        .map_err(|e| anyhow::anyhow!("the database writer task failed: {e}"))?;
+    let written = writer.await;
     // Everything still claimed by us was not written: give it back for the next cycle.
-    let released = store.release_all_claims(&worker).await?;
-    let written = written?;
+    let released = store.release_all_claims(&worker).await;
+    let written = match written {
+        Ok(Ok(written)) => written,
+        Ok(Err(e)) => return Err(CycleError::Database(e)),
+        Err(e) => {
+            return Err(CycleError::Database(anyhow::anyhow!(
+                "the database writer task failed: {e}"
+            )));
+        }
+    };
+    let released = released?;
+    if let Some(e) = db_error {
+        return Err(CycleError::Database(e));
+    }
     report.due_at_start = due_at_start;
     report.claimed = claimed;
     report.written = written;

@@ -44,6 +44,15 @@ impl TokenCache {
         Ok(value)
     }
 
+    /// The cached token if fresh, without waiting: None while a refresh is under way.
+    pub fn try_current(&self) -> Option<SecretString> {
+        let current = self.current.try_lock().ok()?;
+        current
+            .as_ref()
+            .filter(|t| Instant::now() < t.refresh_at)
+            .map(|t| t.value.clone())
+    }
+
     /// Drops `rejected` if it is still the cached token (another worker may already have
     /// replaced it, and that newer token must survive).
     pub async fn invalidate(&self, rejected: &SecretString) {

@@ -211,9 +211,14 @@ impl FeishuClient {
         let mut rate_limited_for = Duration::ZERO;
         let mut token_refreshed = false;
         loop {
+            // Token first, grant second: workers that queued behind a token refresh must not
+            // all hold grants and then fire together when the token arrives.
+            let token = self.tenant_token().await;
             pacer.acquire().await;
             attempts += 1;
-            let (token, result) = match self.tenant_token().await {
+            // The wait for the grant may have outlived that token: take the newest one.
+            let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
+            let (token, result) = match token {
                 Ok(token) => (Some(token.clone()), send(token).await),
                 Err(e) => (None, Err(e)),
             };

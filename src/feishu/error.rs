@@ -7,7 +7,10 @@ use std::time::Duration;
 /// Feishu body code for "request trigger frequency limit".
 pub const CODE_RATE_LIMITED: i64 = 99991400;
 /// Invalid / missing / expired tenant_access_token.
-pub const CODES_TOKEN_INVALID: [i64; 3] = [99991663, 99991661, 99991668];
+pub const CODES_TOKEN_INVALID: [i64; 4] = [99991663, 99991661, 99991668, 99991677];
+/// The platform's own errors about the app (permission scope missing, app disabled, IP not
+/// allowed): every call would fail the same way.
+pub const PLATFORM_CODES: std::ops::RangeInclusive<i64> = 99991000..=99991999;
 pub const CODE_BAD_REQUEST: i64 = 154000;
 pub const CODE_UNAUTHORIZED: i64 = 154001;
 pub const CODE_NOT_FOUND: i64 = 154004;
@@ -63,8 +66,8 @@ pub enum ApiError {
         msg: String,
     },
     #[error(
-        "the Feishu app credentials were rejected (HTTP {http_status}, {}: {msg}); \
-         check feishu.app_id and feishu.app_secret",
+        "the Feishu app was rejected (HTTP {http_status}, {}: {msg}); check feishu.app_id, \
+         feishu.app_secret and the app's permissions (helpdesk:all:readonly)",
         code_text(.code)
     )]
     AppCredentialsRejected {
@@ -186,6 +189,11 @@ pub fn classify(
             code: c,
             msg,
         },
+        Some(c) if PLATFORM_CODES.contains(&c) => ApiError::AppCredentialsRejected {
+            http_status,
+            code,
+            msg,
+        },
         Some(CODE_UNAUTHORIZED) => ApiError::HelpdeskUnauthorized {
             http_status,
             code,
@@ -271,6 +279,8 @@ mod tests {
             (401, Some(99991661), Some(RefreshTokenOnce)),
             (200, Some(99991668), Some(RefreshTokenOnce)),
             (400, Some(1234), Some(FailTicket)),
+            (403, Some(99991672), Some(Fatal)),
+            (400, Some(99991677), Some(RefreshTokenOnce)),
             (200, Some(1234), Some(FailTicket)),
             (200, None, Some(RetryWithBackoff)),
         ];

@@ -43,6 +43,8 @@ pub struct SimConfig {
     pub list_limit_per_second: usize,
     /// Lifetime of issued tenant tokens.
     pub token_ttl: Duration,
+    /// Added before every token response.
+    pub token_latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -58,6 +60,7 @@ impl Default for SimConfig {
             detail_limit_per_second: 10,
             list_limit_per_second: 50,
             token_ttl: Duration::from_secs(7200),
+            token_latency: Duration::ZERO,
         }
     }
 }
@@ -109,6 +112,7 @@ pub struct SimState {
     issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     any_faults: Mutex<VecDeque<Fault>>,
+    list_faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
 }
@@ -131,6 +135,7 @@ impl SimState {
             issued: Mutex::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
             any_faults: Mutex::new(VecDeque::new()),
+            list_faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
         }
@@ -183,6 +188,11 @@ impl SimState {
     /// Every tenant token issued so far, invalidated ones included.
     pub fn issued_tokens(&self) -> Vec<String> {
         lock(&self.issued).clone()
+    }
+
+    /// Queues faults for the next list requests (InternalError, BadGateway, NotJson, RateLimited).
+    pub fn inject_list(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.list_faults).extend(faults);
     }
 
     /// Invalidates every issued tenant token (as an app secret reset would).
@@ -353,6 +363,7 @@ struct TokenRequest {
 
 async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
     let arrived = Instant::now();
+    tokio::time::sleep(state.config.token_latency).await;
     let request: Option<TokenRequest> = serde_json::from_slice(&body).ok();
     let response = match request {
         None => api_error(StatusCode::BAD_REQUEST, 9499, "Bad Request"),
@@ -494,6 +505,21 @@ async fn list_response(
         return *denied;
     }
     state.latency().await;
+    match lock(&state.list_faults).pop_front() {
+        Some(Fault::InternalError) => {
+            return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
+        }
+        Some(Fault::BadGateway) => {
+            return (StatusCode::BAD_GATEWAY, "<html>502</html>").into_response();
+        }
+        Some(Fault::NotJson) => {
+            return (StatusCode::OK, "<html>maintenance</html>").into_response();
+        }
+        Some(Fault::RateLimited { reset_seconds }) => {
+            return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset_seconds);
+        }
+        _ => {}
+    }
     let param = |name: &str| {
         query
             .iter()

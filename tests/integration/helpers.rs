@@ -160,6 +160,11 @@ impl Workspace {
     /// Config for the simulator's real credentials; `feishu_extra` lines (`key = value`)
     /// add to or replace the `[feishu]` defaults.
     pub fn new(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Self {
+        Self::configured(sim, db, feishu_extra, "")
+    }
+
+    /// Like [`Workspace::new`], with `sync_extra` lines appended to `[sync]`.
+    pub fn configured(sim: &SimServer, db: &TestDb, feishu_extra: &str, sync_extra: &str) -> Self {
         let c = sim.state.config();
         let defaults = [
             ("base_url", format!("{:?}", sim.base_url())),
@@ -181,7 +186,7 @@ impl Workspace {
         }
         toml.push_str(feishu_extra);
         toml.push_str(&format!(
-            "\n[database]\nurl = {:?}\nmax_connections = 4\n\n[sync]\nbatch_size = 25\n",
+            "\n[database]\nurl = {:?}\nmax_connections = 4\n\n[sync]\nbatch_size = 25\n{sync_extra}\n",
             db.url
         ));
         Self::with_toml(&toml, db)
@@ -216,6 +221,85 @@ impl Workspace {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).expect("write file");
         path
+    }
+}
+
+/// Starts the binary in the background (for `run`); stderr is piped for the caller to read.
+pub fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"));
+    cmd.args(args)
+        .env_remove("RUST_LOG")
+        .env_remove("HELPDESK_SYNC_CONFIG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HELPDESK_SYNC__") {
+            cmd.env_remove(k);
+        }
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start helpdesk-sync")
+}
+
+/// Sends SIGTERM to a child.
+pub fn terminate(child: &tokio::process::Child) {
+    let pid = child.id().expect("child still running");
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+}
+
+/// Reads a child's stderr lines into a shared buffer as they come.
+pub fn collect_lines(
+    child: &mut tokio::process::Child,
+) -> std::sync::Arc<std::sync::Mutex<Vec<String>>> {
+    use tokio::io::AsyncBufReadExt;
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let stderr = child.stderr.take().expect("piped stderr");
+    let sink = lines.clone();
+    tokio::spawn(async move {
+        let mut reader = tokio::io::BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = reader.next_line().await {
+            if std::env::var_os("TEST_LOG").is_some() {
+                eprintln!("{line}");
+            }
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// Waits (up to `limit`) until `condition` holds.
+pub async fn wait_for(limit: std::time::Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + limit;
+    while tokio::time::Instant::now() < deadline {
+        if condition() {
+            return true;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    condition()
+}
+
+impl Workspace {
+    /// Starts `run` with this workspace's config.
+    pub fn spawn_run(&self, env: &[(&str, &str)]) -> tokio::process::Child {
+        spawn_binary(
+            &[
+                "--config",
+                self.config.to_str().expect("utf-8 path"),
+                "--log-format",
+                "json",
+                "run",
+            ],
+            &[&[("DATABASE_URL", self.db_url.as_str())], env].concat(),
+        )
     }
 }
 

@@ -443,7 +443,7 @@ async fn wrong_app_secret_is_fatal_with_a_clear_message() {
         .await;
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("app credentials were rejected"), "{err}");
+    assert!(err.contains("the Feishu app was rejected"), "{err}");
     assert!(err.contains("10014"), "{err}");
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 0);
     assert_eq!(
@@ -511,6 +511,40 @@ async fn pacing_never_exceeds_the_api_limit_in_any_second() {
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 40);
+    assert_eq!(
+        sim.state.count_status(Endpoint::Detail, 429),
+        0,
+        "rate limited"
+    );
+    let peak = sim.state.max_per_second(Endpoint::Detail);
+    assert!(peak <= 10, "{peak} requests arrived within one second");
+}
+
+#[tokio::test]
+async fn token_refreshes_do_not_release_a_burst() {
+    let db = TestDb::new().await;
+    // Tokens live 4 s (refreshed every 2 s) and take 300 ms to issue.
+    let sim = start_sim(SimConfig {
+        tickets: 45,
+        latency: Duration::from_millis(300),
+        jitter: Duration::from_millis(100),
+        token_ttl: Duration::from_secs(4),
+        token_latency: Duration::from_millis(300),
+        ..SimConfig::default()
+    })
+    .await;
+    let ws = Workspace::new(
+        &sim,
+        &db,
+        "detail_requests_per_second = 9.0\nmax_in_flight = 16\n",
+    );
+    let ids = sim.state.ticket_ids();
+    sync_all(&ws, &ids).await;
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 45);
+    assert!(
+        sim.state.count_status(Endpoint::Token, 200) >= 3,
+        "tokens were not refreshed"
+    );
     assert_eq!(
         sim.state.count_status(Endpoint::Detail, 429),
         0,

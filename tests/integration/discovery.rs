@@ -1,0 +1,293 @@
+//! Discovery through the list API, freshness and the id sources, through `sync`.
+
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig};
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn sim_config(tickets: usize) -> SimConfig {
+    SimConfig {
+        tickets,
+        detail_limit_per_second: 10_000,
+        list_limit_per_second: 10_000,
+        ..SimConfig::default()
+    }
+}
+
+const FAST: &str = "list_requests_per_second = 500.0\n";
+
+#[tokio::test]
+async fn discovery_reads_past_the_10000_row_cap() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(12_000)).await;
+    // Discover everything, fetch a single ticket: this test is about the list side.
+    let ws = Workspace::configured(&sim, &db, FAST, "max_tickets_per_cycle = 1\n");
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    assert!(
+        text.contains("windows split at the 10,000-row cap"),
+        "{text}"
+    );
+    assert!(text.contains("history backfill complete"), "{text}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state").await,
+        12_000
+    );
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 1);
+    // Every id the simulator has, none other.
+    let missing = db
+        .count(&format!(
+            "SELECT count(*) FROM generate_series(0, 11999) i
+             WHERE NOT EXISTS (SELECT 1 FROM ticket_sync_state WHERE ticket_id = ({} + i)::text)",
+            helpdesk_sync::sim::data::FIRST_TICKET_ID
+        ))
+        .await;
+    assert_eq!(missing, 0);
+}
+
+#[tokio::test]
+async fn after_a_full_sync_only_changes_cost_detail_calls() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(120)).await;
+    let ws = Workspace::configured(&sim, &db, FAST, "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 120);
+    assert_eq!(sim.state.detail_requests(None), 120);
+
+    // Right after: the incremental scan finds nothing new; zero detail calls, one list page.
+    let lists_before = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(
+        sim.state.detail_requests(None),
+        120,
+        "unchanged tickets refetched"
+    );
+    let lists = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count();
+    assert_eq!(
+        lists - lists_before,
+        1,
+        "one page covers the incremental window"
+    );
+
+    // k changes → exactly k detail calls.
+    let ids = sim.state.ticket_ids();
+    for id in &ids[10..13] {
+        sim.state.update_ticket(id, |t| t["status"] = json!(51));
+    }
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(sim.state.detail_requests(None), 123, "{}", stdout(&out));
+    for id in &ids[10..13] {
+        assert_eq!(sim.state.detail_requests(Some(id)), 2, "{id}");
+    }
+    let status: i16 = sqlx::query_scalar("SELECT status FROM tickets WHERE ticket_id = $1")
+        .bind(&ids[11])
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, 51);
+}
+
+#[tokio::test]
+async fn the_watermark_survives_restarts_and_only_moves_forward() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(30)).await;
+    let ws = Workspace::configured(&sim, &db, FAST, "discovery_overlap = \"10m\"\n");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let watermark = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT scanned_until FROM discovery_state WHERE scan = 'updated'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let first = watermark().await;
+    // A new process: no second backfill, the window starts at the stored watermark.
+    let lists_before = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let second = watermark().await;
+    assert!(second > first, "{second} <= {first}");
+    let lists = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count();
+    assert_eq!(lists - lists_before, 1);
+
+    // A ticket changed inside the overlap is fetched once, stored once.
+    let id = sim.state.ticket_ids()[4].clone();
+    sim.state.update_ticket(&id, |t| t["score"] = json!(3));
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(sim.state.detail_requests(Some(&id)), 2);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 30);
+    assert_eq!(db.count("SELECT count(*) FROM ticket_sync_state").await, 30);
+}
+
+#[tokio::test]
+async fn a_failing_list_api_costs_discovery_only() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(10)).await;
+    let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_attempts = 2\n"), "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let watermark = || async {
+        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
+            "SELECT scanned_until FROM discovery_state WHERE scan = 'updated'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let before = watermark().await;
+
+    // The list API fails past its retries; an explicitly queued ticket is still fetched.
+    sim.state
+        .inject_list([Fault::InternalError, Fault::NotJson]);
+    let id = sim.state.ticket_ids()[3].clone();
+    assert_ok(&ws.run(&["enqueue", &id], &[], None).await);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("discovery incomplete"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(sim.state.detail_requests(Some(&id)), 2);
+    assert_eq!(
+        watermark().await,
+        before,
+        "the watermark moved past an unread window"
+    );
+
+    // Next cycle, the list answers again and the watermark moves on.
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert!(watermark().await > before);
+}
+
+#[tokio::test]
+async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(10)).await;
+    let ids = sim.state.ticket_ids();
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TABLE crm_escalations (ticket text);
+         INSERT INTO crm_escalations VALUES ('{}'), ('{}'), ('not an id'), (NULL);",
+        ids[2], ids[5]
+    )))
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        "discover = false\nknown_ids_query = \"SELECT ticket FROM crm_escalations WHERE ticket IS NOT NULL\"\n",
+    );
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("known_ids_query: 2 new ids"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 2);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE source = 'query'")
+            .await,
+        2
+    );
+
+    let broken = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        "discover = false\nknown_ids_query = \"SELECT nope FROM nowhere\"\n",
+    );
+    let file = broken.write_file("ids.txt", &ids_text(&ids[7..8]));
+    assert_ok(
+        &broken
+            .run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    let out = broken.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("known_ids_query failed"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains("nowhere"),
+        "the SQL error is logged: {}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets").await,
+        3,
+        "the cycle went on"
+    );
+}
+
+#[tokio::test]
+async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(10)).await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        "discover = false\nmax_tickets_per_cycle = 4\n",
+    );
+    let ids = sim.state.ticket_ids();
+    let file = ws.write_file("ids.txt", &ids_text(&ids));
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    for expected in [4, 8, 10, 10] {
+        assert_ok(&ws.run(&["sync"], &[], None).await);
+        assert_eq!(db.count("SELECT count(*) FROM tickets").await, expected);
+    }
+    assert!(
+        sim.state
+            .requests()
+            .iter()
+            .all(|r| r.endpoint != Endpoint::List),
+        "discover = false still listed"
+    );
+    // Open tickets are due again after open_refresh, closed ones after closed_refresh.
+    let wrong_due = db
+        .count(
+            "SELECT count(*) FROM ticket_sync_state s JOIN tickets t USING (ticket_id)
+             WHERE (t.status < 50 AND s.next_due_at - s.last_fetched_at NOT BETWEEN interval '59 minutes' AND interval '61 minutes')
+                OR (t.status >= 50 AND s.next_due_at - s.last_fetched_at NOT BETWEEN interval '6 days 23 hours' AND interval '7 days 1 hour')",
+        )
+        .await;
+    assert_eq!(wrong_due, 0);
+    // An explicit request jumps the queue: priority over routine refreshes.
+    let priority: i16 =
+        sqlx::query_scalar("SELECT priority FROM ticket_sync_state WHERE ticket_id = $1")
+            .bind(&ids[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(priority, 0, "priority is reset once fetched");
+}
