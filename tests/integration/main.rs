@@ -1,6 +1,7 @@
 //! Integration tests: the real binary against the simulator and a real Postgres.
 
 mod cli;
+mod daemon;
 mod discovery;
 mod helpers;
 mod sync;
