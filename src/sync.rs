@@ -162,13 +162,13 @@ pub async fn run_cycle(
     if needs_api && let Err(error) = client.tenant_token().await {
         if error.disposition() == Disposition::Fatal {
             tracing::error!(error = %error, "cannot obtain a tenant access token");
-            report.api = client.stats().since(&api_before);
-            report.elapsed = started.elapsed();
-            report.fatal = Some(error.clone());
-            return Err(CycleError::Fatal {
+            return Err(stopped_before_fetching(
+                report,
                 error,
-                report: Box::new(report),
-            });
+                client,
+                &api_before,
+                started,
+            ));
         }
         // Network trouble: the per-request policy (retries, then `failed`) takes it from here.
         tracing::warn!(error = %error, "cannot obtain a tenant access token yet");
@@ -182,13 +182,13 @@ pub async fn run_cycle(
             Ok(found) => report.discovery = Some(found),
             Err(DiscoveryError::Api(error)) if error.disposition() == Disposition::Fatal => {
                 tracing::error!(endpoint = "list", error = %error, "discovery stopped: credentials rejected");
-                report.api = client.stats().since(&api_before);
-                report.elapsed = started.elapsed();
-                report.fatal = Some(error.clone());
-                return Err(CycleError::Fatal {
+                return Err(stopped_before_fetching(
+                    report,
                     error,
-                    report: Box::new(report),
-                });
+                    client,
+                    &api_before,
+                    started,
+                ));
             }
             Err(DiscoveryError::Database(e)) => return Err(CycleError::Database(e)),
             Err(error) => {
@@ -350,6 +350,23 @@ pub async fn run_cycle(
             report: Box::new(report),
         }),
         None => Ok(report),
+    }
+}
+
+/// The fatal result of a cycle that stopped before claiming anything.
+fn stopped_before_fetching(
+    mut report: CycleReport,
+    error: ApiError,
+    client: &FeishuClient,
+    api_before: &ClientStatsSnapshot,
+    started: Instant,
+) -> CycleError {
+    report.api = client.stats().since(api_before);
+    report.elapsed = started.elapsed();
+    report.fatal = Some(error.clone());
+    CycleError::Fatal {
+        error,
+        report: Box::new(report),
     }
 }
 

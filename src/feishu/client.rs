@@ -480,12 +480,8 @@ fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError
     }
 }
 
-/// Maps a detail response to the ticket's JSON text or an error.
-pub fn parse_ticket_response(
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<String, ApiError> {
+/// The part every response shares: a JSON envelope whose status and `code` say success.
+fn check_envelope(status: u16, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
     let reset = rate_limit_reset(headers);
     let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
         return Err(non_json_error(status, body, reset));
@@ -494,9 +490,19 @@ pub fn parse_ticket_response(
         Lenient::Value(m) => m.as_str(),
         _ => "",
     };
-    if let Some(error) = classify(status, lenient_code(&envelope.code), msg, reset) {
-        return Err(error);
+    match classify(status, lenient_code(&envelope.code), msg, reset) {
+        Some(error) => Err(error),
+        None => Ok(()),
     }
+}
+
+/// Maps a detail response to the ticket's JSON text or an error.
+pub fn parse_ticket_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<String, ApiError> {
+    check_envelope(status, headers, body)?;
     let detail: TicketDetailBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
         http_status: status,
         detail: e.to_string(),
@@ -520,17 +526,7 @@ pub fn parse_list_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<ListPage, ApiError> {
-    let reset = rate_limit_reset(headers);
-    let Ok(envelope) = serde_json::from_slice::<Envelope>(body) else {
-        return Err(non_json_error(status, body, reset));
-    };
-    let msg = match &envelope.msg {
-        Lenient::Value(m) => m.as_str(),
-        _ => "",
-    };
-    if let Some(error) = classify(status, lenient_code(&envelope.code), msg, reset) {
-        return Err(error);
-    }
+    check_envelope(status, headers, body)?;
     let parsed: ListBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
         http_status: status,
         detail: e.to_string(),

@@ -105,15 +105,7 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
     let sim = start_sim(sim_config(30)).await;
     let ws = Workspace::configured(&sim, &db, FAST, "discovery_overlap = \"10m\"\n");
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    let watermark = || async {
-        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
-            "SELECT scanned_until FROM discovery_state WHERE scan = 'updated'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-    };
-    let first = watermark().await;
+    let first = watermark(&db).await;
     // A new process: no second backfill, the window starts at the stored watermark.
     let lists_before = sim
         .state
@@ -122,7 +114,7 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
         .filter(|r| r.endpoint == Endpoint::List)
         .count();
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    let second = watermark().await;
+    let second = watermark(&db).await;
     assert!(second > first, "{second} <= {first}");
     let lists = sim
         .state
@@ -148,15 +140,7 @@ async fn a_failing_list_api_costs_discovery_only() {
     let sim = start_sim(sim_config(10)).await;
     let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_attempts = 2\n"), "");
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    let watermark = || async {
-        sqlx::query_scalar::<_, chrono::DateTime<chrono::Utc>>(
-            "SELECT scanned_until FROM discovery_state WHERE scan = 'updated'",
-        )
-        .fetch_one(&db.pool)
-        .await
-        .unwrap()
-    };
-    let before = watermark().await;
+    let before = watermark(&db).await;
 
     // The list API fails past its retries; an explicitly queued ticket is still fetched.
     sim.state
@@ -172,14 +156,14 @@ async fn a_failing_list_api_costs_discovery_only() {
     );
     assert_eq!(sim.state.detail_requests(Some(&id)), 2);
     assert_eq!(
-        watermark().await,
+        watermark(&db).await,
         before,
         "the watermark moved past an unread window"
     );
 
     // Next cycle, the list answers again and the watermark moves on.
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    assert!(watermark().await > before);
+    assert!(watermark(&db).await > before);
 }
 
 #[tokio::test]

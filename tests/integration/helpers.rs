@@ -226,11 +226,17 @@ impl Workspace {
 
 /// Starts the binary in the background (for `run`); stderr is piped for the caller to read.
 pub fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Child {
+    let mut cmd = command(args, env);
+    cmd.stdin(std::process::Stdio::null());
+    cmd.spawn().expect("start helpdesk-sync")
+}
+
+/// The binary with `args`, a clean environment plus `env`, output piped, killed when dropped.
+fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"));
     cmd.args(args)
         .env_remove("RUST_LOG")
         .env_remove("HELPDESK_SYNC_CONFIG")
-        .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
@@ -242,7 +248,7 @@ pub fn spawn_binary(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Chil
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("start helpdesk-sync")
+    cmd
 }
 
 /// Sends SIGTERM to a child.
@@ -306,22 +312,8 @@ impl Workspace {
 /// Runs the real binary without blocking the runtime (the simulator lives on it).
 pub async fn run_binary(args: &[&str], env: &[(&str, &str)], stdin: Option<&str>) -> Output {
     use tokio::io::AsyncWriteExt;
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env_remove("HELPDESK_SYNC_CONFIG")
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HELPDESK_SYNC__") {
-            cmd.env_remove(k);
-        }
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
+    let mut cmd = command(args, env);
+    cmd.stdin(std::process::Stdio::piped());
     let mut child = cmd.spawn().expect("run helpdesk-sync");
     let mut input = child.stdin.take().expect("stdin");
     if let Some(text) = stdin {
@@ -363,6 +355,14 @@ pub fn assert_ok(o: &Output) {
         stdout(o),
         stderr(o)
     );
+}
+
+/// The incremental discovery watermark (`discovery_state`, scan 'updated').
+pub async fn watermark(db: &TestDb) -> chrono::DateTime<chrono::Utc> {
+    sqlx::query_scalar("SELECT scanned_until FROM discovery_state WHERE scan = 'updated'")
+        .fetch_one(&db.pool)
+        .await
+        .expect("a watermark")
 }
 
 /// Ids file content for the first `n` simulated tickets.
