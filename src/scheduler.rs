@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use sqlx::Connection;
 use sqlx::postgres::PgConnection;
 use tokio_util::sync::CancellationToken;
@@ -172,14 +172,14 @@ pub async fn run_daemon(
         }
         // Ticks that fired while the cycle ran are skipped, never queued up.
         let now = Utc::now();
-        let skipped = schedule.after(&started).take_while(|t| *t <= now).count();
+        let (skipped, next) = next_tick(schedule, started, now);
         if skipped > 0 {
             tracing::info!(
                 skipped,
                 "the cycle outlasted scheduled ticks; they were skipped"
             );
         }
-        let Some(next) = schedule.after(&now).next() else {
+        let Some(next) = next else {
             tracing::error!("sync.schedule has no future tick; stopping");
             break;
         };
@@ -203,6 +203,17 @@ pub async fn run_daemon(
     }
     tracing::info!("daemon stopped");
     Ok(())
+}
+
+/// For a cycle that ran from `started` to `now`: how many ticks fired meanwhile (skipped) and
+/// the next tick to run at.
+pub fn next_tick(
+    schedule: &cron::Schedule,
+    started: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> (usize, Option<DateTime<Utc>>) {
+    let skipped = schedule.after(&started).take_while(|t| *t <= now).count();
+    (skipped, schedule.after(&now).next())
 }
 
 /// One cycle, ended early if it makes no progress for `stall_timeout`. Logs one summary line.
@@ -301,4 +312,34 @@ fn spawn_watchdog(
             tokio::time::sleep(period / 2).await;
         }
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, h, m, s).unwrap()
+    }
+
+    #[test]
+    fn ticks_during_a_long_cycle_are_skipped_not_queued() {
+        let every_5_min: cron::Schedule = "0 */5 * * * *".parse().unwrap();
+        // A short cycle: nothing skipped, next tick is the next 5-minute mark.
+        assert_eq!(
+            next_tick(&every_5_min, at(10, 0, 0), at(10, 1, 30)),
+            (0, Some(at(10, 5, 0)))
+        );
+        // A 12-minute cycle overran the 10:05 and 10:10 ticks: both skipped, next is 10:15.
+        assert_eq!(
+            next_tick(&every_5_min, at(10, 0, 0), at(10, 12, 0)),
+            (2, Some(at(10, 15, 0)))
+        );
+        // Ending exactly on a tick counts it as skipped; the next one is 5 minutes on.
+        assert_eq!(
+            next_tick(&every_5_min, at(10, 0, 0), at(10, 5, 0)),
+            (1, Some(at(10, 10, 0)))
+        );
+    }
 }

@@ -4,4 +4,5 @@ mod cli;
 mod daemon;
 mod discovery;
 mod helpers;
+mod queue;
 mod sync;
