@@ -64,6 +64,12 @@ pub enum Command {
     },
     /// Run as a daemon: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
     Run,
+    /// Rebuild the normalized tables from stored raw JSON (no API calls)
+    Reprocess {
+        /// Only this ticket
+        #[arg(long, value_name = "ID")]
+        ticket: Option<String>,
+    },
     /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
     Simulate {
         /// Address to listen on
@@ -187,6 +193,36 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ..SimConfig::default()
             };
             simulate(config, listen).await
+        }
+        Command::Reprocess { ticket } => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let only = ticket
+                .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
+                .transpose()?;
+            let store = Store::connect(&settings.database).await?;
+            store.migrate().await?;
+            let progress = ProgressDisplay::new("reprocess");
+            let report = crate::reprocess::reprocess(
+                &store,
+                only.as_ref(),
+                settings.sync.batch_size.max(500),
+                &|done, total| {
+                    progress.update(Progress {
+                        due_at_start: total,
+                        done,
+                        pages_listed: 0,
+                    })
+                },
+            )
+            .await?;
+            progress.finish();
+            println!(
+                "reprocessed {} tickets from stored JSON in {:.1}s ({} could not be normalized and were left as they are)",
+                report.tickets,
+                report.elapsed.as_secs_f64(),
+                report.failed
+            );
+            Ok(())
         }
         Command::Demo { tickets, rate } => crate::demo::run(tickets, rate).await,
     }

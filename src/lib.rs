@@ -11,15 +11,17 @@
 //! - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks).
 //! - [`domain`]: strict row types ([`domain::TicketRecord`]) and fetch outcomes.
 //! - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
-//!   [`store::upsert`] (batched transactional writes), [`store::discovery`] (scan positions,
-//!   change detection).
+//!   [`store::upsert`] (batched transactional writes), [`store::history`] (versions, status
+//!   transitions), [`store::discovery`] (scan positions, change detection).
 //! - [`discover`]: id sources: list-API discovery (windows, bisection, watermark) and the
 //!   operator's known-ids query.
 //! - [`sync`]: one cycle: claim due tickets, fetch concurrently, write in batches.
+//! - [`reprocess`]: rebuild the normalized tables from stored raw JSON (no API calls).
 //! - [`scheduler`]: the `run` daemon: cron loop, helpdesk lock, stall watch, shutdown, systemd.
 //! - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
 //! - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
-//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `simulate`, `demo`) and exit codes.
+//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `reprocess`, `simulate`,
+//!   `demo`) and exit codes.
 //! - [`telemetry`]: log setup.
 
 pub mod cli;
@@ -30,6 +32,7 @@ pub mod domain;
 pub mod feishu;
 pub mod normalize;
 pub mod pace;
+pub mod reprocess;
 pub mod scheduler;
 pub mod sim;
 pub mod store;

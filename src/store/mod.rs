@@ -1,6 +1,8 @@
-//! Postgres: connection, migrations, the work queue (`queue`) and batched upserts (`upsert`).
+//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`),
+//! change history (`history`) and discovery positions (`discovery`).
 
 pub mod discovery;
+pub mod history;
 pub mod queue;
 pub mod upsert;
 

@@ -79,13 +79,7 @@ async fn write_outcomes(
         .map(|o| o.ticket_id().to_owned())
         .collect();
 
-    let changed = upsert_tickets(tx, &records, false).await?;
-    let changed_records: Vec<&TicketRecord> = records
-        .iter()
-        .copied()
-        .filter(|r| changed.contains(r.ticket.ticket_id.as_str()))
-        .collect();
-    replace_children(tx, &changed_records).await?;
+    let changed = write_records(tx, &records, false).await?;
     if !not_found.is_empty() {
         sqlx::query(
             "UPDATE tickets SET deleted_at = now() WHERE ticket_id = ANY($1) AND deleted_at IS NULL",
@@ -110,6 +104,26 @@ async fn write_outcomes(
         }
     }
     Ok(report)
+}
+
+/// Writes tickets whose content changed (all of them when `force`): ticket rows, child rows and
+/// history. Returns the ids written.
+pub async fn write_records(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+    force: bool,
+) -> anyhow::Result<HashSet<String>> {
+    let changed = upsert_tickets(tx, records, force).await?;
+    let changed_records: Vec<&TicketRecord> = records
+        .iter()
+        .copied()
+        .filter(|r| changed.contains(r.ticket.ticket_id.as_str()))
+        .collect();
+    replace_children(tx, &changed_records).await?;
+    let mut ids: Vec<String> = changed.iter().cloned().collect();
+    ids.sort_unstable();
+    super::history::record_history(tx, &ids).await?;
+    Ok(changed)
 }
 
 /// Inserts or updates ticket rows; returns the ids whose row was written (new or changed).
@@ -173,7 +187,9 @@ pub async fn upsert_tickets(
             agent_entry_time = EXCLUDED.agent_entry_time,
             agent_first_response_time = EXCLUDED.agent_first_response_time,
             agent_last_response_time = EXCLUDED.agent_last_response_time,
-            raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at, deleted_at = NULL
+            raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at,
+            -- A fetch proves the ticket exists; re-normalizing (force) proves nothing.
+            deleted_at = CASE WHEN $27 THEN t.deleted_at ELSE NULL END
          WHERE $27 OR t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
          RETURNING t.ticket_id",
     )

@@ -1,5 +1,6 @@
 //! Integration tests: the real binary against the simulator and a real Postgres.
 
+mod analytics;
 mod cli;
 mod daemon;
 mod discovery;
