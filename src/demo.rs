@@ -97,11 +97,14 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
     .context("reading the summary")?;
     println!(
         "The database now holds {tickets_stored} tickets, {users} people and {comments} notes.\n\
-         Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status, count(*), \
-         round(avg(agent_first_response_duration_seconds)) AS avg_first_response_s \
-         FROM tickets WHERE deleted_at IS NULL GROUP BY status ORDER BY status\"\n\n\
+         Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status_label, count(*), \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY first_response_seconds) AS median_first_response_s \
+         FROM ticket_facts GROUP BY status_label ORDER BY 2 DESC\"\n\n\
+         Views for dashboards: ticket_facts, ticket_time_in_status, daily_ticket_stats \
+         (docs/analytics.md).\n\
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
-         ticket_custom_fields, ticket_comments, ticket_sync_state (the queue).",
+         ticket_custom_fields, ticket_comments, ticket_versions, ticket_status_history,\n\
+         ticket_sync_state (the queue).",
         DEMO_PSQL = psql_target(&settings),
     );
     Ok(())
