@@ -18,7 +18,10 @@ use crate::feishu::FeishuClient;
 use crate::sim::{SimConfig, SimServer};
 use crate::store::Store;
 use crate::store::queue::Source;
-use crate::sync::{CycleError, CycleOptions, CycleReport, Progress, run_cycle};
+use crate::store::runs::Trigger;
+use crate::sync::{
+    CycleError, CycleOptions, CycleReport, Progress, finish_recorded, run_cycle, start_recorded,
+};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -64,6 +67,18 @@ pub enum Command {
     },
     /// Run as a daemon: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
     Run,
+    /// Is it working? Queue, last run, freshness; exit 1 when unhealthy (a monitoring probe)
+    Status {
+        /// Print JSON for scripts
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the setup step by step: config, database, token, list API (and one ticket)
+    Check {
+        /// Also fetch this ticket
+        #[arg(long, value_name = "ID")]
+        ticket: Option<String>,
+    },
     /// Rebuild the normalized tables from stored raw JSON (no API calls)
     Reprocess {
         /// Only this ticket
@@ -116,13 +131,16 @@ pub enum CliError {
     Input(String),
     #[error("{0:#}")]
     Runtime(#[from] anyhow::Error),
+    /// `status` found problems (already printed).
+    #[error("unhealthy (see above)")]
+    Unhealthy,
 }
 
 impl CliError {
     fn exit_code(&self) -> u8 {
         match self {
             Self::Config(_) | Self::Input(_) => 2,
-            Self::Runtime(_) => 1,
+            Self::Runtime(_) | Self::Unhealthy => 1,
         }
     }
 }
@@ -193,6 +211,58 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ..SimConfig::default()
             };
             simulate(config, listen).await
+        }
+        Command::Status { json } => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let store = Store::connect(&settings.database).await?;
+            let migrated: Option<String> =
+                sqlx::query_scalar("SELECT to_regclass('sync_runs')::text")
+                    .fetch_one(store.pool())
+                    .await
+                    .context("reading the schema")?;
+            if migrated.is_none() {
+                return Err(CliError::Runtime(anyhow::anyhow!(
+                    "the database has no helpdesk-sync schema yet: run `helpdesk-sync migrate` (or start sync/run)"
+                )));
+            }
+            let report = crate::status::status(&store, &settings).await?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("encoding JSON")?
+                );
+            } else {
+                print!("{}", crate::status::render(&report, store.now().await?));
+            }
+            if report.healthy {
+                Ok(())
+            } else {
+                Err(CliError::Unhealthy)
+            }
+        }
+        Command::Check { ticket } => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let only = ticket
+                .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
+                .transpose()?;
+            let steps = crate::status::check(&settings, only.as_ref()).await;
+            let mut failed = None;
+            for step in &steps {
+                match &step.result {
+                    Ok(detail) => println!("{:<9} OK       {detail}", format!("{}:", step.name)),
+                    Err(reason) => {
+                        println!("{:<9} FAILED   {reason}", format!("{}:", step.name));
+                        failed = Some(step.name);
+                    }
+                }
+            }
+            match failed {
+                None => Ok(()),
+                Some("config") => Err(CliError::Input("the configuration is incomplete".into())),
+                Some(name) => Err(CliError::Runtime(anyhow::anyhow!(
+                    "check failed at step {name}"
+                ))),
+            }
         }
         Command::Reprocess { ticket } => {
             let settings = load_settings(cli.config.as_deref())?;
@@ -336,6 +406,7 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
         return Ok(());
     };
     let progress = ProgressDisplay::new("sync");
+    let run_id = start_recorded(&store, settings.feishu.helpdesk_id.trim(), Trigger::Manual).await;
     let result = run_cycle(
         &store,
         &client,
@@ -345,6 +416,7 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
     )
     .await;
     progress.finish();
+    finish_recorded(&store, run_id, &result, false).await;
     match result {
         Ok(report) => {
             println!("{}", summarize(&report));

@@ -31,6 +31,14 @@ pub struct Settings {
     pub feishu: FeishuSettings,
     pub database: DatabaseSettings,
     pub sync: SyncSettings,
+    pub http: HttpSettings,
+}
+
+/// The daemon's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
+#[derive(Debug, Clone, Default)]
+pub struct HttpSettings {
+    /// Where `run` listens; None (empty in the file) turns the endpoint off.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// How to reach and pace the Feishu Open API.
@@ -195,6 +203,14 @@ struct RawSettings {
     database: RawDatabase,
     #[serde(default)]
     sync: RawSync,
+    #[serde(default)]
+    http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -278,6 +294,7 @@ const TEXT_KEYS: &[&str] = &[
     "sync.schedule",
     "sync.stall_timeout",
     "sync.shutdown_grace",
+    "http.listen",
 ];
 
 /// Every five minutes, at second 0.
@@ -475,10 +492,21 @@ impl Settings {
             stall_timeout: duration("sync.stall_timeout", raw.sync.stall_timeout, "10m")?,
             shutdown_grace: duration("sync.shutdown_grace", raw.sync.shutdown_grace, "20s")?,
         };
+        let http = HttpSettings {
+            listen: match raw.http.listen.as_deref().map(str::trim) {
+                None | Some("") => None,
+                Some(text) => Some(text.parse().map_err(|_| {
+                    ConfigError::new(format!(
+                        "http.listen: {text:?} is not an address like \"127.0.0.1:9187\" (empty turns it off)"
+                    ))
+                })?),
+            },
+        };
         Ok(Self {
             feishu,
             database,
             sync,
+            http,
         })
     }
 }

@@ -14,8 +14,9 @@ use crate::domain::TicketId;
 use crate::feishu::FeishuClient;
 use crate::sim::{Fault, SimConfig, SimServer};
 use crate::store::queue::Source;
+use crate::store::runs::Trigger;
 use crate::store::{Store, create_database_if_missing, describe_target};
-use crate::sync::{CycleOptions, run_cycle};
+use crate::sync::{CycleOptions, finish_recorded, run_cycle, start_recorded};
 
 pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk_demo";
 
@@ -76,6 +77,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
 
     let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
     let progress = ProgressDisplay::new("demo");
+    let run_id = start_recorded(&store, &sim_config.helpdesk_id, Trigger::Demo).await;
     let result = run_cycle(
         &store,
         &client,
@@ -85,6 +87,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
     )
     .await;
     progress.finish();
+    finish_recorded(&store, run_id, &result, false).await;
     let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
     println!("\n{}\n", summarize(&report));
 

@@ -20,9 +20,11 @@
 //! - [`scheduler`]: the `run` daemon: cron loop, helpdesk lock, stall watch, shutdown, systemd.
 //! - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
 //! - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
-//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `reprocess`, `simulate`,
-//!   `demo`) and exit codes.
-//! - [`telemetry`]: log setup.
+//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
+//!   `reprocess`, `simulate`, `demo`) and exit codes.
+//! - [`telemetry`]: log setup. [`metrics`]: Prometheus series. [`http`]: `/metrics`,
+//!   `/healthz`, `/readyz` for `run`.
+//! - [`status`]: the `status` and `check` commands (operator's view).
 
 pub mod cli;
 pub mod config;
@@ -30,11 +32,14 @@ pub mod demo;
 pub mod discover;
 pub mod domain;
 pub mod feishu;
+pub mod http;
+pub mod metrics;
 pub mod normalize;
 pub mod pace;
 pub mod reprocess;
 pub mod scheduler;
 pub mod sim;
+pub mod status;
 pub mod store;
 pub mod sync;
 pub mod telemetry;

@@ -4,8 +4,8 @@
 //! `sync.shutdown_grace`, commits, releases claims and exits 0. systemd: READY=1 after
 //! migrations, WATCHDOG=1 while the loop is alive (no-ops without NOTIFY_SOCKET).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -16,8 +16,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{Credentials, Settings};
 use crate::feishu::FeishuClient;
+use crate::http::HttpState;
+use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::sync::{CycleError, CycleOptions, run_cycle};
+use crate::store::runs::Trigger;
+use crate::sync::{CycleError, CycleOptions, finish_recorded, run_cycle, start_recorded};
 
 /// While another process holds the lock, check again this often.
 const LOCK_RETRY: Duration = Duration::from_secs(5);
@@ -144,8 +147,29 @@ pub async fn run_daemon(
     let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown).await? else {
         return Ok(());
     };
-    let client = FeishuClient::new(&settings.feishu, credentials)?;
-    let options = CycleOptions::from_settings(settings, None);
+    let metrics = Arc::new(Metrics::default());
+    let last_outcome = Arc::new(Mutex::new(None));
+    if let Some(listen) = settings.http.listen {
+        let state = HttpState {
+            metrics: metrics.clone(),
+            store: store.clone(),
+            last_outcome: last_outcome.clone(),
+        };
+        let addr = crate::http::serve(listen, state, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot listen on http.listen = {listen}"))?;
+        tracing::info!(address = %addr, "HTTP endpoint listening: /metrics /healthz /readyz");
+    }
+    let daemon = Daemon {
+        store: store.clone(),
+        client: FeishuClient::new(&settings.feishu, credentials)?.with_metrics(metrics.clone()),
+        options: CycleOptions::from_settings(settings, None),
+        helpdesk_id: helpdesk_id.clone(),
+        stall_timeout: settings.sync.stall_timeout,
+        heartbeat: heartbeat.clone(),
+        metrics,
+        last_outcome,
+    };
     let schedule = &settings.sync.schedule;
     tracing::info!(helpdesk_id, schedule = %schedule, "daemon started");
 
@@ -158,15 +182,7 @@ pub async fn run_daemon(
             lock = again;
         }
         let started = Utc::now();
-        run_one(
-            &store,
-            &client,
-            &options,
-            settings.sync.stall_timeout,
-            &heartbeat,
-            &shutdown,
-        )
-        .await;
+        run_one(&daemon, &shutdown).await;
         if shutdown.is_cancelled() {
             break;
         }
@@ -216,15 +232,32 @@ pub fn next_tick(
     (skipped, schedule.after(&now).next())
 }
 
-/// One cycle, ended early if it makes no progress for `stall_timeout`. Logs one summary line.
-async fn run_one(
-    store: &Store,
-    client: &FeishuClient,
-    options: &CycleOptions,
+/// What every cycle of the daemon shares.
+struct Daemon {
+    store: Store,
+    client: FeishuClient,
+    options: CycleOptions,
+    helpdesk_id: String,
     stall_timeout: Duration,
-    heartbeat: &Arc<AtomicI64>,
-    shutdown: &CancellationToken,
-) {
+    heartbeat: Arc<AtomicI64>,
+    metrics: Arc<Metrics>,
+    /// Read by `/readyz`.
+    last_outcome: Arc<Mutex<Option<String>>>,
+}
+
+/// One cycle, ended early if it makes no progress for `stall_timeout`. Logs one summary line.
+async fn run_one(d: &Daemon, shutdown: &CancellationToken) {
+    let Daemon {
+        store,
+        client,
+        options,
+        helpdesk_id,
+        stall_timeout,
+        heartbeat,
+        metrics,
+        last_outcome,
+    } = d;
+    let stall_timeout = *stall_timeout;
     let cycle_stop = shutdown.child_token();
     let last_progress = Arc::new(AtomicI64::new(now_ms()));
     let watcher = {
@@ -252,20 +285,25 @@ async fn run_one(
         last_progress.store(now, Ordering::Relaxed);
         heartbeat.store(now, Ordering::Relaxed);
     };
+    let run_id = start_recorded(store, helpdesk_id, Trigger::Schedule).await;
     let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
     watcher.abort();
     let stalled = cycle_stop.is_cancelled() && !shutdown.is_cancelled();
+    let outcome = finish_recorded(store, run_id, &result, stalled).await;
+    metrics.observe_cycle(
+        outcome,
+        match &result {
+            Ok(r) => Some(r),
+            Err(CycleError::Fatal { report, .. }) => Some(report.as_ref()),
+            Err(CycleError::Database(_)) => None,
+        },
+    );
+    *last_outcome.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome.to_owned());
     match result {
         Ok(r) => {
             let w = r.written;
             tracing::info!(
-                outcome = if stalled {
-                    "stalled"
-                } else if r.interrupted {
-                    "interrupted"
-                } else {
-                    "ok"
-                },
+                outcome,
                 due = r.due_at_start,
                 changed = w.changed,
                 unchanged = w.unchanged,

@@ -20,6 +20,7 @@ use crate::domain::{Failure, TicketId, TicketOutcome};
 use crate::feishu::{ApiError, ClientStatsSnapshot, Disposition, FeishuClient};
 use crate::normalize::normalize_ticket;
 use crate::store::Store;
+use crate::store::runs::Trigger;
 use crate::store::upsert::{BatchReport, FailureDelay};
 
 /// A failed ticket waits `base · 2^(failures)` (capped) before its next try.
@@ -242,7 +243,7 @@ pub async fn run_cycle(
                     Vec::new()
                 } else {
                     match store
-                        .claim_due(allowed, cycle_start, options.claim_lease, &worker)
+                        .claim_due(allowed, cycle_start, options.claim_lease, worker)
                         .await
                     {
                         Ok(batch) => batch,
@@ -322,7 +323,7 @@ pub async fn run_cycle(
     drop(outcome_tx);
     let written = writer.await;
     // Everything still claimed by us was not written: give it back for the next cycle.
-    let released = store.release_all_claims(&worker).await;
+    let released = store.release_all_claims(worker).await;
     let written = match written {
         Ok(Ok(written)) => written,
         Ok(Err(e)) => return Err(CycleError::Database(e)),
@@ -526,15 +527,67 @@ async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<
     }
 }
 
-/// `host:pid:random`: names this process's claims.
-fn worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "host".into());
-    format!(
-        "{host}:{}:{:08x}",
-        std::process::id(),
-        rand::random::<u32>()
-    )
+/// `host:pid:random`, fixed for the process: names its claims and its runs.
+pub fn worker_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let host = std::env::var("HOSTNAME")
+            .ok()
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
+    })
+}
+
+/// Records a cycle's start in `sync_runs`. A failure to record is logged, never fatal.
+pub async fn start_recorded(store: &Store, helpdesk_id: &str, trigger: Trigger) -> Option<i64> {
+    match store.start_run(helpdesk_id, trigger, worker_id()).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot record the run in sync_runs"
+            );
+            None
+        }
+    }
+}
+
+/// Records how a cycle ended; returns the outcome label written.
+pub async fn finish_recorded(
+    store: &Store,
+    run_id: Option<i64>,
+    result: &Result<CycleReport, CycleError>,
+    stalled: bool,
+) -> &'static str {
+    let empty = CycleReport::default();
+    let (outcome, error, report) = match result {
+        Ok(r) if stalled => (
+            "stalled",
+            Some("no progress within sync.stall_timeout".to_owned()),
+            r,
+        ),
+        Ok(r) if r.interrupted => ("interrupted", Some("stopped on request".to_owned()), r),
+        Ok(r) => ("ok", r.discovery_error.clone(), r),
+        Err(CycleError::Fatal { error, report }) => {
+            ("fatal", Some(error.to_string()), report.as_ref())
+        }
+        Err(CycleError::Database(e)) => ("failed", Some(format!("{e:#}")), &empty),
+    };
+    if let Some(run_id) = run_id
+        && let Err(e) = store
+            .finish_run(run_id, outcome, error.as_deref(), report)
+            .await
+    {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            run_id,
+            "cannot complete the run in sync_runs"
+        );
+    }
+    outcome
 }

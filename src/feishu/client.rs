@@ -16,6 +16,7 @@ use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_r
 use super::wire::{Envelope, Id, Lenient, ListBody, TicketDetailBody, TokenBody};
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::TicketId;
+use crate::metrics::Metrics;
 use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
 
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
@@ -121,6 +122,8 @@ pub struct FeishuClient {
     list_pacer: Arc<Pacer>,
     max_attempts: u32,
     stats: ClientStats,
+    /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl std::fmt::Debug for FeishuClient {
@@ -153,7 +156,20 @@ impl FeishuClient {
             list_pacer: Arc::new(Pacer::per_second(settings.list_requests_per_second)),
             max_attempts: settings.max_attempts,
             stats: ClientStats::default(),
+            metrics: None,
         })
+    }
+
+    /// Records every request in `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    fn observe(&self, endpoint: &str, result: Result<(), &ApiError>, started: std::time::Instant) {
+        if let Some(m) = &self.metrics {
+            m.observe_request(endpoint, result, started.elapsed().as_secs_f64());
+        }
     }
 
     pub fn stats(&self) -> ClientStatsSnapshot {
@@ -219,7 +235,12 @@ impl FeishuClient {
             // The wait for the grant may have outlived that token: take the newest one.
             let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
             let (token, result) = match token {
-                Ok(token) => (Some(token.clone()), send(token).await),
+                Ok(token) => {
+                    let sent = std::time::Instant::now();
+                    let result = send(token.clone()).await;
+                    self.observe(endpoint, result.as_ref().map(|_| ()), sent);
+                    (Some(token), result)
+                }
                 Err(e) => (None, Err(e)),
             };
             let error = match result {
@@ -229,6 +250,9 @@ impl FeishuClient {
             match error.disposition() {
                 Disposition::WaitForRateLimit => {
                     self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    if let Some(m) = &self.metrics {
+                        m.rate_limit_wait();
+                    }
                     let ApiError::RateLimited { reset, .. } = &error else {
                         return (Err(error), attempts);
                     };
@@ -347,6 +371,16 @@ impl FeishuClient {
     }
 
     async fn request_token(&self) -> Result<(SecretString, Duration), ApiError> {
+        let sent = std::time::Instant::now();
+        let result = self.request_token_once().await;
+        self.observe("token", result.as_ref().map(|_| ()), sent);
+        if let Some(m) = &self.metrics {
+            m.token_refresh();
+        }
+        result
+    }
+
+    async fn request_token_once(&self) -> Result<(SecretString, Duration), ApiError> {
         self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
         let mut url = self.base_url.clone();
         url.set_path(TOKEN_PATH);

@@ -4,6 +4,7 @@
 pub mod discovery;
 pub mod history;
 pub mod queue;
+pub mod runs;
 pub mod upsert;
 
 use std::time::Duration;

@@ -5,5 +5,6 @@ mod cli;
 mod daemon;
 mod discovery;
 mod helpers;
+mod observability;
 mod queue;
 mod sync;

@@ -1,0 +1,96 @@
+//! The daemon's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
+//! `/readyz` (the database answers and the last cycle did not fail).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// What the endpoints read.
+#[derive(Clone)]
+pub struct HttpState {
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    /// Outcome of the last finished cycle (None before the first).
+    pub last_outcome: Arc<Mutex<Option<String>>>,
+}
+
+/// Binds `listen` and serves until `shutdown`; returns the bound address (port 0 → a free one).
+pub async fn serve(
+    listen: SocketAddr,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    let app = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "the HTTP endpoint stopped");
+        }
+    });
+    Ok(addr)
+}
+
+async fn metrics(State(state): State<HttpState>) -> Response {
+    // Queue depth is read at scrape time (one indexed count), bounded so a slow database
+    // cannot hang the scrape; on timeout the last values are served.
+    if let Ok(Ok(counts)) =
+        tokio::time::timeout(Duration::from_secs(2), state.store.queue_counts()).await
+    {
+        state.metrics.set_queue(&counts);
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+async fn readyz(State(state): State<HttpState>) -> Response {
+    let db = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query("SELECT 1").execute(state.store.pool()),
+    )
+    .await;
+    if !matches!(db, Ok(Ok(_))) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: database unreachable\n",
+        )
+            .into_response();
+    }
+    let last = state
+        .last_outcome
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    match last.as_deref() {
+        Some(outcome @ ("fatal" | "failed")) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: the last cycle ended {outcome}\n"),
+        )
+            .into_response(),
+        _ => "ready\n".into_response(),
+    }
+}

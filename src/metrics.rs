@@ -1,0 +1,242 @@
+//! Prometheus metrics (the `prometheus-client` crate), served by `run` on `/metrics`.
+//! Every name starts with `helpdesk_sync_`; `deploy/grafana-dashboard.json` charts them.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::feishu::ApiError;
+use crate::store::queue::QueueCounts;
+use crate::sync::CycleReport;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    /// detail, list or token.
+    pub endpoint: String,
+    /// ok, a Feishu code (e.g. 154004), http_NNN, timeout or transport.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EndpointLabels {
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    /// changed, unchanged, not_found, invalid or failed.
+    pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// known, due, failed, parked.
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// ok, interrupted, stalled, fatal, failed.
+    pub outcome: String,
+}
+
+type HistogramFamily = Family<EndpointLabels, Histogram, fn() -> Histogram>;
+
+/// The process's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    api_requests: Family<RequestLabels, Counter>,
+    api_request_seconds: HistogramFamily,
+    tickets_written: Family<ResultLabels, Counter>,
+    queue_tickets: Family<StateLabels, Gauge>,
+    cycles: Family<OutcomeLabels, Counter>,
+    last_success: Gauge<f64, AtomicU64>,
+    rate_limit_waits: Counter,
+    token_refreshes: Counter,
+}
+
+fn latency_histogram() -> Histogram {
+    // 10 ms .. ~40 s
+    Histogram::new(exponential_buckets(0.01, 2.0, 13))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("helpdesk_sync");
+        let m = Self {
+            api_requests: Family::default(),
+            api_request_seconds: Family::new_with_constructor(latency_histogram),
+            tickets_written: Family::default(),
+            queue_tickets: Family::default(),
+            cycles: Family::default(),
+            last_success: Gauge::default(),
+            rate_limit_waits: Counter::default(),
+            token_refreshes: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "api_requests",
+            "Feishu API requests by endpoint and outcome (ok, a Feishu error code, http_NNN, timeout, transport)",
+            m.api_requests.clone(),
+        );
+        registry.register(
+            "api_request_duration_seconds",
+            "Feishu API request latency in seconds, by endpoint",
+            m.api_request_seconds.clone(),
+        );
+        registry.register(
+            "tickets_written",
+            "Tickets processed by result (changed, unchanged, not_found, invalid, failed)",
+            m.tickets_written.clone(),
+        );
+        registry.register(
+            "queue_tickets",
+            "Tickets in the queue by state (known, due, failed, parked)",
+            m.queue_tickets.clone(),
+        );
+        registry.register(
+            "cycles",
+            "Finished sync cycles by outcome (ok, interrupted, stalled, fatal, failed)",
+            m.cycles.clone(),
+        );
+        registry.register(
+            "last_success_timestamp_seconds",
+            "Unix time when the last cycle finished ok",
+            m.last_success.clone(),
+        );
+        registry.register(
+            "rate_limit_waits",
+            "Rate-limit answers (429 / 99991400) waited out",
+            m.rate_limit_waits.clone(),
+        );
+        registry.register(
+            "token_refreshes",
+            "tenant_access_token requests (first fetch, refresh ahead of expiry, or after rejection)",
+            m.token_refreshes.clone(),
+        );
+        Self { registry, ..m }
+    }
+}
+
+impl Metrics {
+    /// One API request and how long it took.
+    pub fn observe_request(&self, endpoint: &str, result: Result<(), &ApiError>, seconds: f64) {
+        let outcome = match result {
+            Ok(()) => "ok".to_owned(),
+            Err(ApiError::Timeout) => "timeout".to_owned(),
+            Err(ApiError::Transport { .. }) => "transport".to_owned(),
+            Err(e) => e
+                .code()
+                .map(|c| c.to_string())
+                .or_else(|| e.http_status().map(|s| format!("http_{s}")))
+                .unwrap_or_else(|| "error".to_owned()),
+        };
+        self.api_requests
+            .get_or_create(&RequestLabels {
+                endpoint: endpoint.to_owned(),
+                outcome,
+            })
+            .inc();
+        self.api_request_seconds
+            .get_or_create(&EndpointLabels {
+                endpoint: endpoint.to_owned(),
+            })
+            .observe(seconds);
+    }
+
+    pub fn rate_limit_wait(&self) {
+        self.rate_limit_waits.inc();
+    }
+
+    pub fn token_refresh(&self) {
+        self.token_refreshes.inc();
+    }
+
+    /// A finished cycle: its outcome, its tickets, and the success time when ok.
+    pub fn observe_cycle(&self, outcome: &str, report: Option<&CycleReport>) {
+        self.cycles
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+        if let Some(r) = report {
+            let w = r.written;
+            for (result, n) in [
+                ("changed", w.changed),
+                ("unchanged", w.unchanged),
+                ("not_found", w.not_found),
+                ("invalid", w.invalid),
+                ("failed", w.failed),
+            ] {
+                self.tickets_written
+                    .get_or_create(&ResultLabels {
+                        result: result.to_owned(),
+                    })
+                    .inc_by(n);
+            }
+        }
+        if outcome == "ok" {
+            self.last_success
+                .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+        }
+    }
+
+    pub fn set_queue(&self, counts: &QueueCounts) {
+        for (state, n) in [
+            ("known", counts.known),
+            ("due", counts.due_now),
+            ("failed", counts.failed),
+            ("parked", counts.parked),
+        ] {
+            self.queue_tickets
+                .get_or_create(&StateLabels {
+                    state: state.to_owned(),
+                })
+                .set(n);
+        }
+    }
+
+    /// The OpenMetrics text exposition.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_named_and_labelled() {
+        let m = Metrics::default();
+        m.observe_request("detail", Ok(()), 0.3);
+        m.observe_request("detail", Err(&ApiError::Timeout), 10.0);
+        let not_found = crate::feishu::error::classify(404, Some(154004), "gone", None).unwrap();
+        m.observe_request("detail", Err(&not_found), 0.1);
+        m.rate_limit_wait();
+        m.token_refresh();
+        m.observe_cycle("ok", Some(&CycleReport::default()));
+        let text = m.encode();
+        for line in [
+            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"ok\"} 1",
+            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"timeout\"} 1",
+            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"154004\"} 1",
+            "helpdesk_sync_api_request_duration_seconds_count{endpoint=\"detail\"} 3",
+            "helpdesk_sync_rate_limit_waits_total 1",
+            "helpdesk_sync_token_refreshes_total 1",
+            "helpdesk_sync_cycles_total{outcome=\"ok\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+        assert!(text.contains("helpdesk_sync_last_success_timestamp_seconds "));
+    }
+}

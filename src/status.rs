@@ -1,0 +1,461 @@
+//! The operator's view. `status`: the queue, the last run, freshness and discovery, with a
+//! verdict usable as a monitoring probe. `check`: config → database → token → list → detail,
+//! one line per step with OK or the exact reason.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::Settings;
+use crate::domain::TicketId;
+use crate::feishu::FeishuClient;
+use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
+use crate::store::{MIGRATOR, Store, describe_target};
+
+/// Everything `status` knows; `--json` prints it as is.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    pub healthy: bool,
+    /// Why not healthy, one sentence each.
+    pub problems: Vec<String>,
+    pub queue: QueueStatus,
+    pub last_run: Option<RunStatus>,
+    pub last_ok_run_finished_at: Option<DateTime<Utc>>,
+    pub freshness: Freshness,
+    pub discovery: DiscoveryStatus,
+}
+
+#[derive(Debug, Serialize)]
+pub struct QueueStatus {
+    pub known: i64,
+    pub due_now: i64,
+    pub failed: i64,
+    pub claimed: i64,
+    /// Tickets parked (not fetched again until enqueued), by outcome and error code.
+    pub parked: Vec<Parked>,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Parked {
+    pub outcome: Option<String>,
+    pub error_code: Option<i64>,
+    pub tickets: i64,
+}
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct RunStatus {
+    pub run_id: i64,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub tickets_changed: Option<i64>,
+    pub tickets_unchanged: Option<i64>,
+    pub tickets_failed: Option<i64>,
+    pub detail_requests: Option<i64>,
+    pub list_requests: Option<i64>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Freshness {
+    pub open_tickets: i64,
+    /// Last successful fetch of the open ticket fetched longest ago.
+    pub oldest_open_fetched_at: Option<DateTime<Utc>>,
+    /// Older than this is stale (`sync.open_refresh` × 2).
+    pub stale_after_seconds: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DiscoveryStatus {
+    pub enabled: bool,
+    pub watermark: Option<DateTime<Utc>>,
+    pub backfill_scanned_until: Option<DateTime<Utc>>,
+    pub backfill_completed: Option<bool>,
+}
+
+/// Reads the status and judges it.
+pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<StatusReport> {
+    let pool = store.pool();
+    let now: DateTime<Utc> = store.now().await?;
+    let counts = store.queue_counts().await?;
+    let claimed: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM ticket_sync_state WHERE claimed_until > now()")
+            .fetch_one(pool)
+            .await?;
+    let parked: Vec<Parked> = sqlx::query_as(
+        "SELECT last_outcome AS outcome, last_error_code AS error_code, count(*) AS tickets
+         FROM ticket_sync_state WHERE next_due_at = 'infinity'
+         GROUP BY 1, 2 ORDER BY 3 DESC",
+    )
+    .fetch_all(pool)
+    .await?;
+    let helpdesk_id = settings.feishu.helpdesk_id.trim();
+    let last_run: Option<RunStatus> = sqlx::query_as(
+        "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
+                tickets_unchanged, tickets_failed, detail_requests, list_requests
+         FROM sync_runs WHERE helpdesk_id = $1 OR $1 = '' ORDER BY run_id DESC LIMIT 1",
+    )
+    .bind(helpdesk_id)
+    .fetch_optional(pool)
+    .await?;
+    let last_finished: Option<RunStatus> = sqlx::query_as(
+        "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
+                tickets_unchanged, tickets_failed, detail_requests, list_requests
+         FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND finished_at IS NOT NULL
+         ORDER BY run_id DESC LIMIT 1",
+    )
+    .bind(helpdesk_id)
+    .fetch_optional(pool)
+    .await?;
+    let last_ok: Option<DateTime<Utc>> = sqlx::query_scalar(
+        "SELECT max(finished_at) FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND outcome = 'ok'",
+    )
+    .bind(helpdesk_id)
+    .fetch_one(pool)
+    .await?;
+    let (open_tickets, oldest_open): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+        "SELECT count(*), min(s.last_fetched_at)
+         FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
+         WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)",
+    )
+    .fetch_one(pool)
+    .await?;
+    let watermark: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT max(scanned_until) FROM discovery_state WHERE scan = 'updated'")
+            .fetch_one(pool)
+            .await?;
+    let backfill: Option<(DateTime<Utc>, bool)> = sqlx::query_as(
+        "SELECT scanned_until, completed FROM discovery_state WHERE scan = 'backfill' LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await?;
+
+    let stale_after = settings.sync.open_refresh * 2;
+    let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
+    let mut problems = Vec::new();
+    match (&last_run, &last_finished) {
+        (None, _) => problems.push("no sync run is recorded yet".to_owned()),
+        (Some(run), _)
+            if run.finished_at.is_none()
+                && age(run.started_at) > settings.sync.stall_timeout * 2 =>
+        {
+            problems.push(format!(
+                "run #{} started {} ago and never finished (the process died?)",
+                run.run_id,
+                human(age(run.started_at))
+            ));
+        }
+        _ => {}
+    }
+    if let Some(run) = &last_finished
+        && matches!(run.outcome.as_str(), "fatal" | "failed")
+    {
+        problems.push(format!(
+            "the last run (#{}) ended {}: {}",
+            run.run_id,
+            run.outcome,
+            run.error.as_deref().unwrap_or("no error recorded")
+        ));
+    }
+    if let Some(oldest) = oldest_open
+        && age(oldest) > stale_after
+    {
+        problems.push(format!(
+            "stale: the oldest open ticket was fetched {} ago (limit {}, sync.open_refresh × 2)",
+            human(age(oldest)),
+            human(stale_after)
+        ));
+    }
+    if last_run.is_some() {
+        match last_ok {
+            Some(at) if age(at) > stale_after => problems.push(format!(
+                "stale: the last successful run finished {} ago (limit {})",
+                human(age(at)),
+                human(stale_after)
+            )),
+            None => problems.push("no run has succeeded yet".to_owned()),
+            _ => {}
+        }
+    }
+    Ok(StatusReport {
+        healthy: problems.is_empty(),
+        problems,
+        queue: QueueStatus {
+            known: counts.known,
+            due_now: counts.due_now,
+            failed: counts.failed,
+            claimed,
+            parked,
+        },
+        last_run,
+        last_ok_run_finished_at: last_ok,
+        freshness: Freshness {
+            open_tickets,
+            oldest_open_fetched_at: oldest_open,
+            stale_after_seconds: stale_after.as_secs(),
+        },
+        discovery: DiscoveryStatus {
+            enabled: settings.sync.discover,
+            watermark,
+            backfill_scanned_until: backfill.map(|b| b.0),
+            backfill_completed: backfill.map(|b| b.1),
+        },
+    })
+}
+
+/// "3h 4m", "12s": durations for people.
+pub fn human(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+/// The human form of [`StatusReport`].
+pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
+    let ago = |at: DateTime<Utc>| human((now - at).to_std().unwrap_or_default());
+    let mut out = format!(
+        "helpdesk-sync status: {}\n",
+        if r.healthy { "OK" } else { "UNHEALTHY" }
+    );
+    match &r.last_run {
+        Some(run) => {
+            let when = match run.finished_at {
+                Some(f) => format!(
+                    "finished {} ago, took {}",
+                    ago(f),
+                    human((f - run.started_at).to_std().unwrap_or_default())
+                ),
+                None => format!("started {} ago, not finished", ago(run.started_at)),
+            };
+            out.push_str(&format!(
+                "  last run:  #{} ({}) {}, {}: {} changed, {} unchanged, {} failed; {} detail + {} list requests\n",
+                run.run_id,
+                run.trigger,
+                run.outcome,
+                when,
+                run.tickets_changed.unwrap_or(0),
+                run.tickets_unchanged.unwrap_or(0),
+                run.tickets_failed.unwrap_or(0),
+                run.detail_requests.unwrap_or(0),
+                run.list_requests.unwrap_or(0),
+            ));
+            if let Some(error) = &run.error {
+                out.push_str(&format!("             error: {error}\n"));
+            }
+        }
+        None => out.push_str("  last run:  none recorded\n"),
+    }
+    if let Some(at) = r.last_ok_run_finished_at {
+        out.push_str(&format!("  last ok:   {} ago\n", ago(at)));
+    }
+    let q = &r.queue;
+    let parked: Vec<String> = q
+        .parked
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}: {}",
+                p.outcome.as_deref().unwrap_or("?"),
+                p.error_code.map(|c| c.to_string()).unwrap_or_default(),
+                p.tickets
+            )
+        })
+        .collect();
+    out.push_str(&format!(
+        "  queue:     {} known, {} due now, {} failed (retrying with backoff), {} claimed, {} parked{}\n",
+        q.known,
+        q.due_now,
+        q.failed,
+        q.claimed,
+        q.parked.iter().map(|p| p.tickets).sum::<i64>(),
+        if parked.is_empty() { String::new() } else { format!(" ({})", parked.join(", ")) }
+    ));
+    let f = &r.freshness;
+    out.push_str(&format!(
+        "  freshness: {} open tickets; {} (stale after {})\n",
+        f.open_tickets,
+        match f.oldest_open_fetched_at {
+            Some(at) => format!("the oldest fetch of an open ticket is {} old", ago(at)),
+            None => "none fetched".to_owned(),
+        },
+        human(Duration::from_secs(f.stale_after_seconds))
+    ));
+    let d = &r.discovery;
+    out.push_str(&format!(
+        "  discovery: {}{}\n",
+        match (d.enabled, d.watermark) {
+            (false, _) => "off (sync.discover = false)".to_owned(),
+            (true, Some(w)) => format!(
+                "watermark {} ({} ago)",
+                w.format("%Y-%m-%d %H:%M:%S UTC"),
+                ago(w)
+            ),
+            (true, None) => "no watermark yet".to_owned(),
+        },
+        match (d.backfill_completed, d.backfill_scanned_until) {
+            (Some(true), _) => "; history backfill complete".to_owned(),
+            (Some(false), Some(at)) => format!("; history backfill at {}", at.format("%Y-%m-%d")),
+            _ => String::new(),
+        }
+    ));
+    if !r.problems.is_empty() {
+        out.push_str("problems:\n");
+        for p in &r.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+    }
+    out
+}
+
+/// One step of `check`.
+pub struct Step {
+    pub name: &'static str,
+    pub result: Result<String, String>,
+}
+
+/// Runs the checks after the config loaded; stops at the first failure (later steps need it).
+pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let credentials = match settings.feishu.credentials() {
+        Ok(c) => c,
+        Err(e) => {
+            steps.push(Step {
+                name: "config",
+                result: Err(e.to_string()),
+            });
+            return steps;
+        }
+    };
+    steps.push(Step {
+        name: "config",
+        result: Ok(format!("feishu.base_url {}", settings.feishu.base_url)),
+    });
+
+    let target = describe_target(&settings.database.connect_options());
+    let database = async {
+        let store = Store::connect(&settings.database)
+            .await
+            .map_err(|e| format!("{e:#}"))?;
+        let applied: Vec<i64> =
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(store.pool())
+                .await
+                .unwrap_or_default();
+        let pending = MIGRATOR
+            .iter()
+            .filter(|m| !applied.contains(&m.version))
+            .count();
+        Ok::<_, String>(if pending == 0 {
+            format!("{target}, schema up to date")
+        } else {
+            format!(
+                "{target}, {pending} migration(s) pending (run `helpdesk-sync migrate`, or let sync/run apply them)"
+            )
+        })
+    };
+    let db = database.await;
+    let failed = db.is_err();
+    steps.push(Step {
+        name: "database",
+        result: db,
+    });
+    if failed {
+        return steps;
+    }
+
+    // One attempt each, a short timeout: a check must answer fast and say exactly what failed.
+    let mut quick = settings.feishu.clone();
+    quick.max_attempts = 1;
+    quick.request_timeout = quick.request_timeout.min(Duration::from_secs(10));
+    let client = match FeishuClient::new(&quick, credentials) {
+        Ok(c) => c,
+        Err(e) => {
+            steps.push(Step {
+                name: "token",
+                result: Err(format!("{e:#}")),
+            });
+            return steps;
+        }
+    };
+    let token = client.tenant_token().await;
+    let failed = token.is_err();
+    steps.push(Step {
+        name: "token",
+        result: token
+            .map(|_| {
+                format!(
+                    "tenant_access_token obtained for app {}",
+                    settings.feishu.app_id
+                )
+            })
+            .map_err(|e| e.to_string()),
+    });
+    if failed {
+        return steps;
+    }
+    let now = Utc::now();
+    let query = ListQuery {
+        field: TimeField::Updated,
+        start_ms: (now - chrono::Duration::days(1)).timestamp_millis(),
+        end_ms: now.timestamp_millis(),
+        page: 1,
+        page_size: 1.min(MAX_PAGE_SIZE),
+    };
+    let list = client.list_tickets(&query).await;
+    let failed = list.is_err();
+    steps.push(Step {
+        name: "list",
+        result: list
+            .map(|page| {
+                format!(
+                    "helpdesk {} answers; {} tickets updated in the last 24 hours",
+                    settings.feishu.helpdesk_id, page.total
+                )
+            })
+            .map_err(|e| e.to_string()),
+    });
+    if failed {
+        return steps;
+    }
+    if let Some(id) = ticket {
+        let fetched = client.fetch_ticket(id).await;
+        steps.push(Step {
+            name: "detail",
+            result: fetched.result.map_err(|e| e.to_string()).and_then(|raw| {
+                crate::normalize::normalize_ticket(id, &raw, Utc::now())
+                    .map(|n| {
+                        format!(
+                            "ticket {id}: status {}, {} warning(s) in its fields",
+                            n.record
+                                .ticket
+                                .status
+                                .map(|s| s.to_string())
+                                .unwrap_or_else(|| "unknown".into()),
+                            n.warnings.len()
+                        )
+                    })
+                    .map_err(|e| e.to_string())
+            }),
+        });
+    }
+    steps
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_like_people_write_them() {
+        assert_eq!(human(Duration::from_secs(12)), "12s");
+        assert_eq!(human(Duration::from_secs(125)), "2m 5s");
+        assert_eq!(human(Duration::from_secs(7260)), "2h 1m");
+        assert_eq!(human(Duration::from_secs(90000)), "1d 1h");
+    }
+}

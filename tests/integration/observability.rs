@@ -1,0 +1,353 @@
+//! The operator's view: `status`, `check`, `/metrics` `/healthz` `/readyz`, JSON logs.
+
+use std::time::Duration;
+
+use helpdesk_sync::sim::SimConfig;
+use serde_json::Value;
+
+use crate::helpers::*;
+
+fn sim_config(tickets: usize) -> SimConfig {
+    SimConfig {
+        tickets,
+        detail_limit_per_second: 10_000,
+        list_limit_per_second: 10_000,
+        ..SimConfig::default()
+    }
+}
+
+async fn status_json(ws: &Workspace) -> (Option<i32>, Value) {
+    let out = ws.run(&["status", "--json"], &[], None).await;
+    let json: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("status --json is not JSON ({e}): {}", stdout(&out)));
+    (out.status.code(), json)
+}
+
+#[tokio::test]
+async fn status_judges_empty_healthy_failed_and_stale_databases() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(10)).await;
+    let ws = Workspace::configured(&sim, &db, "", "");
+
+    // Not even migrated: a clear message.
+    let out = ws.run(&["status"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("helpdesk-sync migrate"),
+        "{}",
+        stderr(&out)
+    );
+
+    // Empty: nothing ever ran.
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(json["healthy"], false);
+    assert!(
+        json["problems"][0]
+            .as_str()
+            .unwrap()
+            .contains("no sync run"),
+        "{json}"
+    );
+
+    // Healthy.
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(0), "{json}");
+    assert_eq!(json["last_run"]["outcome"], "ok");
+    assert_eq!(json["last_run"]["tickets_changed"], 10);
+    assert_eq!(json["queue"]["known"], 10);
+    assert!(json["discovery"]["watermark"].is_string());
+    let out = ws.run(&["status"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).starts_with("helpdesk-sync status: OK"),
+        "{}",
+        stdout(&out)
+    );
+
+    // The last run failed: credentials rejected.
+    let ids = sim.state.ticket_ids();
+    assert_ok(&ws.run(&["enqueue", &ids[0]], &[], None).await);
+    let bad = ws
+        .run(
+            &["sync"],
+            &[("HELPDESK_SYNC__FEISHU__HELPDESK_TOKEN", "wrong")],
+            None,
+        )
+        .await;
+    assert_eq!(bad.status.code(), Some(1));
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(json["last_run"]["outcome"], "fatal");
+    let problems = json["problems"].to_string();
+    assert!(
+        problems.contains("ended fatal") && problems.contains("helpdesk authorization"),
+        "{problems}"
+    );
+
+    // Recovered, then stale: the data is older than open_refresh × 2.
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(status_json(&ws).await.0, Some(0));
+    sqlx::raw_sql(
+        "UPDATE ticket_sync_state SET last_fetched_at = now() - interval '3 hours';
+         UPDATE sync_runs SET started_at = started_at - interval '3 hours',
+                              finished_at = finished_at - interval '3 hours';",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(1));
+    assert!(json["problems"].to_string().contains("stale"), "{json}");
+
+    // A crashed run stays visible.
+    sqlx::raw_sql(
+        "INSERT INTO sync_runs (helpdesk_id, trigger, worker, started_at)
+         VALUES ('6626871355780366330', 'schedule', 'gone:1:0', now() - interval '1 hour')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let out = ws.run(&["status"], &[], None).await;
+    assert!(stdout(&out).contains("never finished"), "{}", stdout(&out));
+}
+
+#[tokio::test]
+async fn check_names_each_wrong_credential_distinctly() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(3)).await;
+    let ws = Workspace::new(&sim, &db, "");
+    let id = sim.state.ticket_ids()[1].clone();
+
+    let out = ws.run(&["check", "--ticket", &id], &[], None).await;
+    assert_ok(&out);
+    let text = stdout(&out);
+    for step in ["config:", "database:", "token:", "list:", "detail:"] {
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with(step) && l.contains(" OK ")),
+            "{step} not OK:\n{text}"
+        );
+    }
+
+    let cases: [(&str, &str, &str, &str); 3] = [
+        (
+            "HELPDESK_SYNC__FEISHU__APP_SECRET",
+            "wrong",
+            "token:",
+            "feishu.app_secret",
+        ),
+        (
+            "HELPDESK_SYNC__FEISHU__HELPDESK_TOKEN",
+            "wrong",
+            "list:",
+            "feishu.helpdesk_token",
+        ),
+        (
+            "HELPDESK_SYNC__FEISHU__BASE_URL",
+            "http://127.0.0.1:9",
+            "token:",
+            "Connection refused",
+        ),
+    ];
+    for (key, value, step, reason) in cases {
+        let out = ws.run(&["check"], &[(key, value)], None).await;
+        assert_eq!(out.status.code(), Some(1), "{key}");
+        let text = stdout(&out);
+        let line = text
+            .lines()
+            .find(|l| l.contains("FAILED"))
+            .unwrap_or_else(|| panic!("{key}: no FAILED line:\n{text}"));
+        assert!(
+            line.starts_with(step) && line.contains(reason),
+            "{key}: {line}"
+        );
+    }
+    // A missing secret is a configuration problem: exit 2, before any request.
+    let before = sim.state.requests().len();
+    let ws = Workspace::with_toml(
+        &format!(
+            "[feishu]\nbase_url = {:?}\napp_id = \"a\"\nhelpdesk_id = \"1\"\n",
+            sim.base_url()
+        ),
+        &db,
+    );
+    let out = ws.run(&["check"], &[], None).await;
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stdout(&out).contains("config:   FAILED"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(sim.state.requests().len(), before);
+}
+
+#[tokio::test]
+async fn metrics_health_and_json_logs_during_a_run() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(25)).await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "",
+        "schedule = \"*/2 * * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut daemon = ws.spawn_run(&[("RUST_LOG", "debug")]);
+    let lines = collect_lines(&mut daemon);
+    let count = |needle: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || count("\"cycle finished\"") >= 1).await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    let address = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("HTTP endpoint listening"))
+        })
+        .and_then(|v| v["address"].as_str().map(str::to_owned))
+        .expect("the daemon logs its HTTP address");
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let url = format!("http://{address}{path}");
+        let http = http.clone();
+        async move { http.get(url).send().await.expect("HTTP request") }
+    };
+
+    let metrics = get("/metrics").await.text().await.unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"ok\"}") >= 25.0);
+    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"list\",outcome=\"ok\"}") >= 1.0);
+    assert!(value("helpdesk_sync_api_request_duration_seconds_count{endpoint=\"detail\"}") >= 25.0);
+    assert!(value("helpdesk_sync_tickets_written_total{result=\"changed\"}") >= 25.0);
+    assert_eq!(value("helpdesk_sync_queue_tickets{state=\"known\"}"), 25.0);
+    assert!(value("helpdesk_sync_cycles_total{outcome=\"ok\"}") >= 1.0);
+    assert!(value("helpdesk_sync_token_refreshes_total") >= 1.0);
+    let now = chrono::Utc::now().timestamp() as f64;
+    let last = value("helpdesk_sync_last_success_timestamp_seconds");
+    assert!((now - last).abs() < 60.0, "last success {last}, now {now}");
+    // Every series the Grafana dashboard charts exists.
+    let dashboard: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/deploy/grafana-dashboard.json"
+        ))
+        .unwrap(),
+    )
+    .expect("the dashboard is valid JSON");
+    let exprs = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned());
+    for expr in exprs {
+        for name in expr.split(|c: char| !(c.is_alphanumeric() || c == '_')) {
+            if name.starts_with("helpdesk_sync_") {
+                let base = name.trim_end_matches("_bucket");
+                assert!(
+                    metrics.contains(base),
+                    "dashboard uses {name}, /metrics lacks it"
+                );
+            }
+        }
+    }
+
+    assert_eq!(get("/healthz").await.status(), 200);
+    let ready = get("/readyz").await;
+    assert_eq!(ready.status(), 200);
+
+    terminate(&daemon);
+    tokio::time::timeout(Duration::from_secs(10), daemon.wait())
+        .await
+        .expect("exit in time")
+        .unwrap();
+    // JSON logs: every line parses; no secret anywhere.
+    let c = sim.state.config();
+    let all = lines.lock().unwrap().clone();
+    assert!(all.len() > 5);
+    for line in &all {
+        let parsed: Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            parsed["level"].is_string() && parsed["timestamp"].is_string(),
+            "{line}"
+        );
+        for secret in [&c.app_secret, &c.helpdesk_token] {
+            assert!(!line.contains(secret.as_str()), "secret in {line}");
+        }
+        for token in sim.state.issued_tokens() {
+            assert!(!line.contains(&token), "tenant token in {line}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn readyz_reports_a_fatal_last_cycle() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(3)).await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "",
+        "schedule = \"0 0 * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut daemon = ws.spawn_run(&[("HELPDESK_SYNC__FEISHU__APP_SECRET", "wrong")]);
+    let lines = collect_lines(&mut daemon);
+    let count = |needle: &str| {
+        lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    };
+    assert!(
+        wait_for(Duration::from_secs(30), || count("credentials rejected")
+            >= 1)
+        .await
+    );
+    let address = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find_map(|v| v["address"].as_str().map(str::to_owned))
+        .expect("HTTP address");
+    let ready = reqwest::get(format!("http://{address}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().await.unwrap().contains("fatal"));
+    terminate(&daemon);
+    assert!(
+        tokio::time::timeout(Duration::from_secs(10), daemon.wait())
+            .await
+            .unwrap()
+            .unwrap()
+            .success()
+    );
+}
