@@ -264,6 +264,7 @@ impl FeishuClient {
                         ticket_id,
                         status = error.http_status(),
                         code = error.code(),
+                        attempt = attempts,
                         wait_ms = reset.as_millis() as u64,
                         "rate limited by the API; all workers pause"
                     );
@@ -278,7 +279,9 @@ impl FeishuClient {
                     tracing::info!(
                         endpoint,
                         ticket_id,
+                        status = error.http_status(),
                         code = error.code(),
+                        attempt = attempts,
                         "tenant token rejected; fetching a new one"
                     );
                     if let Some(token) = token {
