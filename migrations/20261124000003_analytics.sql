@@ -148,20 +148,29 @@ SELECT * FROM ticket_facts_all WHERE deleted_at IS NULL;
 
 -- Seconds each ticket spent in each status it was observed in.
 CREATE VIEW ticket_time_in_status AS
-WITH spans AS (
+WITH ordered AS (
+    -- A stay starts at the latest changed_at seen so far: changed_at mixes the ticket's own
+    -- updated_at with our observation time, and must never make a span negative.
     SELECT
         h.ticket_id,
+        h.transition_id,
         h.to_status AS status,
-        h.changed_at AS entered_at,
-        LEAD(h.changed_at) OVER w AS left_at
+        max(h.changed_at) OVER (PARTITION BY h.ticket_id ORDER BY h.transition_id
+                                ROWS UNBOUNDED PRECEDING) AS entered_at
     FROM ticket_status_history h
-    WINDOW w AS (PARTITION BY h.ticket_id ORDER BY h.transition_id)
+), spans AS (
+    SELECT
+        o.ticket_id,
+        o.status,
+        o.entered_at,
+        LEAD(o.entered_at) OVER (PARTITION BY o.ticket_id ORDER BY o.transition_id) AS left_at
+    FROM ordered o
 )
 SELECT
     s.ticket_id,
     s.status,
     COALESCE(sc.label_en_us, 'unknown (' || s.status || ')') AS status_label,
-    sum(EXTRACT(EPOCH FROM COALESCE(s.left_at, CASE WHEN COALESCE(sc.is_closed, s.status >= 50) THEN s.entered_at ELSE now() END) - s.entered_at))::bigint AS seconds,
+    sum(GREATEST(0, EXTRACT(EPOCH FROM COALESCE(s.left_at, CASE WHEN COALESCE(sc.is_closed, s.status >= 50) THEN s.entered_at ELSE now() END) - s.entered_at)))::bigint AS seconds,
     count(*) AS times_entered,
     bool_or(s.left_at IS NULL AND NOT COALESCE(sc.is_closed, s.status >= 50)) AS is_current
 FROM spans s

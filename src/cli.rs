@@ -400,6 +400,7 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
         &store,
         settings.feishu.helpdesk_id.trim(),
         &shutdown,
+        &|| {},
     )
     .await?
     else {

@@ -62,6 +62,10 @@ pub enum DiscoveryError {
     Api(ApiError),
     #[error("discovery stopped on request")]
     Interrupted,
+    #[error(
+        "the list window {start_ms}..{end_ms} kept changing while it was paged; read again next cycle"
+    )]
+    Unstable { start_ms: i64, end_ms: i64 },
     #[error("database: {0:#}")]
     Database(#[from] anyhow::Error),
 }
@@ -125,7 +129,18 @@ pub async fn discover(
     {
         let from =
             state.scanned_until - chrono::Duration::from_std(options.overlap).unwrap_or_default();
-        let mut scanner = Scanner {
+        // New tickets never updated (updated_at = -1) match no update window: list the same
+        // window by create time first. Only then may the watermark move.
+        let mut created = Scanner {
+            store,
+            client,
+            field: TimeField::Created,
+            report: &mut report,
+            on_page,
+            stop,
+        };
+        created.scan(from, now, |_| async { Ok(()) }).await?;
+        let mut updated = Scanner {
             store,
             client,
             field: TimeField::Updated,
@@ -133,8 +148,14 @@ pub async fn discover(
             on_page,
             stop,
         };
-        scanner.scan(from, now, |_| async { Ok(()) }).await?;
-        // The whole window was read: only now may the watermark move (and only forward).
+        // Pieces finish oldest first: each one moves the watermark forward (never back).
+        let helpdesk_id = options.helpdesk_id.clone();
+        updated
+            .scan(from, now, |until| {
+                let helpdesk_id = helpdesk_id.clone();
+                async move { store.save_watermark(&helpdesk_id, until).await }
+            })
+            .await?;
         store.save_watermark(&options.helpdesk_id, now).await?;
     }
     Ok(report)
@@ -171,6 +192,16 @@ fn plan_backfill(
     }
 }
 
+/// How often a window is re-read when it keeps changing under paging.
+const MAX_PASSES: u32 = 5;
+
+/// What reading one piece came to.
+enum Piece {
+    Read,
+    /// At or above the 10,000-row cap: split it.
+    TooBig,
+}
+
 struct Scanner<'a> {
     store: &'a Store,
     client: &'a FeishuClient,
@@ -199,40 +230,84 @@ impl Scanner<'_> {
         // Pieces to read, as a stack: the oldest piece on top.
         let mut pieces = vec![(start_ms, end_ms)];
         while let Some((start, end)) = pieces.pop() {
-            let first = self.page(start, end, 1).await?;
-            if first.total >= LIST_ROW_CAP {
+            match self.read_piece(start, end).await? {
+                Piece::Read => {
+                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?
+                }
                 // Halves overlap by one millisecond: whether the API's bounds are inclusive is
                 // not documented, and a ticket listed twice costs nothing.
-                if end - start >= 2 {
+                Piece::TooBig if end - start >= 2 => {
                     let mid = start + (end - start) / 2;
                     pieces.push((mid, end));
                     pieces.push((start, mid));
                     self.report.splits += 1;
-                    continue;
                 }
-                tracing::error!(
-                    start_ms = start,
-                    end_ms = end,
-                    total = first.total,
-                    "more than 10,000 tickets share one millisecond; only the first 10,000 can be listed"
-                );
-            }
-            self.note(&first.tickets).await?;
-            let reachable = first.total.min(LIST_ROW_CAP);
-            let pages = reachable.div_ceil(u64::from(MAX_PAGE_SIZE)) as u32;
-            let mut last_len = first.tickets.len();
-            for page in 2..=pages {
-                // A short page means the listing ended early (tickets moved out meanwhile).
-                if last_len < MAX_PAGE_SIZE as usize {
-                    break;
+                Piece::TooBig => {
+                    tracing::error!(
+                        start_ms = start,
+                        end_ms = end,
+                        "more than 10,000 tickets share one millisecond; only the first 10,000 can be listed"
+                    );
+                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
                 }
-                let next = self.page(start, end, page).await?;
-                last_len = next.tickets.len();
-                self.note(&next.tickets).await?;
             }
-            piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
         }
         Ok(())
+    }
+
+    /// Reads every page of one piece. Paging is not a snapshot: a ticket updated meanwhile
+    /// leaves the window and the rows behind it move up a place, so one row can slip past a
+    /// page boundary. A multi-page piece is therefore checked after its last page (a short
+    /// page before the end, or a total that moved, means rows shifted) and read again until a
+    /// pass is stable.
+    async fn read_piece(&mut self, start: i64, end: i64) -> Result<Piece, DiscoveryError> {
+        let page_size = u64::from(MAX_PAGE_SIZE);
+        let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
+        for pass in 1..=MAX_PASSES {
+            let first = self.page(start, end, 1).await?;
+            if first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
+                return Ok(Piece::TooBig);
+            }
+            self.note(&first.tickets).await?;
+            // Without a total, page until a short page.
+            let pages = first
+                .total
+                .map_or(max_pages, |t| t.div_ceil(page_size).max(1) as u32);
+            let mut stable = true;
+            let mut last_items = first.items();
+            let mut page = 1;
+            while page < pages && last_items == MAX_PAGE_SIZE as u64 {
+                page += 1;
+                let next = self.page(start, end, page).await?;
+                last_items = next.items();
+                self.note(&next.tickets).await?;
+            }
+            if first.total.is_none() && page == max_pages && last_items == page_size {
+                // No total and 10,000 rows read: there may be more than the API will page.
+                return Ok(Piece::TooBig);
+            }
+            if page < pages {
+                stable = false; // ended early: rows moved up meanwhile
+            }
+            if pages > 1 && stable {
+                let again = self.page(start, end, 1).await?;
+                self.note(&again.tickets).await?;
+                stable = again.total == first.total;
+            }
+            if stable {
+                return Ok(Piece::Read);
+            }
+            tracing::info!(
+                start_ms = start,
+                end_ms = end,
+                pass,
+                "tickets changed while the window was paged; reading it again"
+            );
+        }
+        Err(DiscoveryError::Unstable {
+            start_ms: start,
+            end_ms: end,
+        })
     }
 
     async fn page(
@@ -251,10 +326,13 @@ impl Scanner<'_> {
             page,
             page_size: MAX_PAGE_SIZE,
         };
-        let result = self.client.list_tickets(&query).await;
+        let result = self.client.list_tickets(&query, self.stop).await;
         self.report.pages += 1;
         (self.on_page)();
-        let listed = result.map_err(DiscoveryError::Api)?;
+        let listed = result.map_err(|e| match e {
+            ApiError::Interrupted => DiscoveryError::Interrupted,
+            other => DiscoveryError::Api(other),
+        })?;
         if listed.skipped > 0 {
             tracing::warn!(
                 endpoint = "list",

@@ -37,17 +37,21 @@ pub async fn reprocess(
     let mut report = ReprocessReport::default();
     let mut after = String::new();
     loop {
+        // Read and rewrite in one transaction, rows locked: a sync storing newer content in
+        // between waits for us, then writes its content over ours, never the reverse.
+        let mut tx = store.pool().begin().await?;
         let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
             "SELECT ticket_id, raw::text, fetched_at FROM tickets
              WHERE ticket_id > $1 AND ($2::text IS NULL OR ticket_id = $2)
-             ORDER BY ticket_id LIMIT $3",
+             ORDER BY ticket_id LIMIT $3 FOR UPDATE",
         )
         .bind(&after)
         .bind(only.map(TicketId::as_str))
         .bind(batch_size as i64)
-        .fetch_all(store.pool())
+        .fetch_all(&mut *tx)
         .await?;
         let Some((last, _, _)) = rows.last() else {
+            tx.rollback().await?;
             break;
         };
         after = last.clone();
@@ -65,7 +69,6 @@ pub async fn reprocess(
             }
         }
         let refs: Vec<&TicketRecord> = records.iter().collect();
-        let mut tx = store.pool().begin().await?;
         write_records(&mut tx, &refs, true).await?;
         tx.commit().await?;
         report.tickets += rows.len() as u64;

@@ -36,10 +36,13 @@ pub struct HelpdeskLock {
 impl HelpdeskLock {
     /// Waits until this process is the only syncer of `helpdesk_id` (logging why it waits).
     /// Returns None when shutdown is requested first.
+    /// `while_waiting` runs on every check (the daemon refreshes its watchdog heartbeat there:
+    /// waiting for another syncer is healthy).
     pub async fn acquire(
         store: &Store,
         helpdesk_id: &str,
         shutdown: &CancellationToken,
+        while_waiting: &(dyn Fn() + Sync),
     ) -> anyhow::Result<Option<Self>> {
         let mut conn = store.pool().acquire().await?.detach();
         let key: i64 = sqlx::query_scalar("SELECT hashtextextended('helpdesk-sync:' || $1, 0)")
@@ -78,6 +81,7 @@ impl HelpdeskLock {
                 );
                 waited = true;
             }
+            while_waiting();
             tokio::select! {
                 _ = shutdown.cancelled() => return Ok(None),
                 _ = tokio::time::sleep(LOCK_RETRY) => {}
@@ -124,9 +128,13 @@ async fn connect_with_retry(
     }
 }
 
-/// Milliseconds since the Unix epoch, for the heartbeat.
+/// Milliseconds on a monotonic clock, for heartbeats: a wall-clock step is not a stall.
 fn now_ms() -> i64 {
-    Utc::now().timestamp_millis()
+    static START: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_millis() as i64
 }
 
 /// Runs until `shutdown`; returns Ok after a clean stop.
@@ -144,7 +152,9 @@ pub async fn run_daemon(
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
 
     let helpdesk_id = settings.feishu.helpdesk_id.trim().to_owned();
-    let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown).await? else {
+    let beat = || heartbeat.store(now_ms(), Ordering::Relaxed);
+    let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await?
+    else {
         return Ok(());
     };
     let metrics = Arc::new(Metrics::default());
@@ -176,7 +186,8 @@ pub async fn run_daemon(
     while !shutdown.is_cancelled() {
         if !lock.is_held().await {
             tracing::warn!("lost the helpdesk lock's connection; taking the lock again");
-            let Some(again) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown).await? else {
+            let Some(again) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await?
+            else {
                 break;
             };
             lock = again;

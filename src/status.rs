@@ -407,7 +407,8 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
         page: 1,
         page_size: 1.min(MAX_PAGE_SIZE),
     };
-    let list = client.list_tickets(&query).await;
+    let never = tokio_util::sync::CancellationToken::new();
+    let list = client.list_tickets(&query, &never).await;
     let failed = list.is_err();
     steps.push(Step {
         name: "list",
@@ -415,7 +416,9 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
             .map(|page| {
                 format!(
                     "helpdesk {} answers; {} tickets updated in the last 24 hours",
-                    settings.feishu.helpdesk_id, page.total
+                    settings.feishu.helpdesk_id,
+                    page.total
+                        .map_or_else(|| "an unstated number of".to_owned(), |t| t.to_string())
                 )
             })
             .map_err(|e| e.to_string()),
@@ -424,7 +427,7 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
         return steps;
     }
     if let Some(id) = ticket {
-        let fetched = client.fetch_ticket(id).await;
+        let fetched = client.fetch_ticket(id, &never).await;
         steps.push(Step {
             name: "detail",
             result: fetched.result.map_err(|e| e.to_string()).and_then(|raw| {

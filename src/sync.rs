@@ -135,9 +135,15 @@ fn claim_lease(f: &crate::config::FeishuSettings) -> Duration {
 enum Fetched {
     Outcome(TicketOutcome),
     Fatal(ApiError),
+    /// Stopped while waiting: nothing to record; the ticket stays queued.
+    Abandoned,
 }
 
 /// Runs one cycle: every ticket due when it starts is fetched once and written.
+///
+/// The caller holds the helpdesk lock (`scheduler::HelpdeskLock`), so claims of other workers
+/// found at the start are left over from a process that died, and are released at once rather
+/// than after their lease.
 pub async fn run_cycle(
     store: &Store,
     client: &FeishuClient,
@@ -149,6 +155,13 @@ pub async fn run_cycle(
     let api_before = client.stats();
     let worker = worker_id();
     let mut report = CycleReport::default();
+    let leftover = store.release_foreign_claims(worker).await?;
+    if leftover > 0 {
+        tracing::warn!(
+            tickets = leftover,
+            "released claims left by a worker that stopped without releasing them"
+        );
+    }
     let pages = AtomicU64::new(0);
     let page_progress = || {
         pages.fetch_add(1, Ordering::Relaxed);
@@ -176,7 +189,10 @@ pub async fn run_cycle(
     }
 
     if let Some(query) = &options.known_ids_query {
-        report.from_query = crate::discover::enqueue_from_query(store, query).await;
+        report.from_query = tokio::select! {
+            added = crate::discover::enqueue_from_query(store, query) => added,
+            _ = shutdown.cancelled() => None,
+        };
     }
     if let Some(discovery) = &options.discovery {
         match discover(store, client, discovery, &page_progress, &shutdown).await {
@@ -267,7 +283,7 @@ pub async fn run_cycle(
                 break;
             };
             match TicketId::parse(&raw_id) {
-                Ok(id) => in_flight.push(fetch_one(client, id, options)),
+                Ok(id) => in_flight.push(fetch_one(client, id, options, &stop)),
                 Err(e) => {
                     let outcome = TicketOutcome::InvalidId {
                         ticket_id: raw_id,
@@ -300,6 +316,7 @@ pub async fn run_cycle(
                             break;
                         }
                     }
+                    Fetched::Abandoned => {}
                     Fetched::Fatal(error) => {
                         if fatal.is_none() {
                             tracing::error!(error = %error, "stopping the cycle: credentials rejected");
@@ -379,8 +396,13 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
 }
 
 /// Fetches and normalizes one ticket, mapping the error policy to an outcome.
-async fn fetch_one(client: &FeishuClient, id: TicketId, options: &CycleOptions) -> Fetched {
-    let fetch = client.fetch_ticket(&id).await;
+async fn fetch_one(
+    client: &FeishuClient,
+    id: TicketId,
+    options: &CycleOptions,
+    stop: &CancellationToken,
+) -> Fetched {
+    let fetch = client.fetch_ticket(&id, stop).await;
     let attempts = fetch.attempts;
     let raw = match fetch.result {
         Ok(raw) => raw,
@@ -393,6 +415,7 @@ async fn fetch_one(client: &FeishuClient, id: TicketId, options: &CycleOptions) 
             let ticket_id = id.into_string();
             return Fetched::Outcome(match error.disposition() {
                 Disposition::Fatal | Disposition::RefreshTokenOnce => return Fetched::Fatal(error),
+                Disposition::Abandon => return Fetched::Abandoned,
                 Disposition::MarkDeleted => {
                     tracing::info!(ticket_id = %ticket_id, "ticket deleted upstream; rows kept, deleted_at set");
                     TicketOutcome::NotFound {
@@ -531,8 +554,11 @@ async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<
 pub fn worker_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
-        let host = std::env::var("HOSTNAME")
+        // systemd services have no $HOSTNAME; the kernel always knows.
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
             .unwrap_or_else(|| "host".into());
         format!(

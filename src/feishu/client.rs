@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
+use tokio_util::sync::CancellationToken;
 
 use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
@@ -87,11 +88,18 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 /// One page of a list answer.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ListPage {
-    /// Tickets matching the query (all pages), as the API counts them.
-    pub total: u64,
+    /// Tickets matching the query (all pages), as the API counts them; None when it did not say.
+    pub total: Option<u64>,
     pub tickets: Vec<ListedTicket>,
     /// Items without a usable ticket id (skipped).
     pub skipped: u64,
+}
+
+impl ListPage {
+    /// Items the page held, usable or not (a short page ends the listing).
+    pub fn items(&self) -> u64 {
+        self.tickets.len() as u64 + self.skipped
+    }
 }
 
 /// What discovery needs of a listed ticket; the detail endpoint remains the source of truth.
@@ -191,18 +199,26 @@ impl FeishuClient {
 
     /// Fetches one ticket with the full error policy: rate-limit waits, backoff retries,
     /// one token refresh. Never panics, never returns before the policy is exhausted.
-    pub async fn fetch_ticket(&self, id: &TicketId) -> TicketFetch {
+    pub async fn fetch_ticket(&self, id: &TicketId, stop: &CancellationToken) -> TicketFetch {
         let (result, attempts) = self
-            .with_policy(&self.detail_pacer, "detail", Some(id.as_str()), |token| {
-                self.get_ticket_once(id, token)
-            })
+            .with_policy(
+                &self.detail_pacer,
+                "detail",
+                Some(id.as_str()),
+                stop,
+                |token| self.get_ticket_once(id, token),
+            )
             .await;
         TicketFetch { result, attempts }
     }
 
     /// One page of `GET /tickets` (discovery), with the same error policy on its own pacer.
-    pub async fn list_tickets(&self, query: &ListQuery) -> Result<ListPage, ApiError> {
-        self.with_policy(&self.list_pacer, "list", None, |token| {
+    pub async fn list_tickets(
+        &self,
+        query: &ListQuery,
+        stop: &CancellationToken,
+    ) -> Result<ListPage, ApiError> {
+        self.with_policy(&self.list_pacer, "list", None, stop, |token| {
             self.list_once(query, token)
         })
         .await
@@ -216,6 +232,7 @@ impl FeishuClient {
         pacer: &Pacer,
         endpoint: &'static str,
         ticket_id: Option<&str>,
+        stop: &CancellationToken,
         mut send: F,
     ) -> (Result<T, ApiError>, u32)
     where
@@ -229,8 +246,15 @@ impl FeishuClient {
         loop {
             // Token first, grant second: workers that queued behind a token refresh must not
             // all hold grants and then fire together when the token arrives.
-            let token = self.tenant_token().await;
-            pacer.acquire().await;
+            // Every wait gives way to a stop request; a request already sent is let finish.
+            let token = tokio::select! {
+                token = self.tenant_token() => token,
+                _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
+            };
+            tokio::select! {
+                _ = pacer.acquire() => {}
+                _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
+            }
             attempts += 1;
             // The wait for the grant may have outlived that token: take the newest one.
             let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
@@ -300,12 +324,16 @@ impl FeishuClient {
                     self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     let delay = backoff_delay(failed_attempts - 1, RETRY_BASE, RETRY_CAP);
                     tracing::debug!(endpoint, ticket_id, attempt = attempts, status = error.http_status(), code = error.code(), error = %error, delay_ms = delay.as_millis() as u64, "retrying");
-                    tokio::time::sleep(delay).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
+                    }
                 }
                 Disposition::MarkInvalid
                 | Disposition::MarkDeleted
                 | Disposition::FailTicket
-                | Disposition::Fatal => return (Err(error), attempts),
+                | Disposition::Fatal
+                | Disposition::Abandon => return (Err(error), attempts),
             }
         }
     }
@@ -576,8 +604,8 @@ pub fn parse_list_response(
     };
     let mut page = ListPage {
         total: match data.total {
-            Lenient::Value(t) if t >= 0 => t as u64,
-            _ => 0,
+            Lenient::Value(t) if t >= 0 => Some(t as u64),
+            _ => None,
         },
         ..ListPage::default()
     };
@@ -607,8 +635,6 @@ pub fn parse_list_response(
             _ => page.skipped += 1,
         }
     }
-    // A page claiming more than it holds is fine; one holding more than the total is not.
-    page.total = page.total.max(page.tickets.len() as u64);
     Ok(page)
 }
 
@@ -624,7 +650,7 @@ mod tests {
             {"updated_at":5},
             "junk"]}}"#;
         let page = parse_list_response(200, &HeaderMap::new(), body).unwrap();
-        assert_eq!(page.total, 3);
+        assert_eq!(page.total, Some(3));
         assert_eq!(page.skipped, 2);
         assert_eq!(
             page.tickets,

@@ -29,6 +29,9 @@ pub enum ApiError {
     Transport { detail: String },
     #[error("request timed out")]
     Timeout,
+    /// A stop was requested while this call waited (for pace, a rate-limit pause or a retry).
+    #[error("stopped on request before the call completed")]
+    Interrupted,
     #[error("server error (HTTP {http_status}, {}): {msg}", code_text(.code))]
     Server {
         http_status: u16,
@@ -108,6 +111,8 @@ pub enum Disposition {
     FailTicket,
     /// Stop the cycle: credentials are wrong and every further call would fail the same way.
     Fatal,
+    /// Shutting down: record nothing; the ticket stays queued.
+    Abandon,
 }
 
 impl ApiError {
@@ -124,13 +129,14 @@ impl ApiError {
                 Disposition::Fatal
             }
             Self::Other { .. } => Disposition::FailTicket,
+            Self::Interrupted => Disposition::Abandon,
         }
     }
 
     /// HTTP status, when a response arrived.
     pub fn http_status(&self) -> Option<u16> {
         match self {
-            Self::Transport { .. } | Self::Timeout => None,
+            Self::Transport { .. } | Self::Timeout | Self::Interrupted => None,
             Self::RateLimited { http_status, .. }
             | Self::Server { http_status, .. }
             | Self::BadBody { http_status, .. }
@@ -146,7 +152,9 @@ impl ApiError {
     /// Feishu body code, when the body carried one.
     pub fn code(&self) -> Option<i64> {
         match self {
-            Self::Transport { .. } | Self::Timeout | Self::BadBody { .. } => None,
+            Self::Transport { .. } | Self::Timeout | Self::Interrupted | Self::BadBody { .. } => {
+                None
+            }
             Self::InvalidId { code, .. }
             | Self::NotFound { code, .. }
             | Self::TokenRejected { code, .. } => Some(*code),

@@ -45,6 +45,8 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Added before every token response.
     pub token_latency: Duration,
+    /// List pages repeat their first ticket at the end (a paging quirk to survive).
+    pub list_repeats_rows: bool,
 }
 
 impl Default for SimConfig {
@@ -61,6 +63,7 @@ impl Default for SimConfig {
             list_limit_per_second: 50,
             token_ttl: Duration::from_secs(7200),
             token_latency: Duration::ZERO,
+            list_repeats_rows: false,
         }
     }
 }
@@ -576,11 +579,16 @@ async fn list_response(
     let total = matching.len();
     let start = (page - 1) * page_size;
     let reachable = total.min(LIST_REACHABLE_ROWS);
-    let rows: Vec<&Value> = if start < reachable {
+    let mut rows: Vec<&Value> = if start < reachable {
         matching[start..(start + page_size).min(reachable)].to_vec()
     } else {
         Vec::new()
     };
+    if state.config.list_repeats_rows
+        && let Some(first) = rows.first().copied()
+    {
+        rows.push(first);
+    }
     axum::Json(json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}}))
         .into_response()
 }

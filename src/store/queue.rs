@@ -143,6 +143,19 @@ impl Store {
             .await?)
     }
 
+    /// Releases claims held by any worker but `worker`. Only for a caller holding the helpdesk
+    /// lock: then no other worker is alive, and its claims are left over from a crash.
+    pub async fn release_foreign_claims(&self, worker: &str) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE ticket_sync_state SET claimed_until = NULL, claimed_by = NULL
+             WHERE claimed_by IS NOT NULL AND claimed_by <> $1",
+        )
+        .bind(worker)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// Tickets due at `due_by`.
     pub async fn count_due(&self, due_by: DateTime<Utc>) -> anyhow::Result<u64> {
         let n: i64 =

@@ -380,10 +380,17 @@ async fn upsert_users(
     records: &[&TicketRecord],
 ) -> anyhow::Result<()> {
     // One row per user (sorted, so concurrent writers lock in the same order); later tickets win.
+    // The newest fetch wins (reprocess walks tickets by id, not by time).
     let mut users: BTreeMap<&str, (&UserRow, DateTime<Utc>)> = BTreeMap::new();
     for r in records {
         for u in &r.users {
-            users.insert(u.user_id.as_str(), (u, r.ticket.fetched_at));
+            let seen = r.ticket.fetched_at;
+            match users.get(u.user_id.as_str()) {
+                Some((_, newer)) if *newer > seen => {}
+                _ => {
+                    users.insert(u.user_id.as_str(), (u, seen));
+                }
+            }
         }
     }
     if users.is_empty() {
@@ -402,7 +409,9 @@ async fn upsert_users(
             department = COALESCE(EXCLUDED.department, h.department),
             city = COALESCE(EXCLUDED.city, h.city),
             country = COALESCE(EXCLUDED.country, h.country),
-            last_seen_at = GREATEST(h.last_seen_at, EXCLUDED.last_seen_at)",
+            last_seen_at = EXCLUDED.last_seen_at
+         -- Profiles only move forward in time: an older ticket never rolls a name back.
+         WHERE EXCLUDED.last_seen_at >= h.last_seen_at",
     )
     .bind(
         rows.iter()

@@ -55,7 +55,8 @@ async fn after_a_full_sync_only_changes_cost_detail_calls() {
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 120);
     assert_eq!(sim.state.detail_requests(None), 120);
 
-    // Right after: the incremental scan finds nothing new; zero detail calls, one list page.
+    // Right after: the incremental scan finds nothing new; zero detail calls, one list page
+    // per window (tickets created since the watermark, then tickets updated since it).
     let lists_before = sim
         .state
         .requests()
@@ -76,8 +77,8 @@ async fn after_a_full_sync_only_changes_cost_detail_calls() {
         .count();
     assert_eq!(
         lists - lists_before,
-        1,
-        "one page covers the incremental window"
+        2,
+        "one page each covers the created and the updated window"
     );
 
     // k changes → exactly k detail calls.
@@ -122,7 +123,7 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
         .iter()
         .filter(|r| r.endpoint == Endpoint::List)
         .count();
-    assert_eq!(lists - lists_before, 1);
+    assert_eq!(lists - lists_before, 2, "one created page, one updated page");
 
     // A ticket changed inside the overlap is fetched once, stored once.
     let id = sim.state.ticket_ids()[4].clone();
