@@ -276,13 +276,14 @@ impl Scanner<'_> {
             let mut stable = true;
             let mut last_items = first.items();
             let mut page = 1;
-            while page < pages && last_items == MAX_PAGE_SIZE as u64 {
+            // `>=`: a page may repeat rows and hold more than it was asked for.
+            while page < pages && last_items >= page_size {
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
                 self.note(&next.tickets).await?;
             }
-            if first.total.is_none() && page == max_pages && last_items == page_size {
+            if first.total.is_none() && page == max_pages && last_items >= page_size {
                 // No total and 10,000 rows read: there may be more than the API will page.
                 return Ok(Piece::TooBig);
             }

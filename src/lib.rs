@@ -43,3 +43,6 @@ pub mod status;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
+
+/// The `application_name` of our database sessions (how operators spot us in `pg_stat_activity`).
+pub const APP_NAME: &str = "helpdesk-sync";

@@ -1,5 +1,7 @@
-//! Pacing: the shared request-rate limiter (governor) with a fleet-wide pause after a 429,
-//! and the backoff policy for retryable failures (capped exponential, full jitter).
+//! Pacing: the shared request-rate limiter (governor) with a fleet-wide pause after a 429 and
+//! an adaptive pace below the configured one while the API keeps limiting us (another client
+//! sharing the app's quota), and the backoff policy for retryable failures (capped
+//! exponential, full jitter).
 
 use std::num::NonZeroU32;
 use std::sync::Mutex;
@@ -19,7 +21,25 @@ pub struct Pacer {
     paused_until: Mutex<Option<Instant>>,
     /// Number of times a caller had to sit out a rate-limit pause.
     pause_waits: AtomicU64,
+    /// The pace learned from 429s: halved on each, recovering slowly with each success.
+    adaptive: Mutex<Adaptive>,
 }
+
+/// Additive-increase, multiplicative-decrease pace (requests per second) under the ceiling.
+#[derive(Debug)]
+struct Adaptive {
+    ceiling: f64,
+    rate: f64,
+    /// The next free slot while the pace is below the ceiling.
+    next: Option<Instant>,
+}
+
+/// Never slower than one request every two seconds.
+const MIN_RATE: f64 = 0.5;
+/// Pace regained per successful request: from half the ceiling back to it takes
+/// `ceiling / 2 / 0.02` successes (~40 s at 5/s), so a quota someone else is using is probed
+/// gently rather than hit every second.
+const RECOVERY_PER_SUCCESS: f64 = 0.02;
 
 impl Pacer {
     /// A limiter granting at most `rate` requests per second, evenly spaced (burst of one), so
@@ -34,6 +54,11 @@ impl Pacer {
             limiter: RateLimiter::direct(quota),
             paused_until: Mutex::new(None),
             pause_waits: AtomicU64::new(0),
+            adaptive: Mutex::new(Adaptive {
+                ceiling: rate,
+                rate,
+                next: None,
+            }),
         }
     }
 
@@ -45,6 +70,9 @@ impl Pacer {
                 tokio::time::sleep_until(until).await;
             }
             self.limiter.until_ready().await;
+            if let Some(slot) = self.adaptive_slot() {
+                tokio::time::sleep_until(slot).await;
+            }
             // A pause that began while we queued for the grant still applies.
             if self.pause_deadline().is_none() {
                 return;
@@ -59,6 +87,41 @@ impl Pacer {
         if guard.is_none_or(|current| current < until) {
             *guard = Some(until);
         }
+    }
+
+    /// After a 429: halve the pace (not below [`MIN_RATE`]); returns the new pace.
+    pub fn slow_down(&self) -> f64 {
+        let mut a = self.adaptive.lock().unwrap_or_else(|p| p.into_inner());
+        a.rate = (a.rate / 2.0).max(MIN_RATE.min(a.ceiling));
+        a.rate
+    }
+
+    /// After a success: regain a little pace, up to the configured one.
+    pub fn speed_up(&self) {
+        let mut a = self.adaptive.lock().unwrap_or_else(|p| p.into_inner());
+        if a.rate < a.ceiling {
+            a.rate = (a.rate + RECOVERY_PER_SUCCESS).min(a.ceiling);
+            if a.rate >= a.ceiling {
+                a.next = None;
+            }
+        }
+    }
+
+    /// The current pace in requests per second.
+    pub fn current_rate(&self) -> f64 {
+        self.adaptive.lock().unwrap_or_else(|p| p.into_inner()).rate
+    }
+
+    /// Below the ceiling: the next evenly spaced slot at the learned pace, taken.
+    fn adaptive_slot(&self) -> Option<Instant> {
+        let mut a = self.adaptive.lock().unwrap_or_else(|p| p.into_inner());
+        if a.rate >= a.ceiling {
+            return None;
+        }
+        let now = Instant::now();
+        let slot = a.next.map_or(now, |next| next.max(now));
+        a.next = Some(slot + Duration::from_secs_f64(1.0 / a.rate));
+        Some(slot)
     }
 
     pub fn pause_waits(&self) -> u64 {
@@ -120,6 +183,36 @@ mod tests {
                 .count();
             assert!(in_window <= 9, "{in_window} grants within 1 s of {first:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_429_halves_the_pace_and_successes_win_it_back() {
+        let pacer = Pacer::per_second(8.0);
+        assert_eq!(pacer.slow_down(), 4.0);
+        // At 4/s, 9 grants (the first immediate) take 2 s.
+        let start = Instant::now();
+        for _ in 0..9 {
+            pacer.acquire().await;
+        }
+        let took = start.elapsed();
+        assert!(
+            took >= Duration::from_millis(1990) && took < Duration::from_millis(2100),
+            "{took:?}"
+        );
+        assert_eq!(pacer.slow_down(), 2.0);
+        for _ in 0..1000 {
+            pacer.speed_up();
+        }
+        assert_eq!(pacer.current_rate(), 8.0);
+        let start = Instant::now();
+        for _ in 0..9 {
+            pacer.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(1100));
+        for _ in 0..20 {
+            pacer.slow_down();
+        }
+        assert_eq!(pacer.current_rate(), MIN_RATE);
     }
 
     #[tokio::test]

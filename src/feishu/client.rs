@@ -268,7 +268,10 @@ impl FeishuClient {
                 Err(e) => (None, Err(e)),
             };
             let error = match result {
-                Ok(value) => return (Ok(value), attempts),
+                Ok(value) => {
+                    pacer.speed_up();
+                    return (Ok(value), attempts);
+                }
                 Err(e) => e,
             };
             match error.disposition() {
@@ -280,6 +283,7 @@ impl FeishuClient {
                     let ApiError::RateLimited { reset, .. } = &error else {
                         return (Err(error), attempts);
                     };
+                    let pace = pacer.slow_down();
                     if rate_limited_for >= RATE_LIMIT_BUDGET {
                         return (Err(error), attempts);
                     }
@@ -290,7 +294,8 @@ impl FeishuClient {
                         code = error.code(),
                         attempt = attempts,
                         wait_ms = reset.as_millis() as u64,
-                        "rate limited by the API; all workers pause"
+                        pace_per_s = (pace * 100.0).round() / 100.0,
+                        "rate limited by the API; all workers pause and slow down"
                     );
                     rate_limited_for += *reset;
                     pacer.pause_for(*reset);

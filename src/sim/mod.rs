@@ -45,7 +45,8 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Added before every token response.
     pub token_latency: Duration,
-    /// List pages repeat their first ticket at the end (a paging quirk to survive).
+    /// List pages repeat their first ticket at the end, and from page 2 on also the previous
+    /// page's last ticket (paging quirks to survive: duplicates within and across pages).
     pub list_repeats_rows: bool,
 }
 
@@ -588,6 +589,9 @@ async fn list_response(
         && let Some(first) = rows.first().copied()
     {
         rows.push(first);
+        if start > 0 {
+            rows.push(matching[start - 1]);
+        }
     }
     axum::Json(json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}}))
         .into_response()

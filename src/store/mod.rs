@@ -35,6 +35,11 @@ impl Store {
         max_connections: u32,
     ) -> anyhow::Result<Self> {
         let target = describe_target(&options);
+        // Named in pg_stat_activity unless the URL names it otherwise.
+        let options = match options.get_application_name() {
+            Some(_) => options,
+            None => options.application_name(crate::APP_NAME),
+        };
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(15))

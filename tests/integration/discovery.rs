@@ -123,7 +123,11 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
         .iter()
         .filter(|r| r.endpoint == Endpoint::List)
         .count();
-    assert_eq!(lists - lists_before, 2, "one created page, one updated page");
+    assert_eq!(
+        lists - lists_before,
+        2,
+        "one created page, one updated page"
+    );
 
     // A ticket changed inside the overlap is fetched once, stored once.
     let id = sim.state.ticket_ids()[4].clone();

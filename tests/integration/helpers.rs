@@ -98,6 +98,44 @@ impl TestDb {
         }
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The URL of another database on the same server.
+    pub fn url_for(&self, database: &str) -> String {
+        self.admin
+            .clone()
+            .database(database)
+            .to_url_lossy()
+            .to_string()
+    }
+
+    /// Creates database `name` on the same server; it is dropped with the returned value.
+    pub async fn create_sibling(&self, name: &str) -> TestDb {
+        let mut conn = self
+            .admin
+            .connect()
+            .await
+            .expect("connect to the test server");
+        conn.execute(format!("CREATE DATABASE {name}").as_str().into_sql())
+            .await
+            .expect("create database");
+        conn.close().await.ok();
+        let options = self.admin.clone().database(name);
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .connect_with(options.clone())
+            .await
+            .expect("connect to the new database");
+        TestDb {
+            url: options.to_url_lossy().to_string(),
+            pool,
+            name: name.to_owned(),
+            admin: self.admin.clone(),
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         sqlx::query_scalar(sql.into_sql())
             .fetch_one(&self.pool)

@@ -7,4 +7,5 @@ mod discovery;
 mod helpers;
 mod observability;
 mod queue;
+mod reliability;
 mod sync;
