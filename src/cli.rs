@@ -85,6 +85,8 @@ pub enum Command {
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
     },
+    /// Subscribe the helpdesk's ticket events (created, updated) for webhook delivery (idempotent)
+    SubscribeEvents,
     /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
     Simulate {
         /// Address to listen on
@@ -102,6 +104,12 @@ pub enum Command {
         /// Detail requests allowed per second before 429 (documented: 10)
         #[arg(long, default_value_t = 10)]
         detail_limit: usize,
+        /// Send signed, encrypted ticket events to this URL (e.g. http://127.0.0.1:9187/feishu/events)
+        #[arg(long)]
+        events_to: Option<String>,
+        /// With --events-to: change a random ticket and send its updated event this often
+        #[arg(long, default_value = "5s", value_parser = duration_arg)]
+        change_every: Duration,
     },
     /// See it work: simulated API → your Postgres, no credentials needed
     Demo {
@@ -192,9 +200,35 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Run => {
             let settings = load_settings(cli.config.as_deref())?;
             let credentials = settings.feishu.credentials()?;
-            crate::scheduler::run_daemon(&settings, credentials, shutdown_on_signal())
+            let event_keys = if settings.events.enabled() {
+                Some(settings.events.keys()?)
+            } else {
+                None
+            };
+            crate::scheduler::run_daemon(&settings, credentials, event_keys, shutdown_on_signal())
                 .await
                 .map_err(CliError::Runtime)
+        }
+        Command::SubscribeEvents => {
+            let settings = load_settings(cli.config.as_deref())?;
+            let credentials = settings.feishu.credentials()?;
+            let client = FeishuClient::new(&settings.feishu, credentials)?;
+            client
+                .subscribe_ticket_events(&shutdown_on_signal())
+                .await
+                .map_err(|e| {
+                    CliError::Runtime(anyhow::anyhow!("subscribing to ticket events failed: {e}"))
+                })?;
+            let names: Vec<String> = crate::feishu::client::TICKET_EVENT_SUBSCRIPTIONS
+                .iter()
+                .map(|(kind, subtype)| format!("{kind} / {subtype}"))
+                .collect();
+            println!(
+                "subscribed: {}\nevents reach `run` once the app's event subscription URL points at \
+                 http.listen + events.path (see README: Webhook events)",
+                names.join(", ")
+            );
+            Ok(())
         }
         Command::Simulate {
             listen,
@@ -202,6 +236,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             latency,
             jitter,
             detail_limit,
+            events_to,
+            change_every,
         } => {
             let config = SimConfig {
                 tickets,
@@ -210,7 +246,10 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 detail_limit_per_second: detail_limit.max(1),
                 ..SimConfig::default()
             };
-            simulate(config, listen).await
+            if change_every.is_zero() {
+                return Err(CliError::Input("--change-every must be above 0".into()));
+            }
+            simulate(config, listen, events_to, change_every).await
         }
         Command::Status { json } => {
             let settings = load_settings(cli.config.as_deref())?;
@@ -558,7 +597,12 @@ impl ProgressDisplay {
     }
 }
 
-async fn simulate(config: SimConfig, listen: SocketAddr) -> Result<(), CliError> {
+async fn simulate(
+    config: SimConfig,
+    listen: SocketAddr,
+    events_to: Option<String>,
+    change_every: Duration,
+) -> Result<(), CliError> {
     let server = SimServer::start(config.clone(), listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -578,7 +622,41 @@ async fn simulate(config: SimConfig, listen: SocketAddr) -> Result<(), CliError>
         crate::sim::ticket_id(0),
         crate::sim::ticket_id(config.tickets.saturating_sub(1)),
     );
-    shutdown_on_signal().cancelled().await;
+    let stop = shutdown_on_signal();
+    if let Some(url) = events_to {
+        reqwest::Url::parse(&url)
+            .map_err(|e| CliError::Input(format!("--events-to: {url:?} is not a URL ({e})")))?;
+        println!(
+            "\nSending ticket events to {url} every {}: add to that config\n\n\
+             [http]\nlisten = \"127.0.0.1:9187\"\n\n\
+             [events]\nverification_token = \"{}\"\nencrypt_key = \"{}\"",
+            humantime::format_duration(change_every),
+            config.verification_token,
+            config.encrypt_key,
+        );
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .context("building the event client")?;
+        let ids = server.state.ticket_ids();
+        let mut tick = tokio::time::interval(change_every);
+        tick.tick().await;
+        while !ids.is_empty() {
+            tokio::select! {
+                _ = stop.cancelled() => break,
+                _ = tick.tick() => {}
+            }
+            let id = &ids[rand::random_range(0..ids.len())];
+            match server.state.change_and_notify(&client, &url, id).await {
+                Ok(status) => {
+                    tracing::info!(ticket_id = %id, status, "sent a ticket.updated_v1 event")
+                }
+                Err(e) => tracing::warn!(ticket_id = %id, error = %e, "cannot deliver an event"),
+            }
+        }
+    }
+    stop.cancelled().await;
     Ok(())
 }
 

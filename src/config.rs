@@ -32,6 +32,38 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub sync: SyncSettings,
     pub http: HttpSettings,
+    pub events: EventSettings,
+}
+
+/// Webhook events (`[events]`), served by `run` on the `[http]` listener.
+#[derive(Debug, Clone)]
+pub struct EventSettings {
+    /// The path Feishu posts to.
+    pub path: String,
+    verification_token: SecretSource,
+    encrypt_key: SecretSource,
+}
+
+impl EventSettings {
+    /// On when a verification token or an encrypt key is configured.
+    pub fn enabled(&self) -> bool {
+        !matches!(
+            (&self.verification_token, &self.encrypt_key),
+            (SecretSource::Missing, SecretSource::Missing)
+        )
+    }
+
+    /// The secrets, read now (files included); None for one not configured.
+    pub fn keys(&self) -> Result<crate::events::EventKeys, ConfigError> {
+        let read = |source: &SecretSource, key: &str| match source {
+            SecretSource::Missing => Ok(None),
+            other => other.resolve(key).map(Some),
+        };
+        Ok(crate::events::EventKeys {
+            verification_token: read(&self.verification_token, "events.verification_token")?,
+            encrypt_key: read(&self.encrypt_key, "events.encrypt_key")?,
+        })
+    }
 }
 
 /// The daemon's HTTP endpoint (`/metrics`, `/healthz`, `/readyz`).
@@ -138,7 +170,7 @@ impl SecretSource {
     ) -> Result<Self, ConfigError> {
         match (inline, file) {
             (Some(_), Some(_)) => Err(ConfigError::new(format!(
-                "feishu.{key} and feishu.{key}_file are both set; keep one"
+                "{key} and {key}_file are both set; keep one"
             ))),
             (Some(secret), None) if secret.expose_secret().trim().is_empty() => Ok(Self::Missing),
             (Some(secret), None) => Ok(Self::Inline(secret)),
@@ -152,24 +184,20 @@ impl SecretSource {
             Self::Inline(secret) => Ok(secret.clone()),
             Self::File(path) => {
                 let text = std::fs::read_to_string(path).map_err(|e| {
-                    ConfigError::new(format!(
-                        "feishu.{key}_file: cannot read {}: {e}",
-                        path.display()
-                    ))
+                    ConfigError::new(format!("{key}_file: cannot read {}: {e}", path.display()))
                 })?;
                 let secret = text.trim();
                 if secret.is_empty() {
                     return Err(ConfigError::new(format!(
-                        "feishu.{key}_file: {} is empty",
+                        "{key}_file: {} is empty",
                         path.display()
                     )));
                 }
                 Ok(SecretString::from(secret.to_owned()))
             }
             Self::Missing => Err(ConfigError::new(format!(
-                "feishu.{key} is missing: set feishu.{key} or feishu.{key}_file in the config file, \
-                 or {ENV_PREFIX}FEISHU__{}",
-                key.to_uppercase()
+                "{key} is missing: set {key} or {key}_file in the config file, or {ENV_PREFIX}{}",
+                key.replace('.', "__").to_uppercase()
             ))),
         }
     }
@@ -205,6 +233,20 @@ struct RawSettings {
     sync: RawSync,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    events: RawEvents,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvents {
+    path: Option<String>,
+    #[serde(skip_serializing)]
+    verification_token: Option<Scalar>,
+    verification_token_file: Option<PathBuf>,
+    #[serde(skip_serializing)]
+    encrypt_key: Option<Scalar>,
+    encrypt_key_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -295,10 +337,17 @@ const TEXT_KEYS: &[&str] = &[
     "sync.stall_timeout",
     "sync.shutdown_grace",
     "http.listen",
+    "events.path",
+    "events.verification_token",
+    "events.verification_token_file",
+    "events.encrypt_key",
+    "events.encrypt_key_file",
 ];
 
 /// Every five minutes, at second 0.
 pub const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
+
+pub const DEFAULT_EVENTS_PATH: &str = "/feishu/events";
 
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
@@ -376,6 +425,19 @@ impl Settings {
         if from_env("feishu.helpdesk_token_file") && !from_env("feishu.helpdesk_token") {
             f.helpdesk_token = None;
         }
+        let e = &mut raw.events;
+        if from_env("events.verification_token") && !from_env("events.verification_token_file") {
+            e.verification_token_file = None;
+        }
+        if from_env("events.verification_token_file") && !from_env("events.verification_token") {
+            e.verification_token = None;
+        }
+        if from_env("events.encrypt_key") && !from_env("events.encrypt_key_file") {
+            e.encrypt_key_file = None;
+        }
+        if from_env("events.encrypt_key_file") && !from_env("events.encrypt_key") {
+            e.encrypt_key = None;
+        }
         // DATABASE_URL overrides the file; the prefixed variable, more specific, overrides both.
         let database_url_env = database_url_env.filter(|_| !prefixed_database_url);
         Self::validate(raw, database_url_env)
@@ -406,13 +468,13 @@ impl Settings {
             base_url,
             app_id: f.app_id.map(Scalar::into_string).unwrap_or_default(),
             app_secret: SecretSource::new(
-                "app_secret",
+                "feishu.app_secret",
                 f.app_secret.map(|s| SecretString::from(s.into_string())),
                 f.app_secret_file,
             )?,
             helpdesk_id: f.helpdesk_id.map(Scalar::into_string).unwrap_or_default(),
             helpdesk_token: SecretSource::new(
-                "helpdesk_token",
+                "feishu.helpdesk_token",
                 f.helpdesk_token
                     .map(|s| SecretString::from(s.into_string())),
                 f.helpdesk_token_file,
@@ -502,11 +564,45 @@ impl Settings {
                 })?),
             },
         };
+        let e = raw.events;
+        let secret = |s: Option<Scalar>| s.map(|s| SecretString::from(s.into_string()));
+        let events = EventSettings {
+            path: e.path.unwrap_or_else(|| DEFAULT_EVENTS_PATH.to_owned()),
+            verification_token: SecretSource::new(
+                "events.verification_token",
+                secret(e.verification_token),
+                e.verification_token_file,
+            )?,
+            encrypt_key: SecretSource::new(
+                "events.encrypt_key",
+                secret(e.encrypt_key),
+                e.encrypt_key_file,
+            )?,
+        };
+        if !events.path.starts_with('/') || events.path.len() < 2 {
+            return Err(ConfigError::new(format!(
+                "events.path: {:?} must be a path like \"/feishu/events\"",
+                events.path
+            )));
+        }
+        if ["/metrics", "/healthz", "/readyz"].contains(&events.path.as_str()) {
+            return Err(ConfigError::new(format!(
+                "events.path: {:?} is taken by the HTTP endpoint",
+                events.path
+            )));
+        }
+        if events.enabled() && http.listen.is_none() {
+            return Err(ConfigError::new(
+                "events are configured (events.verification_token / encrypt_key) but http.listen \
+                 is empty: set http.listen, e.g. \"0.0.0.0:9187\", for Feishu to reach",
+            ));
+        }
         Ok(Self {
             feishu,
             database,
             sync,
             http,
+            events,
         })
     }
 }
@@ -526,9 +622,9 @@ impl FeishuSettings {
         }
         Ok(Credentials {
             app_id: self.app_id.trim().to_owned(),
-            app_secret: self.app_secret.resolve("app_secret")?,
+            app_secret: self.app_secret.resolve("feishu.app_secret")?,
             helpdesk_id: self.helpdesk_id.trim().to_owned(),
-            helpdesk_token: self.helpdesk_token.resolve("helpdesk_token")?,
+            helpdesk_token: self.helpdesk_token.resolve("feishu.helpdesk_token")?,
         })
     }
 }

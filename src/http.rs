@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (the database answers and the last cycle did not fail).
+//! `/readyz` (the database answers and the last cycle did not fail), and the webhook event
+//! path when `[events]` is configured (handled in [`crate::events`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -9,7 +10,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +24,8 @@ pub struct HttpState {
     pub store: Store,
     /// Outcome of the last finished cycle (None before the first).
     pub last_outcome: Arc<Mutex<Option<String>>>,
+    /// The event path and its state, when events are configured.
+    pub events: Option<(String, crate::events::EventState)>,
 }
 
 /// Binds `listen` and serves until `shutdown`; returns the bound address (port 0 → a free one).
@@ -33,11 +36,22 @@ pub async fn serve(
 ) -> std::io::Result<SocketAddr> {
     let listener = TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let app = Router::new()
+    let events = state.events.clone();
+    let mut app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .with_state(state);
+    if let Some((path, event_state)) = events {
+        app = app.merge(
+            Router::new()
+                .route(&path, post(crate::events::receive))
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    crate::events::MAX_BODY_BYTES,
+                ))
+                .with_state(event_state),
+        );
+    }
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })

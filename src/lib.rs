@@ -17,7 +17,10 @@
 //!   operator's known-ids query.
 //! - [`sync`]: one cycle: claim due tickets, fetch concurrently, write in batches.
 //! - [`reprocess`]: rebuild the normalized tables from stored raw JSON (no API calls).
-//! - [`scheduler`]: the `run` daemon: cron loop, helpdesk lock, stall watch, shutdown, systemd.
+//! - [`scheduler`]: the `run` daemon: cron loop, helpdesk lock, stall watch, shutdown, systemd,
+//!   and the wake-up for webhook events.
+//! - [`events`]: webhook events: signature, decryption, replay and duplicate checks, the
+//!   endpoint that enqueues a ticket ([`store::events`] records it durably first).
 //! - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
 //! - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
 //! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
@@ -31,6 +34,7 @@ pub mod config;
 pub mod demo;
 pub mod discover;
 pub mod domain;
+pub mod events;
 pub mod feishu;
 pub mod http;
 pub mod metrics;

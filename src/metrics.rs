@@ -59,6 +59,7 @@ pub struct Metrics {
     last_success: Gauge<f64, AtomicU64>,
     rate_limit_waits: Counter,
     token_refreshes: Counter,
+    events: Family<OutcomeLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +79,7 @@ impl Default for Metrics {
             last_success: Gauge::default(),
             rate_limit_waits: Counter::default(),
             token_refreshes: Counter::default(),
+            events: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -120,6 +122,11 @@ impl Default for Metrics {
             "tenant_access_token requests (first fetch, refresh ahead of expiry, or after rejection)",
             m.token_refreshes.clone(),
         );
+        registry.register(
+            "events",
+            "Webhook events by outcome (queued, current, duplicate, ignored, unauthorized, malformed, error)",
+            m.events.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -156,6 +163,15 @@ impl Metrics {
 
     pub fn token_refresh(&self) {
         self.token_refreshes.inc();
+    }
+
+    /// One webhook delivery and what became of it.
+    pub fn event(&self, outcome: &str) {
+        self.events
+            .get_or_create(&OutcomeLabels {
+                outcome: outcome.to_owned(),
+            })
+            .inc();
     }
 
     /// A finished cycle: its outcome, its tickets, and the success time when ok.

@@ -3,6 +3,8 @@
 //! `sync.stall_timeout` is ended; SIGTERM stops claiming, lets requests in flight finish within
 //! `sync.shutdown_grace`, commits, releases claims and exits 0. systemd: READY=1 after
 //! migrations, WATCHDOG=1 while the loop is alive (no-ops without NOTIFY_SOCKET).
+//! A webhook event that queued a ticket wakes the loop for a queue-only cycle (no discovery)
+//! between ticks; the schedule itself does not move.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -15,6 +17,7 @@ use sqlx::postgres::PgConnection;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Credentials, Settings};
+use crate::events::{EventKeys, EventState};
 use crate::feishu::FeishuClient;
 use crate::http::HttpState;
 use crate::metrics::Metrics;
@@ -138,9 +141,11 @@ fn now_ms() -> i64 {
 }
 
 /// Runs until `shutdown`; returns Ok after a clean stop.
+/// `event_keys`: the `[events]` secrets when events are configured (served on `[http]`).
 pub async fn run_daemon(
     settings: &Settings,
     credentials: Credentials,
+    event_keys: Option<EventKeys>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(store) = connect_with_retry(settings, &shutdown).await? else {
@@ -159,21 +164,42 @@ pub async fn run_daemon(
     };
     let metrics = Arc::new(Metrics::default());
     let last_outcome = Arc::new(Mutex::new(None));
+    let wake = Arc::new(tokio::sync::Notify::new());
     if let Some(listen) = settings.http.listen {
+        let events = event_keys.map(|keys| {
+            let state = EventState {
+                keys,
+                store: store.clone(),
+                wake: wake.clone(),
+                metrics: metrics.clone(),
+            };
+            (settings.events.path.clone(), state)
+        });
         let state = HttpState {
             metrics: metrics.clone(),
             store: store.clone(),
             last_outcome: last_outcome.clone(),
+            events,
         };
         let addr = crate::http::serve(listen, state, shutdown.clone())
             .await
             .with_context(|| format!("cannot listen on http.listen = {listen}"))?;
         tracing::info!(address = %addr, "HTTP endpoint listening: /metrics /healthz /readyz");
+        if settings.events.enabled() {
+            tracing::info!(address = %addr, path = %settings.events.path, "receiving webhook events");
+        }
     }
+    let options = CycleOptions::from_settings(settings, None);
     let daemon = Daemon {
         store: store.clone(),
         client: FeishuClient::new(&settings.feishu, credentials)?.with_metrics(metrics.clone()),
-        options: CycleOptions::from_settings(settings, None),
+        // A cycle woken by an event works the queue only: the ticket it named is due.
+        event_options: CycleOptions {
+            discovery: None,
+            known_ids_query: None,
+            ..options.clone()
+        },
+        options,
         helpdesk_id: helpdesk_id.clone(),
         stall_timeout: settings.sync.stall_timeout,
         heartbeat: heartbeat.clone(),
@@ -183,7 +209,30 @@ pub async fn run_daemon(
     let schedule = &settings.sync.schedule;
     tracing::info!(helpdesk_id, schedule = %schedule, "daemon started");
 
+    let events_on = settings.events.enabled();
+    // The first cycle runs at start; then on each tick, or earlier for an event.
+    let mut next_tick_at = Some(Utc::now());
     while !shutdown.is_cancelled() {
+        let Some(tick) = next_tick_at else {
+            tracing::error!("sync.schedule has no future tick; stopping");
+            break;
+        };
+        // Sleep until the tick or an event, waking regularly to keep the heartbeat fresh.
+        let scheduled = loop {
+            heartbeat.store(now_ms(), Ordering::Relaxed);
+            let left = (tick - Utc::now()).to_std().unwrap_or_default();
+            if left.is_zero() {
+                break Some(true);
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break None,
+                _ = wake.notified() => break Some(false),
+                _ = tokio::time::sleep(left.min(HEARTBEAT)) => {}
+            }
+        };
+        let Some(scheduled) = scheduled else {
+            break;
+        };
         if !lock.is_held().await {
             tracing::warn!("lost the helpdesk lock's connection; taking the lock again");
             let Some(again) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await?
@@ -193,34 +242,33 @@ pub async fn run_daemon(
             lock = again;
         }
         let started = Utc::now();
-        run_one(&daemon, &shutdown).await;
+        if scheduled {
+            if events_on {
+                match store.prune_event_receipts().await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(receipts = n, "pruned old event receipts"),
+                    Err(e) => {
+                        tracing::warn!(error = format!("{e:#}"), "cannot prune event receipts")
+                    }
+                }
+            }
+            run_one(&daemon, &shutdown, Trigger::Schedule).await;
+        } else {
+            run_one(&daemon, &shutdown, Trigger::Event).await;
+        }
         if shutdown.is_cancelled() {
             break;
         }
-        // Ticks that fired while the cycle ran are skipped, never queued up.
-        let now = Utc::now();
-        let (skipped, next) = next_tick(schedule, started, now);
-        if skipped > 0 {
-            tracing::info!(
-                skipped,
-                "the cycle outlasted scheduled ticks; they were skipped"
-            );
-        }
-        let Some(next) = next else {
-            tracing::error!("sync.schedule has no future tick; stopping");
-            break;
-        };
-        // Sleep until the tick, waking regularly to keep the heartbeat fresh.
-        loop {
-            heartbeat.store(now_ms(), Ordering::Relaxed);
-            let left = (next - Utc::now()).to_std().unwrap_or_default();
-            if left.is_zero() {
-                break;
+        if scheduled {
+            // Ticks that fired while the cycle ran are skipped, never queued up.
+            let (skipped, next) = next_tick(schedule, started, Utc::now());
+            if skipped > 0 {
+                tracing::info!(
+                    skipped,
+                    "the cycle outlasted scheduled ticks; they were skipped"
+                );
             }
-            tokio::select! {
-                _ = shutdown.cancelled() => break,
-                _ = tokio::time::sleep(left.min(HEARTBEAT)) => {}
-            }
+            next_tick_at = next;
         }
     }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -248,6 +296,7 @@ struct Daemon {
     store: Store,
     client: FeishuClient,
     options: CycleOptions,
+    event_options: CycleOptions,
     helpdesk_id: String,
     stall_timeout: Duration,
     heartbeat: Arc<AtomicI64>,
@@ -257,11 +306,12 @@ struct Daemon {
 }
 
 /// One cycle, ended early if it makes no progress for `stall_timeout`. Logs one summary line.
-async fn run_one(d: &Daemon, shutdown: &CancellationToken) {
+async fn run_one(d: &Daemon, shutdown: &CancellationToken, trigger: Trigger) {
     let Daemon {
         store,
         client,
         options,
+        event_options,
         helpdesk_id,
         stall_timeout,
         heartbeat,
@@ -296,7 +346,11 @@ async fn run_one(d: &Daemon, shutdown: &CancellationToken) {
         last_progress.store(now, Ordering::Relaxed);
         heartbeat.store(now, Ordering::Relaxed);
     };
-    let run_id = start_recorded(store, helpdesk_id, Trigger::Schedule).await;
+    let options = match trigger {
+        Trigger::Event => event_options,
+        _ => options,
+    };
+    let run_id = start_recorded(store, helpdesk_id, trigger).await;
     let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
     watcher.abort();
     let stalled = cycle_stop.is_cancelled() && !shutdown.is_cancelled();
@@ -326,6 +380,7 @@ async fn run_one(d: &Daemon, shutdown: &CancellationToken) {
                 list_requests = r.api.list_requests,
                 rate_limited = r.api.rate_limited,
                 elapsed_ms = r.elapsed.as_millis() as u64,
+                trigger = trigger.as_str(),
                 "cycle finished"
             );
         }

@@ -22,6 +22,13 @@ use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
 
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const TICKETS_PATH: &str = "/open-apis/helpdesk/v1/tickets";
+pub const EVENTS_SUBSCRIBE_PATH: &str = "/open-apis/helpdesk/v1/events/subscribe";
+
+/// The helpdesk events `subscribe-events` asks for (type, subtype).
+pub const TICKET_EVENT_SUBSCRIPTIONS: [(&str, &str); 2] = [
+    ("helpdesk.ticket", "ticket.created_v1"),
+    ("helpdesk.ticket", "ticket.updated_v1"),
+];
 pub const HELPDESK_AUTH_HEADER: &str = "X-Lark-Helpdesk-Authorization";
 
 /// The most time one ticket may spend waiting out rate limits in a cycle before it counts as failed.
@@ -223,6 +230,39 @@ impl FeishuClient {
         })
         .await
         .0
+    }
+
+    /// `POST /events/subscribe` for the ticket events (idempotent on Feishu's side), with the
+    /// list endpoint's pacing and the usual error policy.
+    pub async fn subscribe_ticket_events(&self, stop: &CancellationToken) -> Result<(), ApiError> {
+        self.with_policy(&self.list_pacer, "subscribe", None, stop, |token| {
+            self.subscribe_once(token)
+        })
+        .await
+        .0
+    }
+
+    async fn subscribe_once(&self, token: SecretString) -> Result<(), ApiError> {
+        let mut url = self.base_url.clone();
+        url.set_path(EVENTS_SUBSCRIBE_PATH);
+        let events: Vec<serde_json::Value> = TICKET_EVENT_SUBSCRIPTIONS
+            .iter()
+            .map(|(kind, subtype)| serde_json::json!({"type": kind, "subtype": subtype}))
+            .collect();
+        let body = serde_json::json!({ "events": events }).to_string();
+        let request = self
+            .http
+            .post(url)
+            .headers(self.auth_headers(&token))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=utf-8",
+            )
+            .body(body)
+            .send()
+            .await;
+        let (status, headers, body) = read_response(request).await?;
+        check_envelope(status, &headers, &body)
     }
 
     /// The retry loop every endpoint shares: pacing, rate-limit pauses (all workers, bounded),

@@ -1,9 +1,11 @@
 //! The Feishu Helpdesk simulator: token, ticket detail and ticket list endpoints served the way
 //! the real API behaves (auth headers checked, documented error codes, the 10 req/s detail limit
-//! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), plus fault injection.
-//! Used by `simulate`, `demo` and the integration tests.
+//! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), the event
+//! subscription endpoint, signed and encrypted webhook events sent to a URL ([`events`]), plus
+//! fault injection. Used by `simulate`, `demo` and the integration tests.
 
 pub mod data;
+pub mod events;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -48,6 +50,10 @@ pub struct SimConfig {
     /// List pages repeat their first ticket at the end, and from page 2 on also the previous
     /// page's last ticket (paging quirks to survive: duplicates within and across pages).
     pub list_repeats_rows: bool,
+    /// The app's event Verification Token (sent in every event's header).
+    pub verification_token: String,
+    /// The app's event Encrypt Key (events are encrypted and signed with it).
+    pub encrypt_key: String,
 }
 
 impl Default for SimConfig {
@@ -65,6 +71,8 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(7200),
             token_latency: Duration::ZERO,
             list_repeats_rows: false,
+            verification_token: "simulated-verification-token".into(),
+            encrypt_key: "simulated-encrypt-key".into(),
         }
     }
 }
@@ -105,6 +113,7 @@ pub enum Endpoint {
     Token,
     Detail,
     List,
+    Subscribe,
 }
 
 /// Shared simulator state; tests reach it through [`SimServer::state`].
@@ -119,6 +128,7 @@ pub struct SimState {
     list_faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+    subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -142,6 +152,7 @@ impl SimState {
             list_faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
+            subscriptions: Mutex::new(Default::default()),
         }
     }
 
@@ -225,6 +236,11 @@ impl SimState {
             .count()
     }
 
+    /// Event subscriptions made through `POST /events/subscribe`, as (type, subtype).
+    pub fn subscriptions(&self) -> Vec<(String, String)> {
+        lock(&self.subscriptions).iter().cloned().collect()
+    }
+
     /// The most requests to `endpoint` that arrived within any sliding one-second window.
     pub fn max_per_second(&self, endpoint: Endpoint) -> usize {
         let times: Vec<Duration> = lock(&self.log)
@@ -235,7 +251,13 @@ impl SimState {
         max_in_window(&times, Duration::from_secs(1))
     }
 
-    fn record(&self, arrived: Instant, endpoint: Endpoint, ticket_id: Option<String>, status: u16) {
+    pub(crate) fn record(
+        &self,
+        arrived: Instant,
+        endpoint: Endpoint,
+        ticket_id: Option<String>,
+        status: u16,
+    ) {
         lock(&self.log).push(RequestRecord {
             arrived: arrived - self.started,
             endpoint,
@@ -278,7 +300,7 @@ impl SimState {
     }
 
     /// Checks both auth headers; the error response when they fail.
-    fn check_auth(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    pub(crate) fn check_auth(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -347,7 +369,7 @@ pub fn max_in_window(times: &[Duration], width: Duration) -> usize {
     best
 }
 
-fn api_error(status: StatusCode, code: i64, msg: &str) -> Response {
+pub(crate) fn api_error(status: StatusCode, code: i64, msg: &str) -> Response {
     (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
 }
 
@@ -603,6 +625,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route(crate::feishu::client::TOKEN_PATH, post(token))
         .route("/open-apis/helpdesk/v1/tickets/{id}", get(ticket_detail))
         .route(crate::feishu::client::TICKETS_PATH, get(ticket_list))
+        .route(
+            crate::feishu::client::EVENTS_SUBSCRIBE_PATH,
+            post(events::subscribe),
+        )
         .with_state(state)
 }
 

@@ -1,7 +1,9 @@
 //! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`),
-//! change history (`history`) and discovery positions (`discovery`).
+//! change history (`history`), discovery positions (`discovery`), webhook event receipts
+//! (`events`) and run records (`runs`).
 
 pub mod discovery;
+pub mod events;
 pub mod history;
 pub mod queue;
 pub mod runs;

@@ -69,7 +69,8 @@ impl Store {
                  ON CONFLICT (ticket_id) DO UPDATE
                     SET next_due_at = LEAST(s.next_due_at, now()),
                         priority = GREATEST(s.priority, EXCLUDED.priority),
-                        last_enqueued_at = now()
+                        last_enqueued_at = now(),
+                        wanted_updated_at = 'infinity'
                  RETURNING (xmax = 0) AS inserted",
             )
             .bind(chunk)

@@ -538,13 +538,24 @@ async fn record_outcomes<'a>(
             consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
                                         ELSE 0 END,
             next_due_at = CASE
-                -- Enqueued again while we were fetching: the request still stands.
-                WHEN s.last_enqueued_at > s.last_attempt_at THEN LEAST(s.next_due_at, now())
+                -- Enqueued again while we were fetching: the request still stands, unless
+                -- this fetch stored the update it asked for.
+                WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
+                    SELECT 1 FROM tickets t
+                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
+                THEN LEAST(s.next_due_at, now())
                 WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
                     LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
                 WHEN u.due_in IS NULL THEN 'infinity'
                 ELSE now() + make_interval(secs => u.due_in) END,
-            priority = CASE WHEN s.last_enqueued_at > s.last_attempt_at THEN s.priority ELSE 0 END,
+            priority = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
+                    SELECT 1 FROM tickets t
+                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
+                THEN s.priority ELSE 0 END,
+            wanted_updated_at = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
+                    SELECT 1 FROM tickets t
+                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
+                THEN s.wanted_updated_at END,
             claimed_until = NULL,
             claimed_by = NULL
          FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],

@@ -4,6 +4,7 @@ mod analytics;
 mod cli;
 mod daemon;
 mod discovery;
+mod events;
 mod helpers;
 mod observability;
 mod queue;

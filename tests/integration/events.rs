@@ -1,0 +1,473 @@
+//! Webhook events through `run`: the simulator seals events the way Feishu does and posts them
+//! to the daemon's event path; the queue, the fetches and the stored rows are checked.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use helpdesk_sync::events::{TICKET_CREATED, TICKET_UPDATED, encrypt, signature};
+use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+/// Once a year: only the start-up cycle and events cause cycles in these tests.
+const RARELY: &str = "schedule = \"0 0 0 1 1 *\"\n";
+
+fn sim_config(tickets: usize) -> SimConfig {
+    SimConfig {
+        tickets,
+        detail_limit_per_second: 10_000,
+        list_limit_per_second: 10_000,
+        ..SimConfig::default()
+    }
+}
+
+/// A daemon with events on, its log lines, and its event URL.
+struct Daemon {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+    url: String,
+}
+
+impl Daemon {
+    async fn start(ws: &Workspace) -> Self {
+        let mut child = ws.spawn_run(&[]);
+        let lines = collect_lines(&mut child);
+        let found = wait_for(Duration::from_secs(30), || {
+            count(&lines, "\"cycle finished\"") >= 1
+        })
+        .await;
+        assert!(found, "no first cycle: {:?}", lines.lock().unwrap());
+        let address = lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .find(|v| v["message"] == "receiving webhook events")
+            .and_then(|v| v["address"].as_str().map(str::to_owned))
+            .expect("the daemon logs where it receives events");
+        Self {
+            child,
+            lines,
+            url: format!("http://{address}/feishu/events"),
+        }
+    }
+
+    async fn stop(mut self) {
+        terminate(&self.child);
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("exit in time")
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+}
+
+fn count(lines: &Mutex<Vec<String>>, needle: &str) -> usize {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+fn workspace(sim: &SimServer, db: &TestDb) -> Workspace {
+    let c = sim.state.config();
+    Workspace::configured(
+        sim,
+        db,
+        "list_requests_per_second = 500.0\n",
+        &format!(
+            "{RARELY}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
+             verification_token = {:?}\nencrypt_key = {:?}\n",
+            c.verification_token, c.encrypt_key
+        ),
+    )
+}
+
+fn http() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
+/// Posts a body with headers; returns the status and the response text.
+async fn post(url: &str, headers: &[(&str, String)], body: Vec<u8>) -> (u16, String) {
+    let mut request = http().post(url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.send().await.expect("POST the event");
+    let status = response.status().as_u16();
+    (status, response.text().await.unwrap_or_default())
+}
+
+async fn stored_status(db: &TestDb, id: &str) -> Option<i16> {
+    sqlx::query_scalar("SELECT status FROM tickets WHERE ticket_id = $1")
+        .bind(id)
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+        .flatten()
+}
+
+#[tokio::test]
+async fn the_url_challenge_is_answered_and_its_token_checked() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(5)).await;
+    let daemon = Daemon::start(&workspace(&sim, &db)).await;
+    let c = sim.state.config();
+    // Feishu sends the check encrypted when an Encrypt Key is set.
+    let challenge = json!({"type": "url_verification", "challenge": "abc-123",
+                           "token": c.verification_token});
+    let body =
+        json!({"encrypt": encrypt(&c.encrypt_key, challenge.to_string().as_bytes(), [3; 16])});
+    let asked = Instant::now();
+    let (status, text) = post(&daemon.url, &[], body.to_string().into_bytes()).await;
+    assert!(asked.elapsed() < Duration::from_secs(1));
+    assert_eq!(status, 200, "{text}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap(),
+        json!({"challenge": "abc-123"})
+    );
+
+    let wrong = json!({"type": "url_verification", "challenge": "x", "token": "not-it"});
+    let body = json!({"encrypt": encrypt(&c.encrypt_key, wrong.to_string().as_bytes(), [3; 16])});
+    let (status, _) = post(&daemon.url, &[], body.to_string().into_bytes()).await;
+    assert_eq!(status, 401);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_event_gets_its_ticket_fetched_within_a_second() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(20)).await;
+    let daemon = Daemon::start(&workspace(&sim, &db)).await;
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 20);
+    let id = sim.state.ticket_ids()[7].clone();
+    let before = sim.state.detail_requests(Some(&id));
+
+    sim.state.update_ticket(&id, |t| t["status"] = json!(3));
+    let event = sim.state.ticket_event(TICKET_UPDATED, &id, "ev-prompt-1");
+    let sent = Instant::now();
+    let status = sim
+        .state
+        .deliver_event(&http(), &daemon.url, &event)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let acked = sent.elapsed();
+    // Durable before the acknowledgement: the receipt and the due ticket are there already.
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_receipts WHERE outcome = 'queued'")
+            .await,
+        1
+    );
+    let state = sim.state.clone();
+    assert!(
+        wait_for(Duration::from_secs(1), || state.detail_requests(Some(&id))
+            > before)
+        .await,
+        "no fetch within 1 s of the event (acknowledged after {acked:?})"
+    );
+    let fetched_after = sent.elapsed();
+    assert!(
+        wait_for(Duration::from_secs(5), || count(
+            &daemon.lines,
+            "\"trigger\":\"event\""
+        ) >= 1)
+        .await
+    );
+    assert_eq!(stored_status(&db, &id).await, Some(3));
+    // Only that ticket was fetched, and no list call was made for an event.
+    assert_eq!(sim.state.detail_requests(None), 21);
+    let runs = db
+        .count("SELECT count(*) FROM sync_runs WHERE trigger = 'event'")
+        .await;
+    assert!(runs >= 1);
+    eprintln!("acknowledged in {acked:?}, fetch began within {fetched_after:?}");
+
+    // The same event delivered again (Feishu redelivers): acknowledged, nothing fetched.
+    let status = sim
+        .state
+        .deliver_event(&http(), &daemon.url, &event)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(sim.state.detail_requests(None), 21);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn forged_stale_garbled_and_foreign_events_are_refused_and_enqueue_nothing() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(10)).await;
+    let daemon = Daemon::start(&workspace(&sim, &db)).await;
+    let details_before = sim.state.detail_requests(None);
+    let queue_before = db
+        .count("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= now()")
+        .await;
+    let id = sim.state.ticket_ids()[2].clone();
+    sim.state.update_ticket(&id, |t| t["status"] = json!(4));
+    let event = sim.state.ticket_event(TICKET_UPDATED, &id, "ev-bad");
+    let now = chrono::Utc::now().timestamp();
+    let key = sim.state.config().encrypt_key.clone();
+
+    // A body changed after signing.
+    let (headers, mut body) = sim.state.seal_event(&event, now);
+    let n = body.len();
+    body[n - 5] = if body[n - 5] == b'A' { b'B' } else { b'A' };
+    assert_eq!(post(&daemon.url, &headers, body).await.0, 401, "tampered");
+
+    // A replay: signed correctly, six minutes old.
+    let (headers, body) = sim.state.seal_event(&event, now - 360);
+    let (status, text) = post(&daemon.url, &headers, body).await;
+    assert_eq!(status, 401, "stale: {text}");
+
+    // Sealed with another app's key.
+    let foreign = {
+        let plain = event.to_string();
+        let body = json!({"encrypt": encrypt("another-key", plain.as_bytes(), [9; 16])})
+            .to_string()
+            .into_bytes();
+        let ts = now.to_string();
+        let sig = signature(&ts, "n1", "another-key", &body);
+        (
+            vec![
+                ("x-lark-request-timestamp", ts),
+                ("x-lark-request-nonce", "n1".to_owned()),
+                ("x-lark-signature", sig),
+            ],
+            body,
+        )
+    };
+    assert_eq!(
+        post(&daemon.url, &foreign.0, foreign.1).await.0,
+        401,
+        "wrong key"
+    );
+
+    // Garbage base64, correctly signed: 400.
+    let body = br#"{"encrypt":"***not base64***"}"#.to_vec();
+    let ts = now.to_string();
+    let headers = vec![
+        ("x-lark-request-timestamp", ts.clone()),
+        ("x-lark-request-nonce", "n2".to_owned()),
+        ("x-lark-signature", signature(&ts, "n2", &key, &body)),
+    ];
+    assert_eq!(post(&daemon.url, &headers, body).await.0, 400, "garbage");
+
+    // Not JSON at all, and an unsigned plaintext event: refused.
+    assert_eq!(post(&daemon.url, &[], b"hello".to_vec()).await.0, 400);
+    assert_eq!(
+        post(&daemon.url, &[], event.to_string().into_bytes())
+            .await
+            .0,
+        401
+    );
+
+    // An event type we do not use: acknowledged, ignored.
+    let other = sim.state.ticket_event(TICKET_UPDATED, &id, "ev-other");
+    let mut other = other;
+    other["header"]["event_type"] = json!("helpdesk.notification.state_change_v1");
+    let (headers, body) = sim.state.seal_event(&other, now);
+    assert_eq!(post(&daemon.url, &headers, body).await.0, 200);
+
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(sim.state.detail_requests(None), details_before);
+    assert_eq!(db.count("SELECT count(*) FROM event_receipts").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= now()")
+            .await,
+        queue_before
+    );
+    assert_eq!(count(&daemon.lines, "event rejected"), 6);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_burst_of_1000_events_for_100_tickets_costs_at_most_100_fetches() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(100)).await;
+    let daemon = Daemon::start(&workspace(&sim, &db)).await;
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 100);
+    let before = sim.state.detail_requests(None);
+    let ids = sim.state.ticket_ids();
+    for id in &ids {
+        sim.state.update_ticket(id, |t| t["status"] = json!(2));
+    }
+    // 10 events per ticket, interleaved, 16 in flight at a time.
+    let client = http();
+    let events: Vec<Value> = (0..1000)
+        .map(|i| {
+            let id = &ids[i % 100];
+            let kind = if i < 100 {
+                TICKET_CREATED
+            } else {
+                TICKET_UPDATED
+            };
+            sim.state.ticket_event(kind, id, &format!("ev-burst-{i}"))
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in events.chunks(16) {
+        let sends = chunk
+            .iter()
+            .map(|e| sim.state.deliver_event(&client, &daemon.url, e));
+        for status in futures::future::join_all(sends).await {
+            assert_eq!(status.unwrap(), 200);
+        }
+    }
+    let delivered = started.elapsed();
+    let updated = || async {
+        db.count("SELECT count(*) FROM tickets WHERE status = 2")
+            .await
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while updated().await < 100 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(updated().await, 100);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let fetches = sim.state.detail_requests(None) - before;
+    assert!(
+        fetches <= 100,
+        "{fetches} detail fetches for 100 changed tickets"
+    );
+    assert_eq!(db.count("SELECT count(*) FROM event_receipts").await, 1000);
+    eprintln!("1000 events delivered in {delivered:?}; {fetches} detail fetches");
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn events_arriving_during_a_cycle_are_not_lost() {
+    let db = TestDb::new().await;
+    // A slow backfill (300 ms per ticket at 10/s) so events land while the cycle runs.
+    let sim = start_sim(SimConfig {
+        latency: Duration::from_millis(300),
+        ..sim_config(60)
+    })
+    .await;
+    let c = sim.state.config();
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "list_requests_per_second = 500.0\ndetail_requests_per_second = 10.0\n",
+        &format!(
+            "{RARELY}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
+             verification_token = {:?}\nencrypt_key = {:?}\n",
+            c.verification_token, c.encrypt_key
+        ),
+    );
+    let mut child = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut child);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &lines,
+            "receiving webhook events"
+        ) >= 1)
+        .await
+    );
+    let address = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .find(|v| v["message"] == "receiving webhook events")
+        .and_then(|v| v["address"].as_str().map(str::to_owned))
+        .unwrap();
+    let url = format!("http://{address}/feishu/events");
+    // Wait until 20 tickets are stored, then change 5 of those and announce it, mid-cycle.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count("SELECT count(*) FROM tickets").await < 20 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stored: Vec<String> =
+        sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY ticket_id LIMIT 5")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(stored.len(), 5);
+    assert_eq!(
+        count(&lines, "\"cycle finished\""),
+        0,
+        "the first cycle should still run"
+    );
+    let client = http();
+    for (i, id) in stored.iter().enumerate() {
+        sim.state.update_ticket(id, |t| t["status"] = json!(5));
+        let event = sim
+            .state
+            .ticket_event(TICKET_UPDATED, id, &format!("ev-mid-{i}"));
+        assert_eq!(
+            sim.state
+                .deliver_event(&client, &url, &event)
+                .await
+                .unwrap(),
+            200
+        );
+    }
+    // The backfill finishes, the events' tickets are fetched again and stored with status 5.
+    let deadline = Instant::now() + Duration::from_secs(40);
+    loop {
+        let mut done = 0;
+        for id in &stored {
+            if stored_status(&db, id).await == Some(5) {
+                done += 1;
+            }
+        }
+        if done == stored.len() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{done} of 5 changes stored: {:?}",
+            lines.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 60);
+    for id in &stored {
+        assert_eq!(sim.state.detail_requests(Some(id)), 2, "{id}");
+    }
+    terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test]
+async fn subscribe_events_is_idempotent_and_names_a_wrong_credential() {
+    let db = TestDb::new().await;
+    let sim = start_sim(sim_config(1)).await;
+    let ws = workspace(&sim, &db);
+    for _ in 0..2 {
+        let out = ws.run(&["subscribe-events"], &[], None).await;
+        assert_ok(&out);
+        assert!(
+            stdout(&out).contains("ticket.created_v1"),
+            "{}",
+            stdout(&out)
+        );
+    }
+    assert_eq!(
+        sim.state.subscriptions(),
+        vec![
+            ("helpdesk.ticket".to_owned(), "ticket.created_v1".to_owned()),
+            ("helpdesk.ticket".to_owned(), "ticket.updated_v1".to_owned()),
+        ]
+    );
+    assert_eq!(sim.state.count_status(Endpoint::Subscribe, 200), 2);
+
+    let wrong = Workspace::new(&sim, &db, "helpdesk_token = \"wrong\"\n");
+    let out = wrong.run(&["subscribe-events"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("feishu.helpdesk_token"),
+        "{}",
+        stderr(&out)
+    );
+}
