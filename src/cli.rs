@@ -84,6 +84,9 @@ pub enum Command {
         /// Only this ticket
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
+        /// Transactions at a time (each uses one database connection and backend)
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
+        jobs: u16,
     },
     /// Subscribe the helpdesk's ticket events (created, updated) for webhook delivery (idempotent)
     SubscribeEvents,
@@ -303,7 +306,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 ))),
             }
         }
-        Command::Reprocess { ticket } => {
+        Command::Reprocess { ticket, jobs } => {
             let settings = load_settings(cli.config.as_deref())?;
             let only = ticket
                 .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
@@ -315,6 +318,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 &store,
                 only.as_ref(),
                 settings.sync.batch_size.max(500),
+                usize::from(jobs),
                 &|done, total| {
                     progress.update(Progress {
                         due_at_start: total,

@@ -52,6 +52,7 @@ impl Store {
         let mut tx = self.pool.begin().await?;
         let report = write_outcomes(&mut tx, outcomes, delay).await?;
         tx.commit().await?;
+        self.note_written(report.changed).await;
         Ok(report)
     }
 }
