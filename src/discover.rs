@@ -268,7 +268,7 @@ impl Scanner<'_> {
             if first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
                 return Ok(Piece::TooBig);
             }
-            self.note(&first.tickets).await?;
+            self.note(&first.tickets, true).await?;
             // Without a total, page until a short page.
             let pages = first
                 .total
@@ -281,7 +281,7 @@ impl Scanner<'_> {
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
-                self.note(&next.tickets).await?;
+                self.note(&next.tickets, true).await?;
             }
             if first.total.is_none() && page == max_pages && last_items >= page_size {
                 // No total and 10,000 rows read: there may be more than the API will page.
@@ -292,7 +292,8 @@ impl Scanner<'_> {
             }
             if pages > 1 && stable {
                 let again = self.page(start, end, 1).await?;
-                self.note(&again.tickets).await?;
+                // Queued again if changed meanwhile, but not counted twice in the report.
+                self.note(&again.tickets, false).await?;
                 stable = again.total == first.total;
             }
             if stable {
@@ -344,7 +345,8 @@ impl Scanner<'_> {
         Ok(listed)
     }
 
-    async fn note(&mut self, tickets: &[ListedTicket]) -> Result<(), DiscoveryError> {
+    /// Queues listed tickets; `count` adds them to the report (not for a stability re-read).
+    async fn note(&mut self, tickets: &[ListedTicket], count: bool) -> Result<(), DiscoveryError> {
         // Deduplicated (a page may repeat a ticket) and validated before touching the queue.
         let mut unique: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
         for t in tickets {
@@ -358,9 +360,11 @@ impl Scanner<'_> {
                 Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
             }
         }
-        self.report.listed += tickets.len() as u64;
         let noted = self.store.note_listed(&unique).await?;
-        self.report.queued += noted.queued;
+        if count {
+            self.report.listed += tickets.len() as u64;
+            self.report.queued += noted.queued;
+        }
         self.report.new += noted.new;
         Ok(())
     }
