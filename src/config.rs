@@ -911,4 +911,44 @@ mod tests {
         let err = Settings::from_toml_str("[sync]\nbatch_size = \"many\"\n", env(&[])).unwrap_err();
         assert!(err.to_string().contains("sync.batch_size"), "{err}");
     }
+
+    #[test]
+    fn events_need_a_listener_and_read_their_secrets() {
+        let off = Settings::from_toml_str("", env(&[])).unwrap();
+        assert!(!off.events.enabled());
+        assert_eq!(off.events.path, "/feishu/events");
+
+        let err = Settings::from_toml_str(
+            "[events]
+encrypt_key = \"k\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("http.listen"), "{err}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "file-key\n").unwrap();
+        let toml = format!(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[events]\nencrypt_key_file = {:?}\n",
+            key_file
+        );
+        let on = Settings::from_toml_str(
+            &toml,
+            env(&[("HELPDESK_SYNC__EVENTS__VERIFICATION_TOKEN", "t0k")]),
+        )
+        .unwrap();
+        assert!(on.events.enabled());
+        let keys = on.events.keys().unwrap();
+        assert_eq!(keys.encrypt_key.unwrap().expose_secret(), "file-key");
+        assert_eq!(keys.verification_token.unwrap().expose_secret(), "t0k");
+        assert!(!format!("{on:?}").contains("file-key") && !format!("{on:?}").contains("t0k"));
+
+        let err = Settings::from_toml_str(
+            "[http]\nlisten = \"127.0.0.1:0\"\n[events]\npath = \"/metrics\"\nencrypt_key = \"k\"\n",
+            env(&[]),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("events.path"), "{err}");
+    }
 }

@@ -555,8 +555,10 @@ pub fn worker_id() -> &'static str {
     static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     ID.get_or_init(|| {
         // systemd services have no $HOSTNAME; the kernel always knows.
+        // (/proc/sys is hidden under ProcSubset=pid: then /etc/hostname.)
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
             .or_else(|| std::env::var("HOSTNAME").ok())
             .map(|h| h.trim().to_owned())
             .filter(|h| !h.is_empty())
