@@ -628,13 +628,20 @@ async fn simulate(
     );
     let stop = shutdown_on_signal();
     if let Some(url) = events_to {
-        reqwest::Url::parse(&url)
+        let parsed = reqwest::Url::parse(&url)
             .map_err(|e| CliError::Input(format!("--events-to: {url:?} is not a URL ({e})")))?;
+        // http.listen takes an address, not a name: resolve (localhost → 127.0.0.1).
+        let listen = parsed
+            .socket_addrs(|| None)
+            .ok()
+            .and_then(|addrs| addrs.into_iter().find(SocketAddr::is_ipv4))
+            .map_or_else(|| "127.0.0.1:9187".to_owned(), |a| a.to_string());
         println!(
             "\nSending ticket events to {url} every {}: add to that config\n\n\
-             [http]\nlisten = \"127.0.0.1:9187\"\n\n\
-             [events]\nverification_token = \"{}\"\nencrypt_key = \"{}\"",
+             [http]\nlisten = \"{listen}\"\n\n\
+             [events]\npath = \"{}\"\nverification_token = \"{}\"\nencrypt_key = \"{}\"",
             humantime::format_duration(change_every),
+            parsed.path(),
             config.verification_token,
             config.encrypt_key,
         );
