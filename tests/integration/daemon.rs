@@ -8,15 +8,6 @@ use crate::helpers::*;
 
 const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
 
-fn count(lines: &std::sync::Mutex<Vec<String>>, needle: &str) -> usize {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
-}
-
 async fn wait_exit(child: &mut tokio::process::Child, limit: Duration) -> std::process::ExitStatus {
     tokio::time::timeout(limit, child.wait())
         .await

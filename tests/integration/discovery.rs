@@ -1,25 +1,16 @@
 //! Discovery through the list API, freshness and the id sources, through `sync`.
 
-use helpdesk_sync::sim::{Endpoint, Fault, SimConfig};
+use helpdesk_sync::sim::{Endpoint, Fault};
 use serde_json::json;
 
 use crate::helpers::*;
-
-fn sim_config(tickets: usize) -> SimConfig {
-    SimConfig {
-        tickets,
-        detail_limit_per_second: 10_000,
-        list_limit_per_second: 10_000,
-        ..SimConfig::default()
-    }
-}
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
 
 #[tokio::test]
 async fn discovery_reads_past_the_10000_row_cap() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(12_000)).await;
+    let sim = start_sim(unlimited_sim(12_000)).await;
     // Discover everything, fetch a single ticket: this test is about the list side.
     let ws = Workspace::configured(&sim, &db, FAST, "max_tickets_per_cycle = 1\n");
     let out = ws.run(&["sync"], &[], None).await;
@@ -49,7 +40,7 @@ async fn discovery_reads_past_the_10000_row_cap() {
 #[tokio::test]
 async fn after_a_full_sync_only_changes_cost_detail_calls() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(120)).await;
+    let sim = start_sim(unlimited_sim(120)).await;
     let ws = Workspace::configured(&sim, &db, FAST, "");
     assert_ok(&ws.run(&["sync"], &[], None).await);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 120);
@@ -103,7 +94,7 @@ async fn after_a_full_sync_only_changes_cost_detail_calls() {
 #[tokio::test]
 async fn the_watermark_survives_restarts_and_only_moves_forward() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(30)).await;
+    let sim = start_sim(unlimited_sim(30)).await;
     let ws = Workspace::configured(&sim, &db, FAST, "discovery_overlap = \"10m\"\n");
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let first = watermark(&db).await;
@@ -142,7 +133,7 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
 #[tokio::test]
 async fn a_failing_list_api_costs_discovery_only() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_attempts = 2\n"), "");
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let before = watermark(&db).await;
@@ -174,7 +165,7 @@ async fn a_failing_list_api_costs_discovery_only() {
 #[tokio::test]
 async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let ids = sim.state.ticket_ids();
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE crm_escalations (ticket text);
@@ -238,7 +229,7 @@ async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
 #[tokio::test]
 async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let ws = Workspace::configured(
         &sim,
         &db,

@@ -13,15 +13,6 @@ use crate::helpers::*;
 /// Once a year: only the start-up cycle and events cause cycles in these tests.
 const RARELY: &str = "schedule = \"0 0 0 1 1 *\"\n";
 
-fn sim_config(tickets: usize) -> SimConfig {
-    SimConfig {
-        tickets,
-        detail_limit_per_second: 10_000,
-        list_limit_per_second: 10_000,
-        ..SimConfig::default()
-    }
-}
-
 /// A daemon with events on, its log lines, and its event URL.
 struct Daemon {
     child: tokio::process::Child,
@@ -38,13 +29,7 @@ impl Daemon {
         })
         .await;
         assert!(found, "no first cycle: {:?}", lines.lock().unwrap());
-        let address = lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .find(|v| v["message"] == "receiving webhook events")
-            .and_then(|v| v["address"].as_str().map(str::to_owned))
+        let address = logged_address(&lines, "receiving webhook events")
             .expect("the daemon logs where it receives events");
         Self {
             child,
@@ -61,15 +46,6 @@ impl Daemon {
             .unwrap();
         assert!(status.success(), "{status:?}");
     }
-}
-
-fn count(lines: &Mutex<Vec<String>>, needle: &str) -> usize {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 fn workspace(sim: &SimServer, db: &TestDb) -> Workspace {
@@ -114,7 +90,7 @@ async fn stored_status(db: &TestDb, id: &str) -> Option<i16> {
 #[tokio::test]
 async fn the_url_challenge_is_answered_and_its_token_checked() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(5)).await;
+    let sim = start_sim(unlimited_sim(5)).await;
     let daemon = Daemon::start(&workspace(&sim, &db)).await;
     let c = sim.state.config();
     // Feishu sends the check encrypted when an Encrypt Key is set.
@@ -141,7 +117,7 @@ async fn the_url_challenge_is_answered_and_its_token_checked() {
 #[tokio::test]
 async fn a_signed_event_gets_its_ticket_fetched_within_a_second() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(20)).await;
+    let sim = start_sim(unlimited_sim(20)).await;
     let daemon = Daemon::start(&workspace(&sim, &db)).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 20);
     let id = sim.state.ticket_ids()[7].clone();
@@ -202,7 +178,7 @@ async fn a_signed_event_gets_its_ticket_fetched_within_a_second() {
 #[tokio::test]
 async fn forged_stale_garbled_and_foreign_events_are_refused_and_enqueue_nothing() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let daemon = Daemon::start(&workspace(&sim, &db)).await;
     let details_before = sim.state.detail_requests(None);
     let queue_before = db
@@ -289,7 +265,7 @@ async fn forged_stale_garbled_and_foreign_events_are_refused_and_enqueue_nothing
 #[tokio::test]
 async fn a_burst_of_1000_events_for_100_tickets_costs_at_most_100_fetches() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(100)).await;
+    let sim = start_sim(unlimited_sim(100)).await;
     let daemon = Daemon::start(&workspace(&sim, &db)).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 100);
     let before = sim.state.detail_requests(None);
@@ -346,7 +322,7 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
     // A slow backfill (300 ms per ticket at 10/s) so events land while the cycle runs.
     let sim = start_sim(SimConfig {
         latency: Duration::from_millis(300),
-        ..sim_config(60)
+        ..unlimited_sim(60)
     })
     .await;
     let c = sim.state.config();
@@ -369,14 +345,7 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
         ) >= 1)
         .await
     );
-    let address = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| v["message"] == "receiving webhook events")
-        .and_then(|v| v["address"].as_str().map(str::to_owned))
-        .unwrap();
+    let address = logged_address(&lines, "receiving webhook events").unwrap();
     let url = format!("http://{address}/feishu/events");
     // Wait until 20 tickets are stored, then change 5 of those and announce it, mid-cycle.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -442,7 +411,7 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
 #[tokio::test]
 async fn subscribe_events_is_idempotent_and_names_a_wrong_credential() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(1)).await;
+    let sim = start_sim(unlimited_sim(1)).await;
     let ws = workspace(&sim, &db);
     for _ in 0..2 {
         let out = ws.run(&["subscribe-events"], &[], None).await;

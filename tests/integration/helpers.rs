@@ -291,12 +291,52 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
 
 /// Sends SIGTERM to a child.
 pub fn terminate(child: &tokio::process::Child) {
+    signal(child, "TERM");
+}
+
+/// Sends signal `name` (TERM, KILL, ...) to a child.
+pub fn signal(child: &tokio::process::Child, name: &str) {
     let pid = child.id().expect("child still running");
     let status = std::process::Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
+        .args([&format!("-{name}"), &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(status.success());
+}
+
+/// Collected log lines containing `needle`.
+pub fn count(lines: &std::sync::Mutex<Vec<String>>, needle: &str) -> usize {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// The `address` field of the first JSON log line whose message starts with `message`.
+pub fn logged_address(lines: &std::sync::Mutex<Vec<String>>, message: &str) -> Option<String> {
+    lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| {
+            v["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message))
+        })
+        .and_then(|v| v["address"].as_str().map(str::to_owned))
+}
+
+/// A simulator with `tickets` tickets whose rate limits stay out of the way.
+pub fn unlimited_sim(tickets: usize) -> SimConfig {
+    SimConfig {
+        tickets,
+        detail_limit_per_second: 10_000,
+        list_limit_per_second: 10_000,
+        ..SimConfig::default()
+    }
 }
 
 /// Reads a child's stderr lines into a shared buffer as they come.

@@ -2,19 +2,9 @@
 
 use std::time::Duration;
 
-use helpdesk_sync::sim::SimConfig;
 use serde_json::Value;
 
 use crate::helpers::*;
-
-fn sim_config(tickets: usize) -> SimConfig {
-    SimConfig {
-        tickets,
-        detail_limit_per_second: 10_000,
-        list_limit_per_second: 10_000,
-        ..SimConfig::default()
-    }
-}
 
 async fn status_json(ws: &Workspace) -> (Option<i32>, Value) {
     let out = ws.run(&["status", "--json"], &[], None).await;
@@ -26,7 +16,7 @@ async fn status_json(ws: &Workspace) -> (Option<i32>, Value) {
 #[tokio::test]
 async fn status_judges_empty_healthy_failed_and_stale_databases() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let ws = Workspace::configured(&sim, &db, "", "");
 
     // Not even migrated: a clear message.
@@ -117,7 +107,7 @@ async fn status_judges_empty_healthy_failed_and_stale_databases() {
 #[tokio::test]
 async fn check_names_each_wrong_credential_distinctly() {
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(3)).await;
+    let sim = start_sim(unlimited_sim(3)).await;
     let ws = Workspace::new(&sim, &db, "");
     let id = sim.state.ticket_ids()[1].clone();
 
@@ -188,7 +178,7 @@ async fn check_names_each_wrong_credential_distinctly() {
 async fn metrics_health_and_json_logs_during_a_run() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(25)).await;
+    let sim = start_sim(unlimited_sim(25)).await;
     let ws = Workspace::configured(
         &sim,
         &db,
@@ -197,30 +187,13 @@ async fn metrics_health_and_json_logs_during_a_run() {
     );
     let mut daemon = ws.spawn_run(&[("RUST_LOG", "debug")]);
     let lines = collect_lines(&mut daemon);
-    let count = |needle: &str| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    };
+    let count = |needle: &str| count(&lines, needle);
     assert!(
         wait_for(Duration::from_secs(30), || count("\"cycle finished\"") >= 1).await,
         "{:?}",
         lines.lock().unwrap()
     );
-    let address = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find(|v| {
-            v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("HTTP endpoint listening"))
-        })
-        .and_then(|v| v["address"].as_str().map(str::to_owned))
+    let address = logged_address(&lines, "HTTP endpoint listening")
         .expect("the daemon logs its HTTP address");
     let http = reqwest::Client::new();
     let get = |path: &str| {
@@ -308,7 +281,7 @@ async fn metrics_health_and_json_logs_during_a_run() {
 async fn readyz_reports_a_fatal_last_cycle() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
-    let sim = start_sim(sim_config(3)).await;
+    let sim = start_sim(unlimited_sim(3)).await;
     let ws = Workspace::configured(
         &sim,
         &db,
@@ -317,26 +290,13 @@ async fn readyz_reports_a_fatal_last_cycle() {
     );
     let mut daemon = ws.spawn_run(&[("HELPDESK_SYNC__FEISHU__APP_SECRET", "wrong")]);
     let lines = collect_lines(&mut daemon);
-    let count = |needle: &str| {
-        lines
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
-    };
+    let count = |needle: &str| count(&lines, needle);
     assert!(
         wait_for(Duration::from_secs(30), || count("credentials rejected")
             >= 1)
         .await
     );
-    let address = lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .find_map(|v| v["address"].as_str().map(str::to_owned))
-        .expect("HTTP address");
+    let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
     let ready = reqwest::get(format!("http://{address}/readyz"))
         .await
         .unwrap();

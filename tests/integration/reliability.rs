@@ -65,43 +65,16 @@ async fn assert_complete(db: &TestDb, sim: &SimServer, reference: &[(&'static st
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
 
-fn quick_sim(tickets: usize) -> SimConfig {
-    SimConfig {
-        tickets,
-        detail_limit_per_second: 10_000,
-        list_limit_per_second: 10_000,
-        ..SimConfig::default()
-    }
-}
-
 /// Logs go to stderr, the summary to stdout.
 fn all_output(out: &std::process::Output) -> String {
     format!("{}\n{}", stdout(out), stderr(out))
-}
-
-fn signal(child: &tokio::process::Child, name: &str) {
-    let pid = child.id().expect("child still running");
-    let status = std::process::Command::new("kill")
-        .args([&format!("-{name}"), &pid.to_string()])
-        .status()
-        .expect("run kill");
-    assert!(status.success());
-}
-
-fn count(lines: &std::sync::Mutex<Vec<String>>, needle: &str) -> usize {
-    lines
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|l| l.contains(needle))
-        .count()
 }
 
 /// Fault 1: a burst of 429 (and 400 + 99991400) with `x-ogw-ratelimit-reset`: every worker
 /// waits as told, then the cycle completes.
 #[tokio::test]
 async fn rate_limit_bursts_are_waited_out_as_told() {
-    let sim = start_sim(quick_sim(40)).await;
+    let sim = start_sim(unlimited_sim(40)).await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
     let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_in_flight = 8\n"), "");
@@ -182,7 +155,7 @@ async fn a_quota_shared_with_another_client_costs_time_not_tickets() {
 /// the unusable fields are NULL, each is named in a warning, and the raw JSON keeps them.
 #[tokio::test]
 async fn wrong_field_types_are_stored_as_null_with_a_warning() {
-    let sim = start_sim(quick_sim(5)).await;
+    let sim = start_sim(unlimited_sim(5)).await;
     let ids = sim.state.ticket_ids();
     sim.state.update_ticket(&ids[2], |t| {
         t["status"] = json!("open");
@@ -218,7 +191,7 @@ async fn wrong_field_types_are_stored_as_null_with_a_warning() {
 async fn database_sessions_killed_mid_cycle_lose_nothing() {
     let sim = start_sim(SimConfig {
         latency: Duration::from_millis(100),
-        ..quick_sim(60)
+        ..unlimited_sim(60)
     })
     .await;
     let reference = reference_counts(&sim).await;
@@ -279,7 +252,7 @@ async fn database_sessions_killed_mid_cycle_lose_nothing() {
 /// SIGTERM while waiting exits 0.
 #[tokio::test]
 async fn run_waits_for_an_unreachable_database_with_backoff() {
-    let sim = start_sim(quick_sim(10)).await;
+    let sim = start_sim(unlimited_sim(10)).await;
     let db = TestDb::new().await;
     let mut ws = Workspace::configured(&sim, &db, FAST, "schedule = \"* * * * * *\"\n");
     let later = format!("{}_later", db.name());
@@ -364,7 +337,7 @@ async fn run_waits_for_an_unreachable_database_with_backoff() {
 async fn sigkill_mid_batch_then_restart_finishes_without_duplicates() {
     let sim = start_sim(SimConfig {
         latency: Duration::from_millis(300),
-        ..quick_sim(60)
+        ..unlimited_sim(60)
     })
     .await;
     let reference = reference_counts(&sim).await;
@@ -408,7 +381,7 @@ async fn sigkill_mid_batch_then_restart_finishes_without_duplicates() {
 async fn repeated_list_rows_make_no_duplicates() {
     let sim = start_sim(SimConfig {
         list_repeats_rows: true,
-        ..quick_sim(450)
+        ..unlimited_sim(450)
     })
     .await;
     let db = TestDb::new().await;
@@ -431,7 +404,7 @@ async fn repeated_list_rows_make_no_duplicates() {
 /// refused ticket is marked failed and stored once the fault clears.
 #[tokio::test]
 async fn a_refused_write_rolls_back_its_batch_and_the_ticket_is_retried() {
-    let sim = start_sim(quick_sim(60)).await;
+    let sim = start_sim(unlimited_sim(60)).await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
     let ws = Workspace::configured(&sim, &db, FAST, "");
