@@ -49,11 +49,16 @@ impl Daemon {
 }
 
 fn workspace(sim: &SimServer, db: &TestDb) -> Workspace {
+    workspace_with(sim, db, "")
+}
+
+/// Events on, a listener on a free port, cycles only at start and for events.
+fn workspace_with(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Workspace {
     let c = sim.state.config();
     Workspace::configured(
         sim,
         db,
-        "list_requests_per_second = 500.0\n",
+        &format!("list_requests_per_second = 500.0\n{feishu_extra}"),
         &format!(
             "{RARELY}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
              verification_token = {:?}\nencrypt_key = {:?}\n",
@@ -325,17 +330,7 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
         ..unlimited_sim(60)
     })
     .await;
-    let c = sim.state.config();
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "list_requests_per_second = 500.0\ndetail_requests_per_second = 10.0\n",
-        &format!(
-            "{RARELY}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
-             verification_token = {:?}\nencrypt_key = {:?}\n",
-            c.verification_token, c.encrypt_key
-        ),
-    );
+    let ws = workspace_with(&sim, &db, "detail_requests_per_second = 10.0\n");
     let mut child = ws.spawn_run(&[]);
     let lines = collect_lines(&mut child);
     assert!(

@@ -329,6 +329,18 @@ pub fn logged_address(lines: &std::sync::Mutex<Vec<String>>, message: &str) -> O
         .and_then(|v| v["address"].as_str().map(str::to_owned))
 }
 
+/// The normalized tables a sync writes.
+pub const TABLES: [&str; 8] = [
+    "tickets",
+    "helpdesk_users",
+    "ticket_agents",
+    "ticket_collaborators",
+    "tags",
+    "ticket_tags",
+    "ticket_custom_fields",
+    "ticket_comments",
+];
+
 /// A simulator with `tickets` tickets whose rate limits stay out of the way.
 pub fn unlimited_sim(tickets: usize) -> SimConfig {
     SimConfig {

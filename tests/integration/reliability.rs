@@ -9,18 +9,6 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-/// Tables whose row counts must match a fault-free sync of the same simulator.
-const TABLES: [&str; 8] = [
-    "tickets",
-    "helpdesk_users",
-    "ticket_agents",
-    "ticket_collaborators",
-    "tags",
-    "ticket_tags",
-    "ticket_custom_fields",
-    "ticket_comments",
-];
-
 async fn table_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
     let mut counts = Vec::new();
     for table in TABLES {

@@ -40,16 +40,7 @@ fn distinct_ids(list: Option<&Value>) -> i64 {
 /// Every table's content as text, with each row's xmin (its write transaction).
 async fn snapshot(db: &TestDb) -> Vec<(String, String)> {
     let mut rows = Vec::new();
-    for table in [
-        "tickets",
-        "helpdesk_users",
-        "ticket_agents",
-        "ticket_collaborators",
-        "tags",
-        "ticket_tags",
-        "ticket_custom_fields",
-        "ticket_comments",
-    ] {
+    for table in TABLES {
         let sql = format!("SELECT xmin::text, t::text FROM {table} t ORDER BY 2");
         let table_rows: Vec<(String, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
             .fetch_all(&db.pool)
