@@ -1,9 +1,12 @@
 //! `demo`: the whole product end to end with no credentials: an in-process simulator (with a few
 //! injected faults), the real client, the real queue and upserts, into `DATABASE_URL`
-//! (default `postgres://postgres@127.0.0.1:5432/helpdesk_demo`, created if missing).
+//! (default `postgres://postgres@127.0.0.1:5432/helpdesk_demo`, created if missing); then a few
+//! tickets change upstream and their signed, encrypted webhook events go through the real event
+//! endpoint, which queues them for an event-triggered cycle.
 
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
@@ -91,6 +94,9 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
     let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
     println!("\n{}\n", summarize(&report));
 
+    let changed = ids.get(2..5).unwrap_or_default();
+    demo_events(&store, &client, &settings, &sim, changed).await?;
+
     let (tickets_stored, users, comments): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM helpdesk_users),
                 (SELECT count(*) FROM ticket_comments)",
@@ -107,8 +113,79 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
          (docs/analytics.md).\n\
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
          ticket_custom_fields, ticket_comments, ticket_versions, ticket_status_history,\n\
-         ticket_sync_state (the queue).",
+         ticket_sync_state (the queue), event_receipts, sync_runs.",
         DEMO_PSQL = psql_target(&settings),
+    );
+    Ok(())
+}
+
+/// Changes `changed` upstream, delivers their events to the real endpoint on a local port, and
+/// runs the cycle they wake.
+async fn demo_events(
+    store: &Store,
+    client: &FeishuClient,
+    settings: &Settings,
+    sim: &SimServer,
+    changed: &[TicketId],
+) -> Result<(), CliError> {
+    use crate::events::{EventKeys, EventState};
+    let c = sim.state.config();
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let metrics = Arc::new(crate::metrics::Metrics::default());
+    let events = EventState {
+        keys: EventKeys {
+            verification_token: Some(c.verification_token.clone().into()),
+            encrypt_key: Some(c.encrypt_key.clone().into()),
+        },
+        store: store.clone(),
+        wake: wake.clone(),
+        metrics: metrics.clone(),
+    };
+    let state = crate::http::HttpState {
+        metrics,
+        store: store.clone(),
+        last_outcome: Arc::new(Mutex::new(None)),
+        events: Some((crate::config::DEFAULT_EVENTS_PATH.to_owned(), events)),
+    };
+    let stop = CancellationToken::new();
+    let addr = crate::http::serve(SocketAddr::from(([127, 0, 0, 1], 0)), state, stop.clone())
+        .await
+        .context("starting the event endpoint")?;
+    let url = format!("http://{addr}{}", crate::config::DEFAULT_EVENTS_PATH);
+    let http = reqwest::Client::new();
+    let sent = Instant::now();
+    for id in changed {
+        let status = sim
+            .state
+            .change_and_notify(&http, &url, id.as_str())
+            .await
+            .context("delivering an event")?;
+        if status != 200 {
+            return Err(CliError::Runtime(anyhow::anyhow!(
+                "the event endpoint answered {status}"
+            )));
+        }
+    }
+    tokio::time::timeout(Duration::from_secs(5), wake.notified())
+        .await
+        .context("no event woke the worker")?;
+    let run_id = start_recorded(store, &c.helpdesk_id, Trigger::Event).await;
+    let options = CycleOptions {
+        discovery: None,
+        known_ids_query: None,
+        ..CycleOptions::from_settings(settings, None)
+    };
+    let result = run_cycle(store, client, &options, &|_| {}, CancellationToken::new()).await;
+    finish_recorded(store, run_id, &result, false).await;
+    stop.cancel();
+    let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
+    println!(
+        "Webhook events: {} tickets changed upstream; their signed, encrypted events went to {url};\n\
+         {} tickets re-fetched {} ms after the first event was sent (event_receipts; sync_runs \
+         with trigger = 'event').\n",
+        changed.len(),
+        report.written.changed,
+        sent.elapsed().as_millis()
     );
     Ok(())
 }

@@ -136,6 +136,23 @@ async fn demo_fills_a_fresh_database() {
     assert!(text.contains("1 deleted upstream"), "{text}");
     assert!(text.contains("psql"), "{text}");
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 24);
+    // The webhook part: three changed tickets, three events through the real endpoint, three
+    // re-fetches in an event-triggered cycle.
+    assert!(
+        text.contains("Webhook events: 3 tickets changed upstream"),
+        "{text}"
+    );
+    assert!(text.contains("3 tickets re-fetched"), "{text}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_receipts WHERE outcome = 'queued'")
+            .await,
+        3
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM sync_runs WHERE trigger = 'event' AND outcome = 'ok'")
+            .await,
+        1
+    );
 }
 
 #[tokio::test]
