@@ -168,10 +168,13 @@ pub fn verify_and_parse(
             let encrypted = encrypted
                 .as_str()
                 .ok_or_else(|| Rejection::Malformed("encrypt is not a string".into()))?;
-            if signed {
-                verify_signature(headers, key.expose_secret(), body, now)?;
-                signature_checked = true;
+            if !signed {
+                // Unsigned: only Feishu's URL check may come so. Every failure looks the same
+                // (no padding oracle): one 401, whatever went wrong.
+                return unsigned_challenge(keys, key.expose_secret(), encrypted);
             }
+            verify_signature(headers, key.expose_secret(), body, now)?;
+            signature_checked = true;
             let plain = decrypt(key.expose_secret(), encrypted).map_err(Rejection::Malformed)?;
             serde_json::from_slice(&plain)
                 .map_err(|e| Rejection::Malformed(format!("decrypted body is not JSON: {e}")))?
@@ -202,12 +205,6 @@ pub fn verify_and_parse(
         return Ok(Event::Challenge(challenge.to_owned()));
     }
 
-    // Every event but the URL check must be signed when we can check signatures.
-    if keys.encrypt_key.is_some() && !signature_checked {
-        return Err(Rejection::Unauthorized(
-            "missing X-Lark-Signature / timestamp / nonce headers".into(),
-        ));
-    }
     let head = payload
         .get("header")
         .ok_or_else(|| Rejection::Malformed("no header (schema 2.0 expected)".into()))?;
@@ -257,12 +254,33 @@ pub fn verify_and_parse(
             .filter(|ms| *ms > 0)
             .and_then(crate::normalize::epoch_to_datetime)
     };
+    // A created ticket's first version is its creation; an update without its time means
+    // "fetch again, whatever is stored" (None).
+    let updated_at = match event_type.as_str() {
+        TICKET_CREATED => epoch("updated_at").or_else(|| epoch("created_at")),
+        _ => epoch("updated_at"),
+    };
     Ok(Event::Ticket {
         event_id,
         event_type,
         ticket_id,
-        updated_at: epoch("updated_at").or_else(|| epoch("created_at")),
+        updated_at,
     })
+}
+
+/// An encrypted, unsigned delivery: a URL verification with the right token, or refused.
+fn unsigned_challenge(keys: &EventKeys, key: &str, encrypted: &str) -> Result<Event, Rejection> {
+    let refused =
+        || Rejection::Unauthorized("unsigned delivery that is not a valid URL check".into());
+    let plain = decrypt(key, encrypted).map_err(|_| refused())?;
+    let payload: Value = serde_json::from_slice(&plain).map_err(|_| refused())?;
+    let challenge = payload
+        .get("challenge")
+        .and_then(Value::as_str)
+        .filter(|_| payload.get("type").and_then(Value::as_str) == Some("url_verification"))
+        .filter(|_| token_matches(keys, payload.get("token").and_then(Value::as_str)))
+        .ok_or_else(refused)?;
+    Ok(Event::Challenge(challenge.to_owned()))
 }
 
 fn verify_signature(
@@ -320,9 +338,11 @@ pub async fn receive(State(state): State<EventState>, headers: HeaderMap, body: 
     let event = match verify_and_parse(&state.keys, &headers, &body, Utc::now()) {
         Ok(event) => event,
         Err(rejection) => {
+            // The reason goes to the log only: a caller learns nothing from the answer.
             tracing::warn!(reason = %rejection, "event rejected");
-            state.metrics.event(rejection_label(&rejection));
-            return (rejection.status(), format!("{rejection}\n")).into_response();
+            let label = rejection_label(&rejection);
+            state.metrics.event(label);
+            return (rejection.status(), format!("{label}\n")).into_response();
         }
     };
     match event {
@@ -541,6 +561,53 @@ mod tests {
         let (headers, body) = deliver(&wrong, now().timestamp(), KEY);
         let err = verify_and_parse(&keys(), &headers, &body, now()).unwrap_err();
         assert!(err.to_string().contains("verification_token"), "{err}");
+    }
+
+    #[test]
+    fn unsigned_encrypted_bodies_fail_alike_whatever_is_wrong() {
+        let seal = |plain: &[u8]| {
+            serde_json::to_vec(&json!({"encrypt": encrypt(KEY, plain, [5u8; 16])})).unwrap()
+        };
+        let not_base64 = br#"{"encrypt":"%%%"}"#.to_vec();
+        let wrong_key = serde_json::to_vec(
+            &json!({"encrypt": encrypt("other", br#"{"type":"url_verification"}"#, [5u8; 16])}),
+        )
+        .unwrap();
+        let not_json = seal(b"plain text");
+        let an_event = seal(
+            event(
+                "e",
+                TICKET_CREATED,
+                json!({"ticket_id": "6626871355780366331"}),
+            )
+            .to_string()
+            .as_bytes(),
+        );
+        let bad_token = seal(br#"{"type":"url_verification","challenge":"c","token":"wrong"}"#);
+        let errors: Vec<Rejection> = [not_base64, wrong_key, not_json, an_event, bad_token]
+            .iter()
+            .map(|body| verify_and_parse(&keys(), &HeaderMap::new(), body, now()).unwrap_err())
+            .collect();
+        assert!(errors.iter().all(|e| *e == errors[0]), "{errors:?}");
+        assert_eq!(errors[0].status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[test]
+    fn an_update_without_its_time_is_fetched_regardless() {
+        let plain = event(
+            "ev5",
+            TICKET_UPDATED,
+            json!({"object": {"ticket_id": "6626871355780366331", "updated_at": -1,
+                              "created_at": 1_789_999_990_000i64}}),
+        );
+        let (headers, body) = deliver(&plain, now().timestamp(), KEY);
+        assert!(matches!(
+            verify_and_parse(&keys(), &headers, &body, now()),
+            Ok(Event::Ticket {
+                updated_at: None,
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -158,10 +158,8 @@ pub async fn run_daemon(
 
     let helpdesk_id = settings.feishu.helpdesk_id.trim().to_owned();
     let beat = || heartbeat.store(now_ms(), Ordering::Relaxed);
-    let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await?
-    else {
-        return Ok(());
-    };
+    // Listening before waiting for the lock: a standby answers Feishu's URL check, and the
+    // events it accepts are queued durably for whichever daemon holds the lock.
     let metrics = Arc::new(Metrics::default());
     let last_outcome = Arc::new(Mutex::new(None));
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -189,6 +187,10 @@ pub async fn run_daemon(
             tracing::info!(address = %addr, path = %settings.events.path, "receiving webhook events");
         }
     }
+    let Some(mut lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await?
+    else {
+        return Ok(());
+    };
     let options = CycleOptions::from_settings(settings, None);
     let daemon = Daemon {
         store: store.clone(),

@@ -97,7 +97,8 @@ impl Store {
         let rows: Vec<(String, i16, DateTime<Utc>)> = sqlx::query_as(
             "WITH due AS (
                  SELECT ticket_id FROM ticket_sync_state
-                 WHERE next_due_at <= $2 AND (claimed_until IS NULL OR claimed_until < now())
+                 WHERE (next_due_at <= $2 OR (priority >= $5 AND next_due_at <= now()))
+                   AND (claimed_until IS NULL OR claimed_until < now())
                  ORDER BY priority DESC, next_due_at, ticket_id
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED)
@@ -112,6 +113,7 @@ impl Store {
         .bind(due_by)
         .bind(lease.as_secs_f64())
         .bind(worker)
+        .bind(super::events::PRIORITY_EVENT)
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;

@@ -391,6 +391,16 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Fetched by the running backfill (events outrank it in the queue), not after it.
+    assert_eq!(
+        count(&lines, "\"cycle finished\""),
+        0,
+        "the events' tickets waited for the whole cycle"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count("SELECT count(*) FROM tickets").await < 60 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 60);
     for id in &stored {
         assert_eq!(sim.state.detail_requests(Some(id)), 2, "{id}");
