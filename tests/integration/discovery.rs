@@ -1,9 +1,18 @@
 //! Discovery through the list API, freshness and the id sources, through `sync`.
 
-use helpdesk_sync::sim::{Endpoint, Fault};
+use helpdesk_sync::sim::{Endpoint, Fault, SimServer};
 use serde_json::json;
 
 use crate::helpers::*;
+
+/// List requests the simulator answered so far.
+fn list_requests(sim: &SimServer) -> usize {
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count()
+}
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
 
@@ -48,24 +57,14 @@ async fn after_a_full_sync_only_changes_cost_detail_calls() {
 
     // Right after: the incremental scan finds nothing new; zero detail calls, one list page
     // per window (tickets created since the watermark, then tickets updated since it).
-    let lists_before = sim
-        .state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count();
+    let lists_before = list_requests(&sim);
     assert_ok(&ws.run(&["sync"], &[], None).await);
     assert_eq!(
         sim.state.detail_requests(None),
         120,
         "unchanged tickets refetched"
     );
-    let lists = sim
-        .state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count();
+    let lists = list_requests(&sim);
     assert_eq!(
         lists - lists_before,
         2,
@@ -99,21 +98,11 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let first = watermark(&db).await;
     // A new process: no second backfill, the window starts at the stored watermark.
-    let lists_before = sim
-        .state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count();
+    let lists_before = list_requests(&sim);
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let second = watermark(&db).await;
     assert!(second > first, "{second} <= {first}");
-    let lists = sim
-        .state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count();
+    let lists = list_requests(&sim);
     assert_eq!(
         lists - lists_before,
         2,
