@@ -140,6 +140,7 @@ async fn demo_events(
         store: store.clone(),
         wake: wake.clone(),
         metrics: metrics.clone(),
+        helpdesk_id: c.helpdesk_id.clone(),
     };
     let state = crate::http::HttpState {
         metrics,

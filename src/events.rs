@@ -58,6 +58,8 @@ pub enum Event {
         ticket_id: TicketId,
         /// The ticket's update (or creation) time as the event states it, when it does.
         updated_at: Option<DateTime<Utc>>,
+        /// The helpdesk the ticket belongs to, when the event says.
+        helpdesk_id: Option<String>,
     },
     /// Any other event type: acknowledged and ignored.
     Other {
@@ -260,11 +262,17 @@ pub fn verify_and_parse(
         TICKET_CREATED => epoch("updated_at").or_else(|| epoch("created_at")),
         _ => epoch("updated_at"),
     };
+    let helpdesk_id = match ticket.get("helpdesk_id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    };
     Ok(Event::Ticket {
         event_id,
         event_type,
         ticket_id,
         updated_at,
+        helpdesk_id,
     })
 }
 
@@ -326,6 +334,8 @@ pub struct EventState {
     pub store: Store,
     /// Wakes the daemon's worker for a prompt cycle.
     pub wake: Arc<Notify>,
+    /// Ours: events about another helpdesk's tickets (same app) are acknowledged and ignored.
+    pub helpdesk_id: String,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -361,8 +371,24 @@ pub async fn receive(State(state): State<EventState>, headers: HeaderMap, body: 
         Event::Ticket {
             event_id,
             event_type,
+            helpdesk_id: Some(theirs),
+            ..
+        } if theirs != state.helpdesk_id => {
+            tracing::debug!(
+                event_id,
+                event_type,
+                helpdesk_id = theirs,
+                "event about another helpdesk; ignored"
+            );
+            state.metrics.event("ignored");
+            axum::Json(json!({})).into_response()
+        }
+        Event::Ticket {
+            event_id,
+            event_type,
             ticket_id,
             updated_at,
+            ..
         } => match state
             .store
             .record_event(&event_id, &event_type, &ticket_id, updated_at)
@@ -499,6 +525,7 @@ mod tests {
                 event_type: TICKET_UPDATED.into(),
                 ticket_id: TicketId::parse("6626871355780366331").unwrap(),
                 updated_at: DateTime::from_timestamp_millis(1_789_999_990_000),
+                helpdesk_id: None,
             }
         );
         // A created event carries the ticket at the top of `event`, id possibly a number.

@@ -170,6 +170,7 @@ pub async fn run_daemon(
                 store: store.clone(),
                 wake: wake.clone(),
                 metrics: metrics.clone(),
+                helpdesk_id: helpdesk_id.clone(),
             };
             (settings.events.path.clone(), state)
         });

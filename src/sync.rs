@@ -30,6 +30,9 @@ pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
 };
 /// The least a claim holds; an expired claim (crashed worker) can be taken again.
 pub const MIN_CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+/// With nothing due and requests still in flight, how often a cycle looks for newly due tickets.
+const RECLAIM_AFTER: Duration = Duration::from_millis(250);
+
 /// A partly filled batch is committed after this long, so slow cycles persist progress too.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -240,7 +243,9 @@ pub async fn run_cycle(
     let mut grace_deadline: Option<tokio::time::Instant> = None;
     let mut pending: VecDeque<String> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
-    let mut exhausted = false;
+    // When the queue last had nothing due. While requests are still in flight the cycle looks
+    // again now and then: a ticket an event queued meanwhile is fetched by this cycle.
+    let mut exhausted_at: Option<tokio::time::Instant> = None;
     let mut claimed = 0u64;
     let mut fatal: Option<ApiError> = None;
     let mut db_error: Option<anyhow::Error> = None;
@@ -250,7 +255,8 @@ pub async fn run_cycle(
 
     loop {
         while !stop.is_cancelled() && in_flight.len() < options.max_in_flight {
-            if pending.is_empty() && !exhausted {
+            let look_again = exhausted_at.is_none_or(|at| at.elapsed() >= RECLAIM_AFTER);
+            if pending.is_empty() && look_again {
                 let allowed = options
                     .max_tickets_per_cycle
                     .map_or(claim_chunk as u64, |max| max.saturating_sub(claimed))
@@ -276,7 +282,7 @@ pub async fn run_cycle(
                     }
                 };
                 claimed += batch.len() as u64;
-                exhausted = batch.is_empty();
+                exhausted_at = batch.is_empty().then(tokio::time::Instant::now);
                 pending.extend(batch.into_iter().map(|c| c.ticket_id));
             }
             let Some(raw_id) = pending.pop_front() else {
