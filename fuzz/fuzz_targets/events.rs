@@ -4,9 +4,9 @@
 //! ticket event.
 #![no_main]
 
-use reqwest::header::{HeaderMap, HeaderValue};
 use helpdesk_sync::events::{Event, EventKeys, signature, verify_and_parse};
 use libfuzzer_sys::fuzz_target;
+use reqwest::header::{HeaderMap, HeaderValue};
 use secrecy::SecretString;
 
 const KEY: &str = "fuzz-encrypt-key";
@@ -39,7 +39,10 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(Event::Ticket { .. }) = verify_and_parse(&keys, &headers, body, now) {
         // With an encrypt key, only a correctly signed delivery can be a ticket event.
         if keys.encrypt_key.is_some() {
-            assert!(signed && mode & 16 == 0, "an unsigned or forged delivery was accepted");
+            assert!(
+                signed && mode & 16 == 0,
+                "an unsigned or forged delivery was accepted"
+            );
         }
     }
 });

@@ -22,8 +22,8 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(n) = normalize_ticket(&id, text, now) {
             // What normalization keeps must be storable: no NUL, valid JSON.
             assert!(!n.record.ticket.raw.contains("\\u0000"));
-            let _: serde_json_check::Value = serde_json_check::from_str(&n.record.ticket.raw)
-                .expect("raw stays valid JSON");
+            let _: serde_json_check::Value =
+                serde_json_check::from_str(&n.record.ticket.raw).expect("raw stays valid JSON");
         }
     }
 });
