@@ -171,11 +171,7 @@ async fn demo_events(
         .await
         .context("no event woke the worker")?;
     let run_id = start_recorded(store, &c.helpdesk_id, Trigger::Event).await;
-    let options = CycleOptions {
-        discovery: None,
-        known_ids_query: None,
-        ..CycleOptions::from_settings(settings, None)
-    };
+    let options = CycleOptions::from_settings(settings, None).queue_only();
     let result = run_cycle(store, client, &options, &|_| {}, CancellationToken::new()).await;
     finish_recorded(store, run_id, &result, false).await;
     stop.cancel();

@@ -29,7 +29,7 @@ pub const TICKET_UPDATED: &str = "helpdesk.ticket.updated_v1";
 /// Events older (or further in the future) than this are replays.
 pub const MAX_AGE: chrono::Duration = chrono::Duration::minutes(5);
 
-/// Bodies above this are refused before parsing.
+/// Bodies above this are refused (413) by the route's body limit, before they are read whole.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
 const HEADER_TIMESTAMP: &str = "x-lark-request-timestamp";
@@ -341,10 +341,6 @@ pub struct EventState {
 
 /// The endpoint: verify, record durably, acknowledge; the fetch happens in the worker.
 pub async fn receive(State(state): State<EventState>, headers: HeaderMap, body: Bytes) -> Response {
-    if body.len() > MAX_BODY_BYTES {
-        tracing::warn!(bytes = body.len(), "event rejected: body too large");
-        return (StatusCode::PAYLOAD_TOO_LARGE, "body too large\n").into_response();
-    }
     let event = match verify_and_parse(&state.keys, &headers, &body, Utc::now()) {
         Ok(event) => event,
         Err(rejection) => {

@@ -197,11 +197,7 @@ pub async fn run_daemon(
         store: store.clone(),
         client: FeishuClient::new(&settings.feishu, credentials)?.with_metrics(metrics.clone()),
         // A cycle woken by an event works the queue only: the ticket it named is due.
-        event_options: CycleOptions {
-            discovery: None,
-            known_ids_query: None,
-            ..options.clone()
-        },
+        event_options: options.queue_only(),
         options,
         helpdesk_id: helpdesk_id.clone(),
         stall_timeout: settings.sync.stall_timeout,

@@ -55,6 +55,16 @@ pub struct CycleOptions {
 }
 
 impl CycleOptions {
+    /// The same cycle without id sources (no list calls, no known_ids_query): for a cycle an
+    /// event woke, whose ticket is already queued.
+    pub fn queue_only(&self) -> Self {
+        Self {
+            discovery: None,
+            known_ids_query: None,
+            ..self.clone()
+        }
+    }
+
     /// Options for a cycle; `since` is `sync --since` (a history backfill from that date).
     pub fn from_settings(settings: &Settings, since: Option<DateTime<Utc>>) -> Self {
         let s = &settings.sync;

@@ -540,7 +540,9 @@ async fn record_outcomes<'a>(
                                         ELSE 0 END,
             next_due_at = CASE
                 -- Enqueued again while we were fetching: the request still stands, unless
-                -- this fetch stored the update it asked for.
+                -- this fetch stored the update it asked for. (The same test is repeated for
+                -- priority and wanted_updated_at: computing it once in FROM would read the
+                -- queue row's old version when an event updates it concurrently.)
                 WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
