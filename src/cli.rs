@@ -1,7 +1,7 @@
 //! The command line: argument parsing, one function per command, and exit codes
 //! (0 success, 1 runtime failure, 2 bad configuration or input).
 
-use std::io::{BufRead, IsTerminal};
+use std::io::BufRead;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -13,15 +13,15 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, Settings, parse_duration, parse_since};
+use crate::console::{ProgressDisplay, summarize};
+use crate::domain::Progress;
 use crate::domain::TicketId;
 use crate::feishu::FeishuClient;
 use crate::sim::{SimConfig, SimServer};
 use crate::store::Store;
 use crate::store::queue::Source;
 use crate::store::runs::Trigger;
-use crate::sync::{
-    CycleError, CycleOptions, CycleReport, Progress, finish_recorded, run_cycle, start_recorded,
-};
+use crate::sync::{CycleError, CycleOptions, finish_recorded, run_cycle, start_recorded};
 use crate::telemetry::{self, LogFormat};
 
 #[derive(Debug, Parser)]
@@ -337,7 +337,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             );
             Ok(())
         }
-        Command::Demo { tickets, rate } => crate::demo::run(tickets, rate).await,
+        Command::Demo { tickets, rate } => {
+            crate::demo::run(tickets, rate).await.map_err(|e| match e {
+                crate::demo::DemoError::Config(e) => CliError::Config(e),
+                crate::demo::DemoError::Runtime(e) => CliError::Runtime(e),
+            })
+        }
     }
 }
 
@@ -476,62 +481,6 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
     }
 }
 
-/// One paragraph a person can read at a glance.
-pub fn summarize(r: &CycleReport) -> String {
-    let w = &r.written;
-    let fetched = w.changed + w.unchanged + w.not_found + w.invalid + w.failed;
-    let secs = r.elapsed.as_secs_f64();
-    let mut text = format!(
-        "{} due, {} processed in {:.1}s: {} new or changed, {} unchanged, {} deleted upstream, \
-         {} invalid id, {} failed (retried later)",
-        r.due_at_start, fetched, secs, w.changed, w.unchanged, w.not_found, w.invalid, w.failed
-    );
-    text.push_str(&format!(
-        "\nAPI: {} detail requests ({:.1}/s), {} list requests, {} token requests, {} rate-limited answers, {} retries",
-        r.api.detail_requests,
-        if secs > 0.0 { r.api.detail_requests as f64 / secs } else { 0.0 },
-        r.api.list_requests,
-        r.api.token_requests,
-        r.api.rate_limited,
-        r.api.retries
-    ));
-    if let Some(d) = &r.discovery {
-        text.push_str(&format!(
-            "\ndiscovery: {} list pages, {} tickets listed, {} queued ({} new){}{}",
-            d.pages,
-            d.listed,
-            d.queued,
-            d.new,
-            if d.splits > 0 {
-                format!(", {} windows split at the 10,000-row cap", d.splits)
-            } else {
-                String::new()
-            },
-            if d.backfill_completed {
-                ", history backfill complete"
-            } else {
-                ""
-            },
-        ));
-    }
-    if let Some(error) = &r.discovery_error {
-        text.push_str(&format!("\ndiscovery incomplete: {error}"));
-    }
-    if let Some(added) = r.from_query {
-        text.push_str(&format!("\nknown_ids_query: {added} new ids"));
-    }
-    if r.released > 0 {
-        text.push_str(&format!(
-            "\n{} claimed ticket(s) were not processed and stay queued for the next cycle",
-            r.released
-        ));
-    }
-    if r.interrupted {
-        text.push_str("\nstopped early on request");
-    }
-    text
-}
-
 /// Cancels on SIGINT or SIGTERM.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -563,41 +512,6 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// A progress bar on a terminal; nothing otherwise.
-pub struct ProgressDisplay {
-    bar: Option<indicatif::ProgressBar>,
-}
-
-impl ProgressDisplay {
-    pub fn new(label: &str) -> Self {
-        if !std::io::stderr().is_terminal() {
-            return Self { bar: None };
-        }
-        let bar = indicatif::ProgressBar::new(0);
-        let style = indicatif::ProgressStyle::with_template(
-            "{prefix} [{bar:30}] {pos}/{len} tickets  {per_sec}  ETA {eta}",
-        )
-        .map(|s| s.progress_chars("=> "))
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
-        bar.set_style(style);
-        bar.set_prefix(label.to_owned());
-        Self { bar: Some(bar) }
-    }
-
-    pub fn update(&self, p: Progress) {
-        if let Some(bar) = &self.bar {
-            bar.set_length(p.due_at_start.max(p.done));
-            bar.set_position(p.done);
-        }
-    }
-
-    pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
     }
 }
 

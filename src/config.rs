@@ -54,12 +54,12 @@ impl EventSettings {
     }
 
     /// The secrets, read now (files included); None for one not configured.
-    pub fn keys(&self) -> Result<crate::events::EventKeys, ConfigError> {
+    pub fn keys(&self) -> Result<crate::domain::EventKeys, ConfigError> {
         let read = |source: &SecretSource, key: &str| match source {
             SecretSource::Missing => Ok(None),
             other => other.resolve(key).map(Some),
         };
-        Ok(crate::events::EventKeys {
+        Ok(crate::domain::EventKeys {
             verification_token: read(&self.verification_token, "events.verification_token")?,
             encrypt_key: read(&self.encrypt_key, "events.encrypt_key")?,
         })
@@ -672,6 +672,14 @@ fn rate_per_second(key: &str, value: Option<f64>, default: f64) -> Result<f64, C
         )));
     }
     Ok(rate)
+}
+
+/// Where the first history scan starts when neither `sync --since` nor `sync.backfill_since` says.
+pub const DEFAULT_BACKFILL_SINCE: &str = "2018-01-01";
+
+/// [`DEFAULT_BACKFILL_SINCE`] as a time (UTC midnight).
+pub fn default_backfill_since() -> DateTime<Utc> {
+    parse_since(DEFAULT_BACKFILL_SINCE).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
 /// A start date: "2023-01-01" (UTC midnight) or RFC 3339 ("2023-01-01T08:00:00+08:00").

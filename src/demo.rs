@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::cli::{CliError, ProgressDisplay, summarize};
-use crate::config::Settings;
+use crate::config::{ConfigError, Settings};
+use crate::console::{ProgressDisplay, summarize};
 use crate::domain::TicketId;
 use crate::feishu::FeishuClient;
 use crate::sim::{Fault, SimConfig, SimServer};
@@ -23,7 +23,16 @@ use crate::sync::{CycleOptions, finish_recorded, run_cycle, start_recorded};
 
 pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk_demo";
 
-pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
+/// Why the demo stopped: its settings (e.g. a malformed `DATABASE_URL`), or at run time.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("{0:#}")]
+    Runtime(#[from] anyhow::Error),
+}
+
+pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     let database_url = std::env::var("DATABASE_URL").unwrap_or_else(|_| DEMO_DATABASE_URL.into());
     let sim_config = SimConfig {
         tickets,
@@ -91,7 +100,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), CliError> {
     .await;
     progress.finish();
     finish_recorded(&store, run_id, &result, false).await;
-    let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
+    let report = result.map_err(|e| DemoError::Runtime(anyhow::anyhow!(e)))?;
     println!("\n{}\n", summarize(&report));
 
     let changed = ids.get(2..5).unwrap_or_default();
@@ -127,7 +136,7 @@ async fn demo_events(
     settings: &Settings,
     sim: &SimServer,
     changed: &[TicketId],
-) -> Result<(), CliError> {
+) -> Result<(), DemoError> {
     use crate::events::{EventKeys, EventState};
     let c = sim.state.config();
     let wake = Arc::new(tokio::sync::Notify::new());
@@ -162,7 +171,7 @@ async fn demo_events(
             .await
             .context("delivering an event")?;
         if status != 200 {
-            return Err(CliError::Runtime(anyhow::anyhow!(
+            return Err(DemoError::Runtime(anyhow::anyhow!(
                 "the event endpoint answered {status}"
             )));
         }
@@ -175,7 +184,7 @@ async fn demo_events(
     let result = run_cycle(store, client, &options, &|_| {}, CancellationToken::new()).await;
     finish_recorded(store, run_id, &result, false).await;
     stop.cancel();
-    let report = result.map_err(|e| CliError::Runtime(anyhow::anyhow!(e)))?;
+    let report = result.map_err(|e| DemoError::Runtime(anyhow::anyhow!(e)))?;
     println!(
         "Webhook events: {} tickets changed upstream; their signed, encrypted events went to {url};\n\
          {} tickets re-fetched {} ms after the first event was sent (event_receipts; sync_runs \

@@ -14,7 +14,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::TicketId;
+use crate::domain::{DiscoveryReport, TicketId};
 use crate::feishu::client::{ListQuery, ListedTicket, MAX_PAGE_SIZE, TimeField};
 use crate::feishu::{ApiError, FeishuClient};
 use crate::normalize::epoch_to_datetime;
@@ -23,36 +23,16 @@ use crate::store::discovery::{Scan, ScanState};
 
 /// Most rows one list query can reach by paging.
 pub const LIST_ROW_CAP: u64 = 10_000;
-/// Where the first backfill starts when neither `--since` nor `sync.backfill_since` says.
-pub const DEFAULT_BACKFILL_SINCE: &str = "2018-01-01";
 
 /// How discovery runs this cycle.
 #[derive(Debug, Clone)]
 pub struct DiscoveryOptions {
     pub helpdesk_id: String,
     pub overlap: Duration,
-    /// Configured start of history (`sync.backfill_since`).
-    pub backfill_since: Option<DateTime<Utc>>,
+    /// Start of history (`sync.backfill_since`, or its default).
+    pub backfill_since: DateTime<Utc>,
     /// `sync --since`: scan history from here now, even if a backfill was done before.
     pub since_override: Option<DateTime<Utc>>,
-}
-
-/// What discovery did in one cycle.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct DiscoveryReport {
-    /// List requests made.
-    pub pages: u64,
-    /// Tickets listed (duplicates across overlapping windows included).
-    pub listed: u64,
-    /// New or changed tickets queued for a detail fetch.
-    pub queued: u64,
-    /// Of those, ids the queue did not know.
-    pub new: u64,
-    /// Windows split because they reached the 10,000-row cap.
-    pub splits: u64,
-    /// Whether the history backfill ran (and finished) this cycle.
-    pub backfill_ran: bool,
-    pub backfill_completed: bool,
 }
 
 /// Why discovery stopped.
@@ -78,87 +58,100 @@ pub async fn discover(
     on_page: &(dyn Fn() + Sync),
     stop: &CancellationToken,
 ) -> Result<DiscoveryReport, DiscoveryError> {
-    let mut report = DiscoveryReport::default();
+    let mut run = Discovery {
+        store,
+        client,
+        options,
+        on_page,
+        stop,
+        report: DiscoveryReport::default(),
+    };
+    let helpdesk_id = options.helpdesk_id.as_str();
     let now = store.now().await?;
-    let updated = store
-        .scan_state(&options.helpdesk_id, Scan::Updated)
-        .await?;
-    let backfill = store
-        .scan_state(&options.helpdesk_id, Scan::Backfill)
-        .await?;
-
-    let backfill_range = plan_backfill(options, updated.as_ref(), backfill.as_ref(), now);
-    if let Some((start, resume, end)) = backfill_range {
-        report.backfill_ran = true;
-        tracing::info!(from = %resume, to = %end, "scanning ticket history by create time");
-        store
-            .save_backfill(&options.helpdesk_id, start, resume, end, false)
-            .await?;
-        let mut scanner = Scanner {
-            store,
-            client,
-            field: TimeField::Created,
-            report: &mut report,
-            on_page,
-            stop,
-        };
-        let helpdesk_id = options.helpdesk_id.clone();
-        scanner
-            .scan(resume, end, |until| {
-                let helpdesk_id = helpdesk_id.clone();
-                async move {
-                    store
-                        .save_backfill(&helpdesk_id, start, until, end, false)
-                        .await
-                }
-            })
-            .await?;
-        store
-            .save_backfill(&options.helpdesk_id, start, end, end, true)
-            .await?;
-        report.backfill_completed = true;
+    let updated = store.scan_state(helpdesk_id, Scan::Updated).await?;
+    let backfill = store.scan_state(helpdesk_id, Scan::Backfill).await?;
+    if let Some(range) = plan_backfill(options, updated.as_ref(), backfill.as_ref(), now) {
+        run.backfill(range).await?;
         if updated.is_none() {
             // Changes made while the backfill ran are picked up from its start on.
-            store.save_watermark(&options.helpdesk_id, end).await?;
+            store.save_watermark(helpdesk_id, range.2).await?;
+        }
+    }
+    if let Some(state) = store.scan_state(helpdesk_id, Scan::Updated).await? {
+        run.incremental(state.scanned_until, now).await?;
+    }
+    Ok(run.report)
+}
+
+/// One cycle's discovery: what it reads with, and what it found so far.
+struct Discovery<'a> {
+    store: &'a Store,
+    client: &'a FeishuClient,
+    options: &'a DiscoveryOptions,
+    on_page: &'a (dyn Fn() + Sync),
+    stop: &'a CancellationToken,
+    report: DiscoveryReport,
+}
+
+impl Discovery<'_> {
+    fn scanner(&mut self, field: TimeField) -> Scanner<'_> {
+        Scanner {
+            store: self.store,
+            client: self.client,
+            field,
+            report: &mut self.report,
+            on_page: self.on_page,
+            stop: self.stop,
         }
     }
 
-    if let Some(state) = store
-        .scan_state(&options.helpdesk_id, Scan::Updated)
-        .await?
-    {
-        let from =
-            state.scanned_until - chrono::Duration::from_std(options.overlap).unwrap_or_default();
-        // New tickets never updated (updated_at = -1) match no update window: list the same
-        // window by create time first. Only then may the watermark move.
-        let mut created = Scanner {
-            store,
-            client,
-            field: TimeField::Created,
-            report: &mut report,
-            on_page,
-            stop,
-        };
-        created.scan(from, now, |_| async { Ok(()) }).await?;
-        let mut updated = Scanner {
-            store,
-            client,
-            field: TimeField::Updated,
-            report: &mut report,
-            on_page,
-            stop,
-        };
-        // Pieces finish oldest first: each one moves the watermark forward (never back).
-        let helpdesk_id = options.helpdesk_id.clone();
-        updated
-            .scan(from, now, |until| {
-                let helpdesk_id = helpdesk_id.clone();
-                async move { store.save_watermark(&helpdesk_id, until).await }
+    /// The history scan by create time, `(start, resume, end)`, saving its position per piece.
+    async fn backfill(
+        &mut self,
+        (start, resume, end): (DateTime<Utc>, DateTime<Utc>, DateTime<Utc>),
+    ) -> Result<(), DiscoveryError> {
+        let (store, helpdesk_id) = (self.store, self.options.helpdesk_id.as_str());
+        self.report.backfill_ran = true;
+        tracing::info!(from = %resume, to = %end, "scanning ticket history by create time");
+        store
+            .save_backfill(helpdesk_id, start, resume, end, false)
+            .await?;
+        self.scanner(TimeField::Created)
+            .scan(resume, end, |until| async move {
+                store
+                    .save_backfill(helpdesk_id, start, until, end, false)
+                    .await
             })
             .await?;
-        store.save_watermark(&options.helpdesk_id, now).await?;
+        store
+            .save_backfill(helpdesk_id, start, end, end, true)
+            .await?;
+        self.report.backfill_completed = true;
+        Ok(())
     }
-    Ok(report)
+
+    /// The incremental scan from the watermark (minus the overlap) to `now`.
+    async fn incremental(
+        &mut self,
+        watermark: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), DiscoveryError> {
+        let (store, helpdesk_id) = (self.store, self.options.helpdesk_id.as_str());
+        let from = watermark - chrono::Duration::from_std(self.options.overlap).unwrap_or_default();
+        // New tickets never updated (updated_at = -1) match no update window: list the same
+        // window by create time first. Only then may the watermark move.
+        self.scanner(TimeField::Created)
+            .scan(from, now, |_| async { Ok(()) })
+            .await?;
+        // Pieces finish oldest first: each one moves the watermark forward (never back).
+        self.scanner(TimeField::Updated)
+            .scan(from, now, |until| async move {
+                store.save_watermark(helpdesk_id, until).await
+            })
+            .await?;
+        store.save_watermark(helpdesk_id, now).await?;
+        Ok(())
+    }
 }
 
 /// `(range start, resume from, end)` of a backfill to run now, if any.
@@ -168,8 +161,6 @@ fn plan_backfill(
     backfill: Option<&ScanState>,
     now: DateTime<Utc>,
 ) -> Option<(DateTime<Utc>, DateTime<Utc>, DateTime<Utc>)> {
-    let default_since =
-        || crate::config::parse_since(DEFAULT_BACKFILL_SINCE).unwrap_or(DateTime::UNIX_EPOCH);
     if let Some(since) = options.since_override {
         // Explicit request: resume an unfinished run of the same range, else start over.
         if let Some(b) = backfill.filter(|b| !b.completed && b.range_start == Some(since)) {
@@ -180,12 +171,12 @@ fn plan_backfill(
     match backfill {
         Some(b) if b.completed => None,
         Some(b) => Some((
-            b.range_start.unwrap_or_else(default_since),
+            b.range_start.unwrap_or(options.backfill_since),
             b.scanned_until,
             b.range_end.unwrap_or(now),
         )),
         None if updated.is_none() => {
-            let since = options.backfill_since.unwrap_or_else(default_since);
+            let since = options.backfill_since;
             Some((since, since, now))
         }
         None => None,

@@ -31,6 +31,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod demo;
 pub mod discover;
 pub mod domain;

@@ -10,9 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::feishu::ApiError;
-use crate::store::queue::QueueCounts;
-use crate::sync::CycleReport;
+use crate::domain::{CycleReport, QueueCounts};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -132,22 +130,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// One API request and how long it took.
-    pub fn observe_request(&self, endpoint: &str, result: Result<(), &ApiError>, seconds: f64) {
-        let outcome = match result {
-            Ok(()) => "ok".to_owned(),
-            Err(ApiError::Timeout) => "timeout".to_owned(),
-            Err(ApiError::Transport { .. }) => "transport".to_owned(),
-            Err(e) => e
-                .code()
-                .map(|c| c.to_string())
-                .or_else(|| e.http_status().map(|s| format!("http_{s}")))
-                .unwrap_or_else(|| "error".to_owned()),
-        };
+    /// One API request and how long it took; `outcome` is `ok` or the error's label
+    /// (`ApiError::outcome_label`: a Feishu code, `http_NNN`, `timeout`, `transport`).
+    pub fn observe_request(&self, endpoint: &str, outcome: &str, seconds: f64) {
         self.api_requests
             .get_or_create(&RequestLabels {
                 endpoint: endpoint.to_owned(),
-                outcome,
+                outcome: outcome.to_owned(),
             })
             .inc();
         self.api_request_seconds
@@ -230,14 +219,15 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::feishu::ApiError;
 
     #[test]
     fn series_are_named_and_labelled() {
         let m = Metrics::default();
-        m.observe_request("detail", Ok(()), 0.3);
-        m.observe_request("detail", Err(&ApiError::Timeout), 10.0);
+        m.observe_request("detail", "ok", 0.3);
+        m.observe_request("detail", &ApiError::Timeout.outcome_label(), 10.0);
         let not_found = crate::feishu::error::classify(404, Some(154004), "gone", None).unwrap();
-        m.observe_request("detail", Err(&not_found), 0.1);
+        m.observe_request("detail", &not_found.outcome_label(), 0.1);
         m.rate_limit_wait();
         m.token_refresh();
         m.observe_cycle("ok", Some(&CycleReport::default()));

@@ -16,7 +16,7 @@ use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
 use super::wire::{Envelope, Id, Lenient, ListBody, TicketDetailBody, TokenBody};
 use crate::config::{Credentials, FeishuSettings};
-use crate::domain::TicketId;
+use crate::domain::{ClientStatsSnapshot, TicketId};
 use crate::metrics::Metrics;
 use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
 
@@ -43,31 +43,6 @@ pub struct ClientStats {
     pub rate_limited: AtomicU64,
     pub token_invalidations: AtomicU64,
     pub retries: AtomicU64,
-}
-
-/// A snapshot of [`ClientStats`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClientStatsSnapshot {
-    pub detail_requests: u64,
-    pub list_requests: u64,
-    pub token_requests: u64,
-    pub rate_limited: u64,
-    pub token_invalidations: u64,
-    pub retries: u64,
-}
-
-impl ClientStatsSnapshot {
-    /// What happened between `earlier` and this snapshot.
-    pub fn since(&self, earlier: &ClientStatsSnapshot) -> ClientStatsSnapshot {
-        ClientStatsSnapshot {
-            detail_requests: self.detail_requests - earlier.detail_requests,
-            list_requests: self.list_requests - earlier.list_requests,
-            token_requests: self.token_requests - earlier.token_requests,
-            rate_limited: self.rate_limited - earlier.rate_limited,
-            token_invalidations: self.token_invalidations - earlier.token_invalidations,
-            retries: self.retries - earlier.retries,
-        }
-    }
 }
 
 /// Which time field a list query filters on.
@@ -183,7 +158,8 @@ impl FeishuClient {
 
     fn observe(&self, endpoint: &str, result: Result<(), &ApiError>, started: std::time::Instant) {
         if let Some(m) = &self.metrics {
-            m.observe_request(endpoint, result, started.elapsed().as_secs_f64());
+            let outcome = result.map_or_else(ApiError::outcome_label, |()| "ok".to_owned());
+            m.observe_request(endpoint, &outcome, started.elapsed().as_secs_f64());
         }
     }
 

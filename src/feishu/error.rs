@@ -149,6 +149,20 @@ impl ApiError {
         }
     }
 
+    /// The `outcome` label of the request metrics: the Feishu code, else `http_NNN`,
+    /// `timeout` or `transport`.
+    pub fn outcome_label(&self) -> String {
+        match self {
+            Self::Timeout => "timeout".to_owned(),
+            Self::Transport { .. } => "transport".to_owned(),
+            e => e
+                .code()
+                .map(|c| c.to_string())
+                .or_else(|| e.http_status().map(|s| format!("http_{s}")))
+                .unwrap_or_else(|| "error".to_owned()),
+        }
+    }
+
     /// Feishu body code, when the body carried one.
     pub fn code(&self) -> Option<i64> {
         match self {

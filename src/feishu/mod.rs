@@ -6,5 +6,5 @@ pub mod client;
 pub mod error;
 pub mod wire;
 
-pub use client::{ClientStatsSnapshot, FeishuClient, TicketFetch};
+pub use client::{FeishuClient, TicketFetch};
 pub use error::{ApiError, Disposition};

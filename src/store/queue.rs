@@ -6,7 +6,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use super::Store;
-use crate::domain::TicketId;
+use crate::domain::{QueueCounts, TicketId};
 
 /// Where an id came from (`ticket_sync_state.source`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,15 +44,6 @@ pub struct Claimed {
     /// As stored; may fail [`TicketId::parse`] if something wrote a bad id.
     pub ticket_id: String,
     pub priority: i16,
-}
-
-/// Queue depth by state, for summaries.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct QueueCounts {
-    pub known: i64,
-    pub due_now: i64,
-    pub failed: i64,
-    pub parked: i64,
 }
 
 impl Store {

@@ -1,7 +1,7 @@
 //! `sync_runs`: a row per cycle, inserted at its start and completed at its end.
 
 use super::Store;
-use crate::sync::CycleReport;
+use crate::domain::CycleReport;
 
 /// What started a cycle.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,35 +11,13 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-use crate::domain::{Failure, TicketOutcome, TicketRecord, UserRow};
+use crate::domain::{BatchReport, Failure, TicketOutcome, TicketRecord, UserRow};
 
 /// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureDelay {
     pub base: Duration,
     pub cap: Duration,
-}
-
-/// What one batch wrote.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct BatchReport {
-    /// Tickets inserted or whose content changed.
-    pub changed: u64,
-    /// Tickets fetched with content identical to what was stored.
-    pub unchanged: u64,
-    pub not_found: u64,
-    pub invalid: u64,
-    pub failed: u64,
-}
-
-impl BatchReport {
-    pub fn add(&mut self, other: BatchReport) {
-        self.changed += other.changed;
-        self.unchanged += other.unchanged;
-        self.not_found += other.not_found;
-        self.invalid += other.invalid;
-        self.failed += other.failed;
-    }
 }
 
 impl Store {

@@ -1,6 +1,21 @@
-//! Domain rows: strict, typed, ready for Postgres. Built only by `normalize`.
+//! Domain types: strict rows ready for Postgres (built only by `normalize`), fetch outcomes,
+//! the cycle's reports ([`report`]) and the event secrets: the plain data every layer shares.
+
+pub mod report;
 
 use chrono::{DateTime, Utc};
+use secrecy::SecretString;
+
+pub use report::{
+    BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,
+};
+
+/// The secrets webhook events are checked with (from `[events]`).
+#[derive(Clone)]
+pub struct EventKeys {
+    pub verification_token: Option<SecretString>,
+    pub encrypt_key: Option<SecretString>,
+}
 
 /// A helpdesk ticket id: a canonical decimal number up to u64::MAX (Feishu ids exceed 2^53).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

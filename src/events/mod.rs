@@ -2,26 +2,23 @@
 //! check on the raw body, AES-256-CBC decryption, replay and duplicate rejection, and the
 //! ticket events that enqueue a ticket with top priority and wake the worker.
 //!
-//! Pure parts ([`verify_and_parse`], [`signature`], [`decrypt`], [`encrypt`]) are separate from
-//! the HTTP handler ([`receive`]) so they are unit-tested without a server; the simulator uses
-//! [`encrypt`] and [`signature`] to send events the way Feishu does.
+//! Rooms: this file reads a delivery ([`verify_and_parse`], pure, unit-tested without a
+//! server); [`crypto`] holds the signature and the cipher (the simulator uses [`encrypt`] and
+//! [`signature`] to send events the way Feishu does); [`endpoint`] is the HTTP handler.
 
-use std::sync::Arc;
+pub mod crypto;
+pub mod endpoint;
 
-use aes::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit, block_padding::Pkcs7};
-use axum::body::Bytes;
-use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
+use secrecy::ExposeSecret;
+use serde_json::Value;
 
+pub use crate::domain::EventKeys;
 use crate::domain::TicketId;
-use crate::store::Store;
+use crypto::same;
+pub use crypto::{decrypt, encrypt, signature};
+pub use endpoint::{EventState, receive};
 
 pub const TICKET_CREATED: &str = "helpdesk.ticket.created_v1";
 pub const TICKET_UPDATED: &str = "helpdesk.ticket.updated_v1";
@@ -35,16 +32,6 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 const HEADER_TIMESTAMP: &str = "x-lark-request-timestamp";
 const HEADER_NONCE: &str = "x-lark-request-nonce";
 const HEADER_SIGNATURE: &str = "x-lark-signature";
-
-type Aes256CbcDec = cbc::Decryptor<aes::Aes256>;
-type Aes256CbcEnc = cbc::Encryptor<aes::Aes256>;
-
-/// The secrets events are checked with (from `[events]`).
-#[derive(Clone)]
-pub struct EventKeys {
-    pub verification_token: Option<SecretString>,
-    pub encrypt_key: Option<SecretString>,
-}
 
 /// A verified, decoded event.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,62 +75,8 @@ impl Rejection {
     }
 }
 
-/// `hex(sha256(timestamp + nonce + encrypt_key + body))`.
-pub fn signature(timestamp: &str, nonce: &str, encrypt_key: &str, body: &[u8]) -> String {
-    let mut hash = Sha256::new();
-    hash.update(timestamp.as_bytes());
-    hash.update(nonce.as_bytes());
-    hash.update(encrypt_key.as_bytes());
-    hash.update(body);
-    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Decrypts an `encrypt` field: base64 → IV (first 16 bytes) + AES-256-CBC ciphertext with
-/// key = SHA-256(encrypt_key), PKCS#7 padding.
-pub fn decrypt(encrypt_key: &str, encrypted: &str) -> Result<Vec<u8>, String> {
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(encrypted.trim())
-        .map_err(|e| format!("encrypt is not base64: {e}"))?;
-    if data.len() < 32 || !(data.len() - 16).is_multiple_of(16) {
-        return Err(format!(
-            "encrypt holds {} bytes: not an IV plus whole AES blocks",
-            data.len()
-        ));
-    }
-    let key: [u8; 32] = Sha256::digest(encrypt_key.as_bytes()).into();
-    let (iv, ciphertext) = data.split_at(16);
-    let mut buffer = ciphertext.to_vec();
-    let plain = Aes256CbcDec::new(&key.into(), iv.into())
-        .decrypt_padded_mut::<Pkcs7>(&mut buffer)
-        .map_err(|_| "decryption failed (wrong encrypt_key?)".to_owned())?;
-    Ok(plain.to_vec())
-}
-
-/// The inverse of [`decrypt`] with the given IV (the simulator's and the tests' side).
-pub fn encrypt(encrypt_key: &str, plaintext: &[u8], iv: [u8; 16]) -> String {
-    let key: [u8; 32] = Sha256::digest(encrypt_key.as_bytes()).into();
-    let mut buffer = vec![0u8; plaintext.len() + 16];
-    buffer[..plaintext.len()].copy_from_slice(plaintext);
-    let cipher_len = Aes256CbcEnc::new(&key.into(), &iv.into())
-        .encrypt_padded_mut::<Pkcs7>(&mut buffer, plaintext.len())
-        .map(<[u8]>::len)
-        .unwrap_or(0);
-    let mut out = iv.to_vec();
-    out.extend_from_slice(&buffer[..cipher_len]);
-    base64::engine::general_purpose::STANDARD.encode(out)
-}
-
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Equal-time comparison of two ASCII strings.
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
 }
 
 fn token_matches(keys: &EventKeys, token: Option<&str>) -> bool {
@@ -161,61 +94,97 @@ pub fn verify_and_parse(
     body: &[u8],
     now: DateTime<Utc>,
 ) -> Result<Event, Rejection> {
+    let (payload, signed) = match open_body(keys, headers, body, now)? {
+        Opened::Payload { payload, signed } => (payload, signed),
+        Opened::Answered(event) => return Ok(event),
+    };
+    if payload.get("type").and_then(Value::as_str) == Some("url_verification") {
+        return url_verification(keys, &payload);
+    }
+    let head = payload
+        .get("header")
+        .ok_or_else(|| Rejection::Malformed("no header (schema 2.0 expected)".into()))?;
+    check_header(keys, head, signed, now)?;
+    parse_event(head, payload.get("event").unwrap_or(&Value::Null))
+}
+
+/// What opening a delivery's body gave.
+enum Opened {
+    /// The JSON payload; `signed` when its signature (and with it the age) was checked.
+    Payload { payload: Value, signed: bool },
+    /// An unsigned encrypted URL check, already answered.
+    Answered(Event),
+}
+
+/// The payload as JSON: an encrypted body is checked against its signature, then decrypted.
+fn open_body(
+    keys: &EventKeys,
+    headers: &HeaderMap,
+    body: &[u8],
+    now: DateTime<Utc>,
+) -> Result<Opened, Rejection> {
     let outer: Value = serde_json::from_slice(body)
         .map_err(|e| Rejection::Malformed(format!("body is not JSON: {e}")))?;
-    let signed = header(headers, HEADER_SIGNATURE).is_some();
-    let mut signature_checked = false;
-    let payload: Value = match (outer.get("encrypt"), &keys.encrypt_key) {
+    match (outer.get("encrypt"), &keys.encrypt_key) {
         (Some(encrypted), Some(key)) => {
             let encrypted = encrypted
                 .as_str()
                 .ok_or_else(|| Rejection::Malformed("encrypt is not a string".into()))?;
-            if !signed {
+            if header(headers, HEADER_SIGNATURE).is_none() {
                 // Unsigned: only Feishu's URL check may come so. Every failure looks the same
                 // (no padding oracle): one 401, whatever went wrong.
-                return unsigned_challenge(keys, key.expose_secret(), encrypted);
+                return unsigned_challenge(keys, key.expose_secret(), encrypted)
+                    .map(Opened::Answered);
             }
             verify_signature(headers, key.expose_secret(), body, now)?;
-            signature_checked = true;
             let plain = decrypt(key.expose_secret(), encrypted).map_err(Rejection::Malformed)?;
-            serde_json::from_slice(&plain)
-                .map_err(|e| Rejection::Malformed(format!("decrypted body is not JSON: {e}")))?
+            let payload = serde_json::from_slice(&plain)
+                .map_err(|e| Rejection::Malformed(format!("decrypted body is not JSON: {e}")))?;
+            Ok(Opened::Payload {
+                payload,
+                signed: true,
+            })
         }
-        (Some(_), None) => {
-            return Err(Rejection::Malformed(
-                "the body is encrypted but events.encrypt_key is not set".into(),
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(Rejection::Unauthorized(
-                "events.encrypt_key is set but the body is not encrypted".into(),
-            ));
-        }
-        (None, None) => outer,
-    };
-
-    if payload.get("type").and_then(Value::as_str) == Some("url_verification") {
-        if !token_matches(keys, payload.get("token").and_then(Value::as_str)) {
-            return Err(Rejection::Unauthorized(
-                "url_verification token does not match events.verification_token".into(),
-            ));
-        }
-        let challenge = payload
-            .get("challenge")
-            .and_then(Value::as_str)
-            .ok_or_else(|| Rejection::Malformed("url_verification without a challenge".into()))?;
-        return Ok(Event::Challenge(challenge.to_owned()));
+        (Some(_), None) => Err(Rejection::Malformed(
+            "the body is encrypted but events.encrypt_key is not set".into(),
+        )),
+        (None, Some(_)) => Err(Rejection::Unauthorized(
+            "events.encrypt_key is set but the body is not encrypted".into(),
+        )),
+        (None, None) => Ok(Opened::Payload {
+            payload: outer,
+            signed: false,
+        }),
     }
+}
 
-    let head = payload
-        .get("header")
-        .ok_or_else(|| Rejection::Malformed("no header (schema 2.0 expected)".into()))?;
+/// Feishu's URL check: the token must match; the answer is the challenge.
+fn url_verification(keys: &EventKeys, payload: &Value) -> Result<Event, Rejection> {
+    if !token_matches(keys, payload.get("token").and_then(Value::as_str)) {
+        return Err(Rejection::Unauthorized(
+            "url_verification token does not match events.verification_token".into(),
+        ));
+    }
+    let challenge = payload
+        .get("challenge")
+        .and_then(Value::as_str)
+        .ok_or_else(|| Rejection::Malformed("url_verification without a challenge".into()))?;
+    Ok(Event::Challenge(challenge.to_owned()))
+}
+
+/// The schema 2.0 header: the token, and for an unsigned delivery its age.
+fn check_header(
+    keys: &EventKeys,
+    head: &Value,
+    signed: bool,
+    now: DateTime<Utc>,
+) -> Result<(), Rejection> {
     if !token_matches(keys, head.get("token").and_then(Value::as_str)) {
         return Err(Rejection::Unauthorized(
             "header.token does not match events.verification_token".into(),
         ));
     }
-    if !signature_checked {
+    if !signed {
         // Unsigned deliveries (no encrypt_key): the event's own creation time bounds replays.
         let created_ms = head
             .get("create_time")
@@ -223,6 +192,12 @@ pub fn verify_and_parse(
             .ok_or_else(|| Rejection::Malformed("header.create_time missing".into()))?;
         check_age(DateTime::from_timestamp_millis(created_ms), now)?;
     }
+    Ok(())
+}
+
+/// The event's id and type, and for a ticket event the ticket, its announced update time and
+/// its helpdesk.
+fn parse_event(head: &Value, event: &Value) -> Result<Event, Rejection> {
     let text = |v: Option<&Value>, what: &str| {
         v.and_then(Value::as_str)
             .filter(|s| !s.is_empty())
@@ -231,9 +206,8 @@ pub fn verify_and_parse(
     };
     let event_id = text(head.get("event_id"), "header.event_id")?;
     let event_type = text(head.get("event_type"), "header.event_type")?;
-    let event = payload.get("event").cloned().unwrap_or(Value::Null);
     let ticket = match event_type.as_str() {
-        TICKET_CREATED => &event,
+        TICKET_CREATED => event,
         TICKET_UPDATED => event.get("object").unwrap_or(&Value::Null),
         _ => {
             return Ok(Event::Other {
@@ -327,114 +301,13 @@ fn check_age(at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Result<(), Reject
     Ok(())
 }
 
-/// What the event endpoint needs.
-#[derive(Clone)]
-pub struct EventState {
-    pub keys: EventKeys,
-    pub store: Store,
-    /// Wakes the daemon's worker for a prompt cycle.
-    pub wake: Arc<Notify>,
-    /// Ours: events about another helpdesk's tickets (same app) are acknowledged and ignored.
-    pub helpdesk_id: String,
-    pub metrics: Arc<crate::metrics::Metrics>,
-}
-
-/// The endpoint: verify, record durably, acknowledge; the fetch happens in the worker.
-pub async fn receive(State(state): State<EventState>, headers: HeaderMap, body: Bytes) -> Response {
-    let event = match verify_and_parse(&state.keys, &headers, &body, Utc::now()) {
-        Ok(event) => event,
-        Err(rejection) => {
-            // The reason goes to the log only: a caller learns nothing from the answer.
-            tracing::warn!(reason = %rejection, "event rejected");
-            let label = rejection_label(&rejection);
-            state.metrics.event(label);
-            return (rejection.status(), format!("{label}\n")).into_response();
-        }
-    };
-    match event {
-        Event::Challenge(challenge) => {
-            tracing::info!("answered the URL verification challenge");
-            axum::Json(json!({ "challenge": challenge })).into_response()
-        }
-        Event::Other {
-            event_id,
-            event_type,
-        } => {
-            tracing::debug!(event_id, event_type, "event type not used; ignored");
-            state.metrics.event("ignored");
-            axum::Json(json!({})).into_response()
-        }
-        Event::Ticket {
-            event_id,
-            event_type,
-            helpdesk_id: Some(theirs),
-            ..
-        } if theirs != state.helpdesk_id => {
-            tracing::debug!(
-                event_id,
-                event_type,
-                helpdesk_id = theirs,
-                "event about another helpdesk; ignored"
-            );
-            state.metrics.event("ignored");
-            axum::Json(json!({})).into_response()
-        }
-        Event::Ticket {
-            event_id,
-            event_type,
-            ticket_id,
-            updated_at,
-            ..
-        } => match state
-            .store
-            .record_event(&event_id, &event_type, &ticket_id, updated_at)
-            .await
-        {
-            Ok(recorded) => {
-                use crate::store::events::Recorded;
-                let label = match recorded {
-                    Recorded::Duplicate => "duplicate",
-                    Recorded::Queued => "queued",
-                    Recorded::AlreadyCurrent => "current",
-                };
-                tracing::info!(
-                    event_id,
-                    event_type,
-                    ticket_id = %ticket_id,
-                    outcome = label,
-                    "ticket event"
-                );
-                state.metrics.event(label);
-                if recorded == Recorded::Queued {
-                    state.wake.notify_one();
-                }
-                axum::Json(json!({})).into_response()
-            }
-            Err(error) => {
-                // Not acknowledged: Feishu delivers it again.
-                tracing::error!(
-                    event_id,
-                    error = format!("{error:#}"),
-                    "cannot record an event"
-                );
-                state.metrics.event("error");
-                (StatusCode::SERVICE_UNAVAILABLE, "cannot record the event\n").into_response()
-            }
-        },
-    }
-}
-
-fn rejection_label(rejection: &Rejection) -> &'static str {
-    match rejection {
-        Rejection::Unauthorized(_) => "unauthorized",
-        Rejection::Malformed(_) => "malformed",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+    use base64::Engine;
+    use secrecy::SecretString;
+    use serde_json::json;
 
     const KEY: &str = "test-encrypt-key";
     const TOKEN: &str = "test-verification-token";

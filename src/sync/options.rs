@@ -1,0 +1,70 @@
+//! The knobs of a cycle, taken from [`Settings`] once, so a cycle never reads the config.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+
+use crate::config::{FeishuSettings, Settings, default_backfill_since};
+use crate::discover::DiscoveryOptions;
+
+/// The least a claim holds; an expired claim (crashed worker) can be taken again.
+pub const MIN_CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
+
+/// The knobs of a cycle, taken from [`Settings`].
+#[derive(Debug, Clone)]
+pub struct CycleOptions {
+    pub batch_size: usize,
+    pub max_in_flight: usize,
+    pub open_refresh: Duration,
+    pub closed_refresh: Duration,
+    /// Discovery through the list API; None when `sync.discover = false`.
+    pub discovery: Option<DiscoveryOptions>,
+    pub known_ids_query: Option<String>,
+    pub max_tickets_per_cycle: Option<u64>,
+    /// After a stop request, how long requests already in flight may take to finish.
+    pub shutdown_grace: Duration,
+    /// How long claimed tickets stay ours: long enough for a claim's worth of tickets to get
+    /// their grants and exhaust their retries.
+    pub claim_lease: Duration,
+}
+
+impl CycleOptions {
+    /// The same cycle without id sources (no list calls, no known_ids_query): for a cycle an
+    /// event woke, whose ticket is already queued.
+    pub fn queue_only(&self) -> Self {
+        Self {
+            discovery: None,
+            known_ids_query: None,
+            ..self.clone()
+        }
+    }
+
+    /// Options for a cycle; `since` is `sync --since` (a history backfill from that date).
+    pub fn from_settings(settings: &Settings, since: Option<DateTime<Utc>>) -> Self {
+        let s = &settings.sync;
+        Self {
+            batch_size: s.batch_size,
+            max_in_flight: settings.feishu.max_in_flight,
+            open_refresh: s.open_refresh,
+            closed_refresh: s.closed_refresh,
+            discovery: (s.discover || since.is_some()).then(|| DiscoveryOptions {
+                helpdesk_id: settings.feishu.helpdesk_id.trim().to_owned(),
+                overlap: s.discovery_overlap,
+                backfill_since: s.backfill_since.unwrap_or_else(default_backfill_since),
+                since_override: since,
+            }),
+            known_ids_query: s.known_ids_query.clone(),
+            max_tickets_per_cycle: s.max_tickets_per_cycle,
+            shutdown_grace: s.shutdown_grace,
+            claim_lease: claim_lease(&settings.feishu),
+        }
+    }
+}
+
+/// Lease for one claim of `max_in_flight` tickets: the wait for their grants, each one's
+/// attempts (timeouts plus capped backoff), and the rate-limit waiting budget, on top of the minimum.
+fn claim_lease(f: &FeishuSettings) -> Duration {
+    let grants = Duration::from_secs_f64(f.max_in_flight as f64 / f.detail_requests_per_second);
+    let attempts = (f.request_timeout + crate::pace::RETRY_CAP) * f.max_attempts;
+    MIN_CLAIM_LEASE + grants + attempts + crate::feishu::client::RATE_LIMIT_BUDGET
+}

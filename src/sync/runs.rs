@@ -1,0 +1,76 @@
+//! Who runs cycles and how they are recorded: the process's worker id (it names claims and
+//! runs), and the `sync_runs` row each cycle opens at its start and completes at its end.
+
+use super::{CycleError, CycleReport};
+use crate::store::Store;
+use crate::store::runs::Trigger;
+
+/// `host:pid:random`, fixed for the process: names its claims and its runs.
+pub fn worker_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        // systemd services have no $HOSTNAME; the kernel always knows.
+        // (/proc/sys is hidden under ProcSubset=pid: then /etc/hostname.)
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .ok()
+            .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+            .or_else(|| std::env::var("HOSTNAME").ok())
+            .map(|h| h.trim().to_owned())
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "host".into());
+        format!(
+            "{host}:{}:{:08x}",
+            std::process::id(),
+            rand::random::<u32>()
+        )
+    })
+}
+
+/// Records a cycle's start in `sync_runs`. A failure to record is logged, never fatal.
+pub async fn start_recorded(store: &Store, helpdesk_id: &str, trigger: Trigger) -> Option<i64> {
+    match store.start_run(helpdesk_id, trigger, worker_id()).await {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot record the run in sync_runs"
+            );
+            None
+        }
+    }
+}
+
+/// Records how a cycle ended; returns the outcome label written.
+pub async fn finish_recorded(
+    store: &Store,
+    run_id: Option<i64>,
+    result: &Result<CycleReport, CycleError>,
+    stalled: bool,
+) -> &'static str {
+    let empty = CycleReport::default();
+    let (outcome, error, report) = match result {
+        Ok(r) if stalled => (
+            "stalled",
+            Some("no progress within sync.stall_timeout".to_owned()),
+            r,
+        ),
+        Ok(r) if r.interrupted => ("interrupted", Some("stopped on request".to_owned()), r),
+        Ok(r) => ("ok", r.discovery_error.clone(), r),
+        Err(CycleError::Fatal { error, report }) => {
+            ("fatal", Some(error.to_string()), report.as_ref())
+        }
+        Err(CycleError::Database(e)) => ("failed", Some(format!("{e:#}")), &empty),
+    };
+    if let Some(run_id) = run_id
+        && let Err(e) = store
+            .finish_run(run_id, outcome, error.as_deref(), report)
+            .await
+    {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            run_id,
+            "cannot complete the run in sync_runs"
+        );
+    }
+    outcome
+}
