@@ -184,55 +184,13 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
+    let settings = || load_settings(cli.config.as_deref());
     match cli.command {
-        Command::Migrate => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let store = Store::connect(&settings.database).await?;
-            store.migrate().await?;
-            println!("database schema is up to date");
-            Ok(())
-        }
-        Command::Enqueue { ids, file } => {
-            let settings = load_settings(cli.config.as_deref())?;
-            enqueue(&settings, ids, file).await
-        }
-        Command::Sync { since } => {
-            let settings = load_settings(cli.config.as_deref())?;
-            sync_once(&settings, since).await
-        }
-        Command::Run => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let credentials = settings.feishu.credentials()?;
-            let event_keys = if settings.events.enabled() {
-                Some(settings.events.keys()?)
-            } else {
-                None
-            };
-            crate::scheduler::run_daemon(&settings, credentials, event_keys, shutdown_on_signal())
-                .await
-                .map_err(CliError::Runtime)
-        }
-        Command::SubscribeEvents => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let credentials = settings.feishu.credentials()?;
-            let client = FeishuClient::new(&settings.feishu, credentials)?;
-            client
-                .subscribe_ticket_events(&shutdown_on_signal())
-                .await
-                .map_err(|e| {
-                    CliError::Runtime(anyhow::anyhow!("subscribing to ticket events failed: {e}"))
-                })?;
-            let names: Vec<String> = crate::feishu::client::TICKET_EVENT_SUBSCRIPTIONS
-                .iter()
-                .map(|(kind, subtype)| format!("{kind} / {subtype}"))
-                .collect();
-            println!(
-                "subscribed: {}\nevents reach `run` once the app's event subscription URL points at \
-                 http.listen + events.path (see README: Webhook events)",
-                names.join(", ")
-            );
-            Ok(())
-        }
+        Command::Migrate => migrate(&settings()?).await,
+        Command::Enqueue { ids, file } => enqueue(&settings()?, ids, file).await,
+        Command::Sync { since } => sync_once(&settings()?, since).await,
+        Command::Run => run_daemon(&settings()?).await,
+        Command::SubscribeEvents => subscribe_events(&settings()?).await,
         Command::Simulate {
             listen,
             tickets,
@@ -254,89 +212,9 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             simulate(config, listen, events_to, change_every).await
         }
-        Command::Status { json } => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let store = Store::connect(&settings.database).await?;
-            let migrated: Option<String> =
-                sqlx::query_scalar("SELECT to_regclass('sync_runs')::text")
-                    .fetch_one(store.pool())
-                    .await
-                    .context("reading the schema")?;
-            if migrated.is_none() {
-                return Err(CliError::Runtime(anyhow::anyhow!(
-                    "the database has no helpdesk-sync schema yet: run `helpdesk-sync migrate` (or start sync/run)"
-                )));
-            }
-            let report = crate::status::status(&store, &settings).await?;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string_pretty(&report).context("encoding JSON")?
-                );
-            } else {
-                print!("{}", crate::status::render(&report, store.now().await?));
-            }
-            if report.healthy {
-                Ok(())
-            } else {
-                Err(CliError::Unhealthy)
-            }
-        }
-        Command::Check { ticket } => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let only = ticket
-                .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
-                .transpose()?;
-            let steps = crate::status::check(&settings, only.as_ref()).await;
-            let mut failed = None;
-            for step in &steps {
-                match &step.result {
-                    Ok(detail) => println!("{:<9} OK       {detail}", format!("{}:", step.name)),
-                    Err(reason) => {
-                        println!("{:<9} FAILED   {reason}", format!("{}:", step.name));
-                        failed = Some(step.name);
-                    }
-                }
-            }
-            match failed {
-                None => Ok(()),
-                Some("config") => Err(CliError::Input("the configuration is incomplete".into())),
-                Some(name) => Err(CliError::Runtime(anyhow::anyhow!(
-                    "check failed at step {name}"
-                ))),
-            }
-        }
-        Command::Reprocess { ticket, jobs } => {
-            let settings = load_settings(cli.config.as_deref())?;
-            let only = ticket
-                .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
-                .transpose()?;
-            let store = Store::connect(&settings.database).await?;
-            store.migrate().await?;
-            let progress = ProgressDisplay::new("reprocess");
-            let report = crate::reprocess::reprocess(
-                &store,
-                only.as_ref(),
-                settings.sync.batch_size.max(500),
-                usize::from(jobs),
-                &|done, total| {
-                    progress.update(Progress {
-                        due_at_start: total,
-                        done,
-                        pages_listed: 0,
-                    })
-                },
-            )
-            .await?;
-            progress.finish();
-            println!(
-                "reprocessed {} tickets from stored JSON in {:.1}s ({} could not be normalized and were left as they are)",
-                report.tickets,
-                report.elapsed.as_secs_f64(),
-                report.failed
-            );
-            Ok(())
-        }
+        Command::Status { json } => status(&settings()?, json).await,
+        Command::Check { ticket } => check(&settings()?, ticket).await,
+        Command::Reprocess { ticket, jobs } => reprocess(&settings()?, ticket, jobs).await,
         Command::Demo { tickets, rate } => {
             crate::demo::run(tickets, rate).await.map_err(|e| match e {
                 crate::demo::DemoError::Config(e) => CliError::Config(e),
@@ -344,6 +222,134 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             })
         }
     }
+}
+
+async fn migrate(settings: &Settings) -> Result<(), CliError> {
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    println!("database schema is up to date");
+    Ok(())
+}
+
+/// `run`: the daemon, with the event secrets read now when events are configured.
+async fn run_daemon(settings: &Settings) -> Result<(), CliError> {
+    let credentials = settings.feishu.credentials()?;
+    let event_keys = if settings.events.enabled() {
+        Some(settings.events.keys()?)
+    } else {
+        None
+    };
+    crate::scheduler::run_daemon(settings, credentials, event_keys, shutdown_on_signal())
+        .await
+        .map_err(CliError::Runtime)
+}
+
+async fn subscribe_events(settings: &Settings) -> Result<(), CliError> {
+    let credentials = settings.feishu.credentials()?;
+    let client = FeishuClient::new(&settings.feishu, credentials)?;
+    client
+        .subscribe_ticket_events(&shutdown_on_signal())
+        .await
+        .map_err(|e| {
+            CliError::Runtime(anyhow::anyhow!("subscribing to ticket events failed: {e}"))
+        })?;
+    let names: Vec<String> = crate::feishu::client::TICKET_EVENT_SUBSCRIPTIONS
+        .iter()
+        .map(|(kind, subtype)| format!("{kind} / {subtype}"))
+        .collect();
+    println!(
+        "subscribed: {}\nevents reach `run` once the app's event subscription URL points at \
+         http.listen + events.path (see README: Webhook events)",
+        names.join(", ")
+    );
+    Ok(())
+}
+
+/// `status`: the report, as text or JSON; unhealthy is exit 1.
+async fn status(settings: &Settings, json: bool) -> Result<(), CliError> {
+    let store = Store::connect(&settings.database).await?;
+    let migrated: Option<String> = sqlx::query_scalar("SELECT to_regclass('sync_runs')::text")
+        .fetch_one(store.pool())
+        .await
+        .context("reading the schema")?;
+    if migrated.is_none() {
+        return Err(CliError::Runtime(anyhow::anyhow!(
+            "the database has no helpdesk-sync schema yet: run `helpdesk-sync migrate` (or start sync/run)"
+        )));
+    }
+    let report = crate::status::status(&store, settings).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).context("encoding JSON")?
+        );
+    } else {
+        print!("{}", crate::status::render(&report, store.now().await?));
+    }
+    if report.healthy {
+        Ok(())
+    } else {
+        Err(CliError::Unhealthy)
+    }
+}
+
+/// `check`: one line per step; a failed config step is exit 2, any other exit 1.
+async fn check(settings: &Settings, ticket: Option<String>) -> Result<(), CliError> {
+    let only = ticket_arg(ticket)?;
+    let steps = crate::status::check(settings, only.as_ref()).await;
+    let mut failed = None;
+    for step in &steps {
+        match &step.result {
+            Ok(detail) => println!("{:<9} OK       {detail}", format!("{}:", step.name)),
+            Err(reason) => {
+                println!("{:<9} FAILED   {reason}", format!("{}:", step.name));
+                failed = Some(step.name);
+            }
+        }
+    }
+    match failed {
+        None => Ok(()),
+        Some("config") => Err(CliError::Input("the configuration is incomplete".into())),
+        Some(name) => Err(CliError::Runtime(anyhow::anyhow!(
+            "check failed at step {name}"
+        ))),
+    }
+}
+
+async fn reprocess(settings: &Settings, ticket: Option<String>, jobs: u16) -> Result<(), CliError> {
+    let only = ticket_arg(ticket)?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let progress = ProgressDisplay::new("reprocess");
+    let report = crate::reprocess::reprocess(
+        &store,
+        only.as_ref(),
+        settings.sync.batch_size.max(500),
+        usize::from(jobs),
+        &|done, total| {
+            progress.update(Progress {
+                due_at_start: total,
+                done,
+                pages_listed: 0,
+            })
+        },
+    )
+    .await?;
+    progress.finish();
+    println!(
+        "reprocessed {} tickets from stored JSON in {:.1}s ({} could not be normalized and were left as they are)",
+        report.tickets,
+        report.elapsed.as_secs_f64(),
+        report.failed
+    );
+    Ok(())
+}
+
+/// `--ticket ID`, checked.
+fn ticket_arg(ticket: Option<String>) -> Result<Option<TicketId>, CliError> {
+    ticket
+        .map(|t| TicketId::parse(&t).map_err(|e| CliError::Input(e.to_string())))
+        .transpose()
 }
 
 /// `--config`, else `$HELPDESK_SYNC_CONFIG`, else `./config.toml` (which may be absent).

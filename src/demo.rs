@@ -43,16 +43,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     let sim = SimServer::start(sim_config.clone(), SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .context("starting the simulator")?;
-    let toml = format!(
-        "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
-         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n",
-        sim.base_url(),
-        sim_config.app_id,
-        sim_config.app_secret,
-        sim_config.helpdesk_id,
-        sim_config.helpdesk_token,
-    );
-    let settings = Settings::from_toml_str(&toml, [("DATABASE_URL".to_owned(), database_url)])?;
+    let settings = demo_settings(&sim, rate, database_url)?;
     let options = settings.database.connect_options();
     println!(
         "helpdesk-sync demo: {tickets} simulated tickets -> PostgreSQL {}",
@@ -62,7 +53,43 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
 
-    // Show the error policy at work: transient failures retried, a deleted ticket kept as such.
+    let (ids, added) = enqueue_with_faults(&store, &sim).await?;
+    println!(
+        "queued {} ticket ids ({added} new); fetching at {rate} requests/s (the API allows 10/s)...",
+        ids.len(),
+    );
+    let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
+    first_sync(&store, &client, &settings).await?;
+    let changed = ids.get(2..5).unwrap_or_default();
+    demo_events(&store, &client, &settings, &sim, changed).await?;
+    print_closing(&store, &settings).await
+}
+
+/// The config a user would write, pointing at the simulator.
+fn demo_settings(sim: &SimServer, rate: f64, database_url: String) -> Result<Settings, DemoError> {
+    let c = sim.state.config();
+    let toml = format!(
+        "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
+         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n",
+        sim.base_url(),
+        c.app_id,
+        c.app_secret,
+        c.helpdesk_id,
+        c.helpdesk_token,
+    );
+    Ok(Settings::from_toml_str(
+        &toml,
+        [("DATABASE_URL".to_owned(), database_url)],
+    )?)
+}
+
+/// Queues every simulated ticket, with the error policy set to show: transient failures
+/// retried, a body that is not JSON, a ticket deleted upstream. Returns the ids, sorted, and
+/// how many the queue did not know.
+async fn enqueue_with_faults(
+    store: &Store,
+    sim: &SimServer,
+) -> Result<(Vec<TicketId>, u64), DemoError> {
     let mut ids: Vec<TicketId> = sim
         .state
         .ticket_ids()
@@ -81,31 +108,34 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     }
     ids.sort();
     let enqueued = store.enqueue(&ids, Source::Demo).await?;
-    println!(
-        "queued {} ticket ids ({} new); fetching at {rate} requests/s (the API allows 10/s)...",
-        ids.len(),
-        enqueued.added
-    );
+    Ok((ids, enqueued.added))
+}
 
-    let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
+/// The first cycle, with a progress bar, recorded in `sync_runs` like any other.
+async fn first_sync(
+    store: &Store,
+    client: &FeishuClient,
+    settings: &Settings,
+) -> Result<(), DemoError> {
     let progress = ProgressDisplay::new("demo");
-    let run_id = start_recorded(&store, &sim_config.helpdesk_id, Trigger::Demo).await;
+    let run_id = start_recorded(store, settings.feishu.helpdesk_id.trim(), Trigger::Demo).await;
     let result = run_cycle(
-        &store,
-        &client,
-        &CycleOptions::from_settings(&settings, None),
+        store,
+        client,
+        &CycleOptions::from_settings(settings, None),
         &|p| progress.update(p),
         CancellationToken::new(),
     )
     .await;
     progress.finish();
-    finish_recorded(&store, run_id, &result, false).await;
+    finish_recorded(store, run_id, &result, false).await;
     let report = result.map_err(|e| DemoError::Runtime(anyhow::anyhow!(e)))?;
     println!("\n{}\n", summarize(&report));
+    Ok(())
+}
 
-    let changed = ids.get(2..5).unwrap_or_default();
-    demo_events(&store, &client, &settings, &sim, changed).await?;
-
+/// What the database holds now, and where to look next.
+async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoError> {
     let (tickets_stored, users, comments): (i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM helpdesk_users),
                 (SELECT count(*) FROM ticket_comments)",
@@ -123,7 +153,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
          ticket_custom_fields, ticket_comments, ticket_versions, ticket_status_history,\n\
          ticket_sync_state (the queue), event_receipts, sync_runs.",
-        DEMO_PSQL = psql_target(&settings),
+        DEMO_PSQL = psql_target(settings),
     );
     Ok(())
 }

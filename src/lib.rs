@@ -1,33 +1,47 @@
 //! helpdesk-sync keeps a PostgreSQL reporting copy of a Feishu (Lark) Helpdesk.
 //!
 //! # Layout
-//! Data flows one way: API → wire types → domain rows → Postgres.
+//! Data flows one way: API → wire types → domain rows → Postgres. The rooms, in layers from the
+//! bottom; a room imports only from its own layer or below (`tests/structure` checks it):
 //!
-//! - [`config`]: typed settings from `config.toml` + `HELPDESK_SYNC__*` env vars; secrets redacted.
-//! - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
-//!   (requests, retries), [`feishu::error`] (the error policy table), [`feishu::wire`]
-//!   (lenient JSON types).
-//! - [`pace`]: the shared rate limiter and the retry backoff policy.
-//! - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks).
-//! - [`domain`]: strict row types ([`domain::TicketRecord`]) and fetch outcomes.
-//! - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
-//!   [`store::upsert`] (batched transactional writes), [`store::history`] (versions, status
-//!   transitions), [`store::discovery`] (scan positions, change detection).
-//! - [`discover`]: id sources: list-API discovery (windows, bisection, watermark) and the
-//!   operator's known-ids query.
-//! - [`sync`]: one cycle: claim due tickets, fetch concurrently, write in batches.
-//! - [`reprocess`]: rebuild the normalized tables from stored raw JSON (no API calls).
-//! - [`scheduler`]: the `run` daemon: cron loop, helpdesk lock, stall watch, shutdown, systemd,
-//!   and the wake-up for webhook events.
-//! - [`events`]: webhook events: signature, decryption, replay and duplicate checks, the
-//!   endpoint that enqueues a ticket ([`store::events`] records it durably first).
-//! - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
-//! - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
-//! - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
-//!   `reprocess`, `simulate`, `demo`) and exit codes.
-//! - [`telemetry`]: log setup. [`metrics`]: Prometheus series. [`http`]: `/metrics`,
-//!   `/healthz`, `/readyz` for `run`.
-//! - [`status`]: the `status` and `check` commands (operator's view).
+//! 1. Foundations, importing nothing above them:
+//!    - [`config`]: typed settings from `config.toml` + `HELPDESK_SYNC__*` env vars
+//!      ([`config`]'s `file`, `secret` and `values` rooms); secrets redacted.
+//!    - [`domain`]: strict row types ([`domain::TicketRecord`]), fetch outcomes, and the plain
+//!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys).
+//!    - [`pace`]: the shared rate limiter and the retry backoff policy.
+//!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
+//! 2. The outside world:
+//!    - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
+//!      (requests, retries), [`feishu::error`] (the error policy table), [`feishu::wire`]
+//!      (lenient JSON types).
+//!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks).
+//!    - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
+//!      [`store::upsert`] (batched transactional writes) and [`store::children`] (a ticket's
+//!      child rows), [`store::history`] (versions, status transitions), [`store::discovery`]
+//!      (scan positions, change detection), [`store::events`] (event receipts),
+//!      [`store::runs`] (`sync_runs`).
+//! 3. The work:
+//!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark) and the
+//!      operator's known-ids query.
+//!    - [`sync`]: one cycle in named steps: [`sync::options`], the queue loop (`work`), a
+//!      ticket's steps (`detail`), the batched [`sync::writer`], [`sync::runs`] (worker id,
+//!      run records).
+//!    - [`events`]: webhook deliveries: [`events::crypto`] (signature, AES), parsing and checks,
+//!      [`events::endpoint`] (the handler that records and enqueues).
+//!    - [`reprocess`]: rebuild the normalized tables from stored raw JSON (no API calls).
+//! 4. The services:
+//!    - [`scheduler`]: the `run` daemon: cron loop, [`scheduler::lock`] (one syncer per
+//!      helpdesk), [`scheduler::watch`] (heartbeat, systemd watchdog, stall watch), shutdown,
+//!      the wake-up for webhook events.
+//!    - [`http`]: `/metrics`, `/healthz`, `/readyz` and the event path for `run`.
+//!    - [`status`]: the `status` and `check` commands (operator's view).
+//!    - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
+//! 5. The front doors:
+//!    - [`console`]: terminal progress bar and cycle summaries, shared by `cli` and `demo`.
+//!    - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
+//!      `reprocess`, `subscribe-events`, `simulate`, `demo`) and exit codes.
+//!    - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
 
 pub mod cli;
 pub mod config;

@@ -5,6 +5,7 @@
 //! `updated_at = -1` and `closed_at = 0` mean "absent" and become NULL.
 
 use std::collections::HashMap;
+use std::mem::take;
 
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -45,81 +46,17 @@ pub fn normalize_ticket(
 ) -> Result<Normalized, NormalizeError> {
     // Lone UTF-16 surrogates are valid JSON text but neither serde nor jsonb take them.
     let raw_json = repair_surrogate_escapes(raw_json);
-    // Through a Value: duplicate keys resolve last-wins instead of failing the ticket.
-    let value: serde_json::Value =
-        serde_json::from_str(&raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
-    if !value.is_object() {
-        return Err(NormalizeError::NotAnObject(
-            raw_json.chars().take(40).collect(),
-        ));
-    }
-    let wire =
-        RawTicket::deserialize(value).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    let mut wire = parse_wire(&raw_json)?;
     let mut n = Normalizer::default();
-
-    // No id, or another ticket's: never let such a body replace the stored ticket.
-    match n.take("ticket_id", wire.ticket_id) {
-        Some(Id(found)) if found == requested.as_str() => {}
-        Some(Id(found)) => {
-            return Err(NormalizeError::IdMismatch {
-                requested: requested.to_string(),
-                found,
-            });
-        }
-        None => return Err(NormalizeError::MissingId),
-    }
-
-    let guest_id = n.user("guest", wire.guest);
-    let agent_owner_id = n.user("agent_owner", wire.agent_owner);
-    let closed_by_id = n.user("closed_by", wire.closed_by);
-    let agents = n.user_list("agents", wire.agents);
-    let collaborators = n.user_list("collaborators", wire.collaborators);
-    let reason = n.take("dissatisfaction_reason", wire.dissatisfaction_reason);
-    let (zh_cn, en_us, ja_jp) = match reason {
-        Some(r) => (
-            n.text("dissatisfaction_reason.zh_cn", r.zh_cn),
-            n.text("dissatisfaction_reason.en_us", r.en_us),
-            n.text("dissatisfaction_reason.ja_jp", r.ja_jp),
-        ),
-        None => (None, None, None),
-    };
-
-    let ticket = TicketRow {
-        ticket_id: requested.clone(),
-        helpdesk_id: n.take("helpdesk_id", wire.helpdesk_id).map(|Id(s)| s),
-        guest_id,
-        ticket_type: n.small("ticket_type", wire.ticket_type),
-        status: n.small("status", wire.status),
-        score: n.small("score", wire.score),
-        channel: n.small("channel", wire.channel),
-        solve: n.small("solve", wire.solve),
-        created_at: n.epoch("created_at", wire.created_at),
-        updated_at: n.epoch("updated_at", wire.updated_at),
-        closed_at: n.epoch("closed_at", wire.closed_at),
-        closed_by_id,
-        agent_owner_id,
-        dissatisfaction_reason_zh_cn: zh_cn,
-        dissatisfaction_reason_en_us: en_us,
-        dissatisfaction_reason_ja_jp: ja_jp,
-        agent_service_duration_minutes: n
-            .take("agent_service_duration", wire.agent_service_duration),
-        agent_first_response_duration_seconds: n.take(
-            "agent_first_response_duration",
-            wire.agent_first_response_duration,
-        ),
-        bot_service_duration_seconds: n.take("bot_service_duration", wire.bot_service_duration),
-        agent_resolution_time_seconds: n.take("agent_resolution_time", wire.agent_resolution_time),
-        actual_processing_time_seconds: n
-            .take("actual_processing_time", wire.actual_processing_time),
-        agent_entry_time: n.epoch("agent_entry_time", wire.agent_entry_time),
-        agent_first_response_time: n
-            .epoch("agent_first_response_time", wire.agent_first_response_time),
-        agent_last_response_time: n
-            .epoch("agent_last_response_time", wire.agent_last_response_time),
-        raw: sanitize_raw_json(&raw_json),
+    n.check_id(requested, take(&mut wire.ticket_id))?;
+    let ticket = n.ticket_row(
+        requested,
+        &mut wire,
+        sanitize_raw_json(&raw_json),
         fetched_at,
-    };
-
+    );
+    let agents = n.user_list("agents", take(&mut wire.agents));
+    let collaborators = n.user_list("collaborators", take(&mut wire.collaborators));
     let tags = n.tags(wire.tags);
     let custom_fields = n.custom_fields(wire.customized_fields);
     let comments = n.comments(wire.comments);
@@ -138,6 +75,19 @@ pub fn normalize_ticket(
         },
         warnings,
     })
+}
+
+/// The ticket object read leniently. Through a Value: duplicate keys resolve last-wins
+/// instead of failing the ticket.
+fn parse_wire(raw_json: &str) -> Result<RawTicket, NormalizeError> {
+    let value: serde_json::Value =
+        serde_json::from_str(raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+    if !value.is_object() {
+        return Err(NormalizeError::NotAnObject(
+            raw_json.chars().take(40).collect(),
+        ));
+    }
+    RawTicket::deserialize(value).map_err(|e| NormalizeError::NotAnObject(e.to_string()))
 }
 
 /// Epoch milliseconds (or seconds below 10^11) → timestamp; zero and negatives mean "absent".
@@ -289,6 +239,93 @@ struct Normalizer {
 }
 
 impl Normalizer {
+    /// No id, or another ticket's: never let such a body replace the stored ticket.
+    fn check_id(&mut self, requested: &TicketId, id: Lenient<Id>) -> Result<(), NormalizeError> {
+        match self.take("ticket_id", id) {
+            Some(Id(found)) if found == requested.as_str() => Ok(()),
+            Some(Id(found)) => Err(NormalizeError::IdMismatch {
+                requested: requested.to_string(),
+                found,
+            }),
+            None => Err(NormalizeError::MissingId),
+        }
+    }
+
+    /// The `tickets` row; the guest, owner and closer are recorded as users on the way.
+    fn ticket_row(
+        &mut self,
+        requested: &TicketId,
+        wire: &mut RawTicket,
+        raw: String,
+        fetched_at: DateTime<Utc>,
+    ) -> TicketRow {
+        let n = self;
+        let guest_id = n.user("guest", take(&mut wire.guest));
+        let agent_owner_id = n.user("agent_owner", take(&mut wire.agent_owner));
+        let closed_by_id = n.user("closed_by", take(&mut wire.closed_by));
+        let reason = n.take(
+            "dissatisfaction_reason",
+            take(&mut wire.dissatisfaction_reason),
+        );
+        let (zh_cn, en_us, ja_jp) = match reason {
+            Some(r) => (
+                n.text("dissatisfaction_reason.zh_cn", r.zh_cn),
+                n.text("dissatisfaction_reason.en_us", r.en_us),
+                n.text("dissatisfaction_reason.ja_jp", r.ja_jp),
+            ),
+            None => (None, None, None),
+        };
+        TicketRow {
+            ticket_id: requested.clone(),
+            helpdesk_id: n
+                .take("helpdesk_id", take(&mut wire.helpdesk_id))
+                .map(|Id(s)| s),
+            guest_id,
+            ticket_type: n.small("ticket_type", take(&mut wire.ticket_type)),
+            status: n.small("status", take(&mut wire.status)),
+            score: n.small("score", take(&mut wire.score)),
+            channel: n.small("channel", take(&mut wire.channel)),
+            solve: n.small("solve", take(&mut wire.solve)),
+            created_at: n.epoch("created_at", take(&mut wire.created_at)),
+            updated_at: n.epoch("updated_at", take(&mut wire.updated_at)),
+            closed_at: n.epoch("closed_at", take(&mut wire.closed_at)),
+            closed_by_id,
+            agent_owner_id,
+            dissatisfaction_reason_zh_cn: zh_cn,
+            dissatisfaction_reason_en_us: en_us,
+            dissatisfaction_reason_ja_jp: ja_jp,
+            agent_service_duration_minutes: n.take(
+                "agent_service_duration",
+                take(&mut wire.agent_service_duration),
+            ),
+            agent_first_response_duration_seconds: n.take(
+                "agent_first_response_duration",
+                take(&mut wire.agent_first_response_duration),
+            ),
+            bot_service_duration_seconds: n
+                .take("bot_service_duration", take(&mut wire.bot_service_duration)),
+            agent_resolution_time_seconds: n.take(
+                "agent_resolution_time",
+                take(&mut wire.agent_resolution_time),
+            ),
+            actual_processing_time_seconds: n.take(
+                "actual_processing_time",
+                take(&mut wire.actual_processing_time),
+            ),
+            agent_entry_time: n.epoch("agent_entry_time", take(&mut wire.agent_entry_time)),
+            agent_first_response_time: n.epoch(
+                "agent_first_response_time",
+                take(&mut wire.agent_first_response_time),
+            ),
+            agent_last_response_time: n.epoch(
+                "agent_last_response_time",
+                take(&mut wire.agent_last_response_time),
+            ),
+            raw,
+            fetched_at,
+        }
+    }
+
     fn take<T>(&mut self, field: &str, value: Lenient<T>) -> Option<T> {
         match value {
             Lenient::Value(v) => Some(v),

@@ -77,8 +77,33 @@ pub struct DiscoveryStatus {
 
 /// Reads the status and judges it.
 pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<StatusReport> {
-    let pool = store.pool();
     let now: DateTime<Utc> = store.now().await?;
+    let helpdesk_id = settings.feishu.helpdesk_id.trim();
+    let queue = read_queue(store).await?;
+    let runs = read_runs(store, helpdesk_id).await?;
+    let freshness = read_freshness(store, settings.sync.open_refresh * 2).await?;
+    let discovery = read_discovery(store, settings.sync.discover).await?;
+    let problems = judge(settings, now, &runs, &freshness);
+    Ok(StatusReport {
+        healthy: problems.is_empty(),
+        problems,
+        queue,
+        last_run: runs.last,
+        last_ok_run_finished_at: runs.last_ok,
+        freshness,
+        discovery,
+    })
+}
+
+/// The last runs of this helpdesk: started, finished, and the last success.
+struct Runs {
+    last: Option<RunStatus>,
+    last_finished: Option<RunStatus>,
+    last_ok: Option<DateTime<Utc>>,
+}
+
+async fn read_queue(store: &Store) -> anyhow::Result<QueueStatus> {
+    let pool = store.pool();
     let counts = store.queue_counts().await?;
     let claimed: i64 =
         sqlx::query_scalar("SELECT count(*) FROM ticket_sync_state WHERE claimed_until > now()")
@@ -91,8 +116,18 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
     )
     .fetch_all(pool)
     .await?;
-    let helpdesk_id = settings.feishu.helpdesk_id.trim();
-    let last_run: Option<RunStatus> = sqlx::query_as(
+    Ok(QueueStatus {
+        known: counts.known,
+        due_now: counts.due_now,
+        failed: counts.failed,
+        claimed,
+        parked,
+    })
+}
+
+async fn read_runs(store: &Store, helpdesk_id: &str) -> anyhow::Result<Runs> {
+    let pool = store.pool();
+    let last: Option<RunStatus> = sqlx::query_as(
         "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
                 tickets_unchanged, tickets_failed, detail_requests, list_requests
          FROM sync_runs WHERE helpdesk_id = $1 OR $1 = '' ORDER BY run_id DESC LIMIT 1",
@@ -115,13 +150,30 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
     .bind(helpdesk_id)
     .fetch_one(pool)
     .await?;
+    Ok(Runs {
+        last,
+        last_finished,
+        last_ok,
+    })
+}
+
+async fn read_freshness(store: &Store, stale_after: Duration) -> anyhow::Result<Freshness> {
     let (open_tickets, oldest_open): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
         "SELECT count(*), min(s.last_fetched_at)
          FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
          WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)",
     )
-    .fetch_one(pool)
+    .fetch_one(store.pool())
     .await?;
+    Ok(Freshness {
+        open_tickets,
+        oldest_open_fetched_at: oldest_open,
+        stale_after_seconds: stale_after.as_secs(),
+    })
+}
+
+async fn read_discovery(store: &Store, enabled: bool) -> anyhow::Result<DiscoveryStatus> {
+    let pool = store.pool();
     let watermark: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT max(scanned_until) FROM discovery_state WHERE scan = 'updated'")
             .fetch_one(pool)
@@ -131,13 +183,27 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
     )
     .fetch_optional(pool)
     .await?;
+    Ok(DiscoveryStatus {
+        enabled,
+        watermark,
+        backfill_scanned_until: backfill.map(|b| b.0),
+        backfill_completed: backfill.map(|b| b.1),
+    })
+}
 
-    let stale_after = settings.sync.open_refresh * 2;
+/// Why the copy cannot be trusted right now, one sentence each (empty: healthy).
+fn judge(
+    settings: &Settings,
+    now: DateTime<Utc>,
+    runs: &Runs,
+    freshness: &Freshness,
+) -> Vec<String> {
+    let stale_after = Duration::from_secs(freshness.stale_after_seconds);
     let age = |at: DateTime<Utc>| (now - at).to_std().unwrap_or_default();
     let mut problems = Vec::new();
-    match (&last_run, &last_finished) {
-        (None, _) => problems.push("no sync run is recorded yet".to_owned()),
-        (Some(run), _)
+    match &runs.last {
+        None => problems.push("no sync run is recorded yet".to_owned()),
+        Some(run)
             if run.finished_at.is_none()
                 && age(run.started_at) > settings.sync.stall_timeout * 2 =>
         {
@@ -149,7 +215,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         }
         _ => {}
     }
-    if let Some(run) = &last_finished
+    if let Some(run) = &runs.last_finished
         && matches!(run.outcome.as_str(), "fatal" | "failed")
     {
         problems.push(format!(
@@ -159,7 +225,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
             run.error.as_deref().unwrap_or("no error recorded")
         ));
     }
-    if let Some(oldest) = oldest_open
+    if let Some(oldest) = freshness.oldest_open_fetched_at
         && age(oldest) > stale_after
     {
         problems.push(format!(
@@ -168,8 +234,8 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
             human(stale_after)
         ));
     }
-    if last_run.is_some() {
-        match last_ok {
+    if runs.last.is_some() {
+        match runs.last_ok {
             Some(at) if age(at) > stale_after => problems.push(format!(
                 "stale: the last successful run finished {} ago (limit {})",
                 human(age(at)),
@@ -179,30 +245,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
             _ => {}
         }
     }
-    Ok(StatusReport {
-        healthy: problems.is_empty(),
-        problems,
-        queue: QueueStatus {
-            known: counts.known,
-            due_now: counts.due_now,
-            failed: counts.failed,
-            claimed,
-            parked,
-        },
-        last_run,
-        last_ok_run_finished_at: last_ok,
-        freshness: Freshness {
-            open_tickets,
-            oldest_open_fetched_at: oldest_open,
-            stale_after_seconds: stale_after.as_secs(),
-        },
-        discovery: DiscoveryStatus {
-            enabled: settings.sync.discover,
-            watermark,
-            backfill_scanned_until: backfill.map(|b| b.0),
-            backfill_completed: backfill.map(|b| b.1),
-        },
-    })
+    problems
 }
 
 /// "3h 4m", "12s": durations for people.
@@ -223,6 +266,20 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
         "helpdesk-sync status: {}\n",
         if r.healthy { "OK" } else { "UNHEALTHY" }
     );
+    render_runs(&mut out, r, &ago);
+    render_queue(&mut out, &r.queue);
+    render_freshness(&mut out, &r.freshness, &ago);
+    render_discovery(&mut out, &r.discovery, &ago);
+    if !r.problems.is_empty() {
+        out.push_str("problems:\n");
+        for p in &r.problems {
+            out.push_str(&format!("  - {p}\n"));
+        }
+    }
+    out
+}
+
+fn render_runs(out: &mut String, r: &StatusReport, ago: &dyn Fn(DateTime<Utc>) -> String) {
     match &r.last_run {
         Some(run) => {
             let when = match run.finished_at {
@@ -254,7 +311,9 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
     if let Some(at) = r.last_ok_run_finished_at {
         out.push_str(&format!("  last ok:   {} ago\n", ago(at)));
     }
-    let q = &r.queue;
+}
+
+fn render_queue(out: &mut String, q: &QueueStatus) {
     let parked: Vec<String> = q
         .parked
         .iter()
@@ -276,7 +335,9 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
         q.parked.iter().map(|p| p.tickets).sum::<i64>(),
         if parked.is_empty() { String::new() } else { format!(" ({})", parked.join(", ")) }
     ));
-    let f = &r.freshness;
+}
+
+fn render_freshness(out: &mut String, f: &Freshness, ago: &dyn Fn(DateTime<Utc>) -> String) {
     out.push_str(&format!(
         "  freshness: {} open tickets; {} (stale after {})\n",
         f.open_tickets,
@@ -286,7 +347,9 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
         },
         human(Duration::from_secs(f.stale_after_seconds))
     ));
-    let d = &r.discovery;
+}
+
+fn render_discovery(out: &mut String, d: &DiscoveryStatus, ago: &dyn Fn(DateTime<Utc>) -> String) {
     out.push_str(&format!(
         "  discovery: {}{}\n",
         match (d.enabled, d.watermark) {
@@ -304,13 +367,6 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
             _ => String::new(),
         }
     ));
-    if !r.problems.is_empty() {
-        out.push_str("problems:\n");
-        for p in &r.problems {
-            out.push_str(&format!("  - {p}\n"));
-        }
-    }
-    out
 }
 
 /// One step of `check`.
@@ -322,53 +378,25 @@ pub struct Step {
 /// Runs the checks after the config loaded; stops at the first failure (later steps need it).
 pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> {
     let mut steps = Vec::new();
+    let mut passed = |name: &'static str, result: Result<String, String>| {
+        let ok = result.is_ok();
+        steps.push(Step { name, result });
+        ok
+    };
     let credentials = match settings.feishu.credentials() {
         Ok(c) => c,
         Err(e) => {
-            steps.push(Step {
-                name: "config",
-                result: Err(e.to_string()),
-            });
+            passed("config", Err(e.to_string()));
             return steps;
         }
     };
-    steps.push(Step {
-        name: "config",
-        result: Ok(format!("feishu.base_url {}", settings.feishu.base_url)),
-    });
-
-    let target = describe_target(&settings.database.connect_options());
-    let database = async {
-        let store = Store::connect(&settings.database)
-            .await
-            .map_err(|e| format!("{e:#}"))?;
-        let applied: Vec<i64> =
-            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-                .fetch_all(store.pool())
-                .await
-                .unwrap_or_default();
-        let pending = MIGRATOR
-            .iter()
-            .filter(|m| !applied.contains(&m.version))
-            .count();
-        Ok::<_, String>(if pending == 0 {
-            format!("{target}, schema up to date")
-        } else {
-            format!(
-                "{target}, {pending} migration(s) pending (run `helpdesk-sync migrate`, or let sync/run apply them)"
-            )
-        })
-    };
-    let db = database.await;
-    let failed = db.is_err();
-    steps.push(Step {
-        name: "database",
-        result: db,
-    });
-    if failed {
+    passed(
+        "config",
+        Ok(format!("feishu.base_url {}", settings.feishu.base_url)),
+    );
+    if !passed("database", check_database(settings).await) {
         return steps;
     }
-
     // One attempt each, a short timeout: a check must answer fast and say exactly what failed.
     let mut quick = settings.feishu.clone();
     quick.max_attempts = 1;
@@ -376,29 +404,61 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
     let client = match FeishuClient::new(&quick, credentials) {
         Ok(c) => c,
         Err(e) => {
-            steps.push(Step {
-                name: "token",
-                result: Err(format!("{e:#}")),
-            });
+            passed("token", Err(format!("{e:#}")));
             return steps;
         }
     };
-    let token = client.tenant_token().await;
-    let failed = token.is_err();
-    steps.push(Step {
-        name: "token",
-        result: token
-            .map(|_| {
-                format!(
-                    "tenant_access_token obtained for app {}",
-                    settings.feishu.app_id
-                )
-            })
-            .map_err(|e| e.to_string()),
-    });
-    if failed {
+    if !passed("token", check_token(&client, settings).await)
+        || !passed("list", check_list(&client, settings).await)
+    {
         return steps;
     }
+    if let Some(id) = ticket {
+        passed("detail", check_detail(&client, id).await);
+    }
+    steps
+}
+
+/// The database answers; are migrations pending?
+async fn check_database(settings: &Settings) -> Result<String, String> {
+    let target = describe_target(&settings.database.connect_options());
+    let store = Store::connect(&settings.database)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    let applied: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+            .fetch_all(store.pool())
+            .await
+            .unwrap_or_default();
+    let pending = MIGRATOR
+        .iter()
+        .filter(|m| !applied.contains(&m.version))
+        .count();
+    Ok(if pending == 0 {
+        format!("{target}, schema up to date")
+    } else {
+        format!(
+            "{target}, {pending} migration(s) pending (run `helpdesk-sync migrate`, or let sync/run apply them)"
+        )
+    })
+}
+
+/// The app id and secret give a tenant token.
+async fn check_token(client: &FeishuClient, settings: &Settings) -> Result<String, String> {
+    client
+        .tenant_token()
+        .await
+        .map(|_| {
+            format!(
+                "tenant_access_token obtained for app {}",
+                settings.feishu.app_id
+            )
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// The helpdesk id and token open the list: one ticket updated in the last day.
+async fn check_list(client: &FeishuClient, settings: &Settings) -> Result<String, String> {
     let now = Utc::now();
     let query = ListQuery {
         field: TimeField::Updated,
@@ -408,46 +468,41 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
         page_size: 1.min(MAX_PAGE_SIZE),
     };
     let never = tokio_util::sync::CancellationToken::new();
-    let list = client.list_tickets(&query, &never).await;
-    let failed = list.is_err();
-    steps.push(Step {
-        name: "list",
-        result: list
-            .map(|page| {
-                format!(
-                    "helpdesk {} answers; {} tickets updated in the last 24 hours",
-                    settings.feishu.helpdesk_id,
-                    page.total
-                        .map_or_else(|| "an unstated number of".to_owned(), |t| t.to_string())
-                )
-            })
-            .map_err(|e| e.to_string()),
-    });
-    if failed {
-        return steps;
-    }
-    if let Some(id) = ticket {
-        let fetched = client.fetch_ticket(id, &never).await;
-        steps.push(Step {
-            name: "detail",
-            result: fetched.result.map_err(|e| e.to_string()).and_then(|raw| {
-                crate::normalize::normalize_ticket(id, &raw, Utc::now())
-                    .map(|n| {
-                        format!(
-                            "ticket {id}: status {}, {} warning(s) in its fields",
-                            n.record
-                                .ticket
-                                .status
-                                .map(|s| s.to_string())
-                                .unwrap_or_else(|| "unknown".into()),
-                            n.warnings.len()
-                        )
-                    })
-                    .map_err(|e| e.to_string())
-            }),
-        });
-    }
-    steps
+    client
+        .list_tickets(&query, &never)
+        .await
+        .map(|page| {
+            format!(
+                "helpdesk {} answers; {} tickets updated in the last 24 hours",
+                settings.feishu.helpdesk_id,
+                page.total
+                    .map_or_else(|| "an unstated number of".to_owned(), |t| t.to_string())
+            )
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// One ticket fetched and normalized.
+async fn check_detail(client: &FeishuClient, id: &TicketId) -> Result<String, String> {
+    let never = tokio_util::sync::CancellationToken::new();
+    let raw = client
+        .fetch_ticket(id, &never)
+        .await
+        .result
+        .map_err(|e| e.to_string())?;
+    crate::normalize::normalize_ticket(id, &raw, Utc::now())
+        .map(|n| {
+            format!(
+                "ticket {id}: status {}, {} warning(s) in its fields",
+                n.record
+                    .ticket
+                    .status
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                n.warnings.len()
+            )
+        })
+        .map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

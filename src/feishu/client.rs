@@ -101,6 +101,19 @@ pub struct TicketFetch {
     pub attempts: u32,
 }
 
+/// One call's progress through the retry policy.
+struct Call<'a> {
+    endpoint: &'static str,
+    ticket_id: Option<&'a str>,
+    /// HTTP attempts made (rate-limited ones included).
+    attempts: u32,
+    /// Attempts that failed retryably (bounded by `max_attempts`).
+    failed_attempts: u32,
+    /// Time spent waiting out rate limits (bounded by [`RATE_LIMIT_BUDGET`]).
+    rate_limited_for: Duration,
+    token_refreshed: bool,
+}
+
 pub struct FeishuClient {
     http: reqwest::Client,
     base_url: reqwest::Url,
@@ -255,23 +268,27 @@ impl FeishuClient {
         F: FnMut(SecretString) -> Fut,
         Fut: std::future::Future<Output = Result<T, ApiError>>,
     {
-        let mut attempts = 0u32;
-        let mut failed_attempts = 0u32;
-        let mut rate_limited_for = Duration::ZERO;
-        let mut token_refreshed = false;
+        let mut call = Call {
+            endpoint,
+            ticket_id,
+            attempts: 0,
+            failed_attempts: 0,
+            rate_limited_for: Duration::ZERO,
+            token_refreshed: false,
+        };
         loop {
             // Token first, grant second: workers that queued behind a token refresh must not
             // all hold grants and then fire together when the token arrives.
             // Every wait gives way to a stop request; a request already sent is let finish.
             let token = tokio::select! {
                 token = self.tenant_token() => token,
-                _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
+                _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
             };
             tokio::select! {
                 _ = pacer.acquire() => {}
-                _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
+                _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
             }
-            attempts += 1;
+            call.attempts += 1;
             // The wait for the grant may have outlived that token: take the newest one.
             let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
             let (token, result) = match token {
@@ -286,76 +303,92 @@ impl FeishuClient {
             let error = match result {
                 Ok(value) => {
                     pacer.speed_up();
-                    return (Ok(value), attempts);
+                    return (Ok(value), call.attempts);
                 }
                 Err(e) => e,
             };
-            match error.disposition() {
-                Disposition::WaitForRateLimit => {
-                    self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
-                    if let Some(m) = &self.metrics {
-                        m.rate_limit_wait();
-                    }
-                    let ApiError::RateLimited { reset, .. } = &error else {
-                        return (Err(error), attempts);
-                    };
-                    let pace = pacer.slow_down();
-                    if rate_limited_for >= RATE_LIMIT_BUDGET {
-                        return (Err(error), attempts);
-                    }
-                    tracing::warn!(
-                        endpoint,
-                        ticket_id,
-                        status = error.http_status(),
-                        code = error.code(),
-                        attempt = attempts,
-                        wait_ms = reset.as_millis() as u64,
-                        pace_per_s = (pace * 100.0).round() / 100.0,
-                        "rate limited by the API; all workers pause and slow down"
-                    );
-                    rate_limited_for += *reset;
-                    pacer.pause_for(*reset);
-                }
-                Disposition::RefreshTokenOnce if !token_refreshed => {
-                    token_refreshed = true;
-                    self.stats
-                        .token_invalidations
-                        .fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        endpoint,
-                        ticket_id,
-                        status = error.http_status(),
-                        code = error.code(),
-                        attempt = attempts,
-                        "tenant token rejected; fetching a new one"
-                    );
-                    if let Some(token) = token {
-                        self.tokens.invalidate(&token).await;
-                    }
-                }
-                Disposition::RefreshTokenOnce => {
-                    // A fresh token rejected too: that is a credentials problem, fatal.
-                    return (Err(error), attempts);
-                }
-                Disposition::RetryWithBackoff => {
-                    failed_attempts += 1;
-                    if failed_attempts >= self.max_attempts {
-                        return (Err(error), attempts);
-                    }
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    let delay = backoff_delay(failed_attempts - 1, RETRY_BASE, RETRY_CAP);
-                    tracing::debug!(endpoint, ticket_id, attempt = attempts, status = error.http_status(), code = error.code(), error = %error, delay_ms = delay.as_millis() as u64, "retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => return (Err(ApiError::Interrupted), attempts),
-                    }
-                }
-                Disposition::MarkInvalid
-                | Disposition::MarkDeleted
-                | Disposition::FailTicket
-                | Disposition::Fatal
-                | Disposition::Abandon => return (Err(error), attempts),
+            if let Err(error) = self.after_error(&mut call, error, token, pacer, stop).await {
+                return (Err(error), call.attempts);
             }
+        }
+    }
+
+    /// What the policy does about one failed attempt: Ok to try again (after the wait it
+    /// calls for), Err with the error that ends the call.
+    async fn after_error(
+        &self,
+        call: &mut Call<'_>,
+        error: ApiError,
+        token: Option<SecretString>,
+        pacer: &Pacer,
+        stop: &CancellationToken,
+    ) -> Result<(), ApiError> {
+        let (endpoint, ticket_id, attempt) = (call.endpoint, call.ticket_id, call.attempts);
+        match error.disposition() {
+            Disposition::WaitForRateLimit => {
+                self.stats.rate_limited.fetch_add(1, Ordering::Relaxed);
+                if let Some(m) = &self.metrics {
+                    m.rate_limit_wait();
+                }
+                let ApiError::RateLimited { reset, .. } = &error else {
+                    return Err(error);
+                };
+                let pace = pacer.slow_down();
+                if call.rate_limited_for >= RATE_LIMIT_BUDGET {
+                    return Err(error);
+                }
+                tracing::warn!(
+                    endpoint,
+                    ticket_id,
+                    status = error.http_status(),
+                    code = error.code(),
+                    attempt,
+                    wait_ms = reset.as_millis() as u64,
+                    pace_per_s = (pace * 100.0).round() / 100.0,
+                    "rate limited by the API; all workers pause and slow down"
+                );
+                call.rate_limited_for += *reset;
+                pacer.pause_for(*reset);
+                Ok(())
+            }
+            Disposition::RefreshTokenOnce if !call.token_refreshed => {
+                call.token_refreshed = true;
+                self.stats
+                    .token_invalidations
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    endpoint,
+                    ticket_id,
+                    status = error.http_status(),
+                    code = error.code(),
+                    attempt,
+                    "tenant token rejected; fetching a new one"
+                );
+                if let Some(token) = token {
+                    self.tokens.invalidate(&token).await;
+                }
+                Ok(())
+            }
+            // A fresh token rejected too: that is a credentials problem, fatal.
+            Disposition::RefreshTokenOnce => Err(error),
+            Disposition::RetryWithBackoff => {
+                call.failed_attempts += 1;
+                if call.failed_attempts >= self.max_attempts {
+                    return Err(error);
+                }
+                self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                let delay = backoff_delay(call.failed_attempts - 1, RETRY_BASE, RETRY_CAP);
+                tracing::debug!(endpoint, ticket_id, attempt, status = error.http_status(), code = error.code(), error = %error, delay_ms = delay.as_millis() as u64, "retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => Ok(()),
+                    _ = stop.cancelled() => Err(ApiError::Interrupted),
+                }
+            }
+            Disposition::MarkInvalid
+            | Disposition::MarkDeleted
+            | Disposition::FailTicket
+            | Disposition::Fatal
+            | Disposition::Abandon => Err(error),
         }
     }
 

@@ -2,6 +2,7 @@
 //! change history (`history`), discovery positions (`discovery`), webhook event receipts
 //! (`events`) and run records (`runs`).
 
+pub mod children;
 pub mod discovery;
 pub mod events;
 pub mod history;

@@ -55,34 +55,13 @@ pub(super) async fn work_queue(
 
     let mut queue = Claims::new(cycle, cycle_start);
     let stop = cycle.shutdown.child_token();
+    // A claimed ticket's job: today its detail step.
+    let job = |id: TicketId| fetch_detail(cycle.client, id, options, &stop);
     let mut grace_deadline: Option<Instant> = None;
     let mut in_flight = FuturesUnordered::new();
     let mut fatal: Option<ApiError> = None;
     loop {
-        while !stop.is_cancelled() && in_flight.len() < options.max_in_flight {
-            let raw_id = match queue.next().await {
-                Ok(Some(raw_id)) => raw_id,
-                Ok(None) => break,
-                Err(e) => {
-                    // Stop claiming; what is in flight still finishes and is written.
-                    tracing::error!(
-                        error = format!("{e:#}"),
-                        "cannot claim tickets; ending the cycle"
-                    );
-                    queue.db_error = Some(e);
-                    stop.cancel();
-                    break;
-                }
-            };
-            match TicketId::parse(&raw_id) {
-                Ok(id) => in_flight.push(fetch_detail(cycle.client, id, options, &stop)),
-                Err(e) => {
-                    if writer.send(invalid_id(raw_id, &e)).await.is_err() {
-                        break;
-                    }
-                }
-            }
-        }
+        queue.start_jobs(&mut in_flight, &job, writer, &stop).await;
         if in_flight.is_empty() {
             break;
         }
@@ -174,6 +153,41 @@ impl<'a> Claims<'a> {
             claimed: 0,
             exhausted_at: None,
             db_error: None,
+        }
+    }
+
+    /// Starts `job` for claimed tickets while request slots are free and no stop is asked
+    /// for. An entry that is not a ticket id is parked as invalid without a request.
+    async fn start_jobs<Fut>(
+        &mut self,
+        in_flight: &mut FuturesUnordered<Fut>,
+        job: &impl Fn(TicketId) -> Fut,
+        writer: &mpsc::Sender<TicketOutcome>,
+        stop: &CancellationToken,
+    ) {
+        while !stop.is_cancelled() && in_flight.len() < self.cycle.options.max_in_flight {
+            let raw_id = match self.next().await {
+                Ok(Some(raw_id)) => raw_id,
+                Ok(None) => return,
+                Err(e) => {
+                    // Stop claiming; what is in flight still finishes and is written.
+                    tracing::error!(
+                        error = format!("{e:#}"),
+                        "cannot claim tickets; ending the cycle"
+                    );
+                    self.db_error = Some(e);
+                    stop.cancel();
+                    return;
+                }
+            };
+            match TicketId::parse(&raw_id) {
+                Ok(id) => in_flight.push(job(id)),
+                Err(e) => {
+                    if writer.send(invalid_id(raw_id, &e)).await.is_err() {
+                        return;
+                    }
+                }
+            }
         }
     }
 
