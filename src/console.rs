@@ -43,6 +43,12 @@ pub fn summarize(r: &CycleReport) -> String {
             },
         ));
     }
+    if let Some(fields) = r.catalog_fields {
+        text.push_str(&format!("\ncustom field catalog: {fields} fields"));
+    }
+    for error in &r.report_errors {
+        text.push_str(&format!("\nnot refreshed: {error}"));
+    }
     if let Some(error) = &r.discovery_error {
         text.push_str(&format!("\ndiscovery incomplete: {error}"));
     }

@@ -1,11 +1,13 @@
 //! Domain types: strict rows ready for Postgres (built only by `normalize`), fetch outcomes,
 //! the cycle's reports ([`report`]) and the event secrets: the plain data every layer shares.
 
+pub mod catalog;
 pub mod report;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
+pub use catalog::{CatalogField, CatalogOption};
 pub use report::{
     BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,
 };

@@ -35,6 +35,12 @@ pub struct CycleReport {
     pub discovery_error: Option<String>,
     /// Ids added by `sync.known_ids_query` (None when unset or failed).
     pub from_query: Option<u64>,
+    /// Custom fields stored from the catalog (None when it was not due).
+    pub catalog_fields: Option<u64>,
+    /// Rows of `daily_backlog` rewritten (None when not refreshed).
+    pub backlog_rows: Option<u64>,
+    /// Why the catalog or the backlog was not refreshed (the tickets are not affected).
+    pub report_errors: Vec<String>,
 }
 
 /// What one batch wrote.
@@ -82,6 +88,7 @@ pub struct DiscoveryReport {
 pub struct ClientStatsSnapshot {
     pub detail_requests: u64,
     pub list_requests: u64,
+    pub catalog_requests: u64,
     pub token_requests: u64,
     pub rate_limited: u64,
     pub token_invalidations: u64,
@@ -94,6 +101,7 @@ impl ClientStatsSnapshot {
         ClientStatsSnapshot {
             detail_requests: self.detail_requests - earlier.detail_requests,
             list_requests: self.list_requests - earlier.list_requests,
+            catalog_requests: self.catalog_requests - earlier.catalog_requests,
             token_requests: self.token_requests - earlier.token_requests,
             rate_limited: self.rate_limited - earlier.rate_limited,
             token_invalidations: self.token_invalidations - earlier.token_invalidations,

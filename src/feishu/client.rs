@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
-use super::wire::{Envelope, Id, Lenient, ListBody, TicketDetailBody, TokenBody};
+use super::wire::{CatalogBody, Envelope, Id, Lenient, ListBody, TicketDetailBody, TokenBody};
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
 use crate::metrics::Metrics;
@@ -23,6 +23,12 @@ use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const TICKETS_PATH: &str = "/open-apis/helpdesk/v1/tickets";
 pub const EVENTS_SUBSCRIBE_PATH: &str = "/open-apis/helpdesk/v1/events/subscribe";
+pub const CATALOG_PATH: &str = "/open-apis/helpdesk/v1/ticket_customized_fields";
+
+/// The catalog endpoint's page size cap.
+pub const CATALOG_PAGE_SIZE: u32 = 100;
+/// Pace of catalog pages: its limit is not documented, and it is read a page or two an hour.
+const CATALOG_REQUESTS_PER_SECOND: f64 = 2.0;
 
 /// The helpdesk events `subscribe-events` asks for (type, subtype).
 pub const TICKET_EVENT_SUBSCRIPTIONS: [(&str, &str); 2] = [
@@ -39,6 +45,7 @@ pub const RATE_LIMIT_BUDGET: Duration = Duration::from_secs(600);
 pub struct ClientStats {
     pub detail_requests: AtomicU64,
     pub list_requests: AtomicU64,
+    pub catalog_requests: AtomicU64,
     pub token_requests: AtomicU64,
     pub rate_limited: AtomicU64,
     pub token_invalidations: AtomicU64,
@@ -123,6 +130,7 @@ pub struct FeishuClient {
     tokens: TokenCache,
     detail_pacer: Arc<Pacer>,
     list_pacer: Arc<Pacer>,
+    catalog_pacer: Pacer,
     max_attempts: u32,
     stats: ClientStats,
     /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
@@ -157,6 +165,7 @@ impl FeishuClient {
             tokens: TokenCache::default(),
             detail_pacer: Arc::new(Pacer::per_second(settings.detail_requests_per_second)),
             list_pacer: Arc::new(Pacer::per_second(settings.list_requests_per_second)),
+            catalog_pacer: Pacer::per_second(CATALOG_REQUESTS_PER_SECOND),
             max_attempts: settings.max_attempts,
             stats: ClientStats::default(),
             metrics: None,
@@ -181,6 +190,7 @@ impl FeishuClient {
         ClientStatsSnapshot {
             detail_requests: s.detail_requests.load(Ordering::Relaxed),
             list_requests: s.list_requests.load(Ordering::Relaxed),
+            catalog_requests: s.catalog_requests.load(Ordering::Relaxed),
             token_requests: s.token_requests.load(Ordering::Relaxed),
             rate_limited: s.rate_limited.load(Ordering::Relaxed),
             token_invalidations: s.token_invalidations.load(Ordering::Relaxed),
@@ -219,6 +229,45 @@ impl FeishuClient {
         })
         .await
         .0
+    }
+
+    /// One page of the custom field catalog (`page_token` from the previous page), with the
+    /// usual error policy on its own pacer.
+    pub async fn list_custom_fields(
+        &self,
+        page_token: Option<&str>,
+        stop: &CancellationToken,
+    ) -> Result<CatalogPage, ApiError> {
+        self.with_policy(&self.catalog_pacer, "catalog", None, stop, |token| {
+            self.catalog_once(page_token, token)
+        })
+        .await
+        .0
+    }
+
+    async fn catalog_once(
+        &self,
+        page_token: Option<&str>,
+        token: SecretString,
+    ) -> Result<CatalogPage, ApiError> {
+        let mut url = self.base_url.clone();
+        url.set_path(CATALOG_PATH);
+        {
+            let mut query = url.query_pairs_mut();
+            query.append_pair("page_size", &CATALOG_PAGE_SIZE.to_string());
+            if let Some(page_token) = page_token {
+                query.append_pair("page_token", page_token);
+            }
+        }
+        self.stats.catalog_requests.fetch_add(1, Ordering::Relaxed);
+        let request = self
+            .http
+            .get(url)
+            .headers(self.auth_headers(&token))
+            .send()
+            .await;
+        let (status, headers, body) = read_response(request).await?;
+        parse_catalog_response(status, &headers, &body)
     }
 
     /// `POST /events/subscribe` for the ticket events (idempotent on Feishu's side), with the
@@ -637,6 +686,52 @@ pub fn parse_ticket_response(
             detail: "no data.ticket in the response".into(),
         }),
     }
+}
+
+/// One page of the custom field catalog: each item as raw JSON text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CatalogPage {
+    pub items: Vec<String>,
+    /// The token of the next page, when there is one.
+    pub next_page_token: Option<String>,
+}
+
+/// Maps a catalog response to a page or an error.
+pub fn parse_catalog_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CatalogPage, ApiError> {
+    check_envelope(status, headers, body)?;
+    let parsed: CatalogBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        http_status: status,
+        detail: e.to_string(),
+    })?;
+    let Some(data) = parsed.data else {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: "no data in the catalog response".into(),
+        });
+    };
+    let next_page_token = match (data.has_more, data.next_page_token) {
+        (Lenient::Value(true), Lenient::Value(token)) if !token.is_empty() => Some(token),
+        (Lenient::Value(true), _) => {
+            return Err(ApiError::BadBody {
+                http_status: status,
+                detail: "has_more without a next_page_token".into(),
+            });
+        }
+        _ => None,
+    };
+    Ok(CatalogPage {
+        items: data
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| item.get().to_owned())
+            .collect(),
+        next_page_token,
+    })
 }
 
 /// Maps a list response to a page or an error.

@@ -335,6 +335,83 @@ pub struct RawTag {
     pub name: Lenient<String>,
 }
 
+/// `GET /ticket_customized_fields` (the custom field catalog) response: the page's items kept
+/// as raw JSON, read one by one by `normalize::catalog` (one bad item costs only itself).
+#[derive(Debug, Deserialize)]
+pub struct CatalogBody {
+    #[serde(default)]
+    pub data: Option<CatalogData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CatalogData {
+    #[serde(default)]
+    pub has_more: Lenient<bool>,
+    #[serde(default)]
+    pub next_page_token: Lenient<String>,
+    #[serde(default)]
+    pub items: Option<Vec<Box<RawValue>>>,
+}
+
+/// One custom field of the catalog.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawCatalogField {
+    pub ticket_customized_field_id: Lenient<Id>,
+    pub helpdesk_id: Lenient<Id>,
+    pub key_name: Lenient<String>,
+    pub display_name: Lenient<String>,
+    /// Sent as text ("1").
+    pub position: Lenient<i64>,
+    pub field_type: Lenient<String>,
+    pub description: Lenient<String>,
+    pub visible: Lenient<bool>,
+    pub editable: Lenient<bool>,
+    pub required: Lenient<bool>,
+    /// Epoch milliseconds, sent as text.
+    pub created_at: Lenient<i64>,
+    pub updated_at: Lenient<i64>,
+    /// A user object (`{id, name, ...}`) in the Go SDK model; an id string is accepted too.
+    pub created_by: Lenient<RawUserRef>,
+    pub updated_by: Lenient<RawUserRef>,
+    pub dropdown_options: Lenient<RawOptions>,
+    pub dropdown_allow_multiple: Lenient<bool>,
+}
+
+/// `dropdown_options` and every option's `children`.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RawOptions {
+    pub children: Lenient<Vec<Lenient<RawOption>>>,
+}
+
+/// A dropdown option: its tag, its label, and nested options.
+#[derive(Debug, Default, Clone, PartialEq, Deserialize)]
+#[serde(default)]
+pub struct RawOption {
+    pub tag: Lenient<String>,
+    pub display_name: Lenient<String>,
+    pub children: Lenient<Vec<Lenient<RawOption>>>,
+}
+
+/// Who created or changed a catalog field: a user object or a bare id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawUserRef(pub Option<Id>);
+
+impl FromJson for RawUserRef {
+    fn from_json(value: Value) -> Result<Self, String> {
+        match value {
+            Value::Object(mut o) => match o.remove("id") {
+                Some(id) => Id::from_json(id).map(|id| Self(Some(id))),
+                None => Ok(Self(None)),
+            },
+            other => Id::from_json(other).map(|id| Self(Some(id))),
+        }
+    }
+}
+
+object_from_json!(RawOptions, RawOption);
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -30,7 +30,6 @@ impl Default for Heartbeat {
 }
 
 impl Heartbeat {
-
     pub fn beat(&self) {
         self.0.store(now_ms(), Ordering::Relaxed);
     }

@@ -21,6 +21,8 @@ const TAGS: [(&str, &str); 8] = [
     ("7474857595946745891", "urgent"),
 ];
 const CHANNELS: [i64; 5] = [9, 2, 14, 13, 0];
+/// Labels of options of the nested "Category" dropdown, at its three levels.
+const CATEGORIES: [&str; 4] = ["Battery", "Laptop", "Software", "Screen"];
 const PLATFORMS: [&str; 3] = ["Web", "iOS", "Android"];
 const CITIES: [&str; 5] = ["Beijing", "Shanghai", "Shenzhen", "Singapore", "Tokyo"];
 const DEPARTMENTS: [&str; 4] = ["Support L1", "Support L2", "Billing", "Engineering"];
@@ -165,11 +167,79 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
              "key_name": "order_no", "display_name": "Order number", "position": 2,
              "required": false, "editable": true},
         ]);
+        if index % 4 == 3 {
+            // A nested dropdown's value is the label of the option chosen, at any level.
+            let category = CATEGORIES[(index / 4) % CATEGORIES.len()];
+            if let Some(fields) = t["customized_fields"].as_array_mut() {
+                fields.push(json!(
+                    {"id": "6794281200000000003", "value": category, "key_name": "category",
+                     "display_name": "Category", "position": 3, "required": false,
+                     "editable": true}));
+            }
+        }
     }
     if index.is_multiple_of(7) {
         t["field_added_after_this_client_was_written"] = json!({"anything": [1, 2, 3]});
     }
     t
+}
+
+/// The custom field catalog that goes with the generated tickets (`ticket_customized_fields`
+/// items as the API documents them: position and times as text, options nested three deep).
+pub fn catalog() -> Vec<Value> {
+    let option = |tag: &str, name: &str, children: Vec<Value>| {
+        let mut o = json!({"tag": tag, "display_name": name});
+        if !children.is_empty() {
+            o["children"] = json!(children);
+        }
+        o
+    };
+    let common = |id: &str, key: &str, name: &str, position: &str, kind: &str| {
+        json!({"ticket_customized_field_id": id, "helpdesk_id": HELPDESK_ID, "key_name": key,
+               "display_name": name, "position": position, "field_type": kind,
+               "description": format!("{name} of the request"), "visible": true,
+               "editable": true, "required": key == "platform",
+               "created_at": "1616920429000", "updated_at": "1616920429000",
+               "created_by": {"id": "ou_admin0000000000000000000000000", "name": "Admin"},
+               "updated_by": {"id": "ou_admin0000000000000000000000000", "name": "Admin"}})
+    };
+    let mut platform = common(
+        "6794281200000000001",
+        "platform",
+        "Platform",
+        "1",
+        "dropdown",
+    );
+    platform["dropdown_options"] = json!({"children": PLATFORMS
+        .iter()
+        .map(|p| option(&p.to_lowercase(), p, vec![]))
+        .collect::<Vec<_>>()});
+    platform["dropdown_allow_multiple"] = json!(false);
+    let order = common(
+        "6794281200000000002",
+        "order_no",
+        "Order number",
+        "2",
+        "string",
+    );
+    let mut category = common(
+        "6794281200000000003",
+        "category",
+        "Category",
+        "3",
+        "dropdown_nested",
+    );
+    category["dropdown_options"] = json!({"children": [
+        option("hardware", "Hardware", vec![
+            option("laptop", "Laptop", vec![
+                option("battery", "Battery", vec![]),
+                option("screen", "Screen", vec![]),
+            ]),
+        ]),
+        option("software", "Software", vec![]),
+    ]});
+    category["dropdown_allow_multiple"] = json!(false);
+    vec![platform, order, category]
 }
 
 fn comment(index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {

@@ -1,8 +1,8 @@
 //! The Feishu Helpdesk simulator: token, ticket detail and ticket list endpoints served the way
 //! the real API behaves (auth headers checked, documented error codes, the 10 req/s detail limit
 //! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), the event
-//! subscription endpoint, signed and encrypted webhook events sent to a URL ([`events`]), plus
-//! fault injection. Used by `simulate`, `demo` and the integration tests.
+//! subscription endpoint, the custom field catalog, signed and encrypted webhook events sent to
+//! a URL ([`events`]), plus fault injection. Used by `simulate`, `demo` and the integration tests.
 
 pub mod data;
 pub mod events;
@@ -114,6 +114,7 @@ pub enum Endpoint {
     Detail,
     List,
     Subscribe,
+    Catalog,
 }
 
 /// Shared simulator state; tests reach it through [`SimServer::state`].
@@ -126,6 +127,8 @@ pub struct SimState {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
+    catalog: Mutex<Vec<Value>>,
+    catalog_faults: Mutex<VecDeque<Fault>>,
     log: Mutex<Vec<RequestRecord>>,
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
     subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -150,6 +153,8 @@ impl SimState {
             faults: Mutex::new(HashMap::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
+            catalog: Mutex::new(data::catalog()),
+            catalog_faults: Mutex::new(VecDeque::new()),
             log: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(Default::default()),
@@ -208,6 +213,16 @@ impl SimState {
     /// Queues faults for the next list requests (InternalError, BadGateway, NotJson, RateLimited).
     pub fn inject_list(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.list_faults).extend(faults);
+    }
+
+    /// Replaces the custom field catalog (`ticket_customized_fields` items).
+    pub fn set_catalog(&self, items: Vec<Value>) {
+        *lock(&self.catalog) = items;
+    }
+
+    /// Queues faults for the next catalog requests (InternalError, NotJson, RateLimited).
+    pub fn inject_catalog(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.catalog_faults).extend(faults);
     }
 
     /// Invalidates every issued tenant token (as an app secret reset would).
@@ -619,12 +634,78 @@ async fn list_response(
         .into_response()
 }
 
+async fn catalog(
+    State(state): State<Arc<SimState>>,
+    Query(query): Query<Vec<(String, String)>>,
+    headers: HeaderMap,
+) -> Response {
+    let arrived = Instant::now();
+    let response = catalog_response(&state, &query, &headers).await;
+    state.record(arrived, Endpoint::Catalog, None, response.status().as_u16());
+    response
+}
+
+/// `GET /ticket_customized_fields`: pages of `page_size` (≤ 100) items, `page_token` an offset.
+async fn catalog_response(
+    state: &SimState,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Response {
+    if let Err(denied) = state.check_auth(headers) {
+        return *denied;
+    }
+    state.latency().await;
+    match lock(&state.catalog_faults).pop_front() {
+        Some(Fault::InternalError) => {
+            return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
+        }
+        Some(Fault::NotJson) => {
+            return (StatusCode::OK, "<html>maintenance</html>").into_response();
+        }
+        Some(Fault::RateLimited { reset_seconds }) => {
+            return rate_limited(StatusCode::TOO_MANY_REQUESTS, 10, reset_seconds);
+        }
+        _ => {}
+    }
+    let param = |name: &str| {
+        query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    };
+    let page_size = param("page_size").map_or(Ok(20), str::parse::<usize>);
+    let Ok(page_size @ 1..=100) = page_size else {
+        return api_error(
+            StatusCode::BAD_REQUEST,
+            99992402,
+            "field validation failed: page_size",
+        );
+    };
+    let start = match param("page_token") {
+        None | Some("") => 0,
+        Some(token) => match token.strip_prefix("pt-").and_then(|n| n.parse().ok()) {
+            Some(offset) => offset,
+            None => return api_error(StatusCode::BAD_REQUEST, 154000, "invalid page_token"),
+        },
+    };
+    let items = lock(&state.catalog);
+    let end = (start + page_size).min(items.len());
+    let page: Vec<&Value> = items.get(start..end).unwrap_or_default().iter().collect();
+    let has_more = end < items.len();
+    let mut data = json!({"has_more": has_more, "items": page});
+    if has_more {
+        data["next_page_token"] = json!(format!("pt-{end}"));
+    }
+    axum::Json(json!({"code": 0, "msg": "success", "data": data})).into_response()
+}
+
 /// The simulator's HTTP routes.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route(crate::feishu::client::TOKEN_PATH, post(token))
         .route("/open-apis/helpdesk/v1/tickets/{id}", get(ticket_detail))
         .route(crate::feishu::client::TICKETS_PATH, get(ticket_list))
+        .route(crate::feishu::client::CATALOG_PATH, get(catalog))
         .route(
             crate::feishu::client::EVENTS_SUBSCRIBE_PATH,
             post(events::subscribe),

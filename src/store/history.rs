@@ -1,11 +1,21 @@
 //! Change history, written in the ticket's own transaction: a `ticket_versions` row when the
 //! content differs from the latest version, a `ticket_status_history` row when the status
-//! differs from the latest transition. Both compare with what is stored, so re-syncing or
+//! differs from the latest transition, and the ticket's stays (`ticket_status_stays`) rebuilt
+//! from its transitions. Versions and transitions compare with what is stored, so re-syncing or
 //! re-normalizing unchanged content adds nothing.
+//!
+//! When a transition happened, by the first rule that applies (`changed_at_source`): the
+//! ticket's `closed_at` for an entry into a closed status; its `created_at` for a never-updated
+//! ticket seen for the first time (it has been in that status since creation); its
+//! `updated_at`; else the time we fetched it. Time before the first observation that none of
+//! these explain becomes an unobserved stay, never credited to the first observed status. A
+//! ticket seen closed twice with a later close time was reopened and closed again unseen: the
+//! second close is recorded as a transition (closed → closed) and counts as a reopen.
 
 use sqlx::{Postgres, Transaction};
 
-/// Records versions and status transitions of `ticket_ids` (as now stored in `tickets`).
+/// Records versions and status transitions of `ticket_ids` (as now stored in `tickets`), and
+/// rebuilds their stays.
 pub async fn record_history(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
@@ -32,19 +42,54 @@ pub async fn record_history(
     sqlx::query(
         "INSERT INTO ticket_status_history
             (ticket_id, from_status, to_status, changed_at, changed_at_source, observed_at)
-         SELECT t.ticket_id, last.to_status, t.status, COALESCE(t.updated_at, t.fetched_at),
-                CASE WHEN t.updated_at IS NULL THEN 'observed' ELSE 'updated_at' END, t.fetched_at
+         SELECT t.ticket_id, last.to_status, t.status, e.changed_at, e.source, t.fetched_at
          FROM tickets t
+         LEFT JOIN ticket_status_codes sc ON sc.code = t.status
          LEFT JOIN LATERAL (
-             SELECT true AS seen, h.to_status FROM ticket_status_history h
+             SELECT true AS seen, h.to_status, h.changed_at, h.changed_at_source
+             FROM ticket_status_history h
              WHERE h.ticket_id = t.ticket_id ORDER BY h.transition_id DESC LIMIT 1
          ) last ON true
+         CROSS JOIN LATERAL (
+             SELECT CASE
+                 WHEN COALESCE(sc.is_closed, t.status >= 50) AND t.closed_at IS NOT NULL
+                     THEN t.closed_at
+                 WHEN last.seen IS NULL AND t.updated_at IS NULL AND t.created_at IS NOT NULL
+                     THEN t.created_at
+                 ELSE COALESCE(t.updated_at, t.fetched_at) END AS changed_at,
+                    CASE
+                 WHEN COALESCE(sc.is_closed, t.status >= 50) AND t.closed_at IS NOT NULL
+                     THEN 'closed_at'
+                 WHEN last.seen IS NULL AND t.updated_at IS NULL AND t.created_at IS NOT NULL
+                     THEN 'created_at'
+                 WHEN t.updated_at IS NOT NULL THEN 'updated_at'
+                 ELSE 'observed' END AS source
+         ) e
          WHERE t.ticket_id = ANY($1)
-           AND (last.seen IS NULL OR last.to_status IS DISTINCT FROM t.status)
+           AND (last.seen IS NULL OR last.to_status IS DISTINCT FROM t.status
+                -- Closed before and closed now, at a later close time: it was reopened and
+                -- closed again between two fetches. The second close is a transition too.
+                OR (e.source = 'closed_at' AND last.changed_at_source = 'closed_at'
+                    AND t.closed_at > last.changed_at))
          ORDER BY t.ticket_id",
     )
     .bind(ticket_ids)
     .execute(&mut **tx)
     .await?;
+    rebuild_stays(tx, ticket_ids).await
+}
+
+/// Rebuilds the stays of `ticket_ids` from their transitions, and marks the backlog days they
+/// touch for refresh (one SQL function, `rebuild_ticket_status_stays`, also used by the
+/// migration that introduced them). Also called for tickets found deleted: their last stay now
+/// ends at the deletion.
+pub async fn rebuild_stays(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_ids: &[String],
+) -> anyhow::Result<()> {
+    sqlx::query("SELECT rebuild_ticket_status_stays($1)")
+        .bind(ticket_ids)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

@@ -1,12 +1,15 @@
-//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`),
-//! change history (`history`), discovery positions (`discovery`), webhook event receipts
-//! (`events`) and run records (`runs`).
+//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`) and a
+//! ticket's child rows (`children`), change history and stays (`history`), discovery positions
+//! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
+//! catalog (`catalog`) and the report tables refreshed after a cycle (`reports`).
 
+pub mod catalog;
 pub mod children;
 pub mod discovery;
 pub mod events;
 pub mod history;
 pub mod queue;
+pub mod reports;
 pub mod runs;
 pub mod upsert;
 

@@ -58,7 +58,8 @@ impl Store {
                 tickets_due = $4, tickets_listed = $5, tickets_queued_by_discovery = $6,
                 tickets_changed = $7, tickets_unchanged = $8, tickets_not_found = $9,
                 tickets_invalid = $10, tickets_failed = $11, list_requests = $12,
-                detail_requests = $13, token_requests = $14, rate_limited = $15, retries = $16
+                detail_requests = $13, token_requests = $14, rate_limited = $15, retries = $16,
+                catalog_requests = $17
              WHERE run_id = $1",
         )
         .bind(run_id)
@@ -77,6 +78,7 @@ impl Store {
         .bind(n(a.token_requests))
         .bind(n(a.rate_limited))
         .bind(n(a.retries))
+        .bind(n(a.catalog_requests))
         .execute(&self.pool)
         .await?;
         Ok(())

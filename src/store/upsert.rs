@@ -65,6 +65,8 @@ async fn write_outcomes(
         .bind(&not_found)
         .execute(&mut **tx)
         .await?;
+        // Their clock stops at the deletion: the backlog of those days changes.
+        super::history::rebuild_stays(tx, &not_found).await?;
     }
     record_outcomes(tx, latest.values().copied(), delay).await?;
 

@@ -8,6 +8,7 @@
 //!   and grace period. A job is a sequence of steps on one claimed ticket; today one step,
 //!   [`detail`] (`GET /tickets/:id` → rows).
 //! - [`writer`]: the batched, transactional write path every step's outcome goes through.
+//! - [`reports`]: after the tickets, the custom field catalog and the daily backlog table.
 //! - [`runs`]: the worker id and the `sync_runs` record.
 //!
 //! A fatal API error (credentials) or a shutdown request stops new claims; requests in flight
@@ -15,6 +16,7 @@
 
 mod detail;
 pub mod options;
+pub mod reports;
 pub mod runs;
 mod work;
 pub mod writer;
@@ -179,6 +181,9 @@ impl Cycle<'_> {
         if let Some(e) = worked.db_error {
             return Err(CycleError::Database(e));
         }
+        if worked.fatal.is_none() && !self.shutdown.is_cancelled() && self.options.refresh_reports {
+            self.refresh_reports().await;
+        }
         let report = &mut self.report;
         report.due_at_start = worked.due_at_start;
         report.claimed = worked.claimed;
@@ -193,6 +198,25 @@ impl Cycle<'_> {
                 report: Box::new(self.report),
             }),
             None => Ok(self.report),
+        }
+    }
+
+    /// The catalog and the backlog: failures are logged and reported, never fatal.
+    async fn refresh_reports(&mut self) {
+        match reports::refresh_catalog(self.store, self.client, &self.shutdown).await {
+            Ok(fields) => self.report.catalog_fields = fields,
+            Err(error) => {
+                tracing::warn!(endpoint = "catalog", error = %error, "custom field catalog not refreshed; tried again next cycle");
+                self.report.report_errors.push(error);
+            }
+        }
+        match self.store.refresh_daily_backlog().await {
+            Ok(rows) => self.report.backlog_rows = Some(rows),
+            Err(error) => {
+                let error = format!("daily backlog: {error:#}");
+                tracing::warn!(error = %error, "daily backlog not refreshed; tried again next cycle");
+                self.report.report_errors.push(error);
+            }
         }
     }
 

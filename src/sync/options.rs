@@ -26,15 +26,18 @@ pub struct CycleOptions {
     /// How long claimed tickets stay ours: long enough for a claim's worth of tickets to get
     /// their grants and exhaust their retries.
     pub claim_lease: Duration,
+    /// After the tickets: refresh the custom field catalog (when due) and the daily backlog.
+    pub refresh_reports: bool,
 }
 
 impl CycleOptions {
-    /// The same cycle without id sources (no list calls, no known_ids_query): for a cycle an
-    /// event woke, whose ticket is already queued.
+    /// The same cycle without id sources (no list calls, no known_ids_query) and without the
+    /// reports: for a cycle an event woke, whose ticket is already queued.
     pub fn queue_only(&self) -> Self {
         Self {
             discovery: None,
             known_ids_query: None,
+            refresh_reports: false,
             ..self.clone()
         }
     }
@@ -57,6 +60,7 @@ impl CycleOptions {
             max_tickets_per_cycle: s.max_tickets_per_cycle,
             shutdown_grace: s.shutdown_grace,
             claim_lease: claim_lease(&settings.feishu),
+            refresh_reports: true,
         }
     }
 }

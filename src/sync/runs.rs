@@ -55,7 +55,7 @@ pub async fn finish_recorded(
             r,
         ),
         Ok(r) if r.interrupted => ("interrupted", Some("stopped on request".to_owned()), r),
-        Ok(r) => ("ok", r.discovery_error.clone(), r),
+        Ok(r) => ("ok", partial_errors(r), r),
         Err(CycleError::Fatal { error, report }) => {
             ("fatal", Some(error.to_string()), report.as_ref())
         }
@@ -73,4 +73,15 @@ pub async fn finish_recorded(
         );
     }
     outcome
+}
+
+/// What went wrong in an otherwise ok cycle (discovery, the catalog, the backlog), one line.
+fn partial_errors(r: &CycleReport) -> Option<String> {
+    let errors: Vec<&str> = r
+        .discovery_error
+        .iter()
+        .chain(&r.report_errors)
+        .map(String::as_str)
+        .collect();
+    (!errors.is_empty()).then(|| errors.join("; "))
 }

@@ -1,8 +1,11 @@
-//! Normalization: one ticket's wire JSON → domain rows. Pure: no I/O, no clock.
+//! Normalization: one ticket's wire JSON → domain rows ([`catalog`]: a custom field of the
+//! catalog). Pure: no I/O, no clock.
 //!
 //! Epoch values: the API sends milliseconds; a positive value below 10^11 is read as seconds
 //! (10^11 ms is March 1973, 10^11 s is the year 5138, so the two ranges cannot be confused).
 //! `updated_at = -1` and `closed_at = 0` mean "absent" and become NULL.
+
+pub mod catalog;
 
 use std::collections::HashMap;
 use std::mem::take;
@@ -57,6 +60,10 @@ pub fn normalize_ticket(
     );
     let agents = n.user_list("agents", take(&mut wire.agents));
     let collaborators = n.user_list("collaborators", take(&mut wire.collaborators));
+    let mut ticket = ticket;
+    if agents.is_empty() && ticket.agent_entry_time.is_none() {
+        clear_agent_durations(&mut ticket);
+    }
     let tags = n.tags(wire.tags);
     let custom_fields = n.custom_fields(wire.customized_fields);
     let comments = n.comments(wire.comments);
@@ -75,6 +82,23 @@ pub fn normalize_ticket(
         },
         warnings,
     })
+}
+
+/// No agent ever joined: the API sends its agent durations as 0, which would read as "answered
+/// at once" and drag medians to zero. They mean "no value", like a 0 timestamp.
+fn clear_agent_durations(ticket: &mut TicketRow) {
+    let zero = |v: &mut Option<i64>| {
+        if *v == Some(0) {
+            *v = None;
+        }
+    };
+    zero(&mut ticket.agent_first_response_duration_seconds);
+    zero(&mut ticket.bot_service_duration_seconds);
+    zero(&mut ticket.agent_resolution_time_seconds);
+    zero(&mut ticket.actual_processing_time_seconds);
+    if ticket.agent_service_duration_minutes == Some(0.0) {
+        ticket.agent_service_duration_minutes = None;
+    }
 }
 
 /// The ticket object read leniently. Through a Value: duplicate keys resolve last-wins
@@ -516,7 +540,7 @@ mod tests {
     use super::*;
     use chrono::TimeZone;
 
-    const SEED: &str = include_str!("../tests/fixtures/seed_ticket_detail.json");
+    const SEED: &str = include_str!("../../tests/fixtures/seed_ticket_detail.json");
 
     /// The seed's example response, taken apart by the client's own response parser.
     fn seed_ticket_json() -> String {

@@ -7,19 +7,25 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn ms(at: DateTime<Utc>) -> i64 {
+mod backlog;
+mod catalog;
+mod facts;
+mod history;
+mod upgrade;
+
+pub(super) fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
 }
 
-fn t0() -> DateTime<Utc> {
+pub(super) fn t0() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 1, 20, 0, 0).unwrap()
 }
 
-fn id(n: u64) -> String {
+pub(super) fn id(n: u64) -> String {
     (helpdesk_sync::sim::data::FIRST_TICKET_ID + 100 + n).to_string()
 }
 
-fn user(id: &str, name: &str) -> Value {
+pub(super) fn user(id: &str, name: &str) -> Value {
     json!({"id": id, "name": name})
 }
 
@@ -62,7 +68,7 @@ fn ticket_c() -> Value {
     json!({"ticket_id": id(3), "status": 1, "created_at": ms(t0()), "updated_at": -1})
 }
 
-async fn setup() -> (TestDb, SimServer, Workspace) {
+pub(super) async fn setup() -> (TestDb, SimServer, Workspace) {
     let db = TestDb::new().await;
     let sim = start_sim(SimConfig {
         tickets: 0,
@@ -74,7 +80,7 @@ async fn setup() -> (TestDb, SimServer, Workspace) {
     (db, sim, ws)
 }
 
-async fn sync_ids(ws: &Workspace, ids: &[String]) {
+pub(super) async fn sync_ids(ws: &Workspace, ids: &[String]) {
     let mut args = vec!["enqueue"];
     args.extend(ids.iter().map(String::as_str));
     assert_ok(&ws.run(&args, &[], None).await);
@@ -329,7 +335,8 @@ async fn time_in_status_sums_a_sequence_of_changes_and_history_ignores_resyncs()
     .await
     .unwrap();
     assert_eq!(transitions[0], (None, Some(1), "updated_at".into()));
-    assert_eq!(transitions[4], (Some(2), Some(51), "updated_at".into()));
+    // The close is timed by closed_at.
+    assert_eq!(transitions[4], (Some(2), Some(51), "closed_at".into()));
 }
 
 #[tokio::test]
