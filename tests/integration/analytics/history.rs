@@ -117,13 +117,14 @@ async fn a_reopened_ticket_has_first_and_full_resolution_and_closes_are_timed_by
 
     // Closed again at +20000.
     put_and_sync(&sim, &ws, ticket(51, 20_000, Some(20_000))).await;
-    let closed: (
+    type Closed = (
         Option<i64>,
         Option<i64>,
         i64,
         Option<i64>,
         Option<DateTime<Utc>>,
-    ) = sqlx::query_as(
+    );
+    let closed: Closed = sqlx::query_as(
         "SELECT resolution_seconds, first_resolution_seconds, reopen_count,
                     unsolved_age_seconds, closed_at FROM ticket_facts WHERE ticket_id = $1",
     )
