@@ -146,10 +146,10 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
     println!(
         "The database now holds {tickets_stored} tickets, {users} people and {comments} notes.\n\
          Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status_label, count(*), \
-         percentile_cont(0.5) WITHIN GROUP (ORDER BY first_response_seconds) AS median_first_response_s \
+         percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_seconds) AS median_first_reply_s \
          FROM ticket_facts GROUP BY status_label ORDER BY 2 DESC\"\n\n\
-         Views for dashboards: ticket_facts, ticket_time_in_status, daily_ticket_stats \
-         (docs/analytics.md).\n\
+         Views for dashboards: ticket_facts, ticket_status_spans, ticket_time_in_status,\n\
+         daily_ticket_stats, daily_backlog, ticket_custom_field_values (docs/analytics.md).\n\
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
          ticket_custom_fields, ticket_comments, ticket_versions, ticket_status_history,\n\
          ticket_sync_state (the queue), event_receipts, sync_runs.",

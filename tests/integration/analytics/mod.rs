@@ -466,3 +466,27 @@ async fn every_relation_and_column_has_a_comment() {
     .unwrap();
     assert!(missing.is_empty(), "no COMMENT on: {missing:#?}");
 }
+
+/// README's table list names every table the product creates, and every view it recommends.
+#[tokio::test]
+async fn the_readme_lists_every_table_and_view() {
+    let db = TestDb::new().await;
+    let ws = Workspace::with_toml("", &db);
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let relations: Vec<String> = sqlx::query_scalar(
+        "SELECT c.relname FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace AND n.nspname = 'public'
+         WHERE c.relkind IN ('r', 'v') AND c.relname <> '_sqlx_migrations'
+           AND c.relname NOT LIKE '%\\_all' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let missing: Vec<&String> = relations
+        .iter()
+        .filter(|r| !readme.contains(&format!("`{r}`")))
+        .collect();
+    assert!(missing.is_empty(), "README does not name: {missing:?}");
+}
