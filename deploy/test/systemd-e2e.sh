@@ -181,39 +181,52 @@ RUN=$CACHE/run
 MERGED=$RUN/merged
 NSPAWN_PID=
 LEADER=
+LEADER_PIDNS=
 WATCHDOG=
 PASSED=0
 FAILED=0
 
+# The container's PID 1, if it still runs (and is still that process, not a reused pid).
+leader_alive() {
+  [ -n "$LEADER" ] && [ "$(readlink "/proc/$LEADER/ns/pid" 2>/dev/null)" = "$LEADER_PIDNS" ]
+}
+
 stop_container() {
-  [ -n "$NSPAWN_PID" ] || return 0
-  if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-    # nspawn powers the container off on SIGTERM; a container that does not stop is killed.
+  if [ -n "$NSPAWN_PID" ] && kill -0 "$NSPAWN_PID" 2>/dev/null; then
+    # nspawn powers the container off on SIGTERM.
     kill -TERM "$NSPAWN_PID" 2>/dev/null || true
     for _ in $(seq 1 60); do
       kill -0 "$NSPAWN_PID" 2>/dev/null || break
       sleep 0.5
     done
-    if kill -0 "$NSPAWN_PID" 2>/dev/null; then
-      [ -z "$LEADER" ] || kill -KILL "$LEADER" 2>/dev/null || true
-      kill -KILL "$NSPAWN_PID" 2>/dev/null || true
-    fi
   fi
-  wait "$NSPAWN_PID" 2>/dev/null || true
+  # A container that did not stop (or whose nspawn was killed: its PID 1 outlives nspawn) ends
+  # with its PID 1, and every process in it with that.
+  if leader_alive; then
+    kill -KILL "$LEADER" 2>/dev/null || true
+    for _ in $(seq 1 20); do
+      leader_alive || break
+      sleep 0.5
+    done
+  fi
+  [ -z "$NSPAWN_PID" ] || kill -KILL "$NSPAWN_PID" 2>/dev/null || true
+  [ -z "$NSPAWN_PID" ] || wait "$NSPAWN_PID" 2>/dev/null || true
   NSPAWN_PID=
-  LEADER=
 }
 
 cleanup() {
   local rc=$?
   set +e
   [ -z "$WATCHDOG" ] || kill "$WATCHDOG" 2>/dev/null
-  if [ -n "$LEADER" ] && kill -0 "$LEADER" 2>/dev/null; then
-    mkdir -p "$CACHE/last-run"
+  if leader_alive; then
     g journalctl --no-pager -o short-precise >"$CACHE/last-run/journal.txt" 2>&1
   fi
   stop_container
   [ ! -f "$RUN/console.log" ] || cp "$RUN/console.log" "$CACHE/last-run/console.log"
+  if leader_alive; then
+    say "the container's PID 1 ($LEADER) would not die: $RUN left mounted"
+    exit 1
+  fi
   if mountpoint -q "$MERGED"; then
     umount "$MERGED" || umount -l "$MERGED"
   fi
@@ -234,13 +247,17 @@ mkdir -p "$RUN"/{upper,work,merged} "$CACHE/last-run"
 rm -f "$CACHE"/last-run/*
 mount -t overlay overlay -o "lowerdir=$ROOT,upperdir=$RUN/upper,workdir=$RUN/work" "$MERGED"
 
-# The global timeout: kill the container (every guest command then fails at once) and stop.
+# The global timeout: kill the container (its PID 1: every guest command then fails at once),
+# then stop the script, whose cleanup does the rest.
 (
   trap 'kill $sleeper 2>/dev/null; exit 0' TERM
   sleep "$TIMEOUT" &
   sleeper=$!
   wait "$sleeper"
-  [ -f "$RUN/nspawn.pid" ] && kill -KILL "$(cat "$RUN/nspawn.pid")" 2>/dev/null
+  [ ! -f "$RUN/leader" ] || {
+    read -r pid pidns <"$RUN/leader"
+    [ "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" != "$pidns" ] || kill -KILL "$pid" 2>/dev/null
+  }
   kill -TERM $$
 ) &
 WATCHDOG=$!
@@ -293,7 +310,6 @@ boot() {
   systemd-nspawn --quiet --register=no --keep-unit --private-network -D "$MERGED" \
     -M "$MACHINE" --console=read-only -b </dev/null >>"$RUN/console.log" 2>&1 &
   NSPAWN_PID=$!
-  echo "$NSPAWN_PID" >"$RUN/nspawn.pid"
   # The container's PID 1 is nspawn's child, once it runs systemd.
   LEADER=
   for _ in $(seq 1 150); do
@@ -308,6 +324,8 @@ boot() {
     tail -n 20 "$RUN/console.log"
     return 1
   fi
+  LEADER_PIDNS=$(readlink "/proc/$LEADER/ns/pid")
+  echo "$LEADER $LEADER_PIDNS" >"$RUN/leader"
   local state=
   for _ in $(seq 1 60); do
     state=$(g systemctl is-system-running --wait 2>/dev/null || true)
