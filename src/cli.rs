@@ -163,21 +163,21 @@ pub fn main(cli: Cli) -> ExitCode {
         Command::Demo { .. } => "warn",
         _ => "info,sqlx::postgres::notice=warn",
     };
-    telemetry::init(cli.log_format, default_filter);
+    let log = telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            telemetry::exit_error(log, &format_args!("cannot start the async runtime: {e}"));
             return ExitCode::from(1);
         }
     };
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            telemetry::exit_error(log, &e);
             ExitCode::from(e.exit_code())
         }
     }
