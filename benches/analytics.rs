@@ -7,7 +7,8 @@
 //! Run: `cargo bench --bench analytics`.
 //!
 //! Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres; a scratch
-//! database is created and dropped), BENCH_TICKETS (default 200000), BENCH_RUNS (3).
+//! database is created and dropped, or kept with BENCH_KEEP=1), BENCH_TICKETS (default
+//! 200000), BENCH_RUNS (3).
 
 use std::time::{Duration, Instant};
 
@@ -142,7 +143,10 @@ async fn main() -> anyhow::Result<()> {
     create_database_if_missing(&options).await?;
     let settings = Settings::from_toml_str(
         "",
-        [("DATABASE_URL".to_owned(), options.to_url_lossy().to_string())],
+        [(
+            "DATABASE_URL".to_owned(),
+            options.to_url_lossy().to_string(),
+        )],
     )?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
@@ -172,6 +176,8 @@ async fn main() -> anyhow::Result<()> {
             .bind(chunk)
             .execute(pool)
             .await?;
+        // As the daemon does while tables grow: planner statistics refreshed geometrically.
+        store.note_written(chunk.len() as u64).await;
     }
     let rebuild = started.elapsed();
     sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
@@ -191,7 +197,7 @@ async fn main() -> anyhow::Result<()> {
         ids.len() as f64 / rebuild.as_secs_f64()
     );
 
-    let reset = "UPDATE daily_backlog_state SET dirty_from = '-infinity'";
+    let reset = "INSERT INTO daily_backlog_dirty (dirty_from) VALUES ('-infinity')";
     let (full, rows) = time(runs, || async {
         sqlx::query(reset).execute(pool).await?;
         store.refresh_daily_backlog().await
@@ -215,7 +221,10 @@ async fn main() -> anyhow::Result<()> {
     println!("| backlog refresh, nothing changed | 0 | {} |", ms(noop));
 
     let scans = [
-        ("ticket_facts: count(*)", "SELECT count(*) FROM ticket_facts"),
+        (
+            "ticket_facts: count(*)",
+            "SELECT count(*) FROM ticket_facts",
+        ),
         (
             "ticket_facts: every row and column",
             "SELECT * FROM ticket_facts",
@@ -236,7 +245,10 @@ async fn main() -> anyhow::Result<()> {
             "ticket_time_in_status: every row",
             "SELECT * FROM ticket_time_in_status",
         ),
-        ("daily_ticket_stats: every day", "SELECT * FROM daily_ticket_stats"),
+        (
+            "daily_ticket_stats: every day",
+            "SELECT * FROM daily_ticket_stats",
+        ),
     ];
     let docs = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md"))?;
     let documented: Vec<(String, String)> = docs
@@ -273,6 +285,10 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("\nslowest query: {} ms", ms(slowest));
     drop(store);
+    if std::env::var_os("BENCH_KEEP").is_some() {
+        println!("kept database {name} (BENCH_KEEP)");
+        return Ok(());
+    }
     admin
         .execute(sqlx::AssertSqlSafe(format!(
             "DROP DATABASE IF EXISTS {name} WITH (FORCE)"

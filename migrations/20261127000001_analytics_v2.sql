@@ -68,21 +68,47 @@ CREATE INDEX tickets_guest_idx ON tickets (guest_id);
 CREATE INDEX tickets_agent_owner_idx ON tickets (agent_owner_id);
 CREATE INDEX tickets_closed_by_idx ON tickets (closed_by_id);
 
--- Which days of the backlog a change touched (one row; see refresh_daily_backlog()).
+-- Bookkeeping of the backlog refresh (one row; see refresh_daily_backlog()).
 CREATE TABLE daily_backlog_state (
     only_row       boolean PRIMARY KEY DEFAULT true CHECK (only_row),
-    dirty_from     timestamptz,
     refreshed_at   timestamptz,
     refreshed_day  date,
     timezone       text
 );
-INSERT INTO daily_backlog_state (dirty_from) VALUES ('-infinity');
-COMMENT ON TABLE daily_backlog_state IS 'Bookkeeping of the daily_backlog refresh (one row): from when the backlog must be recomputed, and when it last was.';
+INSERT INTO daily_backlog_state DEFAULT VALUES;
+COMMENT ON TABLE daily_backlog_state IS 'Bookkeeping of the daily_backlog refresh (one row): when the backlog was last refreshed, for which day and time zone.';
 COMMENT ON COLUMN daily_backlog_state.only_row IS 'Always true: the table has one row.';
-COMMENT ON COLUMN daily_backlog_state.dirty_from IS 'Days from this time on must be recomputed (a ticket''s stays changed); NULL when nothing is pending.';
 COMMENT ON COLUMN daily_backlog_state.refreshed_at IS 'When daily_backlog was last refreshed.';
 COMMENT ON COLUMN daily_backlog_state.refreshed_day IS 'The report day (report_settings.timezone) of the last refresh; its row counts the tickets open at refreshed_at.';
 COMMENT ON COLUMN daily_backlog_state.timezone IS 'report_settings.timezone at the last refresh; a change recomputes every day.';
+
+-- From which time on the backlog must be recomputed: a row per write that changed stays
+-- (appended, never updated, so concurrent writers never wait on each other).
+CREATE TABLE daily_backlog_dirty (
+    id         bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    dirty_from timestamptz NOT NULL
+);
+INSERT INTO daily_backlog_dirty (dirty_from) VALUES ('-infinity');
+COMMENT ON TABLE daily_backlog_dirty IS 'Pending backlog work: each row says the days from dirty_from on must be recomputed. refresh_daily_backlog() consumes them.';
+COMMENT ON COLUMN daily_backlog_dirty.id IS 'Increasing; a refresh removes the rows it has seen.';
+COMMENT ON COLUMN daily_backlog_dirty.dirty_from IS 'The earliest time a change may have touched (the start of the ticket''s stay that changed).';
+
+-- Per ticket, what its stays sum up to (kept with them, so ticket_facts joins one row).
+CREATE TABLE ticket_history_summary (
+    ticket_id           text PRIMARY KEY REFERENCES tickets (ticket_id) ON DELETE CASCADE,
+    history_complete    boolean NOT NULL,
+    first_closed_at     timestamptz,
+    reopen_count        integer NOT NULL,
+    queued_seconds_done bigint NOT NULL,
+    queued_since        timestamptz
+);
+COMMENT ON TABLE ticket_history_summary IS 'Per ticket, from its stays (rebuilt with them): what ticket_facts shows of its history.';
+COMMENT ON COLUMN ticket_history_summary.ticket_id IS 'tickets.ticket_id.';
+COMMENT ON COLUMN ticket_history_summary.history_complete IS 'Watched from creation (no unobserved stretch).';
+COMMENT ON COLUMN ticket_history_summary.first_closed_at IS 'First entry into a closed status.';
+COMMENT ON COLUMN ticket_history_summary.reopen_count IS 'Reopens (see ticket_status_stays.is_reopen).';
+COMMENT ON COLUMN ticket_history_summary.queued_seconds_done IS 'SECONDS in finished queued (status 3) stays.';
+COMMENT ON COLUMN ticket_history_summary.queued_since IS 'Start of the current queued stay; NULL when not queued now.';
 
 -- A ticket's stays, one row per status it was in (or an unobserved stretch), rebuilt from
 -- ticket_status_history in the ticket's own write transaction: the views read them, they never
@@ -115,6 +141,14 @@ COMMENT ON COLUMN ticket_status_stays.history_complete IS 'The ticket was watche
 
 CREATE FUNCTION rebuild_ticket_status_stays(ids text[]) RETURNS void
 LANGUAGE sql AS $$
+    -- The backlog changes from the stay that was current (a ticket changes after it), or from
+    -- the creation of a ticket seen for the first time.
+    INSERT INTO daily_backlog_dirty (dirty_from)
+    SELECT min(COALESCE(cur.entered_at, t.created_at, '-infinity'))
+      FROM tickets t
+      LEFT JOIN ticket_status_stays cur ON cur.ticket_id = t.ticket_id AND cur.left_at IS NULL
+     WHERE t.ticket_id = ANY (ids)
+    HAVING count(*) > 0;
     DELETE FROM ticket_status_stays WHERE ticket_id = ANY (ids);
     INSERT INTO ticket_status_stays (ticket_id, stay_no, status, is_closed, is_reopen, entered_at,
                                      left_at, entered_via, agent_owner_id, history_complete)
@@ -154,14 +188,23 @@ LANGUAGE sql AS $$
     SELECT s.ticket_id, 0, NULL, false, false, s.created_at, s.first_at, 'unobserved', NULL, false
       FROM stays s
      WHERE s.n = 1 AND s.created_at IS NOT NULL AND s.first_at > s.created_at;
-    -- The backlog of every day these tickets lived through is due for a refresh.
-    UPDATE daily_backlog_state
-       SET dirty_from = LEAST(COALESCE(dirty_from, 'infinity'),
-                              (SELECT min(entered_at) FROM ticket_status_stays
-                                WHERE ticket_id = ANY (ids)))
-     WHERE EXISTS (SELECT 1 FROM ticket_status_stays WHERE ticket_id = ANY (ids));
+    INSERT INTO ticket_history_summary AS h (ticket_id, history_complete, first_closed_at,
+                                             reopen_count, queued_seconds_done, queued_since)
+    SELECT s.ticket_id, bool_and(s.history_complete),
+           min(s.entered_at) FILTER (WHERE s.is_closed),
+           count(*) FILTER (WHERE s.is_reopen),
+           COALESCE(floor(sum(EXTRACT(EPOCH FROM s.left_at - s.entered_at))
+                          FILTER (WHERE s.status = 3 AND s.left_at IS NOT NULL)), 0),
+           max(s.entered_at) FILTER (WHERE s.status = 3 AND s.left_at IS NULL)
+      FROM ticket_status_stays s
+     WHERE s.ticket_id = ANY (ids)
+     GROUP BY s.ticket_id
+    ON CONFLICT (ticket_id) DO UPDATE SET
+        history_complete = EXCLUDED.history_complete, first_closed_at = EXCLUDED.first_closed_at,
+        reopen_count = EXCLUDED.reopen_count, queued_seconds_done = EXCLUDED.queued_seconds_done,
+        queued_since = EXCLUDED.queued_since;
 $$;
-COMMENT ON FUNCTION rebuild_ticket_status_stays(text[]) IS 'Rebuilds ticket_status_stays of the given tickets from ticket_status_history and marks their days of daily_backlog for refresh. Called by helpdesk-sync in the ticket''s write transaction.';
+COMMENT ON FUNCTION rebuild_ticket_status_stays(text[]) IS 'Rebuilds ticket_status_stays and ticket_history_summary of the given tickets from ticket_status_history, and marks the days of daily_backlog they touch for refresh. Called by helpdesk-sync in the ticket''s write transaction.';
 
 SELECT rebuild_ticket_status_stays(ARRAY(SELECT ticket_id FROM tickets));
 
@@ -263,10 +306,11 @@ SELECT
     t.deleted_at,
     -- New in v2.
     floor(EXTRACT(EPOCH FROM t.agent_first_response_time - t.created_at))::bigint AS first_reply_seconds,
-    CASE WHEN h.history_complete THEN COALESCE(h.queued_seconds, 0) END AS queue_wait_seconds,
+    CASE WHEN h.history_complete THEN h.queued_seconds_done + COALESCE(floor(EXTRACT(EPOCH FROM
+         COALESCE(t.deleted_at, now()) - h.queued_since))::bigint, 0) END AS queue_wait_seconds,
     h.first_closed_at,
     floor(EXTRACT(EPOCH FROM h.first_closed_at - t.created_at))::bigint AS first_resolution_seconds,
-    COALESCE(h.reopen_count, 0) AS reopen_count,
+    COALESCE(h.reopen_count, 0)::bigint AS reopen_count,
     CASE WHEN NOT c.is_closed AND t.deleted_at IS NULL
          THEN floor(EXTRACT(EPOCH FROM now() - t.created_at))::bigint END AS unsolved_age_seconds,
     COALESCE(t.score <> 0, false) AS is_rated,
@@ -298,15 +342,7 @@ LEFT JOIN score_codes sco ON sco.code = t.score
 LEFT JOIN helpdesk_users g ON g.user_id = t.guest_id
 LEFT JOIN helpdesk_users o ON o.user_id = t.agent_owner_id
 LEFT JOIN helpdesk_users cb ON cb.user_id = t.closed_by_id
-LEFT JOIN LATERAL (
-    SELECT bool_and(s.history_complete) AS history_complete,
-           min(s.entered_at) FILTER (WHERE s.is_closed) AS first_closed_at,
-           count(*) FILTER (WHERE s.is_reopen) AS reopen_count,
-           floor(sum(EXTRACT(EPOCH FROM COALESCE(s.left_at, t.deleted_at, now()) - s.entered_at))
-                 FILTER (WHERE s.status = 3))::bigint AS queued_seconds
-      FROM ticket_status_stays s
-     WHERE s.ticket_id = t.ticket_id
-) h ON true;
+LEFT JOIN ticket_history_summary h ON h.ticket_id = t.ticket_id;
 
 CREATE OR REPLACE VIEW ticket_facts AS
 SELECT * FROM ticket_facts_all WHERE deleted_at IS NULL;
@@ -401,20 +437,24 @@ COMMENT ON COLUMN daily_backlog.open_tickets IS 'Tickets open at the end of the 
 CREATE FUNCTION refresh_daily_backlog() RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
-    tz        text;
-    st        daily_backlog_state%ROWTYPE;
-    today     date;
-    first_day date;
-    from_day  date;
-    written   integer;
+    tz         text;
+    st         daily_backlog_state%ROWTYPE;
+    changed_from timestamptz;
+    seen_id    bigint;
+    today      date;
+    first_day  date;
+    from_day   date;
+    written    integer;
 BEGIN
     SELECT timezone INTO tz FROM report_settings;
+    -- One refresh at a time; writers append to daily_backlog_dirty without waiting.
     SELECT * INTO st FROM daily_backlog_state FOR UPDATE;
+    SELECT min(d.dirty_from), max(d.id) INTO changed_from, seen_id FROM daily_backlog_dirty d;
     today := (now() AT TIME ZONE tz)::date;
     IF st.timezone IS DISTINCT FROM tz THEN
-        st.dirty_from := '-infinity';
+        changed_from := '-infinity';
     END IF;
-    IF st.dirty_from IS NULL AND st.refreshed_day = today THEN
+    IF changed_from IS NULL AND st.refreshed_day = today THEN
         RETURN 0;
     END IF;
     SELECT (min(entered_at) AT TIME ZONE tz)::date INTO first_day FROM ticket_status_stays;
@@ -423,7 +463,7 @@ BEGIN
         written := 0;
     ELSE
         -- The day of the last refresh counted "so far" only: it is recomputed too.
-        from_day := GREATEST(first_day, LEAST(COALESCE((st.dirty_from AT TIME ZONE tz)::date, today),
+        from_day := GREATEST(first_day, LEAST(COALESCE((changed_from AT TIME ZONE tz)::date, today),
                                               COALESCE(st.refreshed_day, first_day)));
         DELETE FROM daily_backlog WHERE day >= from_day OR day < first_day;
         INSERT INTO daily_backlog (day, status, status_label, status_sort_order, agent_owner_id,
@@ -468,8 +508,8 @@ BEGIN
           LEFT JOIN helpdesk_users u ON u.user_id = c.agent_owner_id;
         GET DIAGNOSTICS written = ROW_COUNT;
     END IF;
-    UPDATE daily_backlog_state
-       SET dirty_from = NULL, refreshed_at = now(), refreshed_day = today, timezone = tz;
+    DELETE FROM daily_backlog_dirty WHERE id <= seen_id;
+    UPDATE daily_backlog_state SET refreshed_at = now(), refreshed_day = today, timezone = tz;
     RETURN written;
 END
 $$;

@@ -88,7 +88,7 @@ pub enum Command {
         #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=64))]
         jobs: u16,
     },
-    /// Subscribe the helpdesk's ticket events (created, updated) for webhook delivery (idempotent)
+    /// Subscribe the helpdesk's ticket and message events for webhook delivery (idempotent)
     SubscribeEvents,
     /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
     Simulate {

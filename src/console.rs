@@ -43,6 +43,12 @@ pub fn summarize(r: &CycleReport) -> String {
             },
         ));
     }
+    if w.messages_synced + w.messages_failed > 0 {
+        text.push_str(&format!(
+            "\nconversations: {} tickets read ({} messages new or changed, {} requests), {} failed (retried later)",
+            w.messages_synced, w.messages_stored, r.api.message_requests, w.messages_failed
+        ));
+    }
     if let Some(fields) = r.catalog_fields {
         text.push_str(&format!("\ncustom field catalog: {fields} fields"));
     }

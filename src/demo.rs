@@ -70,7 +70,8 @@ fn demo_settings(sim: &SimServer, rate: f64, database_url: String) -> Result<Set
     let c = sim.state.config();
     let toml = format!(
         "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
-         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n",
+         helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n\
+         message_requests_per_second = {rate}\n",
         sim.base_url(),
         c.app_id,
         c.app_secret,
@@ -136,23 +137,39 @@ async fn first_sync(
 
 /// What the database holds now, and where to look next.
 async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoError> {
-    let (tickets_stored, users, comments): (i64, i64, i64) = sqlx::query_as(
+    let (tickets_stored, users, comments, messages): (i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM helpdesk_users),
-                (SELECT count(*) FROM ticket_comments)",
+                (SELECT count(*) FROM ticket_comments), (SELECT count(*) FROM ticket_messages)",
     )
     .fetch_one(store.pool())
     .await
     .context("reading the summary")?;
+    let (conversations, one_touch, wait_minutes): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
+        "SELECT count(*),
+                    (100.0 * count(*) FILTER (WHERE is_one_touch)
+                        / NULLIF(count(*) FILTER (WHERE touch_class IS NOT NULL), 0))::float8,
+                    percentile_cont(0.5) WITHIN GROUP (ORDER BY customer_wait_seconds) / 60
+             FROM ticket_reply_metrics",
+    )
+    .fetch_one(store.pool())
+    .await
+    .context("reading the reply metrics")?;
     println!(
-        "The database now holds {tickets_stored} tickets, {users} people and {comments} notes.\n\
+        "The database now holds {tickets_stored} tickets, {users} people, {comments} notes and \
+         {messages} conversation messages.\n\
+         Reply metrics from {conversations} conversations (ticket_reply_metrics): {} of the \
+         resolved ones one-touch, median customer wait {} min.\n\
          Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status_label, count(*), \
          percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_seconds) AS median_first_reply_s \
          FROM ticket_facts GROUP BY status_label ORDER BY 2 DESC\"\n\n\
          Views for dashboards: ticket_facts, ticket_status_spans, ticket_time_in_status,\n\
-         daily_ticket_stats, daily_backlog, ticket_custom_field_values (docs/analytics.md).\n\
+         daily_ticket_stats, daily_backlog, ticket_custom_field_values, ticket_reply_metrics\n\
+         (docs/analytics.md).\n\
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
-         ticket_custom_fields, ticket_comments, ticket_versions, ticket_status_history,\n\
-         ticket_sync_state (the queue), event_receipts, sync_runs.",
+         ticket_custom_fields, ticket_comments, ticket_messages, ticket_versions,\n\
+         ticket_status_history, ticket_sync_state (the queue), event_receipts, sync_runs.",
+        one_touch.map_or_else(|| "none".to_owned(), |p| format!("{p:.0} %")),
+        wait_minutes.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
         DEMO_PSQL = psql_target(settings),
     );
     Ok(())
@@ -180,6 +197,7 @@ async fn demo_events(
         wake: wake.clone(),
         metrics: metrics.clone(),
         helpdesk_id: c.helpdesk_id.clone(),
+        messages: settings.sync.messages,
     };
     let state = crate::http::HttpState {
         metrics,

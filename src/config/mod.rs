@@ -99,6 +99,8 @@ pub struct FeishuSettings {
     pub detail_requests_per_second: f64,
     /// Pace for `GET /tickets` (discovery; documented limit 50/s).
     pub list_requests_per_second: f64,
+    /// Pace for `GET /tickets/:id/messages` (its limit is documented only as "special").
+    pub message_requests_per_second: f64,
     /// Concurrent requests, so API latency does not cap throughput.
     pub max_in_flight: usize,
     /// Per-attempt timeout of one HTTP request.
@@ -127,6 +129,8 @@ pub struct SyncSettings {
     pub closed_refresh: Duration,
     /// Learn ticket ids through the list API each cycle.
     pub discover: bool,
+    /// Fetch each ticket's conversation (`ticket_messages`).
+    pub messages: bool,
     /// How far back each incremental scan re-reads before the watermark.
     pub discovery_overlap: Duration,
     /// Where the first (create-time) scan starts when there is no watermark yet.
@@ -147,6 +151,9 @@ pub struct SyncSettings {
 pub const DEFAULT_SCHEDULE: &str = "0 */5 * * * *";
 
 pub const DEFAULT_EVENTS_PATH: &str = "/feishu/events";
+
+/// The messages endpoint's limit is not published ("special"): start well below the detail's.
+pub const DEFAULT_MESSAGE_REQUESTS_PER_SECOND: f64 = 5.0;
 
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
@@ -296,6 +303,11 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
         )?,
         detail_requests_per_second: rate,
         list_requests_per_second: list_rate,
+        message_requests_per_second: rate_per_second(
+            "feishu.message_requests_per_second",
+            f.message_requests_per_second,
+            DEFAULT_MESSAGE_REQUESTS_PER_SECOND,
+        )?,
         max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
         request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
         max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
@@ -336,6 +348,7 @@ fn validate_sync(s: file::RawSync) -> Result<SyncSettings, ConfigError> {
         open_refresh: duration("sync.open_refresh", s.open_refresh, "1h")?,
         closed_refresh: duration("sync.closed_refresh", s.closed_refresh, "7d")?,
         discover: s.discover.unwrap_or(true),
+        messages: s.messages.unwrap_or(true),
         discovery_overlap: duration("sync.discovery_overlap", s.discovery_overlap, "10m")?,
         backfill_since: s
             .backfill_since

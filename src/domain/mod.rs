@@ -2,12 +2,14 @@
 //! the cycle's reports ([`report`]) and the event secrets: the plain data every layer shares.
 
 pub mod catalog;
+pub mod messages;
 pub mod report;
 
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use catalog::{CatalogField, CatalogOption};
+pub use messages::{MessageRow, MessagesOutcome};
 pub use report::{
     BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,
 };
@@ -181,6 +183,24 @@ pub enum TicketOutcome {
         failure: Failure,
         attempts: u32,
     },
+}
+
+/// Everything one write transaction carries: the outcomes of a batch of ticket fetches and of
+/// conversation fetches. Each source of content is a peer field here.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    pub tickets: Vec<TicketOutcome>,
+    pub messages: Vec<MessagesOutcome>,
+}
+
+impl Batch {
+    pub fn len(&self) -> usize {
+        self.tickets.len() + self.messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The recorded details of a failed fetch.

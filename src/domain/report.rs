@@ -53,6 +53,12 @@ pub struct BatchReport {
     pub not_found: u64,
     pub invalid: u64,
     pub failed: u64,
+    /// Tickets whose conversation was read completely.
+    pub messages_synced: u64,
+    /// Tickets whose conversation fetch failed (retried later).
+    pub messages_failed: u64,
+    /// Messages inserted or changed.
+    pub messages_stored: u64,
 }
 
 impl BatchReport {
@@ -62,6 +68,9 @@ impl BatchReport {
         self.not_found += other.not_found;
         self.invalid += other.invalid;
         self.failed += other.failed;
+        self.messages_synced += other.messages_synced;
+        self.messages_failed += other.messages_failed;
+        self.messages_stored += other.messages_stored;
     }
 }
 
@@ -89,6 +98,7 @@ pub struct ClientStatsSnapshot {
     pub detail_requests: u64,
     pub list_requests: u64,
     pub catalog_requests: u64,
+    pub message_requests: u64,
     pub token_requests: u64,
     pub rate_limited: u64,
     pub token_invalidations: u64,
@@ -102,6 +112,7 @@ impl ClientStatsSnapshot {
             detail_requests: self.detail_requests - earlier.detail_requests,
             list_requests: self.list_requests - earlier.list_requests,
             catalog_requests: self.catalog_requests - earlier.catalog_requests,
+            message_requests: self.message_requests - earlier.message_requests,
             token_requests: self.token_requests - earlier.token_requests,
             rate_limited: self.rate_limited - earlier.rate_limited,
             token_invalidations: self.token_invalidations - earlier.token_invalidations,

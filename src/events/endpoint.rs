@@ -26,6 +26,8 @@ pub struct EventState {
     pub wake: Arc<Notify>,
     /// Ours: events about another helpdesk's tickets (same app) are acknowledged and ignored.
     pub helpdesk_id: String,
+    /// `sync.messages`: message events queue a fetch of the conversation.
+    pub messages: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
@@ -68,6 +70,12 @@ async fn answer(state: &EventState, event: Event) -> Response {
             event_type,
             helpdesk_id: Some(theirs),
             ..
+        }
+        | Event::Message {
+            event_id,
+            event_type,
+            helpdesk_id: Some(theirs),
+            ..
         } if theirs != state.helpdesk_id => {
             tracing::debug!(
                 event_id,
@@ -84,6 +92,53 @@ async fn answer(state: &EventState, event: Event) -> Response {
             updated_at,
             ..
         } => record_ticket_event(state, &event_id, &event_type, &ticket_id, updated_at).await,
+        Event::Message {
+            event_id,
+            event_type,
+            ticket_id,
+            ..
+        } => record_message_event(state, &event_id, &event_type, &ticket_id).await,
+    }
+}
+
+/// Records the receipt and makes the ticket's messages due now, then acknowledges and wakes the
+/// worker (with message fetching off, the event is acknowledged and ignored).
+async fn record_message_event(
+    state: &EventState,
+    event_id: &str,
+    event_type: &str,
+    ticket_id: &TicketId,
+) -> Response {
+    if !state.messages {
+        tracing::debug!(
+            event_id,
+            "message event while sync.messages is off; ignored"
+        );
+        return ignored(state);
+    }
+    match state
+        .store
+        .record_message_event(event_id, event_type, ticket_id)
+        .await
+    {
+        Ok(queued) => {
+            let label = if queued { "queued" } else { "duplicate" };
+            tracing::info!(event_id, event_type, ticket_id = %ticket_id, outcome = label, "message event");
+            state.metrics.event(label);
+            if queued {
+                state.wake.notify_one();
+            }
+            axum::Json(json!({})).into_response()
+        }
+        Err(error) => {
+            tracing::error!(
+                event_id,
+                error = format!("{error:#}"),
+                "cannot record an event"
+            );
+            state.metrics.event("error");
+            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the event\n").into_response()
+        }
     }
 }
 

@@ -22,6 +22,8 @@ pub use endpoint::{EventState, receive};
 
 pub const TICKET_CREATED: &str = "helpdesk.ticket.created_v1";
 pub const TICKET_UPDATED: &str = "helpdesk.ticket.updated_v1";
+/// A new message in a ticket's conversation.
+pub const TICKET_MESSAGE_CREATED: &str = "helpdesk.ticket_message.created_v1";
 
 /// Events older (or further in the future) than this are replays.
 pub const MAX_AGE: chrono::Duration = chrono::Duration::minutes(5);
@@ -46,6 +48,13 @@ pub enum Event {
         /// The ticket's update (or creation) time as the event states it, when it does.
         updated_at: Option<DateTime<Utc>>,
         /// The helpdesk the ticket belongs to, when the event says.
+        helpdesk_id: Option<String>,
+    },
+    /// A new message in a ticket's conversation: its messages are fetched promptly.
+    Message {
+        event_id: String,
+        event_type: String,
+        ticket_id: TicketId,
         helpdesk_id: Option<String>,
     },
     /// Any other event type: acknowledged and ignored.
@@ -196,7 +205,7 @@ fn check_header(
 }
 
 /// The event's id and type, and for a ticket event the ticket, its announced update time and
-/// its helpdesk.
+/// its helpdesk; for a message event, the ticket.
 fn parse_event(head: &Value, event: &Value) -> Result<Event, Rejection> {
     let text = |v: Option<&Value>, what: &str| {
         v.and_then(Value::as_str)
@@ -209,6 +218,7 @@ fn parse_event(head: &Value, event: &Value) -> Result<Event, Rejection> {
     let ticket = match event_type.as_str() {
         TICKET_CREATED => event,
         TICKET_UPDATED => event.get("object").unwrap_or(&Value::Null),
+        TICKET_MESSAGE_CREATED => event.get("ticket").unwrap_or(&Value::Null),
         _ => {
             return Ok(Event::Other {
                 event_id,
@@ -223,6 +233,19 @@ fn parse_event(head: &Value, event: &Value) -> Result<Event, Rejection> {
     };
     let ticket_id = TicketId::parse(&raw_id)
         .map_err(|e| Rejection::Malformed(format!("event.ticket_id: {e}")))?;
+    let helpdesk_id = match ticket.get("helpdesk_id") {
+        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
+        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
+        _ => None,
+    };
+    if event_type == TICKET_MESSAGE_CREATED {
+        return Ok(Event::Message {
+            event_id,
+            event_type,
+            ticket_id,
+            helpdesk_id,
+        });
+    }
     let epoch = |field: &str| {
         ticket
             .get(field)
@@ -235,11 +258,6 @@ fn parse_event(head: &Value, event: &Value) -> Result<Event, Rejection> {
     let updated_at = match event_type.as_str() {
         TICKET_CREATED => epoch("updated_at").or_else(|| epoch("created_at")),
         _ => epoch("updated_at"),
-    };
-    let helpdesk_id = match ticket.get("helpdesk_id") {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) if n.is_u64() => Some(n.to_string()),
-        _ => None,
     };
     Ok(Event::Ticket {
         event_id,

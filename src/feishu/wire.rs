@@ -412,6 +412,55 @@ impl FromJson for RawUserRef {
 
 object_from_json!(RawOptions, RawOption);
 
+/// `GET /tickets/:id/messages` response: the page's messages kept as raw JSON, read one by
+/// one by `normalize::messages` (one bad message costs only itself).
+#[derive(Debug, Deserialize)]
+pub struct MessagesBody {
+    #[serde(default)]
+    pub data: Option<MessagesData>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MessagesData {
+    #[serde(default)]
+    pub total: Lenient<i64>,
+    #[serde(default)]
+    pub messages: Option<Vec<Box<RawValue>>>,
+}
+
+/// One message of a ticket's conversation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+pub struct RawMessage {
+    pub id: Lenient<Id>,
+    pub message_id: Lenient<Id>,
+    pub message_type: Lenient<String>,
+    /// Epoch milliseconds (or seconds: read by magnitude).
+    pub created_at: Lenient<i64>,
+    /// Text, or a JSON object for rich messages (kept as sent).
+    pub content: Lenient<RawContent>,
+    pub user_name: Lenient<String>,
+    pub avatar_url: Lenient<String>,
+    pub user_id: Lenient<Id>,
+}
+
+/// A message's content: a string (often JSON text) or an object; kept as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawContent(pub String);
+
+impl FromJson for RawContent {
+    fn from_json(value: Value) -> Result<Self, String> {
+        match value {
+            Value::String(s) => Ok(Self(s)),
+            other @ (Value::Object(_) | Value::Array(_)) => Ok(Self(other.to_string())),
+            other => Err(format!(
+                "expected text or an object, found {}",
+                describe(&other)
+            )),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

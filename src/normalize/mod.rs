@@ -1,11 +1,12 @@
 //! Normalization: one ticket's wire JSON → domain rows ([`catalog`]: a custom field of the
-//! catalog). Pure: no I/O, no clock.
+//! catalog; [`messages`]: a message of the conversation). Pure: no I/O, no clock.
 //!
 //! Epoch values: the API sends milliseconds; a positive value below 10^11 is read as seconds
 //! (10^11 ms is March 1973, 10^11 s is the year 5138, so the two ranges cannot be confused).
 //! `updated_at = -1` and `closed_at = 0` mean "absent" and become NULL.
 
 pub mod catalog;
+pub mod messages;
 
 use std::collections::HashMap;
 use std::mem::take;

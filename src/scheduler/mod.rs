@@ -116,6 +116,7 @@ async fn serve_http(
             wake: shared.wake.clone(),
             metrics: shared.metrics.clone(),
             helpdesk_id: settings.feishu.helpdesk_id.trim().to_owned(),
+            messages: settings.sync.messages,
         };
         (settings.events.path.clone(), state)
     });
@@ -333,6 +334,8 @@ fn log_cycle(outcome: &str, trigger: Trigger, result: &Result<CycleReport, Cycle
                 not_found = w.not_found,
                 invalid = w.invalid,
                 failed = w.failed,
+                messages_synced = w.messages_synced,
+                messages_failed = w.messages_failed,
                 listed = r.discovery.map_or(0, |d| d.listed),
                 detail_requests = r.api.detail_requests,
                 list_requests = r.api.list_requests,

@@ -242,6 +242,102 @@ pub fn catalog() -> Vec<Value> {
     vec![platform, order, category]
 }
 
+/// First message id of ticket `index` (ids above 2^53, sent as JSON numbers).
+const FIRST_MESSAGE_ID: u64 = 7_300_000_000_000_000_000;
+/// A ticket whose index is this modulo has a conversation longer than one page.
+const LONG_CONVERSATION_EVERY: usize = 50;
+
+/// The conversation of ticket `index` (as [`generate_ticket`] made it): a guest message, often
+/// a bot greeting, then agent replies and guest follow-ups, in time order within the ticket's
+/// life. Types text, post, image and interactive; contents as the API sends them (JSON text);
+/// `created_at` in milliseconds, in seconds for some tickets (a quirk to survive). Every 50th
+/// ticket (from the 7th) has 230 messages: more than one page.
+pub fn generate_messages(index: usize, ticket: &Value) -> Vec<Value> {
+    let mut rng = StdRng::seed_from_u64(0x3e55 ^ index as u64);
+    let count = if index % LONG_CONVERSATION_EVERY == 7 {
+        230
+    } else {
+        index % 9
+    };
+    let created = ticket["created_at"].as_i64().unwrap_or(0);
+    let end = [
+        ticket["closed_at"].as_i64(),
+        ticket["agent_last_response_time"].as_i64(),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|t| *t > created)
+    .max()
+    .unwrap_or(created + 3_600_000);
+    let guest = ticket["guest"]["id"]
+        .as_str()
+        .unwrap_or("ou_guest")
+        .to_owned();
+    let agents: Vec<String> = ticket["agents"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a["id"].as_str().map(str::to_owned))
+        .collect();
+    let in_seconds = index.is_multiple_of(13);
+    let step = ((end - created) / (count as i64 + 1)).max(1);
+    (0..count)
+        .map(|k| {
+            let at = created + step * (k as i64 + 1);
+            let (sender, name) = match k {
+                0 => (guest.clone(), "guest"),
+                1 if index.is_multiple_of(3) => (String::new(), "Helpdesk bot"),
+                _ if k % 2 == 1 && !agents.is_empty() => {
+                    (agents[rng.random_range(0..agents.len())].clone(), "agent")
+                }
+                _ => (guest.clone(), "guest"),
+            };
+            message(index, k, at, in_seconds, &sender, name)
+        })
+        .collect()
+}
+
+/// One message: id, chat message id, type and content by position, sender as given.
+pub fn message(
+    index: usize,
+    k: usize,
+    at_ms: i64,
+    in_seconds: bool,
+    sender: &str,
+    name: &str,
+) -> Value {
+    let (kind, content) = match k % 4 {
+        0 | 1 => (
+            "text",
+            json!({"text": format!("message {k} on ticket {index}")}).to_string(),
+        ),
+        2 => (
+            "post",
+            json!({"title": "", "content": [[{"tag": "text", "text": format!("post {k}")},
+                                               {"tag": "a", "text": " details", "href": "https://x"}]]})
+            .to_string(),
+        ),
+        _ => (
+            "image",
+            json!({"image_key": format!("img_v2_{index}_{k}")}).to_string(),
+        ),
+    };
+    let mut m = json!({
+        "id": FIRST_MESSAGE_ID + index as u64 * 1000 + k as u64,
+        "message_id": format!("om_{index:08x}{k:06x}"),
+        "message_type": kind,
+        "created_at": if in_seconds { at_ms / 1000 } else { at_ms },
+        "content": content,
+        "user_name": name,
+        "avatar_url": format!("https://sim.invalid/avatar/{name}.png"),
+        "user_id": sender,
+    });
+    if sender.is_empty() {
+        m["user_id"] = Value::Null;
+    }
+    m
+}
+
 fn comment(index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {
     json!({
         "content": format!("Internal note {k} on ticket {index}"),

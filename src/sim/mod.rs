@@ -1,11 +1,12 @@
 //! The Feishu Helpdesk simulator: token, ticket detail and ticket list endpoints served the way
 //! the real API behaves (auth headers checked, documented error codes, the 10 req/s detail limit
 //! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), the event
-//! subscription endpoint, the custom field catalog, signed and encrypted webhook events sent to
-//! a URL ([`events`]), plus fault injection. Used by `simulate`, `demo` and the integration tests.
+//! subscription endpoint, the custom field catalog, ticket conversations ([`messages`]), signed
+//! and encrypted webhook events sent to a URL ([`events`]), plus fault injection. Used by `simulate`, `demo` and the integration tests.
 
 pub mod data;
 pub mod events;
+pub mod messages;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
@@ -54,6 +55,10 @@ pub struct SimConfig {
     pub verification_token: String,
     /// The app's event Encrypt Key (events are encrypted and signed with it).
     pub encrypt_key: String,
+    /// Messages endpoint limit per sliding second (the real one's is "special", unpublished).
+    pub message_limit_per_second: usize,
+    /// How `time_start` / `time_end` of the messages endpoint are read.
+    pub message_time_unit: messages::TimeBoundUnit,
 }
 
 impl Default for SimConfig {
@@ -73,6 +78,8 @@ impl Default for SimConfig {
             list_repeats_rows: false,
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
+            message_limit_per_second: 50,
+            message_time_unit: messages::TimeBoundUnit::Seconds,
         }
     }
 }
@@ -115,6 +122,7 @@ pub enum Endpoint {
     List,
     Subscribe,
     Catalog,
+    Messages,
 }
 
 /// Shared simulator state; tests reach it through [`SimServer::state`].
@@ -129,6 +137,8 @@ pub struct SimState {
     list_faults: Mutex<VecDeque<Fault>>,
     catalog: Mutex<Vec<Value>>,
     catalog_faults: Mutex<VecDeque<Fault>>,
+    messages: Mutex<HashMap<String, Vec<Value>>>,
+    message_faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     log: Mutex<Vec<RequestRecord>>,
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
     subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
@@ -141,8 +151,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SimState {
     pub fn new(config: SimConfig) -> Self {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let tickets = (0..config.tickets)
+        let tickets: BTreeMap<String, Value> = (0..config.tickets)
             .map(|i| (ticket_id(i), generate_ticket(i, now_ms)))
+            .collect();
+        let messages = tickets
+            .values()
+            .enumerate()
+            .map(|(i, t)| (ticket_id(i), data::generate_messages(i, t)))
             .collect();
         Self {
             config,
@@ -155,6 +170,8 @@ impl SimState {
             list_faults: Mutex::new(VecDeque::new()),
             catalog: Mutex::new(data::catalog()),
             catalog_faults: Mutex::new(VecDeque::new()),
+            messages: Mutex::new(messages),
+            message_faults: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(Default::default()),
@@ -388,7 +405,7 @@ pub(crate) fn api_error(status: StatusCode, code: i64, msg: &str) -> Response {
     (status, axum::Json(json!({"code": code, "msg": msg}))).into_response()
 }
 
-fn rate_limited(status: StatusCode, limit: usize, reset_seconds: u64) -> Response {
+pub(crate) fn rate_limited(status: StatusCode, limit: usize, reset_seconds: u64) -> Response {
     let mut response = api_error(status, 99991400, "request trigger frequency limit");
     let headers = response.headers_mut();
     headers.insert("x-ogw-ratelimit-limit", HeaderValue::from(limit as u64));
@@ -704,6 +721,10 @@ pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route(crate::feishu::client::TOKEN_PATH, post(token))
         .route("/open-apis/helpdesk/v1/tickets/{id}", get(ticket_detail))
+        .route(
+            "/open-apis/helpdesk/v1/tickets/{id}/messages",
+            get(messages::messages),
+        )
         .route(crate::feishu::client::TICKETS_PATH, get(ticket_list))
         .route(crate::feishu::client::CATALOG_PATH, get(catalog))
         .route(

@@ -1,5 +1,6 @@
 //! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`) and a
-//! ticket's child rows (`children`), change history and stays (`history`), discovery positions
+//! ticket's child rows (`children`), change history and stays (`history`), conversations and
+//! their lane of the queue (`messages`), discovery positions
 //! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
 //! catalog (`catalog`) and the report tables refreshed after a cycle (`reports`).
 
@@ -8,6 +9,7 @@ pub mod children;
 pub mod discovery;
 pub mod events;
 pub mod history;
+pub mod messages;
 pub mod queue;
 pub mod reports;
 pub mod runs;
@@ -53,7 +55,8 @@ const FIRST_ANALYZE_AT: u64 = 1_000;
 /// The tables a sync writes, analyzed together.
 const ANALYZE_WRITTEN_TABLES: &str = "ANALYZE tickets, ticket_agents, ticket_collaborators, \
      ticket_tags, ticket_custom_fields, ticket_comments, helpdesk_users, ticket_versions, \
-     ticket_status_history, ticket_sync_state";
+     ticket_status_history, ticket_status_stays, ticket_history_summary, ticket_messages, \
+     ticket_sync_state";
 
 impl Store {
     /// Connects; the error names host, port and database (never the password).

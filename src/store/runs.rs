@@ -59,7 +59,8 @@ impl Store {
                 tickets_changed = $7, tickets_unchanged = $8, tickets_not_found = $9,
                 tickets_invalid = $10, tickets_failed = $11, list_requests = $12,
                 detail_requests = $13, token_requests = $14, rate_limited = $15, retries = $16,
-                catalog_requests = $17
+                catalog_requests = $17, message_requests = $18, tickets_messages_synced = $19,
+                tickets_messages_failed = $20
              WHERE run_id = $1",
         )
         .bind(run_id)
@@ -79,6 +80,9 @@ impl Store {
         .bind(n(a.rate_limited))
         .bind(n(a.retries))
         .bind(n(a.catalog_requests))
+        .bind(n(a.message_requests))
+        .bind(n(w.messages_synced))
+        .bind(n(w.messages_failed))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -10,7 +10,7 @@ use std::time::Duration;
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-use crate::domain::{BatchReport, Failure, TicketOutcome, TicketRecord};
+use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
 
 /// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
 #[derive(Debug, Clone, Copy)]
@@ -20,14 +20,20 @@ pub struct FailureDelay {
 }
 
 impl Store {
-    /// Writes a batch of outcomes atomically: ticket rows, child rows and queue state.
+    /// Writes a batch atomically: ticket rows, child rows and queue state, then the
+    /// conversations fetched (after their tickets, which they belong to).
     pub async fn write_batch(
         &self,
-        outcomes: &[TicketOutcome],
+        batch: &Batch,
         delay: FailureDelay,
     ) -> anyhow::Result<BatchReport> {
         let mut tx = self.pool.begin().await?;
-        let report = write_outcomes(&mut tx, outcomes, delay).await?;
+        let mut report = write_outcomes(&mut tx, &batch.tickets, delay).await?;
+        let messages: Vec<&MessagesOutcome> = batch.messages.iter().collect();
+        let written = super::messages::write_messages(&mut tx, &messages, delay).await?;
+        report.messages_synced = written.synced;
+        report.messages_failed = written.failed;
+        report.messages_stored = written.stored;
         tx.commit().await?;
         self.note_written(report.changed).await;
         Ok(report)
@@ -58,6 +64,9 @@ async fn write_outcomes(
         .collect();
 
     let changed = write_records(tx, &records, false).await?;
+    let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
+    changed_ids.sort_unstable();
+    super::messages::ticket_changed(tx, &changed_ids).await?;
     if !not_found.is_empty() {
         sqlx::query(
             "UPDATE tickets SET deleted_at = now() WHERE ticket_id = ANY($1) AND deleted_at IS NULL",

@@ -12,6 +12,8 @@ use crate::normalize::normalize_ticket;
 /// What one step of a ticket's work came to, before it goes to the writer.
 pub(super) enum Fetched {
     Outcome(TicketOutcome),
+    /// The messages step's outcome.
+    Messages(crate::domain::MessagesOutcome),
     /// Credentials rejected: the cycle stops taking work.
     Fatal(ApiError),
     /// Stopped while waiting: nothing to record; the ticket stays queued.

@@ -4,9 +4,9 @@
 //! check the credentials, gather ids (the operator's query, list-API discovery), work the queue,
 //! finish (last batch, claims released, the report). The rooms:
 //! - [`options`]: the knobs, read from the config once.
-//! - [`work`]: the queue loop: claims as request slots free up, one job per ticket, the stop
-//!   and grace period. A job is a sequence of steps on one claimed ticket; today one step,
-//!   [`detail`] (`GET /tickets/:id` → rows).
+//! - [`work`]: the queue loop: claims as request slots free up, lane by lane, one job per
+//!   claim, the stop and grace period. The lanes are peers, each a step with claims of its
+//!   own: `detail` (`GET /tickets/:id` → rows) and [`messages`] (the conversation).
 //! - [`writer`]: the batched, transactional write path every step's outcome goes through.
 //! - [`reports`]: after the tickets, the custom field catalog and the daily backlog table.
 //! - [`runs`]: the worker id and the `sync_runs` record.
@@ -15,6 +15,7 @@
 //! finish within a grace period; unworked claims are released.
 
 mod detail;
+pub mod messages;
 pub mod options;
 pub mod reports;
 pub mod runs;
@@ -71,11 +72,16 @@ pub async fn run_cycle(
         api_before: client.stats(),
         worker: worker_id(),
         pages: AtomicU64::new(0),
+        time_unit: messages::TimeUnit::from_observed(None),
         report: CycleReport::default(),
     };
     // Started first: every step's outcome goes through it.
     let writer = Writer::spawn(store, options.batch_size);
     cycle.release_leftover_claims().await?;
+    if options.messages {
+        let observed = store.observed_time_unit().await?;
+        cycle.time_unit = messages::TimeUnit::from_observed(observed.as_deref());
+    }
     cycle.check_credentials().await?;
     cycle.gather_ids().await?;
     let worked = work::work_queue(&cycle, &writer.tx).await?;
@@ -95,13 +101,19 @@ struct Cycle<'a> {
     worker: &'static str,
     /// Discovery pages read so far (progress is reported from a shared reference).
     pages: AtomicU64,
+    /// What the messages endpoint reads `time_start` in, as observed.
+    time_unit: messages::TimeUnit,
     report: CycleReport,
 }
 
 impl Cycle<'_> {
     /// Claims of a process that died (we hold the helpdesk lock) go back to the queue now.
     async fn release_leftover_claims(&self) -> Result<(), CycleError> {
-        let leftover = self.store.release_foreign_claims(self.worker).await?;
+        let leftover = self.store.release_foreign_claims(self.worker).await?
+            + self
+                .store
+                .release_message_claims(None, Some(self.worker))
+                .await?;
         if leftover > 0 {
             tracing::warn!(
                 tickets = leftover,
@@ -176,8 +188,13 @@ impl Cycle<'_> {
         written: anyhow::Result<crate::domain::BatchReport>,
     ) -> Result<CycleReport, CycleError> {
         let released = self.store.release_all_claims(self.worker).await;
+        let released_messages = self
+            .store
+            .release_message_claims(Some(self.worker), None)
+            .await;
         let written = written?;
-        let released = released?;
+        let released = released? + released_messages?;
+        self.record_time_unit().await;
         if let Some(e) = worked.db_error {
             return Err(CycleError::Database(e));
         }
@@ -198,6 +215,19 @@ impl Cycle<'_> {
                 report: Box::new(self.report),
             }),
             None => Ok(self.report),
+        }
+    }
+
+    /// What the conversations showed about `time_start`, kept for the next cycles.
+    async fn record_time_unit(&self) {
+        if self.options.messages
+            && self.time_unit.is_milliseconds()
+            && let Err(e) = self.store.record_time_unit("milliseconds").await
+        {
+            tracing::warn!(
+                error = format!("{e:#}"),
+                "cannot record the messages time unit"
+            );
         }
     }
 

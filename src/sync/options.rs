@@ -28,6 +28,8 @@ pub struct CycleOptions {
     pub claim_lease: Duration,
     /// After the tickets: refresh the custom field catalog (when due) and the daily backlog.
     pub refresh_reports: bool,
+    /// Fetch conversations (`sync.messages`).
+    pub messages: bool,
 }
 
 impl CycleOptions {
@@ -61,6 +63,7 @@ impl CycleOptions {
             shutdown_grace: s.shutdown_grace,
             claim_lease: claim_lease(&settings.feishu),
             refresh_reports: true,
+            messages: s.messages,
         }
     }
 }

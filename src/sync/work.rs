@@ -1,11 +1,19 @@
-//! Working the queue: claim due tickets as request slots free up (so every claimed ticket starts
+//! Working the queue: claim due work as request slots free up (so every claimed job starts
 //! soon and its lease covers its own retries, and a second worker finds the rest unclaimed), run
-//! one job per claimed ticket with at most `max_in_flight` at a time, send each job's outcome to
-//! the writer. A stop request (shutdown, fatal error, the database failing) ends claiming;
-//! requests in flight get `shutdown_grace` to finish.
+//! at most `max_in_flight` jobs at a time, send each job's outcome to the writer. A stop request
+//! (shutdown, fatal error, the database failing) ends claiming; requests in flight get
+//! `shutdown_grace` to finish.
+//!
+//! Work comes in lanes, each with its own claims in the queue: a ticket's detail (`detail`
+//! step) and a ticket's conversation (`messages` step, when `sync.messages` is on; at most half
+//! the slots, so details are never starved). A detail that stores a changed ticket makes its
+//! conversation due, so before giving up on an empty queue the loop commits what it holds and
+//! looks once more.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::ops::ControlFlow;
+use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
@@ -17,11 +25,14 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::detail::{Fetched, fetch_detail};
+use super::messages::{MessagesStep, fetch_messages};
+use super::writer::{Write, flush};
 use super::{Cycle, CycleError, sleep_until_opt};
 use crate::domain::{Failure, Progress, TicketId, TicketOutcome};
 use crate::feishu::ApiError;
+use crate::store::messages::MessagesClaim;
 
-/// With nothing due and requests still in flight, how often a cycle looks for newly due tickets.
+/// With nothing due and requests still in flight, how often a cycle looks for newly due work.
 const RECLAIM_AFTER: Duration = Duration::from_millis(250);
 
 /// What working the queue came to.
@@ -34,10 +45,19 @@ pub(super) struct Worked {
     pub db_error: Option<anyhow::Error>,
 }
 
+/// One claimed piece of work.
+enum Job {
+    Detail(String),
+    Messages(MessagesClaim),
+}
+
+/// A running job; its output says whether it was in the messages lane.
+type Running<'a> = Pin<Box<dyn Future<Output = (bool, Fetched)> + Send + 'a>>;
+
 /// Claims, fetches and hands outcomes to `writer` until nothing due is left (or a stop).
 pub(super) async fn work_queue(
     cycle: &Cycle<'_>,
-    writer: &mpsc::Sender<TicketOutcome>,
+    writer: &mpsc::Sender<Write>,
 ) -> Result<Worked, CycleError> {
     let (store, options) = (cycle.store, cycle.options);
     // The database's clock, not ours: `next_due_at` is written with its `now()`.
@@ -55,22 +75,64 @@ pub(super) async fn work_queue(
 
     let mut queue = Claims::new(cycle, cycle_start);
     let stop = cycle.shutdown.child_token();
-    // A claimed ticket's job: today its detail step.
-    let job = |id: TicketId| fetch_detail(cycle.client, id, options, &stop);
+    let step = MessagesStep {
+        client: cycle.client,
+        unit: &cycle.time_unit,
+        open_refresh: options.open_refresh,
+    };
+    let mut in_flight: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
+    let mut messages_running = 0usize;
     let mut grace_deadline: Option<Instant> = None;
-    let mut in_flight = FuturesUnordered::new();
     let mut fatal: Option<ApiError> = None;
     loop {
-        queue.start_jobs(&mut in_flight, &job, writer, &stop).await;
+        for job in queue
+            .next_jobs(in_flight.len(), messages_running, &stop)
+            .await
+        {
+            match job {
+                Job::Detail(raw_id) => match TicketId::parse(&raw_id) {
+                    Ok(id) => {
+                        let detail = fetch_detail(cycle.client, id, options, &stop);
+                        in_flight.push(Box::pin(async move { (false, detail.await) }));
+                    }
+                    Err(e) => {
+                        if writer
+                            .send(Write::Ticket(invalid_id(raw_id, &e)))
+                            .await
+                            .is_err()
+                        {
+                            stop.cancel();
+                        }
+                    }
+                },
+                Job::Messages(claim) => {
+                    messages_running += 1;
+                    let messages = fetch_messages(&step, claim, &stop);
+                    in_flight.push(Box::pin(async move { (true, messages.await) }));
+                }
+            }
+        }
         if in_flight.is_empty() {
+            // Details just stored may have made conversations due: commit, and look again.
+            if queue.messages_on() && !stop.is_cancelled() && queue.look_again_after_flush() {
+                if !flush(writer).await {
+                    break;
+                }
+                continue;
+            }
             break;
         }
         let deadline = grace_deadline;
         tokio::select! {
             next = in_flight.next() => {
-                let Some(fetched) = next else { continue };
-                progress.done += 1;
+                let Some((in_messages_lane, fetched)) = next else { continue };
+                if in_messages_lane {
+                    messages_running -= 1;
+                } else {
+                    progress.done += 1;
+                }
                 (cycle.on_progress)(progress);
+                queue.job_done();
                 if deliver(fetched, writer, &mut fatal, &stop).await.is_break() {
                     break;
                 }
@@ -96,26 +158,27 @@ pub(super) async fn work_queue(
 /// A finished job's result: the outcome to the writer, or the stop it calls for.
 async fn deliver(
     fetched: Fetched,
-    writer: &mpsc::Sender<TicketOutcome>,
+    writer: &mpsc::Sender<Write>,
     fatal: &mut Option<ApiError>,
     stop: &CancellationToken,
 ) -> ControlFlow<()> {
-    match fetched {
-        Fetched::Outcome(outcome) => {
-            if writer.send(outcome).await.is_err() {
-                // The writer failed; its error is reported when the cycle finishes.
-                stop.cancel();
-                return ControlFlow::Break(());
-            }
-        }
-        Fetched::Abandoned => {}
+    let write = match fetched {
+        Fetched::Outcome(outcome) => Write::Ticket(outcome),
+        Fetched::Messages(outcome) => Write::Messages(outcome),
+        Fetched::Abandoned => return ControlFlow::Continue(()),
         Fetched::Fatal(error) => {
             if fatal.is_none() {
                 tracing::error!(error = %error, "stopping the cycle: credentials rejected");
                 *fatal = Some(error);
             }
             stop.cancel();
+            return ControlFlow::Continue(());
         }
+    };
+    if writer.send(write).await.is_err() {
+        // The writer failed; its error is reported when the cycle finishes.
+        stop.cancel();
+        return ControlFlow::Break(());
     }
     ControlFlow::Continue(())
 }
@@ -132,15 +195,18 @@ fn invalid_id(raw_id: String, error: &crate::domain::InvalidTicketId) -> TicketO
     }
 }
 
-/// The cycle's claims on the queue, taken a slot's worth at a time.
+/// The cycle's claims on the queue, taken a slot's worth at a time, lane by lane.
 struct Claims<'a> {
     cycle: &'a Cycle<'a>,
     cycle_start: DateTime<Utc>,
-    pending: VecDeque<String>,
+    pending: VecDeque<Job>,
+    /// Details claimed (the cycle's cap counts these).
     claimed: u64,
     /// When the queue last had nothing due. While requests are still in flight the cycle looks
     /// again now and then: a ticket an event queued meanwhile is fetched by this cycle.
     exhausted_at: Option<Instant>,
+    /// A flush-and-look-again was done and nothing finished since.
+    flushed: bool,
     db_error: Option<anyhow::Error>,
 }
 
@@ -152,75 +218,96 @@ impl<'a> Claims<'a> {
             pending: VecDeque::new(),
             claimed: 0,
             exhausted_at: None,
+            flushed: false,
             db_error: None,
         }
     }
 
-    /// Starts `job` for claimed tickets while request slots are free and no stop is asked
-    /// for. An entry that is not a ticket id is parked as invalid without a request.
-    async fn start_jobs<Fut>(
+    fn messages_on(&self) -> bool {
+        self.cycle.options.messages
+    }
+
+    /// A job finished: the queue may hold new work (a changed ticket's conversation).
+    fn job_done(&mut self) {
+        self.flushed = false;
+    }
+
+    /// Whether to commit and look once more before ending (once per quiet spell).
+    fn look_again_after_flush(&mut self) -> bool {
+        if self.flushed {
+            return false;
+        }
+        self.flushed = true;
+        self.exhausted_at = None;
+        true
+    }
+
+    /// Jobs to start now, for the slots left free. Claims a chunk per lane when nothing is
+    /// pending (and the queue was not found empty a moment ago); a database error stops
+    /// claiming (what is in flight still finishes and is written).
+    async fn next_jobs(
         &mut self,
-        in_flight: &mut FuturesUnordered<Fut>,
-        job: &impl Fn(TicketId) -> Fut,
-        writer: &mpsc::Sender<TicketOutcome>,
+        running: usize,
+        messages_running: usize,
         stop: &CancellationToken,
-    ) {
-        while !stop.is_cancelled() && in_flight.len() < self.cycle.options.max_in_flight {
-            let raw_id = match self.next().await {
-                Ok(Some(raw_id)) => raw_id,
-                Ok(None) => return,
+    ) -> Vec<Job> {
+        let max = self.cycle.options.max_in_flight;
+        if stop.is_cancelled() || running >= max {
+            return Vec::new();
+        }
+        let look_again = self
+            .exhausted_at
+            .is_none_or(|at| at.elapsed() >= RECLAIM_AFTER);
+        if self.pending.is_empty() && look_again {
+            match self.claim(max - running, messages_running).await {
+                Ok(()) => {}
                 Err(e) => {
-                    // Stop claiming; what is in flight still finishes and is written.
                     tracing::error!(
                         error = format!("{e:#}"),
                         "cannot claim tickets; ending the cycle"
                     );
                     self.db_error = Some(e);
                     stop.cancel();
-                    return;
-                }
-            };
-            match TicketId::parse(&raw_id) {
-                Ok(id) => in_flight.push(job(id)),
-                Err(e) => {
-                    if writer.send(invalid_id(raw_id, &e)).await.is_err() {
-                        return;
-                    }
+                    return Vec::new();
                 }
             }
         }
+        let n = (max - running).min(self.pending.len());
+        self.pending.drain(..n).collect()
     }
 
-    /// The next claimed ticket id; claims a chunk when none is pending (and the queue was not
-    /// found empty a moment ago). None: nothing due now, or the cycle's cap is reached.
-    async fn next(&mut self) -> anyhow::Result<Option<String>> {
-        let look_again = self
-            .exhausted_at
-            .is_none_or(|at| at.elapsed() >= RECLAIM_AFTER);
-        if self.pending.is_empty() && look_again {
-            let options = self.cycle.options;
-            let chunk = options.max_in_flight as u64;
-            let allowed = options
-                .max_tickets_per_cycle
-                .map_or(chunk, |max| max.saturating_sub(self.claimed))
-                .min(chunk) as usize;
-            let batch = if allowed == 0 {
-                Vec::new()
-            } else {
-                self.cycle
-                    .store
-                    .claim_due(
-                        allowed,
-                        self.cycle_start,
-                        options.claim_lease,
-                        self.cycle.worker,
-                    )
-                    .await?
-            };
-            self.claimed += batch.len() as u64;
-            self.exhausted_at = batch.is_empty().then(Instant::now);
-            self.pending.extend(batch.into_iter().map(|c| c.ticket_id));
+    /// Claims up to `room` details and, with the conversation lane on, messages for up to half
+    /// the slots.
+    async fn claim(&mut self, room: usize, messages_running: usize) -> anyhow::Result<()> {
+        let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
+        let allowed = options
+            .max_tickets_per_cycle
+            .map_or(room as u64, |max| max.saturating_sub(self.claimed))
+            .min(room as u64) as usize;
+        let details = if allowed == 0 {
+            Vec::new()
+        } else {
+            store
+                .claim_due(allowed, self.cycle_start, options.claim_lease, worker)
+                .await?
+        };
+        self.claimed += details.len() as u64;
+        let found_details = !details.is_empty();
+        self.pending
+            .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
+        let messages_room = (options.max_in_flight / 2)
+            .max(1)
+            .saturating_sub(messages_running)
+            .min(room.saturating_sub(self.pending.len()));
+        let mut found_messages = false;
+        if options.messages && messages_room > 0 {
+            let claims = store
+                .claim_messages_due(messages_room, options.claim_lease, worker)
+                .await?;
+            found_messages = !claims.is_empty();
+            self.pending.extend(claims.into_iter().map(Job::Messages));
         }
-        Ok(self.pending.pop_front())
+        self.exhausted_at = (!found_details && !found_messages).then(Instant::now);
+        Ok(())
     }
 }

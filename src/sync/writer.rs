@@ -1,14 +1,15 @@
 //! The cycle's database writer: a task fed through a channel, so a slow commit never stalls
-//! requests. It batches outcomes (by size, or after [`FLUSH_INTERVAL`]) and commits each batch
-//! in one transaction; a batch the database rejects is retried ticket by ticket, so one bad row
-//! costs only itself (it is marked failed and retried later).
+//! requests. It gathers every step's outcome (a ticket's detail, a conversation) into one
+//! [`Batch`] (by size, or after [`FLUSH_INTERVAL`]) and commits each batch in one transaction;
+//! a batch the database rejects is retried item by item, so one bad row costs only itself (it
+//! is marked failed and retried later).
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::domain::{BatchReport, Failure, TicketOutcome};
+use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome};
 use crate::store::Store;
 use crate::store::upsert::FailureDelay;
 
@@ -21,16 +22,24 @@ pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
 /// A partly filled batch is committed after this long, so slow cycles persist progress too.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
 
-/// The running writer: send outcomes to `tx`; drop it and await `task` for the totals.
+/// What goes to the writer.
+pub(super) enum Write {
+    Ticket(TicketOutcome),
+    Messages(MessagesOutcome),
+    /// Commit what is gathered now; answered once committed.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The running writer: send items to `tx`; [`Writer::finish`] for the totals.
 pub(super) struct Writer {
-    pub tx: mpsc::Sender<TicketOutcome>,
+    pub tx: mpsc::Sender<Write>,
     pub task: JoinHandle<anyhow::Result<BatchReport>>,
 }
 
 impl Writer {
     pub fn spawn(store: &Store, batch_size: usize) -> Self {
-        let (tx, rx) = mpsc::channel::<TicketOutcome>(batch_size * 2);
-        let task = tokio::spawn(write_outcomes(store.clone(), rx, batch_size));
+        let (tx, rx) = mpsc::channel::<Write>(batch_size * 2);
+        let task = tokio::spawn(write_items(store.clone(), rx, batch_size));
         Self { tx, task }
     }
 
@@ -44,13 +53,19 @@ impl Writer {
     }
 }
 
-async fn write_outcomes(
+/// Commits what was sent so far; false when the writer is gone (its error comes at the end).
+pub(super) async fn flush(tx: &mpsc::Sender<Write>) -> bool {
+    let (done, committed) = oneshot::channel();
+    tx.send(Write::Flush(done)).await.is_ok() && committed.await.is_ok()
+}
+
+async fn write_items(
     store: Store,
-    mut rx: mpsc::Receiver<TicketOutcome>,
+    mut rx: mpsc::Receiver<Write>,
     batch_size: usize,
 ) -> anyhow::Result<BatchReport> {
     let mut report = BatchReport::default();
-    let mut batch: Vec<TicketOutcome> = Vec::with_capacity(batch_size);
+    let mut batch = Batch::default();
     let mut first_at: Option<tokio::time::Instant> = None;
     loop {
         let flush_deadline = first_at.map(|t| t + FLUSH_INTERVAL);
@@ -58,40 +73,51 @@ async fn write_outcomes(
             item = rx.recv() => item.map(Some),
             _ = super::sleep_until_opt(flush_deadline) => Some(None),
         };
+        let mut answer = None;
         match next {
-            Some(Some(outcome)) => {
-                first_at.get_or_insert_with(tokio::time::Instant::now);
-                batch.push(outcome);
-                if batch.len() < batch_size {
-                    continue;
-                }
-            }
+            Some(Some(Write::Ticket(outcome))) => batch.tickets.push(outcome),
+            Some(Some(Write::Messages(outcome))) => batch.messages.push(outcome),
+            Some(Some(Write::Flush(done))) => answer = Some(done),
             Some(None) => {}
             None => {
                 if !batch.is_empty() {
-                    report.add(flush(&store, &mut batch).await?);
+                    report.add(commit(&store, &mut batch).await?);
                 }
                 return Ok(report);
             }
         }
-        report.add(flush(&store, &mut batch).await?);
+        if answer.is_none() && !batch.is_empty() && batch.len() < batch_size {
+            first_at.get_or_insert_with(tokio::time::Instant::now);
+            if first_at.is_some_and(|t| t.elapsed() < FLUSH_INTERVAL) {
+                continue;
+            }
+        }
+        if !batch.is_empty() {
+            report.add(commit(&store, &mut batch).await?);
+        }
         first_at = None;
+        if let Some(done) = answer {
+            let _ = done.send(());
+        }
     }
 }
 
-async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<BatchReport> {
-    let outcomes = std::mem::take(batch);
-    match store.write_batch(&outcomes, FAILED_RETRY_DELAY).await {
+async fn commit(store: &Store, batch: &mut Batch) -> anyhow::Result<BatchReport> {
+    let batch = std::mem::take(batch);
+    match store.write_batch(&batch, FAILED_RETRY_DELAY).await {
         Ok(report) => Ok(report),
         Err(batch_error) => {
             tracing::warn!(
                 error = format!("{batch_error:#}"),
-                tickets = outcomes.len(),
+                items = batch.len(),
                 "batch rejected by the database; writing its tickets one by one"
             );
             let mut report = BatchReport::default();
-            for outcome in outcomes {
-                report.add(write_alone(store, outcome).await?);
+            for outcome in batch.tickets {
+                report.add(write_ticket_alone(store, outcome).await?);
+            }
+            for outcome in batch.messages {
+                report.add(write_messages_alone(store, outcome).await?);
             }
             Ok(report)
         }
@@ -100,24 +126,59 @@ async fn flush(store: &Store, batch: &mut Vec<TicketOutcome>) -> anyhow::Result<
 
 /// One ticket in a transaction of its own; when the database refuses even that, the ticket is
 /// recorded as failed (retried later) instead.
-async fn write_alone(store: &Store, outcome: TicketOutcome) -> anyhow::Result<BatchReport> {
-    match store
-        .write_batch(std::slice::from_ref(&outcome), FAILED_RETRY_DELAY)
-        .await
-    {
+async fn write_ticket_alone(store: &Store, outcome: TicketOutcome) -> anyhow::Result<BatchReport> {
+    let ticket_id = outcome.ticket_id().to_owned();
+    let alone = Batch {
+        tickets: vec![outcome],
+        ..Batch::default()
+    };
+    match store.write_batch(&alone, FAILED_RETRY_DELAY).await {
         Ok(report) => Ok(report),
         Err(error) => {
             let message = format!("database rejected the ticket: {error:#}");
-            tracing::error!(ticket_id = %outcome.ticket_id(), error = %message, "ticket not stored; retried later");
-            let failed = TicketOutcome::Failed {
-                ticket_id: outcome.ticket_id().to_owned(),
-                failure: Failure {
-                    message,
-                    ..Failure::default()
-                },
-                attempts: 0,
+            tracing::error!(ticket_id = %ticket_id, error = %message, "ticket not stored; retried later");
+            let failed = Batch {
+                tickets: vec![TicketOutcome::Failed {
+                    ticket_id,
+                    failure: Failure {
+                        message,
+                        ..Failure::default()
+                    },
+                    attempts: 0,
+                }],
+                ..Batch::default()
             };
-            store.write_batch(&[failed], FAILED_RETRY_DELAY).await
+            store.write_batch(&failed, FAILED_RETRY_DELAY).await
+        }
+    }
+}
+
+/// One ticket's conversation alone; refused, it is recorded as a failed fetch of its messages.
+async fn write_messages_alone(
+    store: &Store,
+    outcome: MessagesOutcome,
+) -> anyhow::Result<BatchReport> {
+    let ticket_id = outcome.ticket_id().to_owned();
+    let alone = Batch {
+        messages: vec![outcome],
+        ..Batch::default()
+    };
+    match store.write_batch(&alone, FAILED_RETRY_DELAY).await {
+        Ok(report) => Ok(report),
+        Err(error) => {
+            let message = format!("database rejected the messages: {error:#}");
+            tracing::error!(ticket_id = %ticket_id, error = %message, "messages not stored; retried later");
+            let failed = Batch {
+                messages: vec![MessagesOutcome::Failed {
+                    ticket_id,
+                    failure: Failure {
+                        message,
+                        ..Failure::default()
+                    },
+                }],
+                ..Batch::default()
+            };
+            store.write_batch(&failed, FAILED_RETRY_DELAY).await
         }
     }
 }

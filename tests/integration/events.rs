@@ -14,14 +14,14 @@ use crate::helpers::*;
 const RARELY: &str = "schedule = \"0 0 0 1 1 *\"\n";
 
 /// A daemon with events on, its log lines, and its event URL.
-struct Daemon {
+pub(crate) struct Daemon {
     child: tokio::process::Child,
-    lines: Arc<Mutex<Vec<String>>>,
-    url: String,
+    pub(crate) lines: Arc<Mutex<Vec<String>>>,
+    pub(crate) url: String,
 }
 
 impl Daemon {
-    async fn start(ws: &Workspace) -> Self {
+    pub(crate) async fn start(ws: &Workspace) -> Self {
         let mut child = ws.spawn_run(&[]);
         let lines = collect_lines(&mut child);
         let found = wait_for(Duration::from_secs(30), || {
@@ -38,7 +38,7 @@ impl Daemon {
         }
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         terminate(&self.child);
         let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
             .await
@@ -53,7 +53,7 @@ fn workspace(sim: &SimServer, db: &TestDb) -> Workspace {
 }
 
 /// Events on, a listener on a free port, cycles only at start and for events.
-fn workspace_with(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Workspace {
+pub(crate) fn workspace_with(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Workspace {
     let c = sim.state.config();
     Workspace::configured(
         sim,
@@ -67,7 +67,7 @@ fn workspace_with(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Workspace
     )
 }
 
-fn http() -> reqwest::Client {
+pub(crate) fn http() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::new()
 }
@@ -449,6 +449,10 @@ async fn subscribe_events_is_idempotent_and_names_a_wrong_credential() {
         vec![
             ("helpdesk.ticket".to_owned(), "ticket.created_v1".to_owned()),
             ("helpdesk.ticket".to_owned(), "ticket.updated_v1".to_owned()),
+            (
+                "helpdesk.ticket_message".to_owned(),
+                "ticket_message.created_v1".to_owned()
+            ),
         ]
     );
     assert_eq!(sim.state.count_status(Endpoint::Subscribe, 200), 2);

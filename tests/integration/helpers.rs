@@ -211,6 +211,8 @@ impl Workspace {
             ("helpdesk_id", format!("{:?}", c.helpdesk_id)),
             ("helpdesk_token", format!("{:?}", c.helpdesk_token)),
             ("detail_requests_per_second", "200.0".to_owned()),
+            // Under the simulator's default messages limit (50/s).
+            ("message_requests_per_second", "40.0".to_owned()),
             ("request_timeout", "\"3s\"".to_owned()),
         ];
         let overridden = |key: &str| {
@@ -347,6 +349,7 @@ pub fn unlimited_sim(tickets: usize) -> SimConfig {
         tickets,
         detail_limit_per_second: 10_000,
         list_limit_per_second: 10_000,
+        message_limit_per_second: 10_000,
         ..SimConfig::default()
     }
 }

@@ -1,0 +1,411 @@
+//! Conversations: stored with inferred roles, fetched incrementally whichever unit the API reads
+//! its time bounds in, a failure costing only the messages, events fetching them promptly, and
+//! the reply metrics on hand-made conversations with hand-computed values.
+
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone, Utc};
+use helpdesk_sync::sim::messages::{Sender, TimeBoundUnit};
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer};
+use serde_json::{Value, json};
+
+use crate::events::{Daemon, http, workspace_with};
+use crate::helpers::*;
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn id(n: u64) -> String {
+    (helpdesk_sync::sim::data::FIRST_TICKET_ID + 500 + n).to_string()
+}
+
+/// A hand-made message: `who` is a user id (None: no sender, a bot).
+fn message(n: u64, at: DateTime<Utc>, who: Option<&str>, text: &str) -> Value {
+    json!({"id": n, "message_id": format!("om_{n}"), "message_type": "text",
+           "created_at": ms(at), "content": json!({"text": text}).to_string(),
+           "user_name": who.unwrap_or("bot"), "avatar_url": "https://a", "user_id": who})
+}
+
+async fn setup(config: SimConfig) -> (TestDb, SimServer, Workspace) {
+    let db = TestDb::new().await;
+    let sim = start_sim(config).await;
+    let ws = Workspace::configured(&sim, &db, "", "discover = false\n");
+    (db, sim, ws)
+}
+
+async fn sync_ids(ws: &Workspace, ids: &[String]) -> std::process::Output {
+    let mut args = vec!["enqueue"];
+    args.extend(ids.iter().map(String::as_str));
+    assert_ok(&ws.run(&args, &[], None).await);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    out
+}
+
+#[tokio::test]
+async fn reply_metrics_match_hand_computed_values() {
+    let (db, sim, ws) = setup(unlimited_sim(0)).await;
+    let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 3, 2, h, m, 0).unwrap();
+    let (closed, open) = (id(1), id(2));
+    let people = json!({"guest": {"id": "ou_gina", "name": "Gina"},
+                        "agents": [{"id": "ou_bob", "name": "Bob"}]});
+    let ticket = |tid: &str, status: i64| {
+        let mut t = people.clone();
+        t["ticket_id"] = json!(tid);
+        t["status"] = json!(status);
+        t["created_at"] = json!(ms(at(9, 59)));
+        t["updated_at"] = json!(ms(at(11, 0)));
+        if status >= 50 {
+            t["closed_at"] = json!(ms(at(11, 0)));
+        }
+        t
+    };
+    sim.state.put_ticket(&closed, ticket(&closed, 51));
+    sim.state.put_ticket(&open, ticket(&open, 2));
+    // Closed: the guest asks at 10:00 (a bot answers at 10:00:05, the guest adds at 10:01),
+    // Bob replies at 10:05; the guest again at 10:20, Bob at 10:30.
+    sim.state.put_messages(
+        &closed,
+        vec![
+            message(1, at(10, 0), Some("ou_gina"), "hi"),
+            message(
+                2,
+                at(10, 0) + chrono::Duration::seconds(5),
+                None,
+                "hello, a bot here",
+            ),
+            message(3, at(10, 1), Some("ou_gina"), "anyone?"),
+            message(4, at(10, 5), Some("ou_bob"), "on it"),
+            message(5, at(10, 20), Some("ou_gina"), "still broken"),
+            message(6, at(10, 30), Some("ou_bob"), "fixed"),
+        ],
+    );
+    // Open: asked 10:00, Bob at 10:02, a stranger at 10:03, the guest waits since 10:10.
+    sim.state.put_messages(
+        &open,
+        vec![
+            message(11, at(10, 0), Some("ou_gina"), "hi"),
+            message(12, at(10, 2), Some("ou_bob"), "yes?"),
+            message(13, at(10, 3), Some("ou_stranger"), "?"),
+            message(14, at(10, 10), Some("ou_gina"), "well"),
+        ],
+    );
+    let out = sync_ids(&ws, &[closed.clone(), open.clone()]).await;
+    assert!(
+        stdout(&out).contains("conversations: 2 tickets read"),
+        "{}",
+        stdout(&out)
+    );
+
+    let roles: Vec<(String, String)> = sqlx::query_as(
+        "SELECT message_id, sender_role FROM ticket_messages ORDER BY created_at, message_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let role = |m: &str| roles.iter().find(|r| r.0 == m).unwrap().1.clone();
+    assert_eq!(
+        (role("1"), role("2"), role("4"), role("13")),
+        (
+            "guest".into(),
+            "bot".into(),
+            "agent".into(),
+            "unknown".into()
+        )
+    );
+
+    type Metrics = (
+        i64,
+        i64,
+        i64,
+        i64,
+        i64,
+        Option<i64>,
+        Option<String>,
+        i64,
+        i64,
+        Option<DateTime<Utc>>,
+        Option<DateTime<Utc>>,
+        Option<String>,
+    );
+    let metrics = |t: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, Metrics>(
+                "SELECT messages, agent_replies, guest_messages, bot_messages,
+                        unknown_sender_messages, first_agent_reply_seconds_from_messages,
+                        touch_class, customer_wait_seconds, answered_waits, awaiting_reply_since,
+                        last_message_at, last_message_by
+                 FROM ticket_reply_metrics WHERE ticket_id = $1",
+            )
+            .bind(t)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // Closed: 6 messages, 2 by Bob → two-touch. First agent reply 10:05 − 9:59 = 360 s.
+    // Waits: 10:00 → 10:05 (the 10:01 message joins it) = 300 s, 10:20 → 10:30 = 600 s.
+    assert_eq!(
+        metrics(closed.clone()).await,
+        (
+            6,
+            2,
+            3,
+            1,
+            0,
+            Some(360),
+            Some("two_touch".into()),
+            900,
+            2,
+            None,
+            Some(at(10, 30)),
+            Some("agent".into())
+        )
+    );
+    // Open: no touch class yet; one answered wait (10:00 → 10:02 = 120 s), waiting since 10:10.
+    assert_eq!(
+        metrics(open.clone()).await,
+        (
+            4,
+            1,
+            2,
+            0,
+            1,
+            Some(180),
+            None,
+            120,
+            1,
+            Some(at(10, 10)),
+            Some(at(10, 10)),
+            Some("guest".into())
+        )
+    );
+}
+
+/// The first read takes every page; after that only what is new (with overlap) in one call,
+/// whether the API reads time bounds in seconds, in milliseconds, or not at all.
+#[tokio::test]
+async fn conversations_are_read_incrementally_whatever_unit_the_api_reads() {
+    for unit in [
+        TimeBoundUnit::Seconds,
+        TimeBoundUnit::Milliseconds,
+        TimeBoundUnit::Ignored,
+    ] {
+        let config = SimConfig {
+            message_time_unit: unit,
+            ..unlimited_sim(8)
+        };
+        let (db, sim, ws) = setup(config).await;
+        // Ticket 7 has a long conversation: 230 messages, two pages.
+        let long = sim.state.ticket_ids()[7].clone();
+        assert_eq!(sim.state.messages(&long).len(), 230);
+        sync_ids(&ws, std::slice::from_ref(&long)).await;
+        let requests = || sim.state.count_status(Endpoint::Messages, 200);
+        assert_eq!(requests(), 2, "{unit:?}: 230 messages take two pages");
+        let stored = |db: &TestDb| {
+            let pool = db.pool.clone();
+            let long = long.clone();
+            async move {
+                sqlx::query_scalar::<_, i64>(
+                    "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1",
+                )
+                .bind(long)
+                .fetch_one(&pool)
+                .await
+                .unwrap()
+            }
+        };
+        assert_eq!(stored(&db).await, 230);
+
+        for round in 0..2 {
+            // New messages; the ticket changes too, which makes its conversation due.
+            for k in 0..3 {
+                sim.state
+                    .add_message(&long, Sender::Guest, &format!("more {round}.{k}"));
+            }
+            sim.state.update_ticket(&long, |t| t["status"] = json!(2));
+            let before = requests();
+            sync_ids(&ws, std::slice::from_ref(&long)).await;
+            let calls = requests() - before;
+            assert_eq!(
+                stored(&db).await,
+                233 + round * 3,
+                "{unit:?}: a message was lost"
+            );
+            let expected = match (unit, round) {
+                // Bounds in seconds work from the start.
+                (TimeBoundUnit::Seconds, _) => 1,
+                // Seconds read as milliseconds return everything (two pages), which shows the
+                // unit; from then on milliseconds, one call.
+                (TimeBoundUnit::Milliseconds, 0) => 2,
+                (TimeBoundUnit::Milliseconds, _) => 1,
+                // Bounds ignored: every read returns everything.
+                (TimeBoundUnit::Ignored, _) => 2,
+            };
+            assert_eq!(calls, expected, "{unit:?} round {round}");
+        }
+        let observed: Option<String> = sqlx::query_scalar(
+            "SELECT value FROM api_observations WHERE key = 'messages.time_start_unit'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap();
+        let want = (unit != TimeBoundUnit::Seconds).then(|| "milliseconds".to_owned());
+        assert_eq!(observed, want, "{unit:?}");
+        // Re-reading the overlap stores nothing twice.
+        assert_eq!(
+            db.count(
+                "SELECT count(*) - count(DISTINCT (ticket_id, message_id)) FROM ticket_messages"
+            )
+            .await,
+            0
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_failing_conversation_costs_only_its_messages() {
+    let (db, sim, ws) = setup(unlimited_sim(3)).await;
+    let ids = sim.state.ticket_ids();
+    // Six failures: one ticket's message fetch exhausts its attempts.
+    sim.state
+        .inject_messages(&ids[1], std::iter::repeat_n(Fault::InternalError, 6));
+    let out = sync_ids(&ws, &ids).await;
+    assert!(
+        stdout(&out).contains("1 failed (retried later)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'failed'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE last_outcome = 'ok'")
+            .await,
+        3,
+        "the tickets themselves are stored"
+    );
+    let failed: (Option<i64>, Option<i64>) = sqlx::query_as(
+        "SELECT tickets_messages_failed, tickets_messages_synced FROM sync_runs
+         ORDER BY run_id DESC LIMIT 1",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(failed, (Some(1), Some(2)));
+    // Retried later, like detail failures: due again after the backoff.
+    sqlx::query("UPDATE ticket_sync_state SET messages_due_at = now() WHERE messages_last_outcome = 'failed'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
+            .await,
+        3
+    );
+}
+
+#[tokio::test]
+async fn messages_off_makes_no_message_calls() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(5)).await;
+    let ws = Workspace::configured(&sim, &db, "", "discover = false\nmessages = false\n");
+    sync_ids(&ws, &sim.state.ticket_ids()).await;
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
+    assert_eq!(sim.state.count_status(Endpoint::Messages, 200), 0);
+    assert_eq!(db.count("SELECT count(*) FROM ticket_messages").await, 0);
+}
+
+/// The messages endpoint has a rate limit of its own: 429s are waited out, nothing is lost.
+#[tokio::test]
+async fn the_messages_rate_limit_is_learned_and_respected() {
+    let config = SimConfig {
+        message_limit_per_second: 3,
+        ..unlimited_sim(12)
+    };
+    let db = TestDb::new().await;
+    let sim = start_sim(config).await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "message_requests_per_second = 10.0\n",
+        "discover = false\n",
+    );
+    sync_ids(&ws, &sim.state.ticket_ids()).await;
+    let expected: usize = sim
+        .state
+        .ticket_ids()
+        .iter()
+        .map(|t| sim.state.messages(t).len())
+        .sum();
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_messages").await as usize,
+        expected
+    );
+    assert!(sim.state.count_status(Endpoint::Messages, 429) > 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
+            .await,
+        12
+    );
+}
+
+/// A message event makes the daemon read that conversation within a second or two, though the
+/// ticket itself did not change.
+#[tokio::test]
+async fn a_message_event_fetches_the_conversation_promptly() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(6)).await;
+    let daemon = Daemon::start(&workspace_with(&sim, &db, "")).await;
+    let ticket = sim.state.ticket_ids()[2].clone();
+    let count = || {
+        let pool = db.pool.clone();
+        let ticket = ticket.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(
+                "SELECT count(*) FROM ticket_messages WHERE ticket_id = $1",
+            )
+            .bind(ticket)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // The start-up cycle read every conversation.
+    let mut before = 0;
+    for _ in 0..100 {
+        before = count().await;
+        if before as usize == sim.state.messages(&ticket).len() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(before as usize, sim.state.messages(&ticket).len());
+    let status = sim
+        .state
+        .message_and_notify(&http(), &daemon.url, &ticket, "any news?")
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut after = before;
+    for _ in 0..50 {
+        after = count().await;
+        if after > before {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(after, before + 1, "{:?}", daemon.lines.lock().unwrap());
+    assert_eq!(
+        db.count("SELECT count(*) FROM event_receipts WHERE event_type = 'helpdesk.ticket_message.created_v1'")
+            .await,
+        1
+    );
+    daemon.stop().await;
+}
