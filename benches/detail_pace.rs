@@ -42,7 +42,7 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
     let toml = format!(
         "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
          helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\nmax_in_flight = {in_flight}\n\
-         [sync]\ndiscover = false\n",
+         [sync]\ndiscover = false\nmessages = false\n",
         sim.base_url(),
         c.app_id,
         c.app_secret,
