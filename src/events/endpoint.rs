@@ -130,15 +130,7 @@ async fn record_message_event(
             }
             axum::Json(json!({})).into_response()
         }
-        Err(error) => {
-            tracing::error!(
-                event_id,
-                error = format!("{error:#}"),
-                "cannot record an event"
-            );
-            state.metrics.event("error");
-            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the event\n").into_response()
-        }
+        Err(error) => cannot_record(state, event_id, &error),
     }
 }
 
@@ -180,14 +172,17 @@ async fn record_ticket_event(
             }
             axum::Json(json!({})).into_response()
         }
-        Err(error) => {
-            tracing::error!(
-                event_id,
-                error = format!("{error:#}"),
-                "cannot record an event"
-            );
-            state.metrics.event("error");
-            (StatusCode::SERVICE_UNAVAILABLE, "cannot record the event\n").into_response()
-        }
+        Err(error) => cannot_record(state, event_id, &error),
     }
+}
+
+/// Not recorded, so not acknowledged: Feishu delivers it again.
+fn cannot_record(state: &EventState, event_id: &str, error: &anyhow::Error) -> Response {
+    tracing::error!(
+        event_id,
+        error = format!("{error:#}"),
+        "cannot record an event"
+    );
+    state.metrics.event("error");
+    (StatusCode::SERVICE_UNAVAILABLE, "cannot record the event\n").into_response()
 }

@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
 use super::wire::{
-    CatalogBody, Envelope, Id, Lenient, ListBody, MessagesBody, TicketDetailBody, TokenBody,
+    CatalogData, DataBody, Envelope, Id, Lenient, ListBody, MessagesData, TicketDetailBody,
+    TokenBody,
 };
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
@@ -778,17 +779,7 @@ pub fn parse_messages_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<MessagesPage, ApiError> {
-    check_envelope(status, headers, body)?;
-    let parsed: MessagesBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-        http_status: status,
-        detail: e.to_string(),
-    })?;
-    let Some(data) = parsed.data else {
-        return Err(ApiError::BadBody {
-            http_status: status,
-            detail: "no data in the messages response".into(),
-        });
-    };
+    let data: MessagesData = response_data(status, headers, body, "messages")?;
     Ok(MessagesPage {
         total: match data.total {
             Lenient::Value(t) if t >= 0 => Some(t as u64),
@@ -800,6 +791,24 @@ pub fn parse_messages_response(
             .into_iter()
             .map(|m| m.get().to_owned())
             .collect(),
+    })
+}
+
+/// The `data` of a successful response (`what` names the endpoint in errors).
+fn response_data<T: serde::de::DeserializeOwned>(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+    what: &str,
+) -> Result<T, ApiError> {
+    check_envelope(status, headers, body)?;
+    let parsed: DataBody<T> = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        http_status: status,
+        detail: e.to_string(),
+    })?;
+    parsed.data.ok_or_else(|| ApiError::BadBody {
+        http_status: status,
+        detail: format!("no data in the {what} response"),
     })
 }
 
@@ -817,17 +826,7 @@ pub fn parse_catalog_response(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<CatalogPage, ApiError> {
-    check_envelope(status, headers, body)?;
-    let parsed: CatalogBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-        http_status: status,
-        detail: e.to_string(),
-    })?;
-    let Some(data) = parsed.data else {
-        return Err(ApiError::BadBody {
-            http_status: status,
-            detail: "no data in the catalog response".into(),
-        });
-    };
+    let data: CatalogData = response_data(status, headers, body, "catalog")?;
     let next_page_token = match (data.has_more, data.next_page_token) {
         (Lenient::Value(true), Lenient::Value(token)) if !token.is_empty() => Some(token),
         (Lenient::Value(true), _) => {

@@ -335,14 +335,15 @@ pub struct RawTag {
     pub name: Lenient<String>,
 }
 
-/// `GET /ticket_customized_fields` (the custom field catalog) response: the page's items kept
-/// as raw JSON, read one by one by `normalize::catalog` (one bad item costs only itself).
+/// A response body whose payload is `data` (the envelope's code is checked apart).
 #[derive(Debug, Deserialize)]
-pub struct CatalogBody {
-    #[serde(default)]
-    pub data: Option<CatalogData>,
+pub struct DataBody<T> {
+    #[serde(default = "Option::default")]
+    pub data: Option<T>,
 }
 
+/// `GET /ticket_customized_fields` (the custom field catalog) `data`: the page's items kept
+/// as raw JSON, read one by one by `normalize::catalog` (one bad item costs only itself).
 #[derive(Debug, Deserialize)]
 pub struct CatalogData {
     #[serde(default)]
@@ -412,14 +413,8 @@ impl FromJson for RawUserRef {
 
 object_from_json!(RawOptions, RawOption);
 
-/// `GET /tickets/:id/messages` response: the page's messages kept as raw JSON, read one by
-/// one by `normalize::messages` (one bad message costs only itself).
-#[derive(Debug, Deserialize)]
-pub struct MessagesBody {
-    #[serde(default)]
-    pub data: Option<MessagesData>,
-}
-
+/// `GET /tickets/:id/messages` `data`: the page's messages kept as raw JSON, read one by one
+/// by `normalize::messages` (one bad message costs only itself).
 #[derive(Debug, Deserialize)]
 pub struct MessagesData {
     #[serde(default)]

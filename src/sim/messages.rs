@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Endpoint, Fault, SimState, api_error, lock, rate_limited};
+use super::{Endpoint, Fault, SimState, api_error, fault_response, lock, rate_limited};
 
 /// How the simulated API reads `time_start` / `time_end` (the real one's reading is undocumented).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,17 +66,8 @@ async fn messages_response(
     let fault = lock(&state.message_faults)
         .get_mut(id)
         .and_then(VecDeque::pop_front);
-    match fault {
-        Some(Fault::InternalError) => {
-            return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
-        }
-        Some(Fault::NotJson) => {
-            return (StatusCode::OK, "<html>maintenance</html>").into_response();
-        }
-        Some(Fault::RateLimited { reset_seconds }) => {
-            return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset_seconds);
-        }
-        _ => {}
+    if let Some(response) = fault_response(fault, limit) {
+        return response;
     }
     let number = |name: &str| {
         query

@@ -662,6 +662,21 @@ async fn catalog(
     response
 }
 
+/// The answer a queued fault makes (InternalError, BadGateway, NotJson, RateLimited), if any.
+pub(crate) fn fault_response(fault: Option<Fault>, limit: usize) -> Option<Response> {
+    Some(match fault? {
+        Fault::InternalError => {
+            api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error")
+        }
+        Fault::BadGateway => (StatusCode::BAD_GATEWAY, "<html>502</html>").into_response(),
+        Fault::NotJson => (StatusCode::OK, "<html>maintenance</html>").into_response(),
+        Fault::RateLimited { reset_seconds } => {
+            rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset_seconds)
+        }
+        _ => return None,
+    })
+}
+
 /// `GET /ticket_customized_fields`: pages of `page_size` (≤ 100) items, `page_token` an offset.
 async fn catalog_response(
     state: &SimState,
@@ -672,17 +687,9 @@ async fn catalog_response(
         return *denied;
     }
     state.latency().await;
-    match lock(&state.catalog_faults).pop_front() {
-        Some(Fault::InternalError) => {
-            return api_error(StatusCode::INTERNAL_SERVER_ERROR, 155000, "Internal error");
-        }
-        Some(Fault::NotJson) => {
-            return (StatusCode::OK, "<html>maintenance</html>").into_response();
-        }
-        Some(Fault::RateLimited { reset_seconds }) => {
-            return rate_limited(StatusCode::TOO_MANY_REQUESTS, 10, reset_seconds);
-        }
-        _ => {}
+    let fault = lock(&state.catalog_faults).pop_front();
+    if let Some(response) = fault_response(fault, 10) {
+        return response;
     }
     let param = |name: &str| {
         query
