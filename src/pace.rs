@@ -1,8 +1,10 @@
-//! Pacing: the shared request-rate limiter (governor) with a fleet-wide pause after a 429 and
-//! an adaptive pace below the configured one while the API keeps limiting us (another client
-//! sharing the app's quota), and the backoff policy for retryable failures (capped
-//! exponential, full jitter).
+//! Pacing: the shared request-rate limiter (governor) with, where an endpoint has one, a second
+//! budget per sliding minute ([`MinuteWindow`]); a fleet-wide pause after a 429 and an adaptive
+//! pace below the configured one while the API keeps limiting us (another client sharing the
+//! app's quota); and the backoff policy for retryable failures (capped exponential, full
+//! jitter).
 
+use std::collections::VecDeque;
 use std::num::NonZeroU32;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,54 @@ pub struct Pacer {
     pause_waits: AtomicU64,
     /// The pace learned from 429s: halved on each, recovering slowly with each success.
     adaptive: Mutex<Adaptive>,
+    /// A budget per sliding minute on top of the per-second pace (the list endpoint's second
+    /// window), when the endpoint has one.
+    minute: Option<MinuteWindow>,
+}
+
+/// At most `cap` grants in any 60 seconds (sliding): a grant waits until the `cap`-th one
+/// before it is a minute old. Bursts up to the cap are allowed within the per-second pace.
+#[derive(Debug)]
+pub struct MinuteWindow {
+    cap: usize,
+    grants: Mutex<VecDeque<Instant>>,
+}
+
+impl MinuteWindow {
+    pub const WINDOW: Duration = Duration::from_secs(60);
+
+    pub fn new(cap: u32) -> Self {
+        Self {
+            cap: cap.max(1) as usize,
+            grants: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Waits until one more grant fits in the last minute, and takes it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut grants = self.grants.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                while grants.len() > self.cap {
+                    grants.pop_front();
+                }
+                match grants.front() {
+                    Some(oldest) if grants.len() == self.cap && now < *oldest + Self::WINDOW => {
+                        *oldest + Self::WINDOW
+                    }
+                    _ => {
+                        if grants.len() == self.cap {
+                            grants.pop_front();
+                        }
+                        grants.push_back(now);
+                        return;
+                    }
+                }
+            };
+            tokio::time::sleep_until(wait).await;
+        }
+    }
 }
 
 /// Additive-increase, multiplicative-decrease pace (requests per second) under the ceiling.
@@ -45,6 +95,11 @@ impl Pacer {
     /// A limiter granting at most `rate` requests per second, evenly spaced (burst of one), so
     /// no one-second window ever holds more than `rate` grants.
     pub fn per_second(rate: f64) -> Self {
+        Self::with_minute_cap(rate, None)
+    }
+
+    /// [`Pacer::per_second`], and at most `per_minute` grants in any 60 seconds.
+    pub fn with_minute_cap(rate: f64, per_minute: Option<u32>) -> Self {
         // Round the period UP so that `rate` periods never fit inside one second.
         let period_nanos = (1e9 / rate).ceil().max(1.0) as u64;
         let quota = Quota::with_period(Duration::from_nanos(period_nanos))
@@ -59,6 +114,7 @@ impl Pacer {
                 rate,
                 next: None,
             }),
+            minute: per_minute.map(MinuteWindow::new),
         }
     }
 
@@ -68,6 +124,9 @@ impl Pacer {
             if let Some(until) = self.pause_deadline() {
                 self.pause_waits.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep_until(until).await;
+            }
+            if let Some(minute) = &self.minute {
+                minute.acquire().await;
             }
             self.limiter.until_ready().await;
             if let Some(slot) = self.adaptive_slot() {
@@ -213,6 +272,34 @@ mod tests {
             pacer.slow_down();
         }
         assert_eq!(pacer.current_rate(), MIN_RATE);
+    }
+
+    /// Ten simulated minutes of saturated demand at 1000 per minute: no 60-second window ever
+    /// holds more, and the budget is used (a burst, then a grant as each minute-old one expires).
+    #[tokio::test(start_paused = true)]
+    async fn no_minute_window_exceeds_its_cap() {
+        let window = MinuteWindow::new(1000);
+        let start = Instant::now();
+        let mut grants = Vec::new();
+        while start.elapsed() < Duration::from_secs(600) {
+            window.acquire().await;
+            grants.push(start.elapsed());
+            // The per-second pace in front of it: 50/s.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut first = 0;
+        for last in 0..grants.len() {
+            while grants[last] - grants[first] >= MinuteWindow::WINDOW {
+                first += 1;
+            }
+            assert!(
+                last - first < 1000,
+                "{} grants within 60 s",
+                last - first + 1
+            );
+        }
+        // 10 minutes of a 1000/min budget, give or take the window's edge.
+        assert!(grants.len() >= 9_900, "{} grants", grants.len());
     }
 
     #[tokio::test]

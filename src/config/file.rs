@@ -56,6 +56,7 @@ pub(super) struct RawFeishu {
     pub(super) helpdesk_token_file: Option<PathBuf>,
     pub(super) detail_requests_per_second: Option<f64>,
     pub(super) list_requests_per_second: Option<f64>,
+    pub(super) list_requests_per_minute: Option<i64>,
     pub(super) message_requests_per_second: Option<f64>,
     pub(super) max_in_flight: Option<i64>,
     pub(super) request_timeout: Option<String>,

@@ -99,6 +99,8 @@ pub struct FeishuSettings {
     pub detail_requests_per_second: f64,
     /// Pace for `GET /tickets` (discovery; documented limit 50/s).
     pub list_requests_per_second: f64,
+    /// Most list pages in any 60 seconds (the list's second limit, 1000/min, with a margin).
+    pub list_requests_per_minute: u32,
     /// Pace for `GET /tickets/:id/messages` (its limit is documented only as "special").
     pub message_requests_per_second: f64,
     /// Concurrent requests, so API latency does not cap throughput.
@@ -303,6 +305,12 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
         )?,
         detail_requests_per_second: rate,
         list_requests_per_second: list_rate,
+        list_requests_per_minute: positive(
+            "feishu.list_requests_per_minute",
+            f.list_requests_per_minute,
+            950,
+            1_000_000,
+        )?,
         message_requests_per_second: rate_per_second(
             "feishu.message_requests_per_second",
             f.message_requests_per_second,

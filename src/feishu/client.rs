@@ -173,7 +173,10 @@ impl FeishuClient {
             helpdesk_auth,
             tokens: TokenCache::default(),
             detail_pacer: Arc::new(Pacer::per_second(settings.detail_requests_per_second)),
-            list_pacer: Arc::new(Pacer::per_second(settings.list_requests_per_second)),
+            list_pacer: Arc::new(Pacer::with_minute_cap(
+                settings.list_requests_per_second,
+                Some(settings.list_requests_per_minute),
+            )),
             catalog_pacer: Pacer::per_second(CATALOG_REQUESTS_PER_SECOND),
             message_pacer: Pacer::per_second(settings.message_requests_per_second),
             max_attempts: settings.max_attempts,

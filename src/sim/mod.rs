@@ -44,6 +44,8 @@ pub struct SimConfig {
     pub detail_limit_per_second: usize,
     /// List endpoint limit per sliding second (documented: 50).
     pub list_limit_per_second: usize,
+    /// List endpoint limit per sliding minute (documented: 1000), enforced as well.
+    pub list_limit_per_minute: usize,
     /// Lifetime of issued tenant tokens.
     pub token_ttl: Duration,
     /// Added before every token response.
@@ -73,6 +75,7 @@ impl Default for SimConfig {
             jitter: Duration::ZERO,
             detail_limit_per_second: 10,
             list_limit_per_second: 50,
+            list_limit_per_minute: 1000,
             token_ttl: Duration::from_secs(7200),
             token_latency: Duration::ZERO,
             list_repeats_rows: false,
@@ -141,6 +144,8 @@ pub struct SimState {
     message_faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     log: Mutex<Vec<RequestRecord>>,
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+    /// Per-minute sliding windows (the list endpoint's second limit).
+    minute_windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
     subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
 }
 
@@ -174,6 +179,7 @@ impl SimState {
             message_faults: Mutex::new(HashMap::new()),
             log: Mutex::new(Vec::new()),
             windows: Mutex::new(HashMap::new()),
+            minute_windows: Mutex::new(HashMap::new()),
             subscriptions: Mutex::new(Default::default()),
         }
     }
@@ -298,23 +304,20 @@ impl SimState {
         });
     }
 
-    /// Sliding-window limit; returns the seconds until a slot frees when over it.
+    /// Sliding one-second limit; returns the seconds until a slot frees when over it.
     fn over_limit(&self, endpoint: Endpoint, limit: usize, now: Instant) -> Option<u64> {
-        let mut windows = lock(&self.windows);
-        let window = windows.entry(endpoint).or_default();
-        while window
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= Duration::from_secs(1))
-        {
-            window.pop_front();
-        }
-        if window.len() >= limit {
-            let oldest = window.front().copied().unwrap_or(now);
-            let wait = Duration::from_secs(1).saturating_sub(now.duration_since(oldest));
-            return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-        }
-        window.push_back(now);
-        None
+        over_window(&self.windows, endpoint, limit, Duration::from_secs(1), now)
+    }
+
+    /// Sliding one-minute limit, the same way.
+    fn over_minute_limit(&self, endpoint: Endpoint, limit: usize, now: Instant) -> Option<u64> {
+        over_window(
+            &self.minute_windows,
+            endpoint,
+            limit,
+            Duration::from_secs(60),
+            now,
+        )
     }
 
     fn next_fault(&self, id: &str) -> Option<Fault> {
@@ -384,6 +387,32 @@ impl SimState {
         ))
         .await;
     }
+}
+
+/// A sliding-window limit of `limit` requests per `width`: None (and the request counted) when
+/// it fits, else the whole seconds until a slot frees.
+fn over_window(
+    windows: &Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
+    endpoint: Endpoint,
+    limit: usize,
+    width: Duration,
+    now: Instant,
+) -> Option<u64> {
+    let mut windows = lock(windows);
+    let window = windows.entry(endpoint).or_default();
+    while window
+        .front()
+        .is_some_and(|t| now.duration_since(*t) >= width)
+    {
+        window.pop_front();
+    }
+    if window.len() >= limit {
+        let oldest = window.front().copied().unwrap_or(now);
+        let wait = width.saturating_sub(now.duration_since(oldest));
+        return Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+    }
+    window.push_back(now);
+    None
 }
 
 /// The largest number of timestamps inside any half-open window `[t, t + width)`.
@@ -558,6 +587,10 @@ async fn list_response(
     let limit = state.config.list_limit_per_second;
     if let Some(reset) = state.over_limit(Endpoint::List, limit, arrived) {
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
+    }
+    let per_minute = state.config.list_limit_per_minute;
+    if let Some(reset) = state.over_minute_limit(Endpoint::List, per_minute, arrived) {
+        return rate_limited(StatusCode::TOO_MANY_REQUESTS, per_minute, reset);
     }
     if let Err(denied) = state.check_auth(headers) {
         return *denied;

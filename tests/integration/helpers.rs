@@ -349,6 +349,7 @@ pub fn unlimited_sim(tickets: usize) -> SimConfig {
         tickets,
         detail_limit_per_second: 10_000,
         list_limit_per_second: 10_000,
+        list_limit_per_minute: 1_000_000,
         message_limit_per_second: 10_000,
         ..SimConfig::default()
     }
