@@ -53,6 +53,10 @@ pub struct SimConfig {
     /// List pages repeat their first ticket at the end, and from page 2 on also the previous
     /// page's last ticket (paging quirks to survive: duplicates within and across pages).
     pub list_repeats_rows: bool,
+    /// Fields the list rows leave out (besides `tags`, which they never carry).
+    pub list_rows_drop: Vec<String>,
+    /// Fields whose value in list rows differs from the detail's (a list that lies).
+    pub list_rows_alter: Vec<String>,
     /// The app's event Verification Token (sent in every event's header).
     pub verification_token: String,
     /// The app's event Encrypt Key (events are encrypted and signed with it).
@@ -79,6 +83,8 @@ impl Default for SimConfig {
             token_ttl: Duration::from_secs(7200),
             token_latency: Duration::ZERO,
             list_repeats_rows: false,
+            list_rows_drop: Vec::new(),
+            list_rows_alter: Vec::new(),
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
@@ -680,8 +686,42 @@ async fn list_response(
             rows.push(matching[start - 1]);
         }
     }
+    let rows: Vec<Value> = rows.into_iter().map(|t| state.as_list_row(t)).collect();
     axum::Json(json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}}))
         .into_response()
+}
+
+impl SimState {
+    /// A ticket as the list shows it: every field of the detail but `tags` (as the list's docs
+    /// say), with the configured quirks (fields dropped or altered) for self-verification tests.
+    fn as_list_row(&self, ticket: &Value) -> Value {
+        let mut row = ticket.clone();
+        if let Some(o) = row.as_object_mut() {
+            o.remove("tags");
+            for field in &self.config.list_rows_drop {
+                o.remove(field);
+            }
+            for field in &self.config.list_rows_alter {
+                if let Some(v) = o.get_mut(field) {
+                    *v = altered(v);
+                }
+            }
+        }
+        row
+    }
+}
+
+/// A value that differs from `v` in the same type (a number moved, a text changed, an object
+/// or list emptied).
+fn altered(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => json!(n.as_i64().map_or(1, |i| i + 1)),
+        Value::String(s) => json!(format!("{s} (list)")),
+        Value::Bool(b) => json!(!b),
+        Value::Array(_) => json!([]),
+        Value::Object(_) => json!({}),
+        Value::Null => json!(1),
+    }
 }
 
 async fn catalog(
