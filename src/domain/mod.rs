@@ -2,6 +2,7 @@
 //! the cycle's reports ([`report`]) and the event secrets: the plain data every layer shares.
 
 pub mod catalog;
+pub mod listing;
 pub mod messages;
 pub mod report;
 
@@ -9,6 +10,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use catalog::{CatalogField, CatalogOption};
+pub use listing::{ContentSource, FieldCheck, ListTrust};
 pub use messages::{MessageRow, MessagesOutcome};
 pub use report::{
     BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,
@@ -113,6 +115,10 @@ pub struct TicketRow {
     /// The API's ticket object as JSON text, stored as `jsonb`.
     pub raw: String,
     pub fetched_at: DateTime<Utc>,
+    /// The detail's, or a list row's (then `raw` is that row over the last detail).
+    pub content_source: ContentSource,
+    /// The list row as listed, when `content_source` is [`ContentSource::List`].
+    pub list_raw: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Default)]

@@ -15,8 +15,8 @@ use tokio_util::sync::CancellationToken;
 use super::auth::TokenCache;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
 use super::wire::{
-    CatalogData, DataBody, Envelope, Id, Lenient, ListBody, MessagesData, TicketDetailBody,
-    TokenBody,
+    CatalogData, DataBody, Envelope, Id, Lenient, ListBody, ListItem, MessagesData,
+    TicketDetailBody, TokenBody, repair_surrogate_escapes,
 };
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
@@ -99,12 +99,15 @@ impl ListPage {
     }
 }
 
-/// What discovery needs of a listed ticket; the detail endpoint remains the source of truth.
+/// A listed ticket: what discovery needs of it, and the row itself (every detail field but
+/// `tags`, per the list's docs) for list-first storage. The detail remains the source of truth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListedTicket {
     pub ticket_id: String,
     /// Epoch ms as listed; `None` for -1 (never updated) or absent.
     pub updated_at_ms: Option<i64>,
+    /// The list row as JSON text (lone surrogates already repaired).
+    pub raw: String,
 }
 
 /// The outcome of fetching one ticket, after retries.
@@ -858,7 +861,10 @@ pub fn parse_list_response(
     body: &[u8],
 ) -> Result<ListPage, ApiError> {
     check_envelope(status, headers, body)?;
-    let parsed: ListBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+    // Half an emoji (a lone UTF-16 surrogate) in one ticket must not cost the page.
+    let text = String::from_utf8_lossy(body);
+    let text = repair_surrogate_escapes(&text);
+    let parsed: ListBody = serde_json::from_str(&text).map_err(|e| ApiError::BadBody {
         http_status: status,
         detail: e.to_string(),
     })?;
@@ -875,28 +881,19 @@ pub fn parse_list_response(
         },
         ..ListPage::default()
     };
-    let items = match data.tickets {
-        Lenient::Value(items) => items,
-        Lenient::Absent => Vec::new(),
-        Lenient::Invalid(e) => {
-            return Err(ApiError::BadBody {
-                http_status: status,
-                detail: format!("data.tickets: {e}"),
-            });
-        }
-    };
-    for item in items {
-        let Lenient::Value(item) = item else {
-            page.skipped += 1;
-            continue;
-        };
-        match (item.ticket_id, item.updated_at) {
-            (Lenient::Value(Id(ticket_id)), updated) => page.tickets.push(ListedTicket {
+    for item in data.tickets.unwrap_or_default() {
+        let parsed = serde_json::from_str::<Lenient<ListItem>>(item.get());
+        match parsed {
+            Ok(Lenient::Value(ListItem {
+                ticket_id: Lenient::Value(Id(ticket_id)),
+                updated_at,
+            })) => page.tickets.push(ListedTicket {
                 ticket_id,
-                updated_at_ms: match updated {
+                updated_at_ms: match updated_at {
                     Lenient::Value(ms) if ms > 0 => Some(ms),
                     _ => None,
                 },
+                raw: item.get().to_owned(),
             }),
             _ => page.skipped += 1,
         }
@@ -923,11 +920,14 @@ mod tests {
             vec![
                 ListedTicket {
                     ticket_id: "6626871355780366331".into(),
-                    updated_at_ms: Some(1616920429000)
+                    updated_at_ms: Some(1616920429000),
+                    raw: r#"{"ticket_id":"6626871355780366331","updated_at":1616920429000,"extra":1}"#
+                        .into(),
                 },
                 ListedTicket {
                     ticket_id: "6626871355780366332".into(),
-                    updated_at_ms: None
+                    updated_at_ms: None,
+                    raw: r#"{"ticket_id":6626871355780366332,"updated_at":-1}"#.into(),
                 },
             ]
         );
@@ -935,6 +935,19 @@ mod tests {
             parse_list_response(200, &HeaderMap::new(), br#"{"code":0,"data":{"total":0}}"#)
                 .unwrap();
         assert!(empty.tickets.is_empty());
+    }
+
+    #[test]
+    fn a_lone_surrogate_in_one_listed_ticket_costs_nothing() {
+        // Half an emoji in a comment: the page still parses, the text keeps a U+FFFD.
+        let body = br#"{"code":0,"data":{"total":2,"tickets":[
+            {"ticket_id":"1","updated_at":1616920429000,"comments":{"content":"ok \ud83d"}},
+            {"ticket_id":"2","updated_at":1616920429001}]}}"#;
+        let page = parse_list_response(200, &HeaderMap::new(), body).unwrap();
+        assert_eq!(page.tickets.len(), 2);
+        assert_eq!(page.skipped, 0);
+        let row: serde_json::Value = serde_json::from_str(&page.tickets[0].raw).unwrap();
+        assert_eq!(row["comments"]["content"], "ok \u{fffd}");
     }
 
     fn parse(status: u16, body: &str) -> Result<String, ApiError> {

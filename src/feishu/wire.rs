@@ -213,7 +213,7 @@ pub struct TicketDetailData {
     pub ticket: Option<Box<RawValue>>,
 }
 
-/// `GET /tickets` (list) response: only what discovery needs of each ticket.
+/// `GET /tickets` (list) response: the total, and each ticket as listed.
 #[derive(Debug, Deserialize)]
 pub struct ListBody {
     #[serde(default)]
@@ -224,8 +224,9 @@ pub struct ListBody {
 pub struct ListData {
     #[serde(default)]
     pub total: Lenient<i64>,
+    /// Each listed ticket as raw JSON text: one item that can't be read costs only itself.
     #[serde(default)]
-    pub tickets: Lenient<Vec<Lenient<ListItem>>>,
+    pub tickets: Option<Vec<Box<RawValue>>>,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Deserialize)]
@@ -454,6 +455,57 @@ impl FromJson for RawContent {
             )),
         }
     }
+}
+
+/// Replaces `\uD800`–`\uDFFF` escapes that do not form a surrogate pair with `\uFFFD`.
+/// Backslashes occur in valid JSON only inside strings, so a plain scan of escapes suffices.
+pub fn repair_surrogate_escapes(json: &str) -> std::borrow::Cow<'_, str> {
+    fn hex4(b: &[u8], at: usize) -> Option<u16> {
+        let digits = b.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
+    }
+    if !json.contains("\\u") {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let b = json.as_bytes();
+    let mut out = String::new();
+    let mut i = 0;
+    let mut copied = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // any other escape, an escaped backslash included
+            continue;
+        }
+        let Some(unit) = hex4(b, i + 2) else {
+            i += 2;
+            continue;
+        };
+        let is_high = (0xD800..0xDC00).contains(&unit);
+        let is_low = (0xDC00..0xE000).contains(&unit);
+        let paired = is_high
+            && b.get(i + 6) == Some(&b'\\')
+            && b.get(i + 7) == Some(&b'u')
+            && hex4(b, i + 8).is_some_and(|next| (0xDC00..0xE000).contains(&next));
+        if paired {
+            i += 12;
+        } else if is_high || is_low {
+            out.push_str(&json[copied..i]);
+            out.push_str("\\ufffd");
+            i += 6;
+            copied = i;
+        } else {
+            i += 6;
+        }
+    }
+    if copied == 0 {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    out.push_str(&json[copied..]);
+    std::borrow::Cow::Owned(out)
 }
 
 #[cfg(test)]

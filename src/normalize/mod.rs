@@ -6,6 +6,7 @@
 //! `updated_at = -1` and `closed_at = 0` mean "absent" and become NULL.
 
 pub mod catalog;
+pub mod listed;
 pub mod messages;
 
 use std::collections::HashMap;
@@ -15,8 +16,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use crate::domain::{
-    CommentRow, CustomFieldRow, TagRow, TicketId, TicketRecord, TicketRow, UserRow,
+    CommentRow, ContentSource, CustomFieldRow, TagRow, TicketId, TicketRecord, TicketRow, UserRow,
 };
+pub use crate::feishu::wire::repair_surrogate_escapes;
 use crate::feishu::wire::{
     Id, Lenient, OneOrMany, RawComment, RawCustomField, RawTag, RawTicket, RawUser,
 };
@@ -124,57 +126,6 @@ pub fn epoch_to_datetime(value: i64) -> Option<DateTime<Utc>> {
     } else {
         DateTime::from_timestamp_millis(value)
     }
-}
-
-/// Replaces `\uD800`–`\uDFFF` escapes that do not form a surrogate pair with `\uFFFD`.
-/// Backslashes occur in valid JSON only inside strings, so a plain scan of escapes suffices.
-pub fn repair_surrogate_escapes(json: &str) -> std::borrow::Cow<'_, str> {
-    fn hex4(b: &[u8], at: usize) -> Option<u16> {
-        let digits = b.get(at..at + 4)?;
-        u16::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
-    }
-    if !json.contains("\\u") {
-        return std::borrow::Cow::Borrowed(json);
-    }
-    let b = json.as_bytes();
-    let mut out = String::new();
-    let mut i = 0;
-    let mut copied = 0;
-    while i < b.len() {
-        if b[i] != b'\\' {
-            i += 1;
-            continue;
-        }
-        if b.get(i + 1) != Some(&b'u') {
-            i += 2; // any other escape, an escaped backslash included
-            continue;
-        }
-        let Some(unit) = hex4(b, i + 2) else {
-            i += 2;
-            continue;
-        };
-        let is_high = (0xD800..0xDC00).contains(&unit);
-        let is_low = (0xDC00..0xE000).contains(&unit);
-        let paired = is_high
-            && b.get(i + 6) == Some(&b'\\')
-            && b.get(i + 7) == Some(&b'u')
-            && hex4(b, i + 8).is_some_and(|next| (0xDC00..0xE000).contains(&next));
-        if paired {
-            i += 12;
-        } else if is_high || is_low {
-            out.push_str(&json[copied..i]);
-            out.push_str("\\ufffd");
-            i += 6;
-            copied = i;
-        } else {
-            i += 6;
-        }
-    }
-    if copied == 0 {
-        return std::borrow::Cow::Borrowed(json);
-    }
-    out.push_str(&json[copied..]);
-    std::borrow::Cow::Owned(out)
 }
 
 /// Postgres text and jsonb cannot hold U+0000; replace it rather than lose the ticket.
@@ -348,6 +299,8 @@ impl Normalizer {
             ),
             raw,
             fetched_at,
+            content_source: ContentSource::Detail,
+            list_raw: None,
         }
     }
 
