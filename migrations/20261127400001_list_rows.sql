@@ -28,9 +28,11 @@ ALTER TABLE ticket_versions
         CHECK (content_source IN ('detail', 'list'));
 ALTER TABLE ticket_status_history
     ADD COLUMN content_source text NOT NULL DEFAULT 'detail'
-        CHECK (content_source IN ('detail', 'list'));
+        CHECK (content_source IN ('detail', 'list')),
+    ADD COLUMN source_updated_at timestamptz;
 COMMENT ON COLUMN ticket_versions.content_source IS '''list'' for a version recorded from a list row; the detail of the same updated_at replaces it in place.';
 COMMENT ON COLUMN ticket_status_history.content_source IS '''list'' for a transition recorded from a list row; the detail of the same updated_at confirms or replaces it.';
+COMMENT ON COLUMN ticket_status_history.source_updated_at IS 'The ticket''s updated_at in the content that showed this transition (NULL for rows recorded before list-first ingestion).';
 
 -- Self-verification: per top-level field of the ticket, how list rows compared with the detail
 -- of the same updated_at. A field found to differ is no longer taken from list rows.
@@ -61,6 +63,22 @@ SELECT t.ticket_id,
 FROM tickets t
 LEFT JOIN ticket_sync_state s USING (ticket_id)
 WHERE t.deleted_at IS NULL;
+COMMENT ON COLUMN ticket_provenance.ticket_id IS 'The ticket.';
+COMMENT ON COLUMN ticket_provenance.content_source IS '''detail'' or ''list'': see tickets.content_source.';
+COMMENT ON COLUMN ticket_provenance.tags_known IS 'false until a detail gave the ticket''s tags (list rows carry none).';
+COMMENT ON COLUMN ticket_provenance.updated_at IS 'The ticket''s updated_at as stored (from whichever source).';
+COMMENT ON COLUMN ticket_provenance.detail_updated_at IS 'The updated_at of the last stored detail (NULL: none yet).';
+COMMENT ON COLUMN ticket_provenance.detail_fetched_at IS 'When the last stored detail was fetched (NULL: none yet).';
+COMMENT ON COLUMN ticket_provenance.listed_at IS 'When a list row was last stored for it.';
+COMMENT ON COLUMN ticket_provenance.is_verified IS 'true when the stored content is the detail''s.';
+COMMENT ON COLUMN ticket_provenance.last_detail_attempt_at IS 'When the last detail fetch that succeeded or found the ticket gone ran (ticket_sync_state.last_fetched_at).';
+COMMENT ON COLUMN list_field_agreement.field IS 'A top-level field of the ticket object (status, agents, customized_fields, ...).';
+COMMENT ON COLUMN list_field_agreement.agreed IS 'Details whose value agreed with the list row of the same updated_at.';
+COMMENT ON COLUMN list_field_agreement.differed IS 'Details whose value differed from the list row of the same updated_at.';
+COMMENT ON COLUMN list_field_agreement.missing IS 'Details that had the field while the list row lacked it.';
+COMMENT ON COLUMN list_field_agreement.trusted IS 'false once the field differed: no longer taken from list rows.';
+COMMENT ON COLUMN list_field_agreement.first_difference_at IS 'When the field first differed.';
+COMMENT ON COLUMN list_field_agreement.updated_at IS 'Last time a comparison was added.';
 COMMENT ON VIEW ticket_provenance IS 'One row per ticket: whether its stored content is the detail''s (is_verified) or a list row''s still waiting for its detail, whether its tags are known, and when each source last gave it.';
 
 -- Details still missing for list-stored tickets come first; this finds them cheaply.

@@ -78,6 +78,7 @@ pub(super) struct RawSync {
     pub(super) open_refresh: Option<String>,
     pub(super) closed_refresh: Option<String>,
     pub(super) discover: Option<bool>,
+    pub(super) store_list_rows: Option<bool>,
     pub(super) messages: Option<bool>,
     pub(super) discovery_overlap: Option<String>,
     pub(super) backfill_since: Option<String>,

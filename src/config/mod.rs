@@ -131,6 +131,8 @@ pub struct SyncSettings {
     pub closed_refresh: Duration,
     /// Learn ticket ids through the list API each cycle.
     pub discover: bool,
+    /// Store each listed ticket's row at once (the detail follows and verifies it).
+    pub store_list_rows: bool,
     /// Fetch each ticket's conversation (`ticket_messages`).
     pub messages: bool,
     /// How far back each incremental scan re-reads before the watermark.
@@ -356,6 +358,7 @@ fn validate_sync(s: file::RawSync) -> Result<SyncSettings, ConfigError> {
         open_refresh: duration("sync.open_refresh", s.open_refresh, "1h")?,
         closed_refresh: duration("sync.closed_refresh", s.closed_refresh, "7d")?,
         discover: s.discover.unwrap_or(true),
+        store_list_rows: s.store_list_rows.unwrap_or(true),
         messages: s.messages.unwrap_or(true),
         discovery_overlap: duration("sync.discovery_overlap", s.discovery_overlap, "10m")?,
         backfill_since: s

@@ -59,6 +59,8 @@ pub struct BatchReport {
     pub messages_failed: u64,
     /// Messages inserted or changed.
     pub messages_stored: u64,
+    /// Details that verified a stored list row of the same `updated_at`, field by field.
+    pub list_rows_verified: u64,
 }
 
 impl BatchReport {
@@ -71,6 +73,7 @@ impl BatchReport {
         self.messages_synced += other.messages_synced;
         self.messages_failed += other.messages_failed;
         self.messages_stored += other.messages_stored;
+        self.list_rows_verified += other.list_rows_verified;
     }
 }
 
@@ -87,6 +90,10 @@ pub struct DiscoveryReport {
     pub new: u64,
     /// Windows split because they reached the 10,000-row cap.
     pub splits: u64,
+    /// Tickets whose content was stored from their list row (new or newer than stored).
+    pub stored_from_list: u64,
+    /// Listed items that could not be read (no usable ticket id, not an object): skipped.
+    pub skipped: u64,
     /// Whether the history backfill ran (and finished) this cycle.
     pub backfill_ran: bool,
     pub backfill_completed: bool,

@@ -108,8 +108,9 @@ impl Store {
         Ok(())
     }
 
-    /// Queues listed tickets that are new or whose `updated_at` differs from the stored one
-    /// (`-1` lists as NULL and equals a stored NULL). A failing or parked ticket is pulled
+    /// Queues listed tickets that are new, have no detail yet (stored from a list row: they
+    /// come first), or whose `updated_at` differs from the last detail's (`-1` lists as NULL
+    /// and equals a stored NULL). A failing or parked ticket is pulled
     /// forward only when the list shows a change since it was last listed.
     pub async fn note_listed(
         &self,
@@ -124,10 +125,16 @@ impl Store {
             "WITH listed AS (
                  SELECT * FROM UNNEST($1::text[], $2::timestamptz[]) AS l(ticket_id, updated_at)
              ), todo AS (
-                 SELECT l.ticket_id, l.updated_at, t.ticket_id IS NULL AS is_new
+                 -- Compared with the last detail's updated_at: content stored from a list row
+                 -- still wants its detail (tags, and the truth), first of all.
+                 SELECT l.ticket_id, l.updated_at,
+                        t.ticket_id IS NULL OR (t.content_source = 'list'
+                                                AND t.detail_fetched_at IS NULL) AS is_new
                  FROM listed l LEFT JOIN tickets t USING (ticket_id)
-                 WHERE t.ticket_id IS NULL OR t.updated_at IS DISTINCT FROM l.updated_at
-                    OR t.deleted_at IS NOT NULL
+                 WHERE t.ticket_id IS NULL OR t.deleted_at IS NOT NULL
+                    OR (t.content_source = 'list' AND t.detail_fetched_at IS NULL)
+                    OR (CASE WHEN t.content_source = 'detail' THEN t.updated_at
+                             ELSE t.detail_updated_at END) IS DISTINCT FROM l.updated_at
              )
              INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, listed_updated_at)
              SELECT ticket_id, 'discovery', CASE WHEN is_new THEN $3 ELSE $4 END, updated_at

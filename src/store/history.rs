@@ -23,11 +23,13 @@ pub async fn record_history(
     if ticket_ids.is_empty() {
         return Ok(());
     }
+    upgrade_list_history(tx, ticket_ids).await?;
     sqlx::query(
         "INSERT INTO ticket_versions
-            (ticket_id, content_hash, observed_at, status, updated_at, agent_owner_id, raw)
+            (ticket_id, content_hash, observed_at, status, updated_at, agent_owner_id, raw,
+             content_source)
          SELECT t.ticket_id, md5(t.raw::text), t.fetched_at, t.status, t.updated_at,
-                t.agent_owner_id, t.raw
+                t.agent_owner_id, t.raw, t.content_source
          FROM tickets t
          LEFT JOIN LATERAL (
              SELECT v.content_hash FROM ticket_versions v
@@ -41,8 +43,10 @@ pub async fn record_history(
     .await?;
     sqlx::query(
         "INSERT INTO ticket_status_history
-            (ticket_id, from_status, to_status, changed_at, changed_at_source, observed_at)
-         SELECT t.ticket_id, last.to_status, t.status, e.changed_at, e.source, t.fetched_at
+            (ticket_id, from_status, to_status, changed_at, changed_at_source, observed_at,
+             content_source, source_updated_at)
+         SELECT t.ticket_id, last.to_status, t.status, e.changed_at, e.source, t.fetched_at,
+                t.content_source, t.updated_at
          FROM tickets t
          LEFT JOIN ticket_status_codes sc ON sc.code = t.status
          LEFT JOIN LATERAL (
@@ -77,6 +81,52 @@ pub async fn record_history(
     .execute(&mut **tx)
     .await?;
     rebuild_stays(tx, ticket_ids).await
+}
+
+/// A detail that arrives for the version a list row showed (same `updated_at`) replaces what
+/// that row recorded instead of adding to it: the list's version becomes the detail's, in
+/// place, and the list's transition stays only if the detail shows the same status (else the
+/// detail's transition replaces it). So list and detail content never make history together
+/// that did not happen upstream.
+async fn upgrade_list_history(
+    tx: &mut Transaction<'_, Postgres>,
+    ticket_ids: &[String],
+) -> anyhow::Result<()> {
+    sqlx::query(
+        "UPDATE ticket_versions v SET
+            content_hash = md5(t.raw::text), raw = t.raw, status = t.status,
+            agent_owner_id = t.agent_owner_id, content_source = 'detail'
+         FROM tickets t
+         WHERE t.ticket_id = ANY($1) AND t.content_source = 'detail'
+           AND v.ticket_id = t.ticket_id AND v.content_source = 'list'
+           AND v.updated_at IS NOT DISTINCT FROM t.updated_at
+           AND v.version_id = (SELECT max(version_id) FROM ticket_versions l
+                               WHERE l.ticket_id = t.ticket_id)",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "DELETE FROM ticket_status_history h USING tickets t
+         WHERE t.ticket_id = ANY($1) AND t.content_source = 'detail'
+           AND h.ticket_id = t.ticket_id AND h.content_source = 'list'
+           AND h.source_updated_at IS NOT DISTINCT FROM t.updated_at
+           AND h.to_status IS DISTINCT FROM t.status",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query(
+        "UPDATE ticket_status_history h SET content_source = 'detail'
+         FROM tickets t
+         WHERE t.ticket_id = ANY($1) AND t.content_source = 'detail'
+           AND h.ticket_id = t.ticket_id AND h.content_source = 'list'
+           AND h.source_updated_at IS NOT DISTINCT FROM t.updated_at",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Rebuilds the stays of `ticket_ids` from their transitions, and marks the backlog days they

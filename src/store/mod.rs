@@ -9,6 +9,7 @@ pub mod children;
 pub mod discovery;
 pub mod events;
 pub mod history;
+pub mod listed;
 pub mod messages;
 pub mod queue;
 pub mod reports;

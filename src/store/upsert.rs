@@ -63,6 +63,13 @@ async fn write_outcomes(
         .map(|o| o.ticket_id().to_owned())
         .collect();
 
+    let verified = super::listed::verify_list_rows(tx, &records).await?;
+    for field in &verified.newly_distrusted {
+        tracing::warn!(
+            field = %field,
+            "list rows differ from the detail in this field; it is no longer taken from list rows"
+        );
+    }
     let changed = write_records(tx, &records, false).await?;
     let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
     changed_ids.sort_unstable();
@@ -82,6 +89,7 @@ async fn write_outcomes(
     let mut report = BatchReport {
         changed: changed.len() as u64,
         unchanged: (records.len() - changed.len()) as u64,
+        list_rows_verified: verified.tickets,
         ..BatchReport::default()
     };
     for outcome in latest.values() {
@@ -145,20 +153,28 @@ pub async fn upsert_tickets(
             agent_service_duration_minutes, agent_first_response_duration_seconds,
             bot_service_duration_seconds, agent_resolution_time_seconds, actual_processing_time_seconds,
             agent_entry_time, agent_first_response_time, agent_last_response_time,
-            raw, fetched_at, deleted_at)
+            raw, fetched_at, deleted_at,
+            content_source, detail_fetched_at, detail_updated_at, tags_known, listed_at, list_raw)
          SELECT u.ticket_id, u.helpdesk_id, u.guest_id, u.ticket_type, u.status, u.score, u.channel,
                 u.solve, u.created_at, u.updated_at, u.closed_at, u.closed_by_id, u.agent_owner_id,
                 u.zh_cn, u.en_us, u.ja_jp, u.asd, u.afrd, u.bsd, u.art, u.apt,
-                u.aet, u.afrt, u.alrt, u.raw::jsonb, u.fetched_at, NULL
+                u.aet, u.afrt, u.alrt, u.raw::jsonb, u.fetched_at, NULL,
+                u.source,
+                CASE WHEN u.source = 'detail' THEN u.fetched_at END,
+                CASE WHEN u.source = 'detail' THEN u.updated_at END,
+                u.source = 'detail',
+                CASE WHEN u.source = 'list' THEN u.fetched_at END,
+                u.list_raw::jsonb
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int2[], $6::int2[],
                      $7::int2[], $8::int2[], $9::timestamptz[], $10::timestamptz[],
                      $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[],
                      $16::text[], $17::float8[], $18::int8[], $19::int8[], $20::int8[],
                      $21::int8[], $22::timestamptz[], $23::timestamptz[], $24::timestamptz[],
-                     $25::text[], $26::timestamptz[])
+                     $25::text[], $26::timestamptz[], $28::text[], $29::text[])
               AS u(ticket_id, helpdesk_id, guest_id, ticket_type, status, score, channel, solve,
                    created_at, updated_at, closed_at, closed_by_id, agent_owner_id,
-                   zh_cn, en_us, ja_jp, asd, afrd, bsd, art, apt, aet, afrt, alrt, raw, fetched_at)
+                   zh_cn, en_us, ja_jp, asd, afrd, bsd, art, apt, aet, afrt, alrt, raw, fetched_at,
+                   source, list_raw)
          ON CONFLICT (ticket_id) DO UPDATE SET
             helpdesk_id = EXCLUDED.helpdesk_id, guest_id = EXCLUDED.guest_id,
             ticket_type = EXCLUDED.ticket_type, status = EXCLUDED.status, score = EXCLUDED.score,
@@ -178,8 +194,18 @@ pub async fn upsert_tickets(
             agent_last_response_time = EXCLUDED.agent_last_response_time,
             raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at,
             -- A fetch proves the ticket exists; re-normalizing (force) proves nothing.
-            deleted_at = CASE WHEN $27 THEN t.deleted_at ELSE NULL END
+            deleted_at = CASE WHEN $27 THEN t.deleted_at ELSE NULL END,
+            -- Provenance: re-normalizing (force) keeps it; a detail clears the list row.
+            content_source = CASE WHEN $27 THEN t.content_source ELSE EXCLUDED.content_source END,
+            detail_fetched_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'detail'
+                THEN EXCLUDED.detail_fetched_at ELSE t.detail_fetched_at END,
+            detail_updated_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'detail'
+                THEN EXCLUDED.detail_updated_at ELSE t.detail_updated_at END,
+            tags_known = t.tags_known OR (NOT $27 AND EXCLUDED.tags_known),
+            listed_at = COALESCE(EXCLUDED.listed_at, t.listed_at),
+            list_raw = CASE WHEN $27 THEN t.list_raw ELSE EXCLUDED.list_raw END
          WHERE $27 OR t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
+            OR t.content_source IS DISTINCT FROM EXCLUDED.content_source
          RETURNING t.ticket_id",
     )
     .bind(&ids)
@@ -209,6 +235,13 @@ pub async fn upsert_tickets(
     .bind(column!(raw))
     .bind(column!(fetched_at))
     .bind(force)
+    .bind(
+        records
+            .iter()
+            .map(|r| r.ticket.content_source.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(column!(list_raw))
     .fetch_all(&mut **tx)
     .await?;
     Ok(rows.into_iter().map(|(id,)| id).collect())

@@ -158,8 +158,8 @@ impl Cycle<'_> {
         let Some(discovery) = &self.options.discovery else {
             return Ok(());
         };
-        let on_page = || {
-            let pages = self.pages.fetch_add(1, Ordering::Relaxed) + 1;
+        let on_page = |pages: u64| {
+            self.pages.store(pages, Ordering::Relaxed);
             (self.on_progress)(Progress {
                 pages_listed: pages,
                 ..Progress::default()

@@ -57,6 +57,7 @@ impl CycleOptions {
                 overlap: s.discovery_overlap,
                 backfill_since: s.backfill_since.unwrap_or_else(default_backfill_since),
                 since_override: since,
+                store_list_rows: s.store_list_rows,
             }),
             known_ids_query: s.known_ids_query.clone(),
             max_tickets_per_cycle: s.max_tickets_per_cycle,

@@ -20,8 +20,14 @@ const FAST: &str = "list_requests_per_second = 500.0\n";
 async fn discovery_reads_past_the_10000_row_cap() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(12_000)).await;
-    // Discover everything, fetch a single ticket: this test is about the list side.
-    let ws = Workspace::configured(&sim, &db, FAST, "max_tickets_per_cycle = 1\n");
+    // Discover everything, fetch a single ticket: this test is about the list side (ids only;
+    // storing list rows is tests/integration/list_first.rs).
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        "max_tickets_per_cycle = 1\nstore_list_rows = false\n",
+    );
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     let text = stdout(&out);

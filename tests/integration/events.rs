@@ -350,14 +350,20 @@ async fn events_arriving_during_a_cycle_are_not_lost() {
     let url = format!("http://{address}/feishu/events");
     // Wait until 20 tickets are stored, then change 5 of those and announce it, mid-cycle.
     let deadline = Instant::now() + Duration::from_secs(30);
-    while db.count("SELECT count(*) FROM tickets").await < 20 && Instant::now() < deadline {
+    while db
+        .count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+        .await
+        < 20
+        && Instant::now() < deadline
+    {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let stored: Vec<String> =
-        sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY ticket_id LIMIT 5")
-            .fetch_all(&db.pool)
-            .await
-            .unwrap();
+    let stored: Vec<String> = sqlx::query_scalar(
+        "SELECT ticket_id FROM tickets WHERE content_source = 'detail' ORDER BY ticket_id LIMIT 5",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
     assert_eq!(stored.len(), 5);
     assert_eq!(
         count(&lines, "\"cycle finished\""),

@@ -317,7 +317,11 @@ async fn a_bad_body_fails_only_its_ticket() {
     sim.state.inject(&ids[3], [Fault::NotJson, Fault::NotJson]);
     sync_all(&ws, &ids).await;
 
-    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 9);
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+            .await,
+        9
+    );
     let (outcome, error, retry_later): (String, String, bool) = sqlx::query_as(
         "SELECT last_outcome, last_error, next_due_at > now() + interval '30 seconds'
          FROM ticket_sync_state WHERE ticket_id = $1",
@@ -332,7 +336,11 @@ async fn a_bad_body_fails_only_its_ticket() {
 
     // The next try (forced by enqueue) succeeds and clears the failure.
     sync_all(&ws, &ids[3..4]).await;
-    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 10);
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+            .await,
+        10
+    );
     assert_eq!(
         db.count("SELECT count(*) FROM ticket_sync_state WHERE consecutive_failures > 0")
             .await,

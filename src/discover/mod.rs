@@ -2,11 +2,18 @@
 //! `sync.known_ids_query`.
 //!
 //! Discovery scans time windows (`update_time` incrementally, `create_time` for the backfill of
-//! history), 200 rows a page. The API reaches at most 10,000 rows per query, so a window whose
-//! `total` reaches that is bisected until every piece is below the cap: no ticket is skipped.
-//! Listed tickets whose `updated_at` differs from the stored one (or that are new) are queued;
-//! unchanged ones cost nothing more. The incremental watermark moves forward only after its whole
+//! history), 200 rows a page, the pages a total announces fetched several at a time (within the
+//! list pace). The API reaches at most 10,000 rows per query, so a window that holds that many
+//! is bisected until every piece is below the cap: no ticket is skipped. The `total` is a hint,
+//! never the truth: paging goes on while pages come back full, and a window is split only when
+//! its first page is full too. Listed tickets whose `updated_at` differs from the last detail's
+//! (or that are new) are queued; unchanged ones cost nothing more. With `sync.store_list_rows`
+//! each listed ticket's row is stored at once ([`rows`]): the dashboards are whole after the
+//! list, the details follow. The incremental watermark moves forward only after its whole
 //! window was read; the backfill saves its position after every finished piece, so it resumes.
+//! Progress (for the stall watch) is time covered, not calls made.
+
+mod rows;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,7 +22,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{DiscoveryReport, TicketId};
-use crate::feishu::client::{ListQuery, ListedTicket, MAX_PAGE_SIZE, TimeField};
+use crate::feishu::client::{ListPage, ListQuery, ListedTicket, MAX_PAGE_SIZE, TimeField};
 use crate::feishu::{ApiError, FeishuClient};
 use crate::normalize::epoch_to_datetime;
 use crate::store::Store;
@@ -33,6 +40,8 @@ pub struct DiscoveryOptions {
     pub backfill_since: DateTime<Utc>,
     /// `sync --since`: scan history from here now, even if a backfill was done before.
     pub since_override: Option<DateTime<Utc>>,
+    /// `sync.store_list_rows`: store each listed ticket's row, not only its id.
+    pub store_list_rows: bool,
 }
 
 /// Why discovery stopped.
@@ -50,20 +59,26 @@ pub enum DiscoveryError {
     Database(#[from] anyhow::Error),
 }
 
-/// Runs the backfill if one is due, then the incremental scan. `on_page` is called per page.
+/// Runs the backfill if one is due, then the incremental scan. `on_progress` is called with
+/// the pages read so far each time a window is covered.
 pub async fn discover(
     store: &Store,
     client: &FeishuClient,
     options: &DiscoveryOptions,
-    on_page: &(dyn Fn() + Sync),
+    on_progress: &(dyn Fn(u64) + Sync),
     stop: &CancellationToken,
 ) -> Result<DiscoveryReport, DiscoveryError> {
+    let rows = match options.store_list_rows {
+        true => rows::RowStore::new(store).await?,
+        false => None,
+    };
     let mut run = Discovery {
         store,
         client,
         options,
-        on_page,
+        on_progress,
         stop,
+        rows,
         report: DiscoveryReport::default(),
     };
     let helpdesk_id = options.helpdesk_id.as_str();
@@ -88,20 +103,23 @@ struct Discovery<'a> {
     store: &'a Store,
     client: &'a FeishuClient,
     options: &'a DiscoveryOptions,
-    on_page: &'a (dyn Fn() + Sync),
+    on_progress: &'a (dyn Fn(u64) + Sync),
     stop: &'a CancellationToken,
+    /// Where list rows are stored (`None`: ids only).
+    rows: Option<rows::RowStore<'a>>,
     report: DiscoveryReport,
 }
 
-impl Discovery<'_> {
-    fn scanner(&mut self, field: TimeField) -> Scanner<'_> {
+impl<'s> Discovery<'s> {
+    fn scanner(&mut self, field: TimeField) -> Scanner<'_, 's> {
         Scanner {
             store: self.store,
             client: self.client,
             field,
             report: &mut self.report,
-            on_page: self.on_page,
+            on_progress: self.on_progress,
             stop: self.stop,
+            rows: self.rows.as_mut(),
         }
     }
 
@@ -186,6 +204,13 @@ fn plan_backfill(
 /// How often a window is re-read when it keeps changing under paging.
 const MAX_PASSES: u32 = 5;
 
+/// Pages of one window requested at once (the list pacer still spaces them).
+const PAGES_IN_FLIGHT: usize = 8;
+
+/// Windows narrower than this are not split further: one that still holds 10,000 rows is read
+/// as far as the API pages (and logged). Bounds the splitting whatever a `total` claims.
+pub const MIN_SPLIT_MS: i64 = 1_000;
+
 /// What reading one piece came to.
 enum Piece {
     Read,
@@ -193,16 +218,17 @@ enum Piece {
     TooBig,
 }
 
-struct Scanner<'a> {
+struct Scanner<'a, 's> {
     store: &'a Store,
     client: &'a FeishuClient,
     field: TimeField,
     report: &'a mut DiscoveryReport,
-    on_page: &'a (dyn Fn() + Sync),
+    on_progress: &'a (dyn Fn(u64) + Sync),
     stop: &'a CancellationToken,
+    rows: Option<&'a mut rows::RowStore<'s>>,
 }
 
-impl Scanner<'_> {
+impl Scanner<'_, '_> {
     /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece.
     async fn scan<F, Fut>(
         &mut self,
@@ -223,65 +249,77 @@ impl Scanner<'_> {
         while let Some((start, end)) = pieces.pop() {
             match self.read_piece(start, end).await? {
                 Piece::Read => {
-                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?
+                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
+                    (self.on_progress)(self.report.pages);
                 }
                 // Halves overlap by one millisecond: whether the API's bounds are inclusive is
                 // not documented, and a ticket listed twice costs nothing.
-                Piece::TooBig if end - start >= 2 => {
+                Piece::TooBig => {
                     let mid = start + (end - start) / 2;
                     pieces.push((mid, end));
                     pieces.push((start, mid));
                     self.report.splits += 1;
-                }
-                Piece::TooBig => {
-                    tracing::error!(
-                        start_ms = start,
-                        end_ms = end,
-                        "more than 10,000 tickets share one millisecond; only the first 10,000 can be listed"
-                    );
-                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
                 }
             }
         }
         Ok(())
     }
 
-    /// Reads every page of one piece. Paging is not a snapshot: a ticket updated meanwhile
-    /// leaves the window and the rows behind it move up a place, so one row can slip past a
-    /// page boundary. A multi-page piece is therefore checked after its last page (a short
-    /// page before the end, or a total that moved, means rows shifted) and read again until a
-    /// pass is stable.
+    /// Reads every page of one piece. The `total` only says how many pages to ask for at once:
+    /// paging goes on while pages come back full (a `total` of 0 or of one page's length ends
+    /// nothing early), and a piece is too big only when its first page is full and it is wide
+    /// enough to split ([`MIN_SPLIT_MS`]). Paging is not a snapshot either: a ticket updated
+    /// meanwhile leaves the window and the rows behind it move up a place, so one row can slip
+    /// past a page boundary. A multi-page piece is therefore checked after its last page (a
+    /// total that moved means rows shifted) and read again until a pass is stable.
     async fn read_piece(&mut self, start: i64, end: i64) -> Result<Piece, DiscoveryError> {
         let page_size = u64::from(MAX_PAGE_SIZE);
         let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
+        let splittable = end - start >= MIN_SPLIT_MS;
         for pass in 1..=MAX_PASSES {
             let first = self.page(start, end, 1).await?;
-            if first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
+            let first_full = first.items() >= page_size;
+            if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
                 return Ok(Piece::TooBig);
             }
             self.note(&first.tickets, true).await?;
-            // Without a total, page until a short page.
-            let pages = first
-                .total
-                .map_or(max_pages, |t| t.div_ceil(page_size).max(1) as u32);
-            let mut stable = true;
             let mut last_items = first.items();
             let mut page = 1;
-            // `>=`: a page may repeat rows and hold more than it was asked for.
-            while page < pages && last_items >= page_size {
+            // The pages the total announces, several at a time.
+            let announced = first.total.map_or(1, |t| {
+                t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
+            });
+            if first_full && announced > 1 {
+                for listed in self.pages(start, end, 2..=announced).await? {
+                    self.note(&listed.tickets, true).await?;
+                    last_items = listed.items();
+                }
+                page = announced;
+            }
+            // Then on while pages come back full, whatever the total said.
+            while last_items >= page_size && page < max_pages {
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
                 self.note(&next.tickets, true).await?;
             }
-            if first.total.is_none() && page == max_pages && last_items >= page_size {
-                // No total and 10,000 rows read: there may be more than the API will page.
-                return Ok(Piece::TooBig);
+            if page == max_pages && last_items >= page_size {
+                if splittable {
+                    // 10,000 rows read and still full: more than paging reaches.
+                    return Ok(Piece::TooBig);
+                }
+                tracing::error!(
+                    start_ms = start,
+                    end_ms = end,
+                    "more than 10,000 tickets within one second; only the first 10,000 can be listed"
+                );
+                return Ok(Piece::Read);
             }
-            if page < pages {
-                stable = false; // ended early: rows moved up meanwhile
-            }
-            if pages > 1 && stable {
+            // Rows that left the window meanwhile (updated again) moved the others up a place:
+            // the total says so. (A short page before the announced end alone proves nothing:
+            // a total can simply be wrong.)
+            let mut stable = true;
+            if page > 1 {
                 let again = self.page(start, end, 1).await?;
                 // Queued again if changed meanwhile, but not counted twice in the report.
                 self.note(&again.tickets, false).await?;
@@ -303,30 +341,61 @@ impl Scanner<'_> {
         })
     }
 
-    async fn page(
-        &mut self,
-        start_ms: i64,
-        end_ms: i64,
-        page: u32,
-    ) -> Result<crate::feishu::client::ListPage, DiscoveryError> {
-        if self.stop.is_cancelled() {
-            return Err(DiscoveryError::Interrupted);
-        }
-        let query = ListQuery {
+    fn query(&self, start_ms: i64, end_ms: i64, page: u32) -> ListQuery {
+        ListQuery {
             field: self.field,
             start_ms,
             end_ms,
             page,
             page_size: MAX_PAGE_SIZE,
-        };
-        let result = self.client.list_tickets(&query, self.stop).await;
+        }
+    }
+
+    async fn page(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        page: u32,
+    ) -> Result<ListPage, DiscoveryError> {
+        if self.stop.is_cancelled() {
+            return Err(DiscoveryError::Interrupted);
+        }
+        let result = self
+            .client
+            .list_tickets(&self.query(start_ms, end_ms, page), self.stop)
+            .await;
+        self.listed(result)
+    }
+
+    /// Pages `numbers` of one window, [`PAGES_IN_FLIGHT`] at a time, in page order.
+    async fn pages(
+        &mut self,
+        start_ms: i64,
+        end_ms: i64,
+        numbers: std::ops::RangeInclusive<u32>,
+    ) -> Result<Vec<ListPage>, DiscoveryError> {
+        use futures::StreamExt;
+        if self.stop.is_cancelled() {
+            return Err(DiscoveryError::Interrupted);
+        }
+        let (client, stop) = (self.client, self.stop);
+        let queries: Vec<ListQuery> = numbers.map(|n| self.query(start_ms, end_ms, n)).collect();
+        let results: Vec<_> = futures::stream::iter(queries)
+            .map(|q| async move { client.list_tickets(&q, stop).await })
+            .buffered(PAGES_IN_FLIGHT)
+            .collect()
+            .await;
+        results.into_iter().map(|r| self.listed(r)).collect()
+    }
+
+    fn listed(&mut self, result: Result<ListPage, ApiError>) -> Result<ListPage, DiscoveryError> {
         self.report.pages += 1;
-        (self.on_page)();
         let listed = result.map_err(|e| match e {
             ApiError::Interrupted => DiscoveryError::Interrupted,
             other => DiscoveryError::Api(other),
         })?;
         if listed.skipped > 0 {
+            self.report.skipped += listed.skipped;
             tracing::warn!(
                 endpoint = "list",
                 skipped = listed.skipped,
@@ -336,22 +405,27 @@ impl Scanner<'_> {
         Ok(listed)
     }
 
-    /// Queues listed tickets; `count` adds them to the report (not for a stability re-read).
+    /// Stores listed rows (when configured), then queues the tickets that want their detail;
+    /// `count` adds them to the report (not for a stability re-read).
     async fn note(&mut self, tickets: &[ListedTicket], count: bool) -> Result<(), DiscoveryError> {
         // Deduplicated (a page may repeat a ticket) and validated before touching the queue.
-        let mut unique: BTreeMap<String, Option<DateTime<Utc>>> = BTreeMap::new();
+        let mut unique: BTreeMap<String, &ListedTicket> = BTreeMap::new();
         for t in tickets {
             match TicketId::parse(&t.ticket_id) {
                 Ok(id) => {
-                    unique.insert(
-                        id.into_string(),
-                        t.updated_at_ms.and_then(epoch_to_datetime),
-                    );
+                    unique.insert(id.into_string(), t);
                 }
                 Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
             }
         }
-        let noted = self.store.note_listed(&unique).await?;
+        if let Some(rows) = self.rows.as_deref_mut() {
+            self.report.stored_from_list += rows.store(&unique).await?;
+        }
+        let listed: BTreeMap<String, Option<DateTime<Utc>>> = unique
+            .iter()
+            .map(|(id, t)| (id.clone(), t.updated_at_ms.and_then(epoch_to_datetime)))
+            .collect();
+        let noted = self.store.note_listed(&listed).await?;
         if count {
             self.report.listed += tickets.len() as u64;
             self.report.queued += noted.queued;

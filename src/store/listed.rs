@@ -1,0 +1,186 @@
+//! List rows in Postgres: writing listed tickets (under a lock on what is stored, so a detail
+//! written meanwhile is never overwritten by an older row), and the self-verification of list
+//! rows against details of the same `updated_at` (`list_field_agreement`).
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
+
+use super::Store;
+use crate::domain::{FieldCheck, ListTrust, TicketRecord};
+use crate::normalize::listed::compare_with_detail;
+
+/// What is stored of a ticket when its list row arrives.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct StoredContent {
+    pub ticket_id: String,
+    pub updated_at: Option<DateTime<Utc>>,
+    pub raw: String,
+    pub deleted: bool,
+}
+
+/// What writing one page of list rows did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ListWrite {
+    /// Tickets whose content the rows changed (new ones included).
+    pub stored: u64,
+}
+
+/// What comparing list rows with their details found, per field.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Verification {
+    /// Tickets whose list row was compared with their detail.
+    pub tickets: u64,
+    /// Fields found to differ for the first time: no longer taken from list rows.
+    pub newly_distrusted: Vec<String>,
+}
+
+impl Store {
+    /// The fields list rows are trusted for, as verified so far.
+    pub async fn list_trust(&self) -> anyhow::Result<ListTrust> {
+        let rows: Vec<(String, bool)> =
+            sqlx::query_as("SELECT field, trusted FROM list_field_agreement")
+                .fetch_all(&self.pool)
+                .await?;
+        let mut trust = ListTrust::default();
+        for (field, trusted) in rows {
+            if !trusted {
+                trust.distrusted.insert(field.clone());
+            }
+            trust.compared.insert(field);
+        }
+        Ok(trust)
+    }
+
+    /// Writes the list rows of `ids` in one transaction: `build` sees what is stored of each
+    /// (locked until commit) and returns the record to write, or `None` to leave it.
+    pub async fn write_list_rows<F>(
+        &self,
+        ids: &[String],
+        mut build: F,
+    ) -> anyhow::Result<ListWrite>
+    where
+        F: FnMut(&str, Option<&StoredContent>) -> Option<TicketRecord>,
+    {
+        let mut tx = self.pool.begin().await?;
+        let stored: HashMap<String, StoredContent> = sqlx::query_as::<_, StoredContent>(
+            "SELECT ticket_id, updated_at, raw::text AS raw, deleted_at IS NOT NULL AS deleted
+             FROM tickets WHERE ticket_id = ANY($1) ORDER BY ticket_id FOR UPDATE",
+        )
+        .bind(ids)
+        .fetch_all(&mut *tx)
+        .await?
+        .into_iter()
+        .map(|s| (s.ticket_id.clone(), s))
+        .collect();
+        let records: Vec<TicketRecord> = ids
+            .iter()
+            .filter_map(|id| build(id, stored.get(id)))
+            .collect();
+        let refs: Vec<&TicketRecord> = records.iter().collect();
+        let changed = super::upsert::write_records(&mut tx, &refs, false).await?;
+        let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
+        changed_ids.sort_unstable();
+        super::messages::ticket_changed(&mut tx, &changed_ids).await?;
+        tx.commit().await?;
+        self.note_written(changed.len() as u64).await;
+        Ok(ListWrite {
+            stored: changed.len() as u64,
+        })
+    }
+}
+
+/// Compares the stored list rows of `records` (details about to be written) with them, when
+/// both have the same `updated_at`, and adds the outcome to `list_field_agreement`.
+pub async fn verify_list_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+) -> anyhow::Result<Verification> {
+    if records.is_empty() {
+        return Ok(Verification::default());
+    }
+    let ids: Vec<&str> = records
+        .iter()
+        .map(|r| r.ticket.ticket_id.as_str())
+        .collect();
+    let listed: HashMap<String, (Option<DateTime<Utc>>, String)> =
+        sqlx::query_as::<_, (String, Option<DateTime<Utc>>, String)>(
+            "SELECT ticket_id, updated_at, list_raw::text FROM tickets
+         WHERE ticket_id = ANY($1) AND content_source = 'list' AND list_raw IS NOT NULL",
+        )
+        .bind(&ids)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .map(|(id, updated, raw)| (id, (updated, raw)))
+        .collect();
+    // field → (agreed, differed, missing, first ticket that differed)
+    let mut tally: BTreeMap<String, (i64, i64, i64, Option<String>)> = BTreeMap::new();
+    let mut verification = Verification::default();
+    for record in records {
+        let id = record.ticket.ticket_id.as_str();
+        let Some((updated_at, list_raw)) = listed.get(id) else {
+            continue;
+        };
+        if *updated_at != record.ticket.updated_at {
+            continue; // the detail is of another version: nothing to compare
+        }
+        let Ok(checks) = compare_with_detail(list_raw, &record.ticket.raw) else {
+            continue;
+        };
+        verification.tickets += 1;
+        for (field, check) in checks {
+            let entry = tally.entry(field).or_default();
+            match check {
+                FieldCheck::Agreed => entry.0 += 1,
+                FieldCheck::Differed => {
+                    entry.1 += 1;
+                    entry.3.get_or_insert_with(|| id.to_owned());
+                }
+                FieldCheck::Missing => entry.2 += 1,
+            }
+        }
+    }
+    if tally.is_empty() {
+        return Ok(verification);
+    }
+    let fields: Vec<&str> = tally.keys().map(String::as_str).collect();
+    let agreed: Vec<i64> = tally.values().map(|t| t.0).collect();
+    let differed: Vec<i64> = tally.values().map(|t| t.1).collect();
+    let missing: Vec<i64> = tally.values().map(|t| t.2).collect();
+    let examples: Vec<Option<&str>> = tally.values().map(|t| t.3.as_deref()).collect();
+    // A field the list rows lacked is not distrusted: it is simply never taken from them.
+    verification.newly_distrusted = sqlx::query_scalar(
+        "WITH before AS (
+             SELECT field, trusted FROM list_field_agreement WHERE field = ANY($1)
+         ), upserted AS (
+             INSERT INTO list_field_agreement AS a
+                 (field, agreed, differed, missing, trusted, first_difference_at, example_ticket_id)
+             SELECT u.field, u.agreed, u.differed, u.missing, u.differed = 0,
+                    CASE WHEN u.differed > 0 THEN now() END, u.example
+             FROM UNNEST($1::text[], $2::int8[], $3::int8[], $4::int8[], $5::text[])
+                  AS u(field, agreed, differed, missing, example)
+             ON CONFLICT (field) DO UPDATE SET
+                 agreed = a.agreed + EXCLUDED.agreed,
+                 differed = a.differed + EXCLUDED.differed,
+                 missing = a.missing + EXCLUDED.missing,
+                 trusted = a.trusted AND EXCLUDED.trusted,
+                 first_difference_at = COALESCE(a.first_difference_at, EXCLUDED.first_difference_at),
+                 example_ticket_id = COALESCE(a.example_ticket_id, EXCLUDED.example_ticket_id),
+                 updated_at = now()
+             RETURNING field, trusted
+         )
+         SELECT u.field FROM upserted u LEFT JOIN before b USING (field)
+         WHERE NOT u.trusted AND b.trusted IS DISTINCT FROM false
+         ORDER BY u.field",
+    )
+    .bind(&fields)
+    .bind(&agreed)
+    .bind(&differed)
+    .bind(&missing)
+    .bind(&examples)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(verification)
+}
