@@ -61,25 +61,41 @@ impl SimState {
     pub fn ticket_event(&self, event_type: &str, id: &str, event_id: &str) -> Value {
         let ticket = self.ticket(id).unwrap_or_else(|| json!({"ticket_id": id}));
         let created_ms = chrono::Utc::now().timestamp_millis();
+        // As in the official samples: the guest's id is an object here (a string in the REST
+        // ticket), and `stage` comes with `status`.
+        let guest = json!({
+            "id": {
+                "open_id": ticket["guest"]["id"],
+                "user_id": ticket["guest"]["id"].as_str().map(|id| format!("u_{id}")),
+                "union_id": ticket["guest"]["id"].as_str().map(|id| format!("on_{id}")),
+            },
+            "name": ticket["guest"]["name"],
+        });
+        let stage = ticket["stage"].as_i64().unwrap_or(1);
         let event = if event_type == TICKET_UPDATED {
             json!({
                 "object": {
                     "ticket_id": id,
                     "helpdesk_id": ticket["helpdesk_id"],
+                    "guest": guest,
+                    "stage": stage,
                     "status": ticket["status"],
                     "updated_at": ticket["updated_at"],
                     "created_at": ticket["created_at"],
                 },
-                "old_object": {"status": 1, "updated_at": ticket["created_at"]},
+                "old_object": {"stage": 1, "status": 1, "updated_at": ticket["created_at"]},
             })
         } else {
             json!({
                 "ticket_id": id,
                 "helpdesk_id": ticket["helpdesk_id"],
-                "guest": ticket["guest"],
+                "guest": guest,
+                "stage": stage,
                 "status": ticket["status"],
                 "created_at": ticket["created_at"],
                 "updated_at": ticket["updated_at"],
+                "chat_id": format!("oc_{id}"),
+                "customized_fields": ticket["customized_fields"],
             })
         };
         json!({

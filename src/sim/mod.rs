@@ -57,6 +57,11 @@ pub struct SimConfig {
     pub list_rows_drop: Vec<String>,
     /// Fields whose value in list rows differs from the detail's (a list that lies).
     pub list_rows_alter: Vec<String>,
+    /// What list answers say in `total` (the real count, or a lie).
+    pub list_total: ListTotal,
+    /// Text replacements made in every list answer's body as sent (e.g. a marker into a lone
+    /// `\ud83d` surrogate escape, which no JSON value can hold).
+    pub list_body_replace: Vec<(String, String)>,
     /// The app's event Verification Token (sent in every event's header).
     pub verification_token: String,
     /// The app's event Encrypt Key (events are encrypted and signed with it).
@@ -85,12 +90,28 @@ impl Default for SimConfig {
             list_repeats_rows: false,
             list_rows_drop: Vec::new(),
             list_rows_alter: Vec::new(),
+            list_total: ListTotal::Actual,
+            list_body_replace: Vec::new(),
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
         }
     }
+}
+
+/// The `total` a list answer reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ListTotal {
+    /// The number of matching tickets.
+    #[default]
+    Actual,
+    /// The length of the page sent (as if one page were all).
+    PageLength,
+    /// Zero, whatever the page holds.
+    Zero,
+    /// At least 10,000 for every window (as if every window were over the cap).
+    OverCap,
 }
 
 /// A fault the next detail request for a ticket (or for any ticket) meets.
@@ -687,7 +708,21 @@ async fn list_response(
         }
     }
     let rows: Vec<Value> = rows.into_iter().map(|t| state.as_list_row(t)).collect();
-    axum::Json(json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}}))
+    let total = match state.config.list_total {
+        ListTotal::Actual => total,
+        ListTotal::PageLength => rows.len(),
+        ListTotal::Zero => 0,
+        ListTotal::OverCap => total.max(LIST_REACHABLE_ROWS),
+    };
+    let body = json!({"code": 0, "msg": "success", "data": {"total": total, "tickets": rows}});
+    let mut body = body.to_string();
+    for (from, to) in &state.config.list_body_replace {
+        body = body.replace(from.as_str(), to);
+    }
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
         .into_response()
 }
 
