@@ -71,6 +71,11 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     {
         state.metrics.set_queue(&counts);
     }
+    if let Ok(Ok(list_rows)) =
+        tokio::time::timeout(Duration::from_secs(2), state.store.list_rows_state()).await
+    {
+        state.metrics.set_list_rows(&list_rows);
+    }
     (
         [(
             header::CONTENT_TYPE,

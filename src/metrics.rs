@@ -10,7 +10,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::domain::{CycleReport, QueueCounts};
+use crate::domain::{CycleReport, ListRowsState, QueueCounts};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -58,6 +58,22 @@ pub struct Metrics {
     rate_limit_waits: Counter,
     token_refreshes: Counter,
     events: Family<OutcomeLabels, Counter>,
+    list_field_checks: Family<FieldCheckLabels, Gauge>,
+    list_field_trusted: Family<FieldLabels, Gauge>,
+    list_rows_unverified: Gauge,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldCheckLabels {
+    /// A top-level ticket field (status, agents, ...).
+    pub field: String,
+    /// agreed, differed, missing.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FieldLabels {
+    pub field: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +94,9 @@ impl Default for Metrics {
             rate_limit_waits: Counter::default(),
             token_refreshes: Counter::default(),
             events: Family::default(),
+            list_field_checks: Family::default(),
+            list_field_trusted: Family::default(),
+            list_rows_unverified: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +143,21 @@ impl Default for Metrics {
             "events",
             "Webhook events by outcome (queued, current, duplicate, ignored, unauthorized, malformed, error)",
             m.events.clone(),
+        );
+        registry.register(
+            "list_field_checks",
+            "List rows compared with the detail of the same updated_at, by field and outcome (agreed, differed, missing)",
+            m.list_field_checks.clone(),
+        );
+        registry.register(
+            "list_field_trusted",
+            "1 while list rows are trusted for the field, 0 once it differed from the detail",
+            m.list_field_trusted.clone(),
+        );
+        registry.register(
+            "list_rows_unverified",
+            "Tickets whose stored content came from a list row and waits for its detail",
+            m.list_rows_unverified.clone(),
         );
         Self { registry, ..m }
     }
@@ -207,6 +241,30 @@ impl Metrics {
         }
     }
 
+    /// The self-verification of list rows, as read from the database.
+    pub fn set_list_rows(&self, state: &ListRowsState) {
+        for f in &state.fields {
+            for (outcome, n) in [
+                ("agreed", f.agreed),
+                ("differed", f.differed),
+                ("missing", f.missing),
+            ] {
+                self.list_field_checks
+                    .get_or_create(&FieldCheckLabels {
+                        field: f.field.clone(),
+                        outcome: outcome.to_owned(),
+                    })
+                    .set(n);
+            }
+            self.list_field_trusted
+                .get_or_create(&FieldLabels {
+                    field: f.field.clone(),
+                })
+                .set(i64::from(f.trusted));
+        }
+        self.list_rows_unverified.set(state.unverified_tickets);
+    }
+
     /// The OpenMetrics text exposition.
     pub fn encode(&self) -> String {
         let mut text = String::new();
@@ -244,5 +302,30 @@ mod tests {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
         assert!(text.contains("helpdesk_sync_last_success_timestamp_seconds "));
+    }
+
+    #[test]
+    fn list_row_verification_is_a_series_per_field() {
+        use crate::domain::FieldAgreement;
+        let m = Metrics::default();
+        m.set_list_rows(&ListRowsState {
+            fields: vec![FieldAgreement {
+                field: "score".into(),
+                agreed: 2,
+                differed: 3,
+                missing: 0,
+                trusted: false,
+            }],
+            unverified_tickets: 7,
+        });
+        let text = m.encode();
+        for line in [
+            "helpdesk_sync_list_field_checks{field=\"score\",outcome=\"agreed\"} 2",
+            "helpdesk_sync_list_field_checks{field=\"score\",outcome=\"differed\"} 3",
+            "helpdesk_sync_list_field_trusted{field=\"score\"} 0",
+            "helpdesk_sync_list_rows_unverified 7",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

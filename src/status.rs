@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Settings;
-use crate::domain::TicketId;
+use crate::domain::{ListRowsState, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
 use crate::store::{MIGRATOR, Store, describe_target};
@@ -24,6 +24,19 @@ pub struct StatusReport {
     pub last_ok_run_finished_at: Option<DateTime<Utc>>,
     pub freshness: Freshness,
     pub discovery: DiscoveryStatus,
+    pub list_rows: ListRowsStatus,
+}
+
+/// List-first ingestion: on or off, the tickets waiting for the detail that verifies them, and
+/// the verification so far per field.
+#[derive(Debug, Serialize)]
+pub struct ListRowsStatus {
+    /// `sync.store_list_rows` (and discovery on).
+    pub enabled: bool,
+    /// Off by itself: the list got the status, or most fields, wrong.
+    pub degraded: bool,
+    #[serde(flatten)]
+    pub state: ListRowsState,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,6 +96,12 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
     let runs = read_runs(store, helpdesk_id).await?;
     let freshness = read_freshness(store, settings.sync.open_refresh * 2).await?;
     let discovery = read_discovery(store, settings.sync.discover).await?;
+    let list_state = store.list_rows_state().await?;
+    let list_rows = ListRowsStatus {
+        enabled: settings.sync.discover && settings.sync.store_list_rows,
+        degraded: list_state.trust().is_disabled(),
+        state: list_state,
+    };
     let problems = judge(settings, now, &runs, &freshness);
     Ok(StatusReport {
         healthy: problems.is_empty(),
@@ -92,6 +111,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         last_ok_run_finished_at: runs.last_ok,
         freshness,
         discovery,
+        list_rows,
     })
 }
 
@@ -270,6 +290,10 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
     render_queue(&mut out, &r.queue);
     render_freshness(&mut out, &r.freshness, &ago);
     render_discovery(&mut out, &r.discovery, &ago);
+    out.push_str(&format!(
+        "  list rows: {}\n",
+        describe_list_rows(&r.list_rows)
+    ));
     if !r.problems.is_empty() {
         out.push_str("problems:\n");
         for p in &r.problems {
@@ -369,6 +393,51 @@ fn render_discovery(out: &mut String, d: &DiscoveryStatus, ago: &dyn Fn(DateTime
     ));
 }
 
+/// One line on list-first ingestion: on or off, waiting details, what the verification found.
+fn describe_list_rows(l: &ListRowsStatus) -> String {
+    let mut text = match (l.enabled, l.degraded) {
+        (false, _) => "not stored (sync.store_list_rows = false or discovery off)".to_owned(),
+        (true, true) => "not stored: they differed from the details (details only)".to_owned(),
+        (true, false) => "stored".to_owned(),
+    };
+    if l.state.unverified_tickets > 0 {
+        text.push_str(&format!(
+            "; {} tickets wait for the detail that verifies them",
+            l.state.unverified_tickets
+        ));
+    }
+    let fields = &l.state.fields;
+    if fields.is_empty() {
+        text.push_str("; no list row verified yet");
+        return text;
+    }
+    let agreed = fields.iter().filter(|f| f.trusted && f.agreed > 0).count();
+    text.push_str(&format!(
+        "; {agreed} of {} fields agree with the details",
+        fields.len()
+    ));
+    let differ: Vec<String> = fields
+        .iter()
+        .filter(|f| !f.trusted)
+        .map(|f| format!("{} ({} of {})", f.field, f.differed, f.agreed + f.differed))
+        .collect();
+    if !differ.is_empty() {
+        text.push_str(&format!(
+            "; not taken from list rows: {}",
+            differ.join(", ")
+        ));
+    }
+    let lacking: Vec<&str> = fields
+        .iter()
+        .filter(|f| f.trusted && f.missing > 0 && f.agreed == 0)
+        .map(|f| f.field.as_str())
+        .collect();
+    if !lacking.is_empty() {
+        text.push_str(&format!("; lists lack: {}", lacking.join(", ")));
+    }
+    text
+}
+
 /// One step of `check`.
 pub struct Step {
     pub name: &'static str,
@@ -413,10 +482,33 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
     {
         return steps;
     }
+    passed("list rows", check_list_rows(settings).await);
     if let Some(id) = ticket {
         passed("detail", check_detail(&client, id).await);
     }
     steps
+}
+
+/// What the self-verification of list rows found so far (from the database).
+async fn check_list_rows(settings: &Settings) -> Result<String, String> {
+    let store = Store::connect(&settings.database)
+        .await
+        .map_err(|e| format!("{e:#}"))?;
+    // Informational: an answer missing here must not hide the steps after it.
+    let state = match store.list_rows_state().await {
+        Ok(state) => state,
+        Err(e) => {
+            return Ok(format!(
+                "not known yet (run `helpdesk-sync migrate`?): {e:#}"
+            ));
+        }
+    };
+    let degraded = state.trust().is_disabled();
+    Ok(describe_list_rows(&ListRowsStatus {
+        enabled: settings.sync.discover && settings.sync.store_list_rows,
+        degraded,
+        state,
+    }))
 }
 
 /// The database answers; are migrations pending?

@@ -67,6 +67,39 @@ impl ListTrust {
     }
 }
 
+/// A row of `list_field_agreement`: how list rows compared with details, for one field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, sqlx::FromRow)]
+pub struct FieldAgreement {
+    pub field: String,
+    pub agreed: i64,
+    pub differed: i64,
+    pub missing: i64,
+    pub trusted: bool,
+}
+
+/// List-first ingestion as it stands: the verification so far, and the tickets whose stored
+/// content still waits for its detail.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ListRowsState {
+    pub fields: Vec<FieldAgreement>,
+    /// Tickets whose stored content came from a list row, not yet verified by the detail.
+    pub unverified_tickets: i64,
+}
+
+impl ListRowsState {
+    pub fn trust(&self) -> ListTrust {
+        ListTrust {
+            distrusted: self
+                .fields
+                .iter()
+                .filter(|f| !f.trusted)
+                .map(|f| f.field.clone())
+                .collect(),
+            compared: self.fields.iter().map(|f| f.field.clone()).collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

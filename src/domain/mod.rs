@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use catalog::{CatalogField, CatalogOption};
-pub use listing::{ContentSource, FieldCheck, ListTrust};
+pub use listing::{ContentSource, FieldAgreement, FieldCheck, ListRowsState, ListTrust};
 pub use messages::{MessageRow, MessagesOutcome};
 pub use report::{
     BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,

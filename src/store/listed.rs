@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-use crate::domain::{FieldCheck, ListTrust, TicketRecord};
+use crate::domain::{FieldAgreement, FieldCheck, ListRowsState, ListTrust, TicketRecord};
 use crate::normalize::listed::compare_with_detail;
 
 /// What is stored of a ticket when its list row arrives.
@@ -39,18 +39,33 @@ pub struct Verification {
 impl Store {
     /// The fields list rows are trusted for, as verified so far.
     pub async fn list_trust(&self) -> anyhow::Result<ListTrust> {
-        let rows: Vec<(String, bool)> =
-            sqlx::query_as("SELECT field, trusted FROM list_field_agreement")
-                .fetch_all(&self.pool)
-                .await?;
-        let mut trust = ListTrust::default();
-        for (field, trusted) in rows {
-            if !trusted {
-                trust.distrusted.insert(field.clone());
-            }
-            trust.compared.insert(field);
+        Ok(ListRowsState {
+            fields: self.list_agreement().await?,
+            unverified_tickets: 0,
         }
-        Ok(trust)
+        .trust())
+    }
+
+    /// The verification so far, field by field.
+    pub async fn list_agreement(&self) -> anyhow::Result<Vec<FieldAgreement>> {
+        Ok(sqlx::query_as(
+            "SELECT field, agreed, differed, missing, trusted FROM list_field_agreement
+             ORDER BY field",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The verification so far and the tickets still waiting for the detail that verifies them.
+    pub async fn list_rows_state(&self) -> anyhow::Result<ListRowsState> {
+        let unverified: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM tickets WHERE content_source = 'list'")
+                .fetch_one(&self.pool)
+                .await?;
+        Ok(ListRowsState {
+            fields: self.list_agreement().await?,
+            unverified_tickets: unverified,
+        })
     }
 
     /// Writes the list rows of `ids` in one transaction: `build` sees what is stored of each

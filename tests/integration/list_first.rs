@@ -199,6 +199,22 @@ async fn a_field_the_list_gets_wrong_or_lacks_is_not_taken_from_it() {
         .count() as i64;
     assert!(!trusted);
     assert_eq!((differed, agreed), (scored, 0));
+    // status and check say it.
+    let status = stdout(&ws.run(&["status"], &[], None).await);
+    assert!(
+        status.contains(&format!(
+            "not taken from list rows: score ({scored} of {scored})"
+        )),
+        "{status}"
+    );
+    assert!(status.contains("lists lack: agents"), "{status}");
+    let check = ws.run(&["check"], &[], None).await;
+    let check = format!(
+        "{}{}",
+        stdout(&check),
+        String::from_utf8_lossy(&check.stderr)
+    );
+    assert!(check.contains("not taken from list rows: score"), "{check}");
     let (agents_trusted, missing): (bool, i64) =
         sqlx::query_as("SELECT trusted, missing FROM list_field_agreement WHERE field = 'agents'")
             .fetch_one(&db.pool)
