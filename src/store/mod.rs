@@ -2,7 +2,8 @@
 //! ticket's child rows (`children`), change history and stays (`history`), conversations and
 //! their lane of the queue (`messages`), discovery positions
 //! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
-//! catalog (`catalog`) and the report tables refreshed after a cycle (`reports`).
+//! catalog (`catalog`), the report tables refreshed after a cycle (`reports`), and business
+//! hours and SLA results (`sla`).
 
 pub mod catalog;
 pub mod children;
@@ -13,6 +14,7 @@ pub mod messages;
 pub mod queue;
 pub mod reports;
 pub mod runs;
+pub mod sla;
 pub mod upsert;
 
 use std::time::Duration;

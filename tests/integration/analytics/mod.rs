@@ -11,6 +11,7 @@ mod backlog;
 mod catalog;
 mod facts;
 mod history;
+mod sla;
 mod upgrade;
 
 pub(super) fn ms(at: DateTime<Utc>) -> i64 {
