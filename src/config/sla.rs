@@ -362,6 +362,29 @@ mod tests {
         assert_eq!(t.tag.as_deref(), Some("vip"));
     }
 
+    /// The commented-out `[sla]` example of config.toml.example parses as it reads.
+    #[test]
+    fn the_example_section_is_valid() {
+        let example = include_str!("../../config.toml.example");
+        let section: String = example
+            .split_once("# [sla]\n")
+            .expect("an [sla] example")
+            .1
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(""))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let s = parse(&section.replace("[sla.", "[").replace("[[sla.", "[[")).unwrap();
+        assert_eq!(s.default_calendar.as_deref(), Some("support"));
+        assert_eq!(s.calendars[0].hours.len(), 11);
+        assert_eq!(s.calendars[0].holidays.len(), 3);
+        assert_eq!(s.targets.len(), 3);
+        assert_eq!(
+            (s.targets[0].priority, s.targets[0].business_hours),
+            (10, false)
+        );
+    }
+
     #[test]
     fn bad_values_name_their_key() {
         let cases = [

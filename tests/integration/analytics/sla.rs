@@ -740,6 +740,43 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         ]
     );
 
+    // The documented "breach rate by channel per week", by hand: decided clocks plus running
+    // ones past due. Week of 2026-03-02: A (Open API): first reply met, first resolution
+    // missed, full resolution met. Week of 03-09 (QR code): first reply B missed, C stopped in
+    // time, D running past due; full resolution B, C, D running past due; next reply D: met,
+    // missed, running past due.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
+    let breach_rate = docs
+        .split("Breach rate by channel per week")
+        .nth(1)
+        .and_then(|b| b.split("```sql").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("the breach rate query");
+    let rates: Vec<(NaiveDate, String, String, i64, i64, String)> =
+        sqlx::query_as::<_, (NaiveDate, String, String, i64, i64, String)>(sqlx::AssertSqlSafe(
+            format!(
+                "SELECT week, channel_label, metric, clocks, breached, breach_percent::text FROM ({}) q",
+                breach_rate.trim().trim_end_matches(';')
+            ),
+        ))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let week = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let row = |w, c: &str, m: &str, n, b, p: &str| (week(w), c.into(), m.into(), n, b, p.into());
+    assert_eq!(
+        rates,
+        vec![
+            row(2, "Open API", "first_reply", 1, 0, "0.0"),
+            row(2, "Open API", "first_resolution", 1, 1, "100.0"),
+            row(2, "Open API", "full_resolution", 1, 0, "0.0"),
+            row(9, "QR code", "first_reply", 3, 2, "66.7"),
+            row(9, "QR code", "full_resolution", 3, 3, "100.0"),
+            row(9, "QR code", "next_reply", 3, 2, "66.7"),
+        ]
+    );
+
     // A re-fetch changes nothing and never duplicates a clock.
     let before = db.count("SELECT count(*) FROM ticket_sla_results").await;
     sync_ids(&ws, &all).await;
@@ -899,5 +936,33 @@ async fn sla_seeding_replaces_only_config_rows_and_bad_values_exit_2() {
         assert_eq!(out.status.code(), Some(2), "{section}: {}", stderr(&out));
         assert!(stderr(&out).contains(key), "{section}: {}", stderr(&out));
     }
+    assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
+}
+
+/// The setup block of docs/analytics.md ("Setting it up") works as written: New York office
+/// hours with a lunch break and Christmas.
+#[tokio::test]
+async fn the_documented_setup_block_works() {
+    let db = TestDb::new().await;
+    helpdesk_sync::store::MIGRATOR.run(&db.pool).await.unwrap();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
+    let setup = docs
+        .split("```postgresql")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a setup block");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup.to_owned()))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Thursday 2026-12-24 08:00 to Monday 12-28 10:00: Thursday 09-12 and 13-17 (7 h),
+    // Christmas closed, the weekend closed, Monday 09-10 (1 h).
+    let seconds: Option<i64> =
+        sqlx::query_scalar("SELECT business_seconds('2026-12-24 08:00-05', '2026-12-28 10:00-05')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(seconds, Some(8 * H));
     assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
 }
