@@ -132,7 +132,11 @@ LANGUAGE sql STABLE AS $$
                        EXTRACT(EPOCH FROM p.ends_at - p.starts_at)::float8)
           FROM business_calendar_periods p
          WHERE p.calendar_id = calendar AND p.starts_at <= t
-         ORDER BY p.starts_at DESC LIMIT 1), 0) END
+         ORDER BY p.starts_at DESC LIMIT 1),
+        -- Before the first period: 0, unless the calendar is never open (NULL, not a 0
+        -- that looks like a result).
+        CASE WHEN EXISTS (SELECT 1 FROM business_calendar_periods p WHERE p.calendar_id = calendar)
+             THEN 0 END) END
 $$;
 COMMENT ON FUNCTION business_position(timestamptz, text) IS 'SECONDS of business time of a calendar from 2010-01-01 up to t (a building block of business_seconds).';
 
@@ -141,7 +145,7 @@ RETURNS bigint LANGUAGE sql STABLE AS $$
     SELECT floor(business_position(end_at, business_calendar_or_default(calendar))
                  - business_position(start_at, business_calendar_or_default(calendar)))::bigint
 $$;
-COMMENT ON FUNCTION business_seconds(timestamptz, timestamptz, text) IS 'SECONDS (whole, rounded down) of business time between start_at and end_at in the calendar (NULL: the default calendar): real elapsed seconds while the calendar is open, holidays excluded, daylight saving respected. Negative when end_at is before start_at; NULL when an argument is NULL or there is no such calendar.';
+COMMENT ON FUNCTION business_seconds(timestamptz, timestamptz, text) IS 'SECONDS (whole, rounded down) of business time between start_at and end_at in the calendar (NULL: the default calendar): real elapsed seconds while the calendar is open, holidays excluded, daylight saving respected. Negative when end_at is before start_at; NULL when an argument is NULL, there is no such calendar, the calendar is never open, or a time is outside 2010-2050.';
 
 CREATE FUNCTION business_seconds(start_at timestamptz, end_at timestamptz) RETURNS bigint
 LANGUAGE sql STABLE AS $$

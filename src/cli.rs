@@ -49,7 +49,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the database schema
+    /// Create or upgrade the database schema, and seed [sla] calendars and targets (also done by sync and run)
     Migrate,
     /// Add ticket ids to the queue (idempotent; known ids become due now)
     Enqueue {

@@ -58,7 +58,7 @@ const FIRST_ANALYZE_AT: u64 = 1_000;
 const ANALYZE_WRITTEN_TABLES: &str = "ANALYZE tickets, ticket_agents, ticket_collaborators, \
      ticket_tags, ticket_custom_fields, ticket_comments, helpdesk_users, ticket_versions, \
      ticket_status_history, ticket_status_stays, ticket_history_summary, ticket_messages, \
-     ticket_sync_state";
+     ticket_sync_state, ticket_sla_results, ticket_business_times";
 
 impl Store {
     /// Connects; the error names host, port and database (never the password).

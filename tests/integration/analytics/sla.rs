@@ -303,6 +303,20 @@ async fn business_seconds_match_hand_computed_values() {
         .await,
         None
     );
+    // A calendar without opening hours is NULL too (dbt_zendesk's all-zero results, #121).
+    sqlx::query("INSERT INTO business_calendars (calendar_id, timezone) VALUES ('closed', 'UTC')")
+        .execute(p)
+        .await
+        .unwrap();
+    assert_eq!(
+        bs(
+            "2026-03-10T08:00:00-04:00",
+            "2026-03-10T18:00:00-04:00",
+            "closed"
+        )
+        .await,
+        None
+    );
 
     // Spans of years: 2024-01-01 to 2029-01-01 in New York, counted day by day here; fast.
     let mut expected = 0;
