@@ -49,7 +49,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the database schema
+    /// Create or upgrade the database schema, and seed [sla] calendars and targets (also done by sync and run)
     Migrate,
     /// Add ticket ids to the queue (idempotent; known ids become due now)
     Enqueue {
@@ -227,8 +227,26 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
 async fn migrate(settings: &Settings) -> Result<(), CliError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
+    seed_sla(&store, settings).await?;
     println!("database schema is up to date");
     Ok(())
+}
+
+/// Seeds `[sla]` (calendars, targets) into its tables; a value the database refuses (an
+/// unknown time zone, a calendar no one defined) is a configuration error naming its key.
+async fn seed_sla(store: &Store, settings: &Settings) -> Result<(), CliError> {
+    store
+        .apply_sla_settings(&settings.sla)
+        .await
+        .map_err(config_or_runtime)
+}
+
+/// A configuration error found late (by the database) keeps its exit code 2.
+fn config_or_runtime(e: anyhow::Error) -> CliError {
+    match e.downcast::<ConfigError>() {
+        Ok(config) => CliError::Config(config),
+        Err(other) => CliError::Runtime(other),
+    }
 }
 
 /// `run`: the daemon, with the event secrets read now when events are configured.
@@ -241,7 +259,7 @@ async fn run_daemon(settings: &Settings) -> Result<(), CliError> {
     };
     crate::scheduler::run_daemon(settings, credentials, event_keys, shutdown_on_signal())
         .await
-        .map_err(CliError::Runtime)
+        .map_err(config_or_runtime)
 }
 
 async fn subscribe_events(settings: &Settings) -> Result<(), CliError> {
@@ -447,6 +465,7 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
     let credentials = settings.feishu.credentials()?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
+    seed_sla(&store, settings).await?;
     let client = FeishuClient::new(&settings.feishu, credentials)?;
     let shutdown = shutdown_on_signal();
     // One syncer per helpdesk at a time (a `run` daemon included): wait for the others.

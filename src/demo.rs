@@ -2,7 +2,8 @@
 //! injected faults), the real client, the real queue and upserts, into `DATABASE_URL`
 //! (default `postgres://postgres@127.0.0.1:5432/helpdesk_demo`, created if missing); then a few
 //! tickets change upstream and their signed, encrypted webhook events go through the real event
-//! endpoint, which queues them for an event-triggered cycle.
+//! endpoint, which queues them for an event-triggered cycle. An `[sla]` section seeds a business
+//! calendar and two SLA targets, so the database shows SLA results (`ticket_sla`).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,27 @@ use crate::store::{Store, create_database_if_missing, describe_target};
 use crate::sync::{CycleOptions, finish_recorded, run_cycle, start_recorded};
 
 pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk_demo";
+
+/// The demo's `[sla]`: Shanghai office hours with a lunch break, and two targets.
+const DEMO_SLA: &str = r#"
+[sla]
+default_calendar = "office"
+
+[sla.calendars.office]
+timezone = "Asia/Shanghai"
+hours = { weekdays = ["09:00-12:00", "13:00-18:00"] }
+holidays = ["2026-10-01", "2026-10-02"]
+
+[[sla.targets]]
+id = "first-reply"
+metric = "first_reply"
+minutes = 240
+
+[[sla.targets]]
+id = "resolution"
+metric = "full_resolution"
+minutes = 960
+"#;
 
 /// Why the demo stopped: its settings (e.g. a malformed `DATABASE_URL`), or at run time.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +74,7 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     create_database_if_missing(&options).await?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
+    store.apply_sla_settings(&settings.sla).await?;
 
     let (ids, added) = enqueue_with_faults(&store, &sim).await?;
     println!(
@@ -71,7 +94,7 @@ fn demo_settings(sim: &SimServer, rate: f64, database_url: String) -> Result<Set
     let toml = format!(
         "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
          helpdesk_token = {:?}\ndetail_requests_per_second = {rate}\n\
-         message_requests_per_second = {rate}\n",
+         message_requests_per_second = {rate}\n{DEMO_SLA}",
         sim.base_url(),
         c.app_id,
         c.app_secret,
@@ -154,6 +177,25 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
     .fetch_one(store.pool())
     .await
     .context("reading the reply metrics")?;
+    let sla: Vec<(String, i64, i64, i64)> = sqlx::query_as(
+        "SELECT target_id, count(*), count(*) FILTER (WHERE is_breached),
+                count(*) FILTER (WHERE is_active)
+         FROM ticket_sla GROUP BY target_id ORDER BY target_id",
+    )
+    .fetch_all(store.pool())
+    .await
+    .context("reading the SLA results")?;
+    let sla_lines: Vec<String> = sla
+        .iter()
+        .map(|(target, clocks, breached, running)| {
+            format!("{target}: {clocks} tickets, {breached} breached, {running} still running")
+        })
+        .collect();
+    println!(
+        "SLA (ticket_sla; office hours 09:00-18:00 Asia/Shanghai, first reply within 4 business \
+         hours, resolution within 2 business days):\n  {}\n",
+        sla_lines.join("\n  ")
+    );
     println!(
         "The database now holds {tickets_stored} tickets, {users} people, {comments} notes and \
          {messages} conversation messages.\n\
@@ -163,7 +205,8 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
          percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_seconds) AS median_first_reply_s \
          FROM ticket_facts GROUP BY status_label ORDER BY 2 DESC\"\n\n\
          Views for dashboards: ticket_facts, ticket_status_spans, ticket_time_in_status,\n\
-         daily_ticket_stats, daily_backlog, ticket_custom_field_values, ticket_reply_metrics\n\
+         daily_ticket_stats, daily_backlog, ticket_custom_field_values, ticket_reply_metrics,\n\
+         ticket_sla\n\
          (docs/analytics.md).\n\
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
          ticket_custom_fields, ticket_comments, ticket_messages, ticket_versions,\n\

@@ -6,7 +6,8 @@
 //!
 //! 1. Foundations, importing nothing above them:
 //!    - [`config`]: typed settings from `config.toml` + `HELPDESK_SYNC__*` env vars
-//!      ([`config`]'s `file`, `secret` and `values` rooms); secrets redacted.
+//!      ([`config`]'s `file`, `secret` and `values` rooms; `sla`: the `[sla]` calendars and
+//!      targets); secrets redacted.
 //!    - [`domain`]: strict row types ([`domain::TicketRecord`]), fetch outcomes, and the plain
 //!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys).
 //!    - [`pace`]: the shared rate limiter and the retry backoff policy.
@@ -20,7 +21,8 @@
 //!      [`store::upsert`] (batched transactional writes) and [`store::children`] (a ticket's
 //!      child rows), [`store::history`] (versions, status transitions), [`store::discovery`]
 //!      (scan positions, change detection), [`store::events`] (event receipts),
-//!      [`store::runs`] (`sync_runs`).
+//!      [`store::runs`] (`sync_runs`), [`store::sla`] (SLA results refreshed on write, the full
+//!      recompute after calendar or target edits, seeding `[sla]`).
 //! 3. The work:
 //!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark) and the
 //!      operator's known-ids query.

@@ -22,6 +22,8 @@ pub(super) struct RawSettings {
     pub(super) http: RawHttp,
     #[serde(default)]
     pub(super) events: RawEvents,
+    #[serde(default)]
+    pub(super) sla: super::sla::RawSla,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

@@ -3,6 +3,7 @@
 
 mod file;
 mod secret;
+mod sla;
 mod values;
 
 use std::path::Path;
@@ -17,6 +18,7 @@ use sqlx::postgres::PgConnectOptions;
 use file::{EnvOverride, RawSettings, Scalar, TEXT_KEYS, describe_figment_error};
 pub use secret::Credentials;
 use secret::SecretSource;
+pub use sla::{CalendarSettings, Holiday, METRICS, OpeningInterval, SlaSettings, TargetSettings};
 pub use values::{DEFAULT_BACKFILL_SINCE, default_backfill_since, parse_duration, parse_since};
 use values::{duration, positive, rate_per_second, redact_error};
 
@@ -29,7 +31,7 @@ pub const ENV_PREFIX: &str = "HELPDESK_SYNC__";
 pub struct ConfigError(String);
 
 impl ConfigError {
-    fn new(message: impl Into<String>) -> Self {
+    pub(crate) fn new(message: impl Into<String>) -> Self {
         Self(message.into())
     }
 }
@@ -42,6 +44,8 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub http: HttpSettings,
     pub events: EventSettings,
+    /// Business calendars and SLA targets to seed (`[sla]`; empty when absent).
+    pub sla: SlaSettings,
 }
 
 /// Webhook events (`[events]`), served by `run` on the `[http]` listener.
@@ -235,6 +239,7 @@ impl Settings {
             sync: validate_sync(raw.sync)?,
             http,
             events,
+            sla: sla::validate_sla(raw.sla)?,
         })
     }
 }

@@ -44,6 +44,7 @@ pub async fn run_daemon(
         return Ok(());
     };
     store.migrate().await?;
+    store.apply_sla_settings(&settings.sla).await?;
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);

@@ -141,5 +141,6 @@ pub async fn rebuild_stays(
         .bind(ticket_ids)
         .execute(&mut **tx)
         .await?;
-    Ok(())
+    // Their SLA clocks and business times follow from what was just written.
+    super::sla::refresh_tickets(tx, ticket_ids).await
 }

@@ -194,6 +194,14 @@ pub async fn ticket_changed(
         .bind(ticket_ids)
         .execute(&mut **tx)
         .await?;
+    // Roles decide next-reply clocks: recompute those of tickets with a conversation.
+    sqlx::query(
+        "SELECT refresh_ticket_sla(ARRAY(SELECT DISTINCT ticket_id FROM ticket_messages
+                                          WHERE ticket_id = ANY($1)))",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -263,6 +271,7 @@ pub async fn write_messages(
             .bind(&synced)
             .execute(&mut **tx)
             .await?;
+        super::sla::refresh_tickets(tx, &synced).await?;
     }
     Ok(written)
 }

@@ -2,7 +2,8 @@
 //! ticket's child rows (`children`), change history and stays (`history`), conversations and
 //! their lane of the queue (`messages`), discovery positions
 //! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
-//! catalog (`catalog`) and the report tables refreshed after a cycle (`reports`).
+//! catalog (`catalog`), the report tables refreshed after a cycle (`reports`), and business
+//! hours and SLA results (`sla`).
 
 pub mod catalog;
 pub mod children;
@@ -14,6 +15,7 @@ pub mod messages;
 pub mod queue;
 pub mod reports;
 pub mod runs;
+pub mod sla;
 pub mod upsert;
 
 use std::time::Duration;
@@ -57,7 +59,7 @@ const FIRST_ANALYZE_AT: u64 = 1_000;
 const ANALYZE_WRITTEN_TABLES: &str = "ANALYZE tickets, ticket_agents, ticket_collaborators, \
      ticket_tags, ticket_custom_fields, ticket_comments, helpdesk_users, ticket_versions, \
      ticket_status_history, ticket_status_stays, ticket_history_summary, ticket_messages, \
-     ticket_sync_state";
+     ticket_sync_state, ticket_sla_results, ticket_business_times";
 
 impl Store {
     /// Connects; the error names host, port and database (never the password).

@@ -240,6 +240,12 @@ impl Cycle<'_> {
                 self.report.report_errors.push(error);
             }
         }
+        // Calendars or targets edited since the last cycle apply to every ticket.
+        if let Err(error) = self.store.refresh_sla().await {
+            let error = format!("SLA results: {error:#}");
+            tracing::warn!(error = %error, "SLA results not refreshed; tried again next cycle");
+            self.report.report_errors.push(error);
+        }
         match self.store.refresh_daily_backlog().await {
             Ok(rows) => self.report.backlog_rows = Some(rows),
             Err(error) => {

@@ -136,6 +136,19 @@ async fn demo_fills_a_fresh_database() {
     assert!(text.contains("1 deleted upstream"), "{text}");
     assert!(text.contains("psql"), "{text}");
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 24);
+    // SLA: a calendar and two targets seeded; every ticket has a first-reply clock, reported.
+    assert!(text.contains("SLA (ticket_sla"), "{text}");
+    assert!(text.contains("first-reply: 24 tickets"), "{text}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_calendars WHERE is_default")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'first-reply'")
+            .await,
+        24
+    );
     // The webhook part: three changed tickets, three events through the real endpoint, three
     // re-fetches in an event-triggered cycle.
     assert!(

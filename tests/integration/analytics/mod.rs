@@ -11,6 +11,7 @@ mod backlog;
 mod catalog;
 mod facts;
 mod history;
+mod sla;
 mod upgrade;
 
 pub(super) fn ms(at: DateTime<Utc>) -> i64 {
@@ -413,7 +414,12 @@ async fn every_example_query_in_the_docs_runs() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::configured(&sim, &db, "list_requests_per_second = 500.0\n", "");
+    // A default calendar and a calendar-time resolution target, so the SLA queries have
+    // business times and running clocks.
+    let sla = "[sla]\ndefault_calendar = \"all\"\n[sla.calendars.all]\ntimezone = \"UTC\"\nhours = { daily = [\"00:00-24:00\"] }\n\
+               [[sla.targets]]\nid = \"resolution\"\nmetric = \"full_resolution\"\nminutes = 60\n\
+               business_hours = false\n";
+    let ws = Workspace::configured(&sim, &db, "list_requests_per_second = 500.0\n", sla);
     assert_ok(&ws.run(&["sync"], &[], None).await);
     // Some status changes, so the history views have something to show.
     for id in sim.state.ticket_ids().iter().take(20) {

@@ -1,0 +1,982 @@
+//! Business hours and SLA targets on hand-made calendars and tickets, every expected value
+//! computed by hand: weekends, holidays (whole and partial), daylight saving in New York (spring
+//! forward, fall back) and none in Shanghai, 24/7, intervals crossing midnight, a year end,
+//! starts and ends outside business hours, start = end, spans of years; SLA clocks met, missed,
+//! running past due, reopened, per customer wait, recomputed when a calendar or target changes,
+//! never duplicated by a re-fetch; `[sla]` seeding and its errors.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc, Weekday};
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+use super::{id, ms, setup, sync_ids, user};
+use crate::helpers::*;
+
+fn utc(text: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(text)
+        .unwrap()
+        .with_timezone(&Utc)
+}
+
+async fn business_seconds(pool: &PgPool, start: &str, end: &str, calendar: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT business_seconds($1, $2, $3)")
+        .bind(utc(start))
+        .bind(utc(end))
+        .bind(calendar)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+async fn due(pool: &PgPool, start: &str, minutes: i64, calendar: &str) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT business_time_add($1, $2, $3)")
+        .bind(utc(start))
+        .bind((minutes * 60) as f64)
+        .bind(calendar)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+const H: i64 = 3600;
+
+/// Calendars made by hand in SQL, as an analyst would.
+const CALENDARS: &str = "
+    INSERT INTO business_calendars (calendar_id, timezone, is_default) VALUES
+        ('ny', 'America/New_York', true), ('ny_24x7', 'America/New_York', false),
+        ('ny_night', 'America/New_York', false), ('sh', 'Asia/Shanghai', false),
+        ('sh_24x7', 'Asia/Shanghai', false);
+    INSERT INTO business_hours (calendar_id, weekday, opens_at, closes_at)
+    SELECT 'ny', d, '09:00'::time, '17:00'::time FROM generate_series(1, 5) d
+    UNION ALL SELECT 'ny_24x7', d, '00:00', '24:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'ny_night', d, '22:00', '06:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'sh', d, '09:00', '18:00' FROM generate_series(1, 5) d
+    UNION ALL SELECT 'sh_24x7', d, '00:00', '24:00' FROM generate_series(1, 7) d;
+    INSERT INTO business_holidays (calendar_id, holiday_date, closed_from, closed_until, name) VALUES
+        ('ny', '2026-03-16', '00:00', '24:00', 'a whole day'),
+        ('ny', '2026-03-18', '12:00', '24:00', 'an afternoon'),
+        ('ny_night', '2026-03-21', '00:00', '24:00', 'Saturday off'),
+        ('sh', '2027-01-01', '00:00', '24:00', 'New Year');
+";
+
+#[tokio::test]
+async fn business_seconds_match_hand_computed_values() {
+    let db = TestDb::new().await;
+    helpdesk_sync::store::MIGRATOR.run(&db.pool).await.unwrap();
+    sqlx::raw_sql(CALENDARS).execute(&db.pool).await.unwrap();
+    let p = &db.pool;
+    let bs = |a: &'static str, b: &'static str, c: &'static str| business_seconds(p, a, b, c);
+
+    // A weekend: Friday 16:00 to Monday 10:00 is Friday's last hour and Monday's first.
+    assert_eq!(
+        bs(
+            "2026-03-13T16:00:00-04:00",
+            "2026-03-16T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(H),
+        "Monday 2026-03-16 is a holiday: only Friday's hour counts"
+    );
+    assert_eq!(
+        bs(
+            "2026-03-27T16:00:00-04:00",
+            "2026-03-30T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // A holiday: Friday 16:00 to Tuesday 10:00 over the holiday Monday 2026-03-16.
+    assert_eq!(
+        bs(
+            "2026-03-13T16:00:00-04:00",
+            "2026-03-17T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // A partial holiday: Wednesday 2026-03-18 closes at 12:00: 09:00 to Thursday 09:00 is 3 h.
+    assert_eq!(
+        bs(
+            "2026-03-18T09:00:00-04:00",
+            "2026-03-19T09:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(3 * H)
+    );
+    // Spring forward (Sunday 2026-03-08, 02:00 EST -> 03:00 EDT): Friday 16:00 EST to Monday
+    // 10:00 EDT is still 2 business hours (the offset changed in between, the hours did not).
+    assert_eq!(
+        bs(
+            "2026-03-06T16:00:00-05:00",
+            "2026-03-09T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // ... and 24/7 over that night: Saturday noon to Sunday noon is 23 real hours.
+    assert_eq!(
+        bs(
+            "2026-03-07T12:00:00-05:00",
+            "2026-03-08T12:00:00-04:00",
+            "ny_24x7"
+        )
+        .await,
+        Some(23 * H)
+    );
+    // Fall back (Sunday 2026-11-01, 02:00 EDT -> 01:00 EST): 25 real hours; business hours
+    // Friday 16:00 EDT to Monday 10:00 EST still 2.
+    assert_eq!(
+        bs(
+            "2026-10-31T12:00:00-04:00",
+            "2026-11-01T12:00:00-05:00",
+            "ny_24x7"
+        )
+        .await,
+        Some(25 * H)
+    );
+    assert_eq!(
+        bs(
+            "2026-10-30T16:00:00-04:00",
+            "2026-11-02T10:00:00-05:00",
+            "ny"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // A zone without daylight saving: Shanghai's 24 hours stay 24 on both dates.
+    assert_eq!(
+        bs(
+            "2026-03-07T12:00:00+08:00",
+            "2026-03-08T12:00:00+08:00",
+            "sh_24x7"
+        )
+        .await,
+        Some(24 * H)
+    );
+    assert_eq!(
+        bs(
+            "2026-10-31T12:00:00+08:00",
+            "2026-11-01T12:00:00+08:00",
+            "sh_24x7"
+        )
+        .await,
+        Some(24 * H)
+    );
+    // 24/7: a whole (non-DST) week is 168 hours.
+    assert_eq!(
+        bs(
+            "2026-06-01T00:00:00+08:00",
+            "2026-06-08T00:00:00+08:00",
+            "sh_24x7"
+        )
+        .await,
+        Some(168 * H)
+    );
+    // An interval crossing midnight (22:00-06:00): Saturday noon to Sunday noon holds the
+    // night Saturday 22:00 to Sunday 06:00: 8 h; on the spring-forward night 7 real hours, on
+    // the fall-back night 9.
+    assert_eq!(
+        bs(
+            "2026-03-14T12:00:00-04:00",
+            "2026-03-15T12:00:00-04:00",
+            "ny_night"
+        )
+        .await,
+        Some(8 * H)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-07T12:00:00-05:00",
+            "2026-03-08T12:00:00-04:00",
+            "ny_night"
+        )
+        .await,
+        Some(7 * H)
+    );
+    assert_eq!(
+        bs(
+            "2026-10-31T12:00:00-04:00",
+            "2026-11-01T12:00:00-05:00",
+            "ny_night"
+        )
+        .await,
+        Some(9 * H)
+    );
+    // ... and into a holiday: Friday 2026-03-20 22:00 to Saturday (a holiday) closes at
+    // midnight: 2 h; Saturday's own night is closed too.
+    assert_eq!(
+        bs(
+            "2026-03-20T12:00:00-04:00",
+            "2026-03-21T23:59:00-04:00",
+            "ny_night"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // A year end: Thursday 2026-12-31 17:00 to Monday 2027-01-04 10:00 in Shanghai, New
+    // Year's Day (Friday) a holiday: 1 h on Thursday, 1 h on Monday.
+    assert_eq!(
+        bs(
+            "2026-12-31T17:00:00+08:00",
+            "2027-01-04T10:00:00+08:00",
+            "sh"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // Start or end outside business hours.
+    assert_eq!(
+        bs(
+            "2026-03-10T07:00:00-04:00",
+            "2026-03-10T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-10T16:00:00-04:00",
+            "2026-03-10T20:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-14T08:00:00-04:00",
+            "2026-03-15T20:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(0),
+        "a whole weekend is no business time (not NULL, not negative)"
+    );
+    // start = end, inside and outside hours.
+    assert_eq!(
+        bs(
+            "2026-03-10T10:00:00-04:00",
+            "2026-03-10T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(0)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-14T10:00:00-04:00",
+            "2026-03-14T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(0)
+    );
+    // Seconds count: 09:00:00 to 09:00:59.9 is 59 whole seconds.
+    assert_eq!(
+        bs(
+            "2026-03-10T09:00:00-04:00",
+            "2026-03-10T09:00:59.9-04:00",
+            "ny"
+        )
+        .await,
+        Some(59)
+    );
+    // The default calendar (ny) without naming it; an unknown calendar is NULL, never 0.
+    let default: Option<i64> =
+        sqlx::query_scalar("SELECT business_seconds('2026-03-10 08:00-04', '2026-03-10 18:00-04')")
+            .fetch_one(p)
+            .await
+            .unwrap();
+    assert_eq!(default, Some(8 * H));
+    assert_eq!(
+        bs(
+            "2026-03-10T08:00:00-04:00",
+            "2026-03-10T18:00:00-04:00",
+            "nope"
+        )
+        .await,
+        None
+    );
+    // A calendar without opening hours is NULL too (dbt_zendesk's all-zero results, #121).
+    sqlx::query("INSERT INTO business_calendars (calendar_id, timezone) VALUES ('closed', 'UTC')")
+        .execute(p)
+        .await
+        .unwrap();
+    assert_eq!(
+        bs(
+            "2026-03-10T08:00:00-04:00",
+            "2026-03-10T18:00:00-04:00",
+            "closed"
+        )
+        .await,
+        None
+    );
+
+    // Spans of years: 2024-01-01 to 2029-01-01 in New York, counted day by day here; fast.
+    let mut expected = 0;
+    let mut day = NaiveDate::from_ymd_opt(2024, 1, 1).unwrap();
+    let holidays = [
+        NaiveDate::from_ymd_opt(2026, 3, 16).unwrap(),
+        NaiveDate::from_ymd_opt(2026, 3, 18).unwrap(),
+    ];
+    while day < NaiveDate::from_ymd_opt(2029, 1, 1).unwrap() {
+        if !matches!(day.weekday(), Weekday::Sat | Weekday::Sun) {
+            expected += if day == holidays[0] {
+                0
+            } else if day == holidays[1] {
+                3 * H
+            } else {
+                8 * H
+            };
+        }
+        day = day.succ_opt().unwrap();
+    }
+    let started = std::time::Instant::now();
+    assert_eq!(
+        bs(
+            "2024-01-01T00:00:00-05:00",
+            "2029-01-01T00:00:00-05:00",
+            "ny"
+        )
+        .await,
+        Some(expected)
+    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    // Reversed: the same, negative.
+    assert_eq!(
+        bs(
+            "2029-01-01T00:00:00-05:00",
+            "2024-01-01T00:00:00-05:00",
+            "ny"
+        )
+        .await,
+        Some(-expected)
+    );
+
+    // Due times: Friday 16:00 EST + 4 business hours = Monday 12:00 EDT (over the DST change);
+    // + 1 h is Friday 17:00 (due at the close, not at Monday's opening); a start outside
+    // hours waits for the opening; the holiday Monday is skipped.
+    assert_eq!(
+        due(p, "2026-03-06T16:00:00-05:00", 240, "ny").await,
+        Some(utc("2026-03-09T12:00:00-04:00"))
+    );
+    assert_eq!(
+        due(p, "2026-03-06T16:00:00-05:00", 60, "ny").await,
+        Some(utc("2026-03-06T17:00:00-05:00"))
+    );
+    assert_eq!(
+        due(p, "2026-03-14T10:00:00-04:00", 30, "ny").await,
+        Some(utc("2026-03-17T09:30:00-04:00"))
+    );
+    assert_eq!(
+        due(p, "2026-12-31T17:30:00+08:00", 60, "sh").await,
+        Some(utc("2027-01-04T09:30:00+08:00"))
+    );
+
+    // Editing a calendar takes effect at once for business_seconds (its periods are rebuilt
+    // by a trigger), and marks the SLA results for recomputation.
+    sqlx::query("UPDATE business_hours SET opens_at = '08:00' WHERE calendar_id = 'ny'")
+        .execute(p)
+        .await
+        .unwrap();
+    assert_eq!(
+        bs(
+            "2026-03-27T16:00:00-04:00",
+            "2026-03-30T10:00:00-04:00",
+            "ny"
+        )
+        .await,
+        Some(3 * H)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_refresh_state WHERE stale_since IS NOT NULL")
+            .await,
+        1
+    );
+    // Bad rows are refused by name.
+    for bad in [
+        "INSERT INTO business_calendars (calendar_id, timezone) VALUES ('x', 'Mars/Olympus')",
+        "INSERT INTO business_hours VALUES ('ny', 8, '09:00', '17:00')",
+        "INSERT INTO business_hours VALUES ('ny', 6, '09:00', '09:00')",
+        "INSERT INTO business_calendars (calendar_id, timezone, is_default) VALUES ('y', 'UTC', true)",
+        "INSERT INTO sla_targets (target_id, metric, target_minutes) VALUES ('t', 'first_response', 5)",
+    ] {
+        assert!(
+            sqlx::query(bad).execute(p).await.is_err(),
+            "accepted: {bad}"
+        );
+    }
+}
+
+/// The `[sla]` section of the tests' tickets: New York business hours (default), targets.
+const SLA_TOML: &str = r#"
+[sla]
+default_calendar = "ny"
+
+[sla.calendars.ny]
+timezone = "America/New_York"
+hours = { weekdays = ["09:00-17:00"] }
+holidays = ["2026-03-16"]
+
+[[sla.targets]]
+id = "vip-reply"
+metric = "first_reply"
+minutes = 30
+business_hours = false
+priority = 10
+tag = "vip"
+
+[[sla.targets]]
+id = "reply"
+metric = "first_reply"
+minutes = 120
+
+[[sla.targets]]
+id = "first-resolution"
+metric = "first_resolution"
+minutes = 120
+channel = 9
+
+[[sla.targets]]
+id = "resolution"
+metric = "full_resolution"
+minutes = 240
+
+[[sla.targets]]
+id = "next-reply"
+metric = "next_reply"
+minutes = 30
+business_hours = false
+"#;
+
+type Sla = (
+    String,
+    i32,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<bool>,
+    bool,
+);
+
+async fn sla_rows(pool: &PgPool, ticket: &str) -> Vec<Sla> {
+    sqlx::query_as(
+        "SELECT target_id, instance_no, started_at, breach_at, achieved_at, stopped_at,
+                elapsed_seconds, is_breached, is_active
+         FROM ticket_sla WHERE ticket_id = $1 ORDER BY target_id, instance_no",
+    )
+    .bind(ticket)
+    .fetch_all(pool)
+    .await
+    .unwrap()
+}
+
+fn message(n: u64, at: DateTime<Utc>, who: &str) -> Value {
+    json!({"id": n, "message_id": format!("om_{n}"), "message_type": "text",
+           "created_at": ms(at), "content": json!({"text": "hi"}).to_string(),
+           "user_name": who, "avatar_url": "https://a", "user_id": who})
+}
+
+#[tokio::test]
+async fn ticket_sla_and_business_columns_match_hand_computed_values() {
+    let (db, sim, _) = setup().await;
+    let ws = Workspace::configured(&sim, &db, "", &format!("discover = false\n{SLA_TOML}"));
+    let people = json!({"guest": user("ou_gina", "Gina"), "agents": [user("ou_bob", "Bob")],
+                        "agent_owner": user("ou_bob", "Bob")});
+    let ticket = |n: u64, fields: Value| {
+        let mut t = people.clone();
+        t["ticket_id"] = json!(id(n));
+        t["ticket_type"] = json!(2);
+        for (k, v) in fields.as_object().unwrap() {
+            t[k] = v.clone();
+        }
+        t
+    };
+
+    // A: created Friday 16:00 EST (DST starts on Sunday), first reply Monday 10:00 EDT, closed
+    // Monday 12:00 EDT. Channel 9: the first-resolution target applies.
+    let a_created = utc("2026-03-06T16:00:00-05:00");
+    let a_reply = utc("2026-03-09T10:00:00-04:00");
+    let a_closed = utc("2026-03-09T12:00:00-04:00");
+    // B: tagged vip (its own first-reply target, 30 calendar minutes), open, never answered.
+    let b_created = utc("2026-03-10T11:00:00-04:00");
+    // C: created Tuesday 09:00, closed 10:00, reopened at 11:00 and open since.
+    let c_created = utc("2026-03-10T09:00:00-04:00");
+    // D: a conversation: waits 10:00 -> 10:20 (met), 11:00 + 11:05 -> 11:50 (missed), 12:00
+    // unanswered (running, past due now).
+    let d_created = utc("2026-03-11T09:55:00-04:00");
+    let at = |t: DateTime<Utc>| ms(t);
+    sim.state.put_ticket(
+        &id(60),
+        ticket(
+            60,
+            json!({"status": 51, "channel": 9, "created_at": at(a_created),
+                   "updated_at": at(a_closed), "closed_at": at(a_closed),
+                   "agent_entry_time": at(a_reply), "agent_first_response_time": at(a_reply)}),
+        ),
+    );
+    sim.state.put_ticket(
+        &id(61),
+        ticket(
+            61,
+            json!({"status": 3, "channel": 2, "created_at": at(b_created),
+                   "updated_at": at(b_created), "tags": [{"id": "7", "name": "vip"}]}),
+        ),
+    );
+    sim.state.put_ticket(
+        &id(62),
+        ticket(
+            62,
+            json!({"status": 51, "channel": 2, "created_at": at(c_created),
+                   "updated_at": at(c_created + Duration::hours(1)),
+                   "closed_at": at(c_created + Duration::hours(1))}),
+        ),
+    );
+    sim.state.put_ticket(
+        &id(63),
+        ticket(
+            63,
+            json!({"status": 2, "channel": 2, "created_at": at(d_created),
+                   "updated_at": at(d_created)}),
+        ),
+    );
+    let m = |h: u32, min: u32| Utc.with_ymd_and_hms(2026, 3, 11, h + 4, min, 0).unwrap();
+    sim.state.put_messages(
+        &id(63),
+        vec![
+            message(1, m(10, 0), "ou_gina"),
+            message(2, m(10, 20), "ou_bob"),
+            message(3, m(11, 0), "ou_gina"),
+            message(4, m(11, 5), "ou_gina"),
+            message(5, m(11, 50), "ou_bob"),
+            message(6, m(12, 0), "ou_gina"),
+        ],
+    );
+    let all = [id(60), id(61), id(62), id(63)];
+    sync_ids(&ws, &all).await;
+    // C is reopened after the first sync.
+    sim.state.update_ticket(&id(62), |t| {
+        t["status"] = json!(2);
+        t["updated_at"] = json!(at(c_created + Duration::hours(2)));
+    });
+    sync_ids(&ws, std::slice::from_ref(&id(62))).await;
+
+    // A, every clock by hand (New York business hours, 09:00-17:00 on weekdays):
+    // first reply, 120 business minutes: Friday 16-17 (1 h) + Monday 09-10 (1 h) = 2 h, due
+    // Monday 10:00 EDT, achieved exactly then: met. First and full resolution: Friday 1 h +
+    // Monday 09-12 (3 h) = 4 h; first resolution (120 min) due Monday 10:00, missed; full
+    // resolution (240 min) due Monday 12:00, met.
+    let due_10 = utc("2026-03-09T10:00:00-04:00");
+    assert_eq!(
+        sla_rows(&db.pool, &id(60)).await,
+        vec![
+            (
+                "first-resolution".into(),
+                1,
+                a_created,
+                Some(due_10),
+                Some(a_closed),
+                None,
+                Some(4 * H),
+                Some(true),
+                false
+            ),
+            (
+                "reply".into(),
+                1,
+                a_created,
+                Some(due_10),
+                Some(a_reply),
+                None,
+                Some(2 * H),
+                Some(false),
+                false
+            ),
+            (
+                "resolution".into(),
+                1,
+                a_created,
+                Some(a_closed),
+                Some(a_closed),
+                None,
+                Some(4 * H),
+                Some(false),
+                false
+            ),
+        ]
+    );
+    type Business = (
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<i64>,
+        Option<String>,
+    );
+    let business = |n: u64| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, Business>(
+                "SELECT first_reply_seconds, first_reply_business_seconds,
+                        first_resolution_business_seconds, resolution_business_seconds,
+                        business_calendar_id
+                 FROM ticket_facts WHERE ticket_id = $1",
+            )
+            .bind(id(n))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    // Friday 21:00 UTC to Monday 14:00 UTC: 65 wall-clock hours, 2 business hours.
+    assert_eq!(
+        business(60).await,
+        (
+            Some(65 * H),
+            Some(2 * H),
+            Some(4 * H),
+            Some(4 * H),
+            Some("ny".into())
+        )
+    );
+
+    // B: the vip target wins first reply (priority 10), 30 calendar minutes: due 11:30, open
+    // and unanswered: breached now, still running. Full resolution runs too (due 15:00).
+    let b = sla_rows(&db.pool, &id(61)).await;
+    assert_eq!(b.len(), 2, "{b:?}");
+    assert_eq!(
+        (&b[0].0, b[0].3, b[0].7, b[0].8),
+        (
+            &"resolution".to_owned(),
+            Some(utc("2026-03-10T15:00:00-04:00")),
+            Some(true),
+            true
+        )
+    );
+    assert_eq!(
+        (&b[1].0, b[1].3, b[1].4, b[1].7, b[1].8),
+        (
+            &"vip-reply".to_owned(),
+            Some(b_created + Duration::minutes(30)),
+            None,
+            Some(true),
+            true
+        )
+    );
+    // Running clocks count up to now: elapsed is at least the wall-clock time since then.
+    assert!(b[1].6.unwrap() >= (Utc::now() - b_created).num_seconds() - 5);
+
+    // C, reopened: the first resolution stays achieved at the first close (1 h); the full
+    // resolution runs again (due Tuesday 13:00) and is breached now; no first reply ever and
+    // the ticket closed once: the reply clock stopped at that close (1 h), missing its 2 h
+    // target is not claimed: not breached.
+    let c = sla_rows(&db.pool, &id(62)).await;
+    let c_close = c_created + Duration::hours(1);
+    assert_eq!(
+        c,
+        vec![
+            (
+                "reply".into(),
+                1,
+                c_created,
+                Some(c_created + Duration::hours(2)),
+                None,
+                Some(c_close),
+                Some(H),
+                Some(false),
+                false
+            ),
+            (
+                "resolution".into(),
+                1,
+                c_created,
+                Some(c_created + Duration::hours(4)),
+                None,
+                None,
+                c.get(1).and_then(|r| r.6),
+                Some(true),
+                true
+            ),
+        ]
+    );
+    assert_eq!(business(62).await.2, Some(H));
+    assert_eq!(business(62).await.3, None, "reopened: no full resolution");
+
+    // D: one next-reply clock per customer wait, 30 calendar minutes each.
+    let d: Vec<Sla> = sla_rows(&db.pool, &id(63))
+        .await
+        .into_iter()
+        .filter(|r| r.0 == "next-reply")
+        .collect();
+    assert_eq!(
+        d,
+        vec![
+            (
+                "next-reply".into(),
+                1,
+                m(10, 0),
+                Some(m(10, 30)),
+                Some(m(10, 20)),
+                None,
+                Some(20 * 60),
+                Some(false),
+                false
+            ),
+            (
+                "next-reply".into(),
+                2,
+                m(11, 0),
+                Some(m(11, 30)),
+                Some(m(11, 50)),
+                None,
+                Some(50 * 60),
+                Some(true),
+                false
+            ),
+            (
+                "next-reply".into(),
+                3,
+                m(12, 0),
+                Some(m(12, 30)),
+                None,
+                None,
+                d.get(2).and_then(|r| r.6),
+                Some(true),
+                true
+            ),
+        ]
+    );
+
+    // The documented "breach rate by channel per week", by hand: decided clocks plus running
+    // ones past due. Week of 2026-03-02: A (Open API): first reply met, first resolution
+    // missed, full resolution met. Week of 03-09 (QR code): first reply B missed, C stopped in
+    // time, D running past due; full resolution B, C, D running past due; next reply D: met,
+    // missed, running past due.
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
+    let breach_rate = docs
+        .split("Breach rate by channel per week")
+        .nth(1)
+        .and_then(|b| b.split("```sql").nth(1))
+        .and_then(|b| b.split("```").next())
+        .expect("the breach rate query");
+    let rates: Vec<(NaiveDate, String, String, i64, i64, String)> =
+        sqlx::query_as::<_, (NaiveDate, String, String, i64, i64, String)>(sqlx::AssertSqlSafe(
+            format!(
+                "SELECT week, channel_label, metric, clocks, breached, breach_percent::text FROM ({}) q",
+                breach_rate.trim().trim_end_matches(';')
+            ),
+        ))
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let week = |d| NaiveDate::from_ymd_opt(2026, 3, d).unwrap();
+    let row = |w, c: &str, m: &str, n, b, p: &str| (week(w), c.into(), m.into(), n, b, p.into());
+    assert_eq!(
+        rates,
+        vec![
+            row(2, "Open API", "first_reply", 1, 0, "0.0"),
+            row(2, "Open API", "first_resolution", 1, 1, "100.0"),
+            row(2, "Open API", "full_resolution", 1, 0, "0.0"),
+            row(9, "QR code", "first_reply", 3, 2, "66.7"),
+            row(9, "QR code", "full_resolution", 3, 3, "100.0"),
+            row(9, "QR code", "next_reply", 3, 2, "66.7"),
+        ]
+    );
+
+    // A re-fetch changes nothing and never duplicates a clock.
+    let before = db.count("SELECT count(*) FROM ticket_sla_results").await;
+    sync_ids(&ws, &all).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla_results").await,
+        before
+    );
+
+    // Changing the calendar changes the results without a resync: opening at 08:00, A's
+    // first reply takes Friday 1 h + Monday 08-10 = 3 h and is due Monday 09:00: missed.
+    sqlx::query("UPDATE business_hours SET opens_at = '08:00' WHERE calendar_id = 'ny'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    let recomputed: i64 = sqlx::query_scalar("SELECT refresh_sla()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(recomputed, 4);
+    let reply: (Option<DateTime<Utc>>, Option<i64>, Option<bool>) = sqlx::query_as(
+        "SELECT breach_at, elapsed_seconds, is_breached FROM ticket_sla
+         WHERE ticket_id = $1 AND target_id = 'reply'",
+    )
+    .bind(id(60))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        reply,
+        (
+            Some(utc("2026-03-09T09:00:00-04:00")),
+            Some(3 * H),
+            Some(true)
+        )
+    );
+    assert_eq!(business(60).await.1, Some(3 * H));
+    // ... and a target edit too: 240 business minutes for the first reply, met again. The
+    // sync applies it by itself at the end of its cycle.
+    sqlx::query("UPDATE sla_targets SET target_minutes = 240 WHERE target_id = 'reply'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let met: Option<bool> = sqlx::query_scalar(
+        "SELECT is_breached FROM ticket_sla WHERE ticket_id = $1 AND target_id = 'reply'",
+    )
+    .bind(id(60))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(met, Some(false));
+    // Removing the vip target hands B to the default first-reply target.
+    sqlx::query("DELETE FROM sla_targets WHERE target_id = 'vip-reply'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    sqlx::query("SELECT refresh_sla()")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM ticket_sla WHERE ticket_id = '{}' AND target_id = 'reply'",
+            id(61)
+        ))
+        .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn sla_seeding_replaces_only_config_rows_and_bad_values_exit_2() {
+    let db = TestDb::new().await;
+    let base = format!("[database]\nurl = {:?}\n", db.url);
+    let ws = Workspace::with_toml(&format!("{base}{SLA_TOML}"), &db);
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_targets WHERE source = 'config'")
+            .await,
+        5
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_hours WHERE calendar_id = 'ny'")
+            .await,
+        5
+    );
+    // An analyst's own target survives seeding; an unchanged section writes nothing.
+    sqlx::query(
+        "INSERT INTO sla_targets (target_id, metric, target_minutes, calendar_id)
+         VALUES ('mine', 'first_reply', 60, 'ny')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE sla_refresh_state SET stale_since = NULL")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_refresh_state WHERE stale_since IS NULL")
+            .await,
+        1,
+        "an unchanged [sla] section rewrote rows"
+    );
+    // A changed section replaces the config rows, not the analyst's.
+    let fewer = SLA_TOML.replace(
+        "hours = { weekdays = [\"09:00-17:00\"] }",
+        "hours = { daily = [\"00:00-24:00\"] }",
+    );
+    let fewer = fewer
+        .split("[[sla.targets]]")
+        .take(2)
+        .collect::<Vec<_>>()
+        .join("[[sla.targets]]");
+    let ws2 = Workspace::with_toml(&format!("{base}{fewer}"), &db);
+    assert_ok(&ws2.run(&["migrate"], &[], None).await);
+    let targets: Vec<(String, String)> =
+        sqlx::query_as("SELECT target_id, source FROM sla_targets ORDER BY target_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        targets,
+        vec![
+            ("mine".into(), "sql".into()),
+            ("vip-reply".into(), "config".into())
+        ]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_hours WHERE calendar_id = 'ny'")
+            .await,
+        7
+    );
+
+    // Bad values: exit 2, the key named, nothing written.
+    for (section, key) in [
+        (
+            "[sla.calendars.x]\ntimezone = \"Mars/Olympus\"\nhours = { mon = [\"09:00-17:00\"] }\n",
+            "sla.calendars.x.timezone",
+        ),
+        (
+            "[sla.calendars.x]\ntimezone = \"UTC\"\nhours = { mon = [\"9am-5pm\"] }\n",
+            "sla.calendars.x.hours.mon",
+        ),
+        (
+            "[[sla.targets]]\nid = \"t\"\nmetric = \"first_reply\"\nminutes = 5\ncalendar = \"nowhere\"\n",
+            "sla.targets[0].calendar",
+        ),
+        (
+            "[[sla.targets]]\nid = \"t\"\nmetric = \"solve\"\nminutes = 5\n",
+            "sla.targets[0].metric",
+        ),
+    ] {
+        let bad = Workspace::with_toml(&format!("{base}{section}"), &db);
+        let out = bad.run(&["migrate"], &[], None).await;
+        assert_eq!(out.status.code(), Some(2), "{section}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{section}: {}", stderr(&out));
+    }
+    assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
+}
+
+/// The setup block of docs/analytics.md ("Setting it up") works as written: New York office
+/// hours with a lunch break and Christmas.
+#[tokio::test]
+async fn the_documented_setup_block_works() {
+    let db = TestDb::new().await;
+    helpdesk_sync::store::MIGRATOR.run(&db.pool).await.unwrap();
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/analytics.md")).unwrap();
+    let setup = docs
+        .split("```postgresql")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a setup block");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(setup.to_owned()))
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // Thursday 2026-12-24 08:00 to Monday 12-28 10:00: Thursday 09-12 and 13-17 (7 h),
+    // Christmas closed, the weekend closed, Monday 09-10 (1 h).
+    let seconds: Option<i64> =
+        sqlx::query_scalar("SELECT business_seconds('2026-12-24 08:00-05', '2026-12-28 10:00-05')")
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(seconds, Some(8 * H));
+    assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
+}
