@@ -21,7 +21,7 @@ use super::wire::{
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
 use crate::metrics::Metrics;
-use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
+use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, SendLease, backoff_delay};
 
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const TICKETS_PATH: &str = "/open-apis/helpdesk/v1/tickets";
@@ -144,6 +144,8 @@ pub struct FeishuClient {
     stats: ClientStats,
     /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
     metrics: Option<Arc<Metrics>>,
+    /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
+    lease: SendLease,
 }
 
 impl std::fmt::Debug for FeishuClient {
@@ -182,7 +184,14 @@ impl FeishuClient {
             max_attempts: settings.max_attempts,
             stats: ClientStats::default(),
             metrics: None,
+            lease: SendLease::default(),
         })
+    }
+
+    /// Sends only while `lease` is valid (the helpdesk lock's, see `scheduler::lock`).
+    pub fn with_lease(mut self, lease: SendLease) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Records every request in `metrics`.
@@ -405,6 +414,10 @@ impl FeishuClient {
             tokio::select! {
                 _ = pacer.acquire() => {}
                 _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
+            }
+            if !self.lease.is_valid() {
+                // The helpdesk lock lapsed while this call waited: another syncer may start.
+                return (Err(ApiError::Interrupted), call.attempts);
             }
             call.attempts += 1;
             // The wait for the grant may have outlived that token: take the newest one.

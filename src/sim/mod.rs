@@ -194,6 +194,12 @@ impl SimState {
         &self.config
     }
 
+    /// When the simulator started: [`RequestRecord::arrived`] counts from here (tests compare
+    /// two simulators' logs on one clock).
+    pub fn started(&self) -> Instant {
+        self.started
+    }
+
     /// All ticket ids, in order.
     pub fn ticket_ids(&self) -> Vec<String> {
         lock(&self.tickets).keys().cloned().collect()

@@ -6,6 +6,7 @@ mod daemon;
 mod discovery;
 mod events;
 mod helpers;
+mod hostile;
 mod messages;
 mod observability;
 mod queue;
