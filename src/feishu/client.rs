@@ -627,7 +627,19 @@ impl FeishuClient {
         };
         match classify(status, code, &msg, reset) {
             None => {}
-            // On the token endpoint, a plain API error means the app id or secret is wrong.
+            // On the token endpoint, a plain API error means the app id or secret is wrong,
+            // and a platform code is about the app.
+            Some(ApiError::PlatformRefused {
+                http_status,
+                code,
+                msg,
+            }) => {
+                return Err(ApiError::AppCredentialsRejected {
+                    http_status,
+                    code: Some(code),
+                    msg,
+                });
+            }
             Some(ApiError::Other {
                 http_status,
                 code,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer, max_in_window};
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer, max_in_window};
 
 use crate::helpers::*;
 
@@ -287,4 +287,105 @@ async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
     still_running(&mut a, &a_lines);
     stop(b).await;
     stop(a).await;
+}
+
+const FAST: &str = "list_requests_per_second = 500.0\n";
+
+async fn ticket_state(db: &TestDb, id: &str) -> (Option<String>, Option<i64>, Option<String>) {
+    sqlx::query_as(
+        "SELECT last_outcome, last_error_code, last_error FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Item 8: one ticket answers 400 with a platform code (99991672). Only that ticket fails;
+/// the cycle is not fatal, every other ticket is stored, the next cycle is not blocked by it.
+#[tokio::test]
+async fn a_platform_code_on_one_ticket_costs_only_that_ticket() {
+    let sim = start_sim(unlimited_sim(60)).await;
+    let ids = sim.state.ticket_ids();
+    sim.state.inject(
+        &ids[0],
+        std::iter::repeat_n(Fault::api_code(400, 99991672, "Access denied"), 20),
+    );
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 2\n"));
+    for cycle in 0..2 {
+        let out = ws.run(&["sync"], &[], None).await;
+        assert_ok(&out);
+        assert_eq!(
+            db.count("SELECT count(*) FROM tickets").await,
+            59,
+            "cycle {cycle}"
+        );
+    }
+    let (outcome, code, error) = ticket_state(&db, &ids[0]).await;
+    assert_eq!(outcome.as_deref(), Some("failed"));
+    assert_eq!(code, Some(99991672));
+    assert!(error.unwrap().contains("platform refused"));
+    // Failed, it waits its backoff instead of heading the queue.
+    assert_eq!(sim.state.detail_requests(Some(&ids[0])), 1);
+}
+
+/// Item 8, the other side: when every ticket gets the platform code it is about the app
+/// (a permission removed): the cycle stops as fatal after 3 tickets, naming what to check.
+#[tokio::test]
+async fn a_platform_code_on_every_ticket_is_fatal_after_three() {
+    let sim = start_sim(unlimited_sim(30)).await;
+    sim.state.inject_any(std::iter::repeat_n(
+        Fault::api_code(403, 99991672, "Access denied"),
+        100,
+    ));
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        &format!("{FAST}max_in_flight = 1\n"),
+        "discover = false",
+    );
+    let file = ws.write_file("ids.txt", &ids_text(&sim.state.ticket_ids()));
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("helpdesk:all:readonly"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.state.detail_requests(None), 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE last_outcome = 'failed'")
+            .await,
+        3
+    );
+}
+
+/// Token item: 99991671 and 99991664 (access / app token invalid) refresh the tenant token,
+/// as the official Go SDK does, instead of failing the cycle.
+#[tokio::test]
+async fn token_codes_99991671_and_99991664_refresh_the_token() {
+    let sim = start_sim(unlimited_sim(10)).await;
+    let ids = sim.state.ticket_ids();
+    sim.state.inject(
+        &ids[1],
+        [Fault::api_code(400, 99991671, "Invalid access token")],
+    );
+    sim.state.inject(
+        &ids[2],
+        [Fault::api_code(401, 99991664, "Invalid app access token")],
+    );
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 1\n"));
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 10);
+    // One token at the start, one after each rejection.
+    assert_eq!(sim.state.count_status(Endpoint::Token, 200), 3);
+    assert!(stderr(&out).contains("tenant token rejected; fetching a new one"));
 }
