@@ -696,7 +696,23 @@ async fn read_response(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport_error)?;
-    Ok((status, headers, body))
+    Ok((status, headers, plain_body(status, body)?))
+}
+
+/// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we
+/// did not ask for (no `Accept-Encoding` is sent) is a bad body, named as such.
+fn plain_body(status: u16, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if body.starts_with(BOM) {
+        return Ok(body.slice(BOM.len()..));
+    }
+    if body.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: format!("a gzip body we did not ask for ({} bytes)", body.len()),
+        });
+    }
+    Ok(body)
 }
 
 fn transport_error(e: reqwest::Error) -> ApiError {
@@ -765,10 +781,19 @@ pub fn parse_ticket_response(
     body: &[u8],
 ) -> Result<String, ApiError> {
     check_envelope(status, headers, body)?;
-    let detail: TicketDetailBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-        http_status: status,
-        detail: e.to_string(),
-    })?;
+    let detail: TicketDetailBody = match serde_json::from_slice(body) {
+        Ok(detail) => detail,
+        // A key twice in the envelope (`"data"`): read as a JSON value, the last one counts.
+        Err(e) if e.to_string().starts_with("duplicate field") => {
+            return ticket_from_value(status, body);
+        }
+        Err(e) => {
+            return Err(ApiError::BadBody {
+                http_status: status,
+                detail: e.to_string(),
+            });
+        }
+    };
     match detail.data.and_then(|d| d.ticket) {
         Some(ticket) if ticket.get().trim_start().starts_with('{') => Ok(ticket.get().to_owned()),
         Some(_) => Err(ApiError::BadBody {
@@ -779,6 +804,20 @@ pub fn parse_ticket_response(
             http_status: status,
             detail: "no data.ticket in the response".into(),
         }),
+    }
+}
+
+/// `data.ticket` through a JSON value (duplicate keys: the last one counts).
+fn ticket_from_value(status: u16, body: &[u8]) -> Result<String, ApiError> {
+    let bad = |detail: String| ApiError::BadBody {
+        http_status: status,
+        detail,
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    match value.get("data").and_then(|d| d.get("ticket")) {
+        Some(ticket) if ticket.is_object() => Ok(ticket.to_string()),
+        Some(_) => Err(bad("data.ticket is not an object".into())),
+        None => Err(bad("no data.ticket in the response".into())),
     }
 }
 

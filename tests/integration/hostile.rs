@@ -389,3 +389,175 @@ async fn token_codes_99991671_and_99991664_refresh_the_token() {
     assert_eq!(sim.state.count_status(Endpoint::Token, 200), 3);
     assert!(stderr(&out).contains("tenant token rejected; fetching a new one"));
 }
+
+/// A gzip member holding `data` in stored (uncompressed) deflate blocks: enough to send a
+/// gzip body without a compression crate.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let chunks: Vec<&[u8]> = data.chunks(65_535).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// Item 9: single hostile ticket bodies, each answered every time the ticket is asked for.
+/// What can be stored is stored (with a warning): NUL in `helpdesk_id`, `1e400`, a duplicate
+/// `"data"` key, a UTF-8 BOM, a 2.8 KB user id. What cannot (nesting deeper than 128, an
+/// unrequested gzip body) is poisoned after 3 failures in a row: parked, counted, no longer
+/// retried every cycle.
+#[tokio::test]
+async fn hostile_ticket_bodies_are_stored_or_poisoned_never_retried_forever() {
+    let sim = start_sim(unlimited_sim(12)).await;
+    let ids = sim.state.ticket_ids();
+    let ticket = |i: usize| sim.state.ticket(&ids[i]).unwrap();
+    let always =
+        |i: usize, fault: Fault| sim.state.inject(&ids[i], std::iter::repeat_n(fault, 100));
+    let mut nul = ticket(0);
+    nul["helpdesk_id"] = serde_json::json!("66\u{0}26");
+    always(0, Fault::ticket_body(&nul.to_string()));
+    let huge = ticket(1)
+        .to_string()
+        .replacen('{', r#"{"extra_metric":1e400,"#, 1);
+    always(1, Fault::ticket_body(&huge));
+    let deep = ticket(2).to_string().replacen(
+        '{',
+        &format!(r#"{{"nested":{}1{},"#, "[".repeat(200), "]".repeat(200)),
+        1,
+    );
+    always(2, Fault::ticket_body(&deep));
+    let dup = format!(
+        r#"{{"code":0,"msg":"success","data":{{"ticket":{{"ticket_id":"{}"}}}},"data":{{"ticket":{}}}}}"#,
+        ids[3],
+        ticket(3)
+    );
+    always(3, Fault::raw(200, dup));
+    let envelope =
+        |i: usize| serde_json::json!({"code":0,"msg":"success","data":{"ticket": ticket(i)}});
+    always(4, Fault::raw(200, format!("\u{feff}{}", envelope(4))));
+    always(
+        5,
+        Fault::Raw {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("content-encoding".into(), "gzip".into()),
+            ],
+            body: gzip_stored(envelope(5).to_string().as_bytes()),
+        },
+    );
+    let mut long_user = ticket(6);
+    // Incompressible, as real ids are (Postgres compresses index entries before the limit).
+    let mut seed = 7u64;
+    let noise: String = (0..2800)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + (seed >> 59) as u8 % 26)
+        })
+        .collect();
+    long_user["guest"]["id"] = serde_json::json!(format!("ou_{noise}"));
+    always(6, Fault::ticket_body(&long_user.to_string()));
+
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        &format!("{FAST}max_attempts = 2\n"),
+        "discover = false",
+    );
+    let file = ws.write_file("ids.txt", &ids_text(&ids));
+    let mut log = String::new();
+    for _ in 0..3 {
+        // Enqueued again each time: due now, failures in a row still counted.
+        assert_ok(
+            &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+                .await,
+        );
+        let out = ws.run(&["sync"], &[], None).await;
+        assert_ok(&out);
+        log.push_str(&stderr(&out));
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY 1")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2 && *i != 5)
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(stored, expected, "{log}");
+    let helpdesk: String =
+        sqlx::query_scalar("SELECT helpdesk_id FROM tickets WHERE ticket_id = $1")
+            .bind(&ids[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(helpdesk, "66\u{FFFD}26");
+    let guest: Option<String> =
+        sqlx::query_scalar("SELECT guest_id FROM tickets WHERE ticket_id = $1")
+            .bind(&ids[6])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(guest, None);
+    assert!(log.contains("number(s) out of range"), "{log}");
+    assert!(log.contains("guest.id: 2803 bytes"), "{log}");
+    // Poisoned: failed 3 times in a row, parked, and no longer due.
+    let poisoned: Vec<(String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT ticket_id, consecutive_failures, last_error FROM ticket_sync_state
+         WHERE last_outcome = 'failed' AND next_due_at = 'infinity' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(poisoned.len(), 2, "{poisoned:?}");
+    assert_eq!(
+        (poisoned[0].0.as_str(), poisoned[0].1),
+        (ids[2].as_str(), 3)
+    );
+    assert!(
+        poisoned[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("recursion limit"),
+        "{poisoned:?}"
+    );
+    assert_eq!(
+        (poisoned[1].0.as_str(), poisoned[1].1),
+        (ids[5].as_str(), 3)
+    );
+    assert!(
+        poisoned[1]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("gzip body we did not ask for"),
+        "{poisoned:?}"
+    );
+    // A cycle later, the poisoned tickets are not asked for again.
+    let asked = sim.state.detail_requests(Some(&ids[2]));
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(sim.state.detail_requests(Some(&ids[2])), asked);
+}
