@@ -466,11 +466,13 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
-    let client = FeishuClient::new(&settings.feishu, credentials)?;
+    let lease = crate::pace::SendLease::lapsed();
+    let client = FeishuClient::new(&settings.feishu, credentials)?.with_lease(lease.clone());
     let shutdown = shutdown_on_signal();
     // One syncer per helpdesk at a time (a `run` daemon included): wait for the others.
-    let Some(_lock) = crate::scheduler::HelpdeskLock::acquire(
+    let Some(lock) = crate::scheduler::HelpdeskLock::acquire(
         &store,
+        &lease,
         settings.feishu.helpdesk_id.trim(),
         &shutdown,
         &|| {},
@@ -479,6 +481,9 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
     else {
         return Ok(());
     };
+    // A lost lock stops the cycle taking work, as a signal does.
+    let stop = shutdown.child_token();
+    let fence = crate::scheduler::stop_when(lock.lost().clone(), stop.clone());
     let progress = ProgressDisplay::new("sync");
     let run_id = start_recorded(&store, settings.feishu.helpdesk_id.trim(), Trigger::Manual).await;
     let result = run_cycle(
@@ -486,11 +491,13 @@ async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<
         &client,
         &CycleOptions::from_settings(settings, since),
         &|p| progress.update(p),
-        shutdown,
+        stop,
     )
     .await;
+    fence.abort();
     progress.finish();
     finish_recorded(&store, run_id, &result, false).await;
+    lock.release().await;
     match result {
         Ok(report) => {
             println!("{}", summarize(&report));

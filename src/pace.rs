@@ -193,6 +193,39 @@ impl Pacer {
     }
 }
 
+/// Permission to send requests, held while this process holds the helpdesk lock: the lock
+/// renews it on every successful renewal, and it lapses on its own `valid_for` after the last
+/// one. A process that is paused or cut off from the database therefore stops sending before
+/// a new lock holder may start (`scheduler::lock`), even before it notices the loss.
+/// The default lease never lapses (no lock in use: `demo`, tests).
+#[derive(Clone, Debug, Default)]
+pub struct SendLease(std::sync::Arc<Mutex<Option<Instant>>>);
+
+impl SendLease {
+    /// A lease that allows nothing until renewed.
+    pub fn lapsed() -> Self {
+        Self(std::sync::Arc::new(Mutex::new(Some(Instant::now()))))
+    }
+
+    /// Allows sending until `until`.
+    pub fn renew_until(&self, until: Instant) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Some(until);
+    }
+
+    /// Allows nothing from now on (until renewed).
+    pub fn revoke(&self) {
+        self.renew_until(Instant::now());
+    }
+
+    /// Whether a request may be sent now.
+    pub fn is_valid(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none_or(|until| Instant::now() < until)
+    }
+}
+
 /// Capped exponential backoff with full jitter: uniform in `[0, min(cap, base·2^retry)]`.
 /// (`retry` counts from 0.) Full jitter spreads retries of many workers apart.
 pub fn backoff_delay(retry: u32, base: Duration, cap: Duration) -> Duration {

@@ -215,6 +215,10 @@ pub struct Failure {
     pub http_status: Option<u16>,
     pub code: Option<i64>,
     pub message: String,
+    /// The same answer will come again (a 200 whose body cannot be used, a row the database
+    /// cannot hold): after a few such failures in a row the ticket is poisoned (parked, counted
+    /// by `status`) instead of retried forever.
+    pub permanent: bool,
 }
 
 impl TicketOutcome {

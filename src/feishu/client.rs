@@ -21,7 +21,7 @@ use super::wire::{
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
 use crate::metrics::Metrics;
-use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, backoff_delay};
+use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, SendLease, backoff_delay};
 
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const TICKETS_PATH: &str = "/open-apis/helpdesk/v1/tickets";
@@ -147,6 +147,8 @@ pub struct FeishuClient {
     stats: ClientStats,
     /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
     metrics: Option<Arc<Metrics>>,
+    /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
+    lease: SendLease,
 }
 
 impl std::fmt::Debug for FeishuClient {
@@ -185,7 +187,14 @@ impl FeishuClient {
             max_attempts: settings.max_attempts,
             stats: ClientStats::default(),
             metrics: None,
+            lease: SendLease::default(),
         })
+    }
+
+    /// Sends only while `lease` is valid (the helpdesk lock's, see `scheduler::lock`).
+    pub fn with_lease(mut self, lease: SendLease) -> Self {
+        self.lease = lease;
+        self
     }
 
     /// Records every request in `metrics`.
@@ -409,6 +418,10 @@ impl FeishuClient {
                 _ = pacer.acquire() => {}
                 _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
             }
+            if !self.lease.is_valid() {
+                // The helpdesk lock lapsed while this call waited: another syncer may start.
+                return (Err(ApiError::Interrupted), call.attempts);
+            }
             call.attempts += 1;
             // The wait for the grant may have outlived that token: take the newest one.
             let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
@@ -617,7 +630,19 @@ impl FeishuClient {
         };
         match classify(status, code, &msg, reset) {
             None => {}
-            // On the token endpoint, a plain API error means the app id or secret is wrong.
+            // On the token endpoint, a plain API error means the app id or secret is wrong,
+            // and a platform code is about the app.
+            Some(ApiError::PlatformRefused {
+                http_status,
+                code,
+                msg,
+            }) => {
+                return Err(ApiError::AppCredentialsRejected {
+                    http_status,
+                    code: Some(code),
+                    msg,
+                });
+            }
             Some(ApiError::Other {
                 http_status,
                 code,
@@ -674,7 +699,23 @@ async fn read_response(
     let status = response.status().as_u16();
     let headers = response.headers().clone();
     let body = response.bytes().await.map_err(transport_error)?;
-    Ok((status, headers, body))
+    Ok((status, headers, plain_body(status, body)?))
+}
+
+/// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we
+/// did not ask for (no `Accept-Encoding` is sent) is a bad body, named as such.
+fn plain_body(status: u16, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if body.starts_with(BOM) {
+        return Ok(body.slice(BOM.len()..));
+    }
+    if body.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: format!("a gzip body we did not ask for ({} bytes)", body.len()),
+        });
+    }
+    Ok(body)
 }
 
 fn transport_error(e: reqwest::Error) -> ApiError {
@@ -743,10 +784,19 @@ pub fn parse_ticket_response(
     body: &[u8],
 ) -> Result<String, ApiError> {
     check_envelope(status, headers, body)?;
-    let detail: TicketDetailBody = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-        http_status: status,
-        detail: e.to_string(),
-    })?;
+    let detail: TicketDetailBody = match serde_json::from_slice(body) {
+        Ok(detail) => detail,
+        // A key twice in the envelope (`"data"`): read as a JSON value, the last one counts.
+        Err(e) if e.to_string().starts_with("duplicate field") => {
+            return ticket_from_value(status, body);
+        }
+        Err(e) => {
+            return Err(ApiError::BadBody {
+                http_status: status,
+                detail: e.to_string(),
+            });
+        }
+    };
     match detail.data.and_then(|d| d.ticket) {
         Some(ticket) if ticket.get().trim_start().starts_with('{') => Ok(ticket.get().to_owned()),
         Some(_) => Err(ApiError::BadBody {
@@ -757,6 +807,20 @@ pub fn parse_ticket_response(
             http_status: status,
             detail: "no data.ticket in the response".into(),
         }),
+    }
+}
+
+/// `data.ticket` through a JSON value (duplicate keys: the last one counts).
+fn ticket_from_value(status: u16, body: &[u8]) -> Result<String, ApiError> {
+    let bad = |detail: String| ApiError::BadBody {
+        http_status: status,
+        detail,
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    match value.get("data").and_then(|d| d.get("ticket")) {
+        Some(ticket) if ticket.is_object() => Ok(ticket.to_string()),
+        Some(_) => Err(bad("data.ticket is not an object".into())),
+        None => Err(bad("no data.ticket in the response".into())),
     }
 }
 

@@ -6,11 +6,19 @@ use std::time::Duration;
 
 /// Feishu body code for "request trigger frequency limit".
 pub const CODE_RATE_LIMITED: i64 = 99991400;
-/// Invalid / missing / expired tenant_access_token.
-pub const CODES_TOKEN_INVALID: [i64; 4] = [99991663, 99991661, 99991668, 99991677];
-/// The platform's own errors about the app (permission scope missing, app disabled, IP not
-/// allowed): every call would fail the same way.
+/// Invalid / missing / expired access token: tenant (99991663), access token in general
+/// (99991671) and app (99991664), as the official Go SDK refreshes on; missing (99991661),
+/// user token (99991668), expired (99991677).
+pub const CODES_TOKEN_INVALID: [i64; 6] =
+    [99991663, 99991661, 99991668, 99991677, 99991664, 99991671];
+/// The platform's own codes (permission scope missing, app disabled, IP not allowed…). One
+/// such answer does not say whether it is about the app (every call fails) or about the one
+/// resource: it fails only its call ([`ApiError::PlatformRefused`]); the cycle stops as fatal
+/// once [`PLATFORM_FATAL_STREAK`] tickets in a row got one (then it is the app). On the token
+/// endpoint it is always about the app.
 pub const PLATFORM_CODES: std::ops::RangeInclusive<i64> = 99991000..=99991999;
+/// Tickets in a row answered with a platform code before the cycle treats it as about the app.
+pub const PLATFORM_FATAL_STREAK: u32 = 3;
 pub const CODE_BAD_REQUEST: i64 = 154000;
 pub const CODE_UNAUTHORIZED: i64 = 154001;
 pub const CODE_NOT_FOUND: i64 = 154004;
@@ -78,6 +86,15 @@ pub enum ApiError {
         code: Option<i64>,
         msg: String,
     },
+    #[error(
+        "the platform refused this call (HTTP {http_status}, code {code}: {msg}); if every \
+         ticket gets this, check the app's permissions (helpdesk:all:readonly) and IP allow-list"
+    )]
+    PlatformRefused {
+        http_status: u16,
+        code: i64,
+        msg: String,
+    },
     #[error("API error (HTTP {http_status}, {}): {msg}", code_text(.code))]
     Other {
         http_status: u16,
@@ -128,7 +145,7 @@ impl ApiError {
             Self::HelpdeskUnauthorized { .. } | Self::AppCredentialsRejected { .. } => {
                 Disposition::Fatal
             }
-            Self::Other { .. } => Disposition::FailTicket,
+            Self::Other { .. } | Self::PlatformRefused { .. } => Disposition::FailTicket,
             Self::Interrupted => Disposition::Abandon,
         }
     }
@@ -143,6 +160,7 @@ impl ApiError {
             | Self::InvalidId { http_status, .. }
             | Self::NotFound { http_status, .. }
             | Self::TokenRejected { http_status, .. }
+            | Self::PlatformRefused { http_status, .. }
             | Self::HelpdeskUnauthorized { http_status, .. }
             | Self::AppCredentialsRejected { http_status, .. }
             | Self::Other { http_status, .. } => Some(*http_status),
@@ -171,7 +189,8 @@ impl ApiError {
             }
             Self::InvalidId { code, .. }
             | Self::NotFound { code, .. }
-            | Self::TokenRejected { code, .. } => Some(*code),
+            | Self::TokenRejected { code, .. }
+            | Self::PlatformRefused { code, .. } => Some(*code),
             Self::RateLimited { code, .. }
             | Self::Server { code, .. }
             | Self::HelpdeskUnauthorized { code, .. }
@@ -211,9 +230,9 @@ pub fn classify(
             code: c,
             msg,
         },
-        Some(c) if PLATFORM_CODES.contains(&c) => ApiError::AppCredentialsRejected {
+        Some(c) if PLATFORM_CODES.contains(&c) => ApiError::PlatformRefused {
             http_status,
-            code,
+            code: c,
             msg,
         },
         Some(CODE_UNAUTHORIZED) => ApiError::HelpdeskUnauthorized {
@@ -301,7 +320,10 @@ mod tests {
             (401, Some(99991661), Some(RefreshTokenOnce)),
             (200, Some(99991668), Some(RefreshTokenOnce)),
             (400, Some(1234), Some(FailTicket)),
-            (403, Some(99991672), Some(Fatal)),
+            (403, Some(99991672), Some(FailTicket)),
+            (400, Some(99991672), Some(FailTicket)),
+            (400, Some(99991664), Some(RefreshTokenOnce)),
+            (400, Some(99991671), Some(RefreshTokenOnce)),
             (400, Some(99991677), Some(RefreshTokenOnce)),
             (200, Some(1234), Some(FailTicket)),
             (200, None, Some(RetryWithBackoff)),

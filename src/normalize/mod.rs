@@ -52,8 +52,13 @@ pub fn normalize_ticket(
 ) -> Result<Normalized, NormalizeError> {
     // Lone UTF-16 surrogates are valid JSON text but neither serde nor jsonb take them.
     let raw_json = repair_surrogate_escapes(raw_json);
-    let mut wire = parse_wire(&raw_json)?;
+    let (mut wire, out_of_range) = parse_wire(&raw_json)?;
     let mut n = Normalizer::default();
+    if out_of_range > 0 {
+        n.warnings.push(format!(
+            "{out_of_range} number(s) out of range (such as 1e400) read as NULL; raw keeps them"
+        ));
+    }
     n.check_id(requested, take(&mut wire.ticket_id))?;
     let ticket = n.ticket_row(
         requested,
@@ -106,15 +111,62 @@ fn clear_agent_durations(ticket: &mut TicketRow) {
 
 /// The ticket object read leniently. Through a Value: duplicate keys resolve last-wins
 /// instead of failing the ticket.
-fn parse_wire(raw_json: &str) -> Result<RawTicket, NormalizeError> {
-    let value: serde_json::Value =
-        serde_json::from_str(raw_json).map_err(|e| NormalizeError::NotAnObject(e.to_string()))?;
+fn parse_wire(raw_json: &str) -> Result<(RawTicket, usize), NormalizeError> {
+    let (value, out_of_range) = parse_value(raw_json)?;
     if !value.is_object() {
         return Err(NormalizeError::NotAnObject(
             raw_json.chars().take(40).collect(),
         ));
     }
-    RawTicket::deserialize(value).map_err(|e| NormalizeError::NotAnObject(e.to_string()))
+    RawTicket::deserialize(value)
+        .map(|t| (t, out_of_range))
+        .map_err(|e| NormalizeError::NotAnObject(e.to_string()))
+}
+
+/// The longest id stored as a key (a btree entry holds at most ~2.7 KB): a longer user id is
+/// left out with a warning rather than failing the ticket.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// The ticket as a JSON value. A number out of `f64` range (`1e400`, valid JSON) is read as
+/// null for normalization (the raw JSON keeps it: jsonb's numeric holds it); up to 100 such.
+/// Returns the value and how many numbers were read as null.
+fn parse_value(raw_json: &str) -> Result<(serde_json::Value, usize), NormalizeError> {
+    let mut text = std::borrow::Cow::Borrowed(raw_json);
+    for replaced in 0..100 {
+        match serde_json::from_str(&text) {
+            Ok(value) => return Ok((value, replaced)),
+            Err(e) if e.to_string().starts_with("number out of range") => {
+                let Some(end) = byte_offset(&text, e.line(), e.column()) else {
+                    return Err(NormalizeError::NotAnObject(e.to_string()));
+                };
+                let start = text[..end]
+                    .rfind(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+                    .map_or(0, |i| i + 1);
+                let end = end
+                    + text[end..]
+                        .find(|c: char| !matches!(c, '0'..='9' | '-' | '+' | '.' | 'e' | 'E'))
+                        .unwrap_or(text.len() - end);
+                let mut repaired = text.into_owned();
+                repaired.replace_range(start..end, "null");
+                text = std::borrow::Cow::Owned(repaired);
+            }
+            Err(e) => return Err(NormalizeError::NotAnObject(e.to_string())),
+        }
+    }
+    Err(NormalizeError::NotAnObject(
+        "more than 100 numbers out of range".into(),
+    ))
+}
+
+/// The byte offset of serde_json's 1-based `line` and `column` in `text`.
+fn byte_offset(text: &str, line: usize, column: usize) -> Option<usize> {
+    let line_start = if line <= 1 {
+        0
+    } else {
+        text.match_indices('\n').nth(line - 2)?.0 + 1
+    };
+    let offset = line_start + column.saturating_sub(1);
+    (offset <= text.len() && text.is_char_boundary(offset)).then_some(offset)
 }
 
 /// Epoch milliseconds (or seconds below 10^11) → timestamp; zero and negatives mean "absent".
@@ -255,7 +307,7 @@ impl Normalizer {
             ticket_id: requested.clone(),
             helpdesk_id: n
                 .take("helpdesk_id", take(&mut wire.helpdesk_id))
-                .map(|Id(s)| s),
+                .map(|Id(s)| clean(s)),
             guest_id,
             ticket_type: n.small("ticket_type", take(&mut wire.ticket_type)),
             status: n.small("status", take(&mut wire.status)),
@@ -370,6 +422,13 @@ impl Normalizer {
             return None;
         };
         let user_id = clean(user_id);
+        if user_id.len() > MAX_KEY_BYTES {
+            self.warnings.push(format!(
+                "{field}.id: {} bytes, longer than any key can be ({MAX_KEY_BYTES}); user not stored",
+                user_id.len()
+            ));
+            return None;
+        }
         let row = UserRow {
             user_id: user_id.clone(),
             name: self.text(&format!("{field}.name"), raw.name),
@@ -622,6 +681,33 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn numbers_out_of_range_nul_ids_and_huge_user_ids_do_not_fail_a_ticket() {
+        let id = TicketId::parse("1").unwrap();
+        let long = "u".repeat(3000);
+        let raw = format!(
+            r#"{{"ticket_id":"1","helpdesk_id":"66\u000026","score":1e400,
+                "x":[-2.5E+999],"guest":{{"id":"{long}","name":"g"}},"status":50}}"#
+        );
+        let n = normalize_ticket(&id, &raw, Utc::now()).unwrap();
+        let t = &n.record.ticket;
+        assert_eq!(t.helpdesk_id.as_deref(), Some("66\u{FFFD}26"));
+        assert_eq!(t.score, None);
+        assert_eq!(t.status, Some(50));
+        assert_eq!(t.guest_id, None);
+        assert!(n.record.users.is_empty());
+        assert!(
+            n.warnings
+                .iter()
+                .any(|w| w.contains("2 number(s) out of range"))
+        );
+        assert!(
+            n.warnings
+                .iter()
+                .any(|w| w.contains("guest.id: 3000 bytes"))
+        );
     }
 
     #[test]

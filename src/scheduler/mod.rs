@@ -23,6 +23,7 @@ use crate::events::{EventKeys, EventState};
 use crate::feishu::FeishuClient;
 use crate::http::HttpState;
 use crate::metrics::Metrics;
+use crate::pace::SendLease;
 use crate::store::Store;
 use crate::store::runs::Trigger;
 use crate::sync::{CycleError, CycleOptions, finish_recorded, run_cycle, start_recorded};
@@ -43,7 +44,6 @@ pub async fn run_daemon(
     let Some(store) = connect_with_retry(settings, &shutdown).await? else {
         return Ok(());
     };
-    store.migrate().await?;
     store.apply_sla_settings(&settings.sla).await?;
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
@@ -58,13 +58,18 @@ pub async fn run_daemon(
     serve_http(settings, &store, event_keys, &shared, &shutdown).await?;
     let helpdesk_id = settings.feishu.helpdesk_id.trim().to_owned();
     let beat = || heartbeat.beat();
-    let Some(lock) = HelpdeskLock::acquire(&store, &helpdesk_id, &shutdown, &beat).await? else {
+    // Nothing is sent before the lock is ours, nor once it lapses.
+    let lease = SendLease::lapsed();
+    let Some(lock) = HelpdeskLock::acquire(&store, &lease, &helpdesk_id, &shutdown, &beat).await?
+    else {
         return Ok(());
     };
     let options = CycleOptions::from_settings(settings, None);
     let daemon = Daemon {
         client: FeishuClient::new(&settings.feishu, credentials)?
-            .with_metrics(shared.metrics.clone()),
+            .with_metrics(shared.metrics.clone())
+            .with_lease(lease.clone()),
+        lease,
         store,
         // A cycle woken by an event works the queue only: the ticket it named is due.
         event_options: options.queue_only(),
@@ -137,14 +142,19 @@ async fn serve_http(
     Ok(())
 }
 
-/// Connects, retrying with capped backoff and one clear line per failure, until shutdown.
+/// Connects and migrates, retrying with capped backoff and one clear line per failure, until
+/// shutdown.
 async fn connect_with_retry(
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<Store>> {
     let mut delay = Duration::from_secs(1);
     loop {
-        match Store::connect(&settings.database).await {
+        let connected = match Store::connect(&settings.database).await {
+            Ok(store) => store.migrate().await.map(|()| store),
+            Err(error) => Err(error),
+        };
+        match connected {
             Ok(store) => return Ok(Some(store)),
             Err(error) => {
                 tracing::warn!(
@@ -176,6 +186,8 @@ pub fn next_tick(
 /// What every cycle of the daemon shares.
 struct Daemon {
     store: Store,
+    /// The client's permission to send, renewed by the helpdesk lock.
+    lease: SendLease,
     client: FeishuClient,
     options: CycleOptions,
     event_options: CycleOptions,
@@ -211,9 +223,9 @@ impl Daemon {
             let started = Utc::now();
             if scheduled {
                 self.prune_event_receipts().await;
-                self.run_one(shutdown, Trigger::Schedule).await;
+                self.run_one(shutdown, lock.lost(), Trigger::Schedule).await;
             } else {
-                self.run_one(shutdown, Trigger::Event).await;
+                self.run_one(shutdown, lock.lost(), Trigger::Event).await;
             }
             if shutdown.is_cancelled() {
                 break;
@@ -254,18 +266,19 @@ impl Daemon {
         }
     }
 
-    /// The lock, taken again if its connection was lost; None on shutdown while waiting.
+    /// The lock, taken again if it was lost; None on shutdown while waiting.
     async fn keep_lock(
         &self,
-        mut lock: HelpdeskLock,
+        lock: HelpdeskLock,
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<HelpdeskLock>> {
-        if lock.is_held().await {
+        if lock.is_held() {
             return Ok(Some(lock));
         }
-        tracing::warn!("lost the helpdesk lock's connection; taking the lock again");
+        lock.release().await;
+        tracing::warn!("the helpdesk lock was lost; taking it again");
         let beat = || self.heartbeat.beat();
-        HelpdeskLock::acquire(&self.store, &self.helpdesk_id, shutdown, &beat).await
+        HelpdeskLock::acquire(&self.store, &self.lease, &self.helpdesk_id, shutdown, &beat).await
     }
 
     async fn prune_event_receipts(&self) {
@@ -281,10 +294,17 @@ impl Daemon {
 
     /// One cycle, ended early if it makes no progress for `stall_timeout`; recorded in
     /// `sync_runs`, the metrics and `/readyz`, and summed up in one log line.
-    async fn run_one(&self, shutdown: &CancellationToken, trigger: Trigger) {
+    /// A lost lock (`lock_lost`) stops the cycle taking work at once.
+    async fn run_one(
+        &self,
+        shutdown: &CancellationToken,
+        lock_lost: &CancellationToken,
+        trigger: Trigger,
+    ) {
         let cycle_stop = shutdown.child_token();
         let progress = Heartbeat::default();
         let watcher = spawn_stall_watch(progress.clone(), self.stall_timeout, cycle_stop.clone());
+        let fence = stop_when(lock_lost.clone(), cycle_stop.clone());
         let on_progress = |_| {
             progress.beat();
             self.heartbeat.beat();
@@ -304,7 +324,9 @@ impl Daemon {
         )
         .await;
         watcher.abort();
-        let stalled = cycle_stop.is_cancelled() && !shutdown.is_cancelled();
+        fence.abort();
+        let stalled =
+            cycle_stop.is_cancelled() && !shutdown.is_cancelled() && !lock_lost.is_cancelled();
         let outcome = finish_recorded(store, run_id, &result, stalled).await;
         let report: Option<&CycleReport> = match &result {
             Ok(r) => Some(r),
@@ -320,6 +342,16 @@ impl Daemon {
         log_cycle(outcome, trigger, &result);
         self.heartbeat.beat();
     }
+}
+
+/// Cancels `stop` once `cause` is cancelled; abort the handle when no longer needed.
+pub fn stop_when(cause: CancellationToken, stop: CancellationToken) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cause.cancelled() => stop.cancel(),
+            _ = stop.cancelled() => {}
+        }
+    })
 }
 
 /// The one line per cycle operators read.

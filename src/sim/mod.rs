@@ -133,6 +133,55 @@ pub enum Fault {
     RateLimited400 { reset_seconds: u64 },
     /// Headers and half a body, then the connection drops.
     ConnectionDrop,
+    /// Exactly this answer: a hostile API (a platform code on one ticket, a BOM, a duplicate
+    /// key, an unrequested gzip body, a huge body…).
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+}
+
+impl Fault {
+    /// A JSON error answer with Feishu code `code`.
+    pub fn api_code(status: u16, code: i64, msg: &str) -> Self {
+        Self::raw(status, json!({"code": code, "msg": msg}).to_string())
+    }
+
+    /// An answer with `body` as is (content type JSON).
+    pub fn raw(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self::Raw {
+            status,
+            headers: vec![(
+                "content-type".into(),
+                "application/json; charset=utf-8".into(),
+            )],
+            body: body.into(),
+        }
+    }
+
+    /// A success envelope around `ticket` (JSON text), for hostile ticket bodies.
+    pub fn ticket_body(ticket: &str) -> Self {
+        Self::raw(
+            200,
+            format!(r#"{{"code":0,"msg":"success","data":{{"ticket":{ticket}}}}}"#),
+        )
+    }
+}
+
+/// The response a [`Fault::Raw`] describes.
+fn raw_response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+    for (name, value) in headers {
+        if let (Ok(name), Ok(value)) = (
+            axum::http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
 }
 
 /// One request the simulator answered.
@@ -213,6 +262,12 @@ impl SimState {
 
     pub fn config(&self) -> &SimConfig {
         &self.config
+    }
+
+    /// When the simulator started: [`RequestRecord::arrived`] counts from here (tests compare
+    /// two simulators' logs on one clock).
+    pub fn started(&self) -> Instant {
+        self.started
     }
 
     /// All ticket ids, in order.
@@ -573,6 +628,11 @@ async fn detail_response(
             ];
             return Response::new(Body::from_stream(futures::stream::iter(chunks)));
         }
+        Some(Fault::Raw {
+            status,
+            headers,
+            body,
+        }) => return raw_response(status, headers, body),
     }
     // Real ticket ids are 19-digit numbers; anything else is a bad request.
     if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {

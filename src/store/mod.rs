@@ -34,6 +34,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: PgPool,
     growth: std::sync::Arc<GrowthWatch>,
+    /// The helpdesk lock's (helpdesk id, epoch) while this process holds it: claims are taken
+    /// only while that epoch is current (`sync_lock`), so a holder that lost its lock without
+    /// noticing yet cannot claim work beside the new one.
+    fence: std::sync::Arc<std::sync::Mutex<Option<(String, i64)>>>,
 }
 
 /// Tickets written by this process, and the count at which statistics are refreshed next.
@@ -86,11 +90,22 @@ impl Store {
         Ok(Self {
             pool,
             growth: Default::default(),
+            fence: Default::default(),
         })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// Set by the helpdesk lock when taken (every clone of this store shares it).
+    pub fn set_fence(&self, fence: Option<(String, i64)>) {
+        *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = fence;
+    }
+
+    /// The helpdesk lock's (helpdesk id, epoch), when this process took it.
+    pub fn fence(&self) -> Option<(String, i64)> {
+        self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Call after committing `tickets` written tickets. While tables grow fast (a backfill into

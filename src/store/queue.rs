@@ -77,7 +77,8 @@ impl Store {
     }
 
     /// Claims up to `limit` tickets due at `due_by`, leasing them to `worker` for `lease`.
-    /// `SKIP LOCKED` and the lease keep two workers from fetching the same ticket.
+    /// `SKIP LOCKED` and the lease keep two workers from fetching the same ticket; with the
+    /// helpdesk lock held, nothing is claimed once another process raised its epoch.
     pub async fn claim_due(
         &self,
         limit: usize,
@@ -85,11 +86,14 @@ impl Store {
         lease: Duration,
         worker: &str,
     ) -> anyhow::Result<Vec<Claimed>> {
+        let fence = self.fence();
         let rows: Vec<(String, i16, DateTime<Utc>)> = sqlx::query_as(
             "WITH due AS (
                  SELECT ticket_id FROM ticket_sync_state
                  WHERE (next_due_at <= $2 OR (priority >= $5 AND next_due_at <= now()))
                    AND (claimed_until IS NULL OR claimed_until < now())
+                   AND ($6::text IS NULL OR EXISTS (
+                        SELECT 1 FROM sync_lock WHERE helpdesk_id = $6 AND epoch = $7))
                  ORDER BY priority DESC, next_due_at, ticket_id
                  LIMIT $1
                  FOR UPDATE SKIP LOCKED)
@@ -105,6 +109,8 @@ impl Store {
         .bind(lease.as_secs_f64())
         .bind(worker)
         .bind(super::events::PRIORITY_EVENT)
+        .bind(fence.as_ref().map(|f| f.0.as_str()))
+        .bind(fence.as_ref().map(|f| f.1))
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;

@@ -17,6 +17,9 @@ use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome,
 pub struct FailureDelay {
     pub base: Duration,
     pub cap: Duration,
+    /// After this many failures in a row that will repeat ([`Failure::permanent`]), the
+    /// ticket is poisoned: parked (`next_due_at = 'infinity'`) until enqueued again.
+    pub poison_after: u32,
 }
 
 impl Store {
@@ -261,6 +264,7 @@ async fn record_outcomes<'a>(
     let mut attempts_col: Vec<i32> = Vec::new();
     // Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
     let mut due_in: Vec<Option<f64>> = Vec::new();
+    let mut permanent: Vec<bool> = Vec::new();
     for outcome in outcomes {
         ids.push(outcome.ticket_id().to_owned());
         labels.push(outcome.label());
@@ -293,6 +297,7 @@ async fn record_outcomes<'a>(
         errors.push(error);
         attempts_col.push(attempts as i32);
         due_in.push(refresh);
+        permanent.push(failure.permanent);
     }
     sqlx::query(
         "UPDATE ticket_sync_state s SET
@@ -314,6 +319,9 @@ async fn record_outcomes<'a>(
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
                 THEN LEAST(s.next_due_at, now())
+                -- Poisoned: the same unusable answer again and again.
+                WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
+                THEN 'infinity'
                 WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
                     LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
                 WHEN u.due_in IS NULL THEN 'infinity'
@@ -329,7 +337,8 @@ async fn record_outcomes<'a>(
             claimed_until = NULL,
             claimed_by = NULL
          FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
-                     $7::float8[]) AS u(ticket_id, outcome, http_status, code, error, attempts, due_in)
+                     $7::float8[], $11::bool[])
+                AS u(ticket_id, outcome, http_status, code, error, attempts, due_in, permanent)
          WHERE s.ticket_id = u.ticket_id",
     )
     .bind(&ids)
@@ -341,6 +350,8 @@ async fn record_outcomes<'a>(
     .bind(&due_in)
     .bind(delay.cap.as_secs_f64())
     .bind(delay.base.as_secs_f64())
+    .bind(delay.poison_after as i32)
+    .bind(&permanent)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -61,6 +61,7 @@ fn normalized(id: TicketId, raw: &str, attempts: u32, options: &CycleOptions) ->
                     http_status: Some(200),
                     code: Some(0),
                     message: error.to_string(),
+                    permanent: true,
                 },
                 attempts,
             })
@@ -74,6 +75,14 @@ fn failed(id: TicketId, error: ApiError, attempts: u32) -> Fetched {
         http_status: error.http_status(),
         code: error.code(),
         message: error.to_string(),
+        // A 200 whose body is unusable after every retry: the API will answer the same.
+        permanent: matches!(
+            error,
+            ApiError::BadBody {
+                http_status: 200,
+                ..
+            }
+        ),
     };
     let ticket_id = id.into_string();
     Fetched::Outcome(match error.disposition() {

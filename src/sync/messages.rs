@@ -107,6 +107,7 @@ pub(super) async fn fetch_messages(
                     http_status: error.http_status(),
                     code: error.code(),
                     message: error.to_string(),
+                    ..Failure::default()
                 },
             })
         }

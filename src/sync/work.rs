@@ -30,6 +30,7 @@ use super::writer::{Write, flush};
 use super::{Cycle, CycleError, sleep_until_opt};
 use crate::domain::{Failure, Progress, TicketId, TicketOutcome};
 use crate::feishu::ApiError;
+use crate::feishu::error::{PLATFORM_CODES, PLATFORM_FATAL_STREAK};
 use crate::store::messages::MessagesClaim;
 
 /// With nothing due and requests still in flight, how often a cycle looks for newly due work.
@@ -84,6 +85,7 @@ pub(super) async fn work_queue(
     let mut messages_running = 0usize;
     let mut grace_deadline: Option<Instant> = None;
     let mut fatal: Option<ApiError> = None;
+    let mut platform_streak = 0u32;
     loop {
         for job in queue
             .next_jobs(in_flight.len(), messages_running, &stop)
@@ -133,6 +135,11 @@ pub(super) async fn work_queue(
                 }
                 (cycle.on_progress)(progress);
                 queue.job_done();
+                if let Some(error) = platform_refusals(&fetched, &mut platform_streak) {
+                    tracing::error!(error = %error, "every recent ticket was refused with a platform code; stopping the cycle");
+                    fatal.get_or_insert(error);
+                    stop.cancel();
+                }
                 if deliver(fetched, writer, &mut fatal, &stop).await.is_break() {
                     break;
                 }
@@ -181,6 +188,35 @@ async fn deliver(
         return ControlFlow::Break(());
     }
     ControlFlow::Continue(())
+}
+
+/// Counts tickets in a row refused with a platform code (99991xxx); a detail answered
+/// otherwise breaks the streak. At [`PLATFORM_FATAL_STREAK`] the refusal is about the app:
+/// the error that ends the cycle as fatal.
+fn platform_refusals(fetched: &Fetched, streak: &mut u32) -> Option<ApiError> {
+    let Fetched::Outcome(outcome) = fetched else {
+        return None;
+    };
+    let failure = match outcome {
+        TicketOutcome::Failed { failure, .. } => failure,
+        _ => {
+            *streak = 0;
+            return None;
+        }
+    };
+    let Some(code) = failure.code.filter(|c| PLATFORM_CODES.contains(c)) else {
+        *streak = 0;
+        return None;
+    };
+    *streak += 1;
+    (*streak == PLATFORM_FATAL_STREAK).then(|| ApiError::AppCredentialsRejected {
+        http_status: failure.http_status.unwrap_or_default(),
+        code: Some(code),
+        msg: format!(
+            "{PLATFORM_FATAL_STREAK} tickets in a row: {}",
+            failure.message
+        ),
+    })
 }
 
 /// A queue entry that is not a ticket id at all: parked as invalid without a request.

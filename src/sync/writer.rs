@@ -17,7 +17,11 @@ use crate::store::upsert::FailureDelay;
 pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
     base: Duration::from_secs(60),
     cap: Duration::from_secs(6 * 3600),
+    poison_after: POISON_AFTER_FAILURES,
 };
+
+/// Failures in a row that will repeat before a ticket is poisoned (parked, counted).
+pub const POISON_AFTER_FAILURES: u32 = 3;
 
 /// A partly filled batch is committed after this long, so slow cycles persist progress too.
 pub const FLUSH_INTERVAL: Duration = Duration::from_secs(2);
@@ -142,6 +146,7 @@ async fn write_ticket_alone(store: &Store, outcome: TicketOutcome) -> anyhow::Re
                     ticket_id,
                     failure: Failure {
                         message,
+                        permanent: rejects_the_data(&error),
                         ..Failure::default()
                     },
                     attempts: 0,
@@ -151,6 +156,17 @@ async fn write_ticket_alone(store: &Store, outcome: TicketOutcome) -> anyhow::Re
             store.write_batch(&failed, FAILED_RETRY_DELAY).await
         }
     }
+}
+
+/// Whether the database refused the row itself (data exception, integrity, a limit such as
+/// the btree row size: SQLSTATE classes 22, 23, 54), which a retry would meet again; a full
+/// disk or a lost connection would not.
+fn rejects_the_data(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|e| e.downcast_ref::<sqlx::Error>())
+        .filter_map(|e| e.as_database_error()?.code())
+        .any(|code| matches!(&code[..2.min(code.len())], "22" | "23" | "54"))
 }
 
 /// One ticket's conversation alone; refused, it is recorded as a failed fetch of its messages.

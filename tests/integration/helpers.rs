@@ -465,3 +465,73 @@ pub fn ids_text(ids: &[String]) -> String {
     text.push('\n');
     text
 }
+
+/// A TCP proxy in front of the test Postgres server: `set_down(true)` cuts every session
+/// through it and refuses new ones (as a Postgres restart or a network cut does), `false`
+/// lets connections through again.
+pub struct DbProxy {
+    pub port: u16,
+    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    sessions: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl DbProxy {
+    pub async fn start() -> Self {
+        let upstream: PgConnectOptions = server_url().await.parse().expect("DATABASE_URL");
+        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind proxy");
+        let port = listener.local_addr().expect("proxy addr").port();
+        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let sessions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (is_down, live) = (down.clone(), sessions.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                if is_down.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection closed
+                }
+                let target = target.clone();
+                let task = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                live.lock().unwrap().push(task.abort_handle());
+            }
+        });
+        Self {
+            port,
+            down,
+            sessions,
+            accept,
+        }
+    }
+
+    /// `db`'s URL, through this proxy.
+    pub fn url(&self, db: &TestDb) -> String {
+        let options: PgConnectOptions = db.url.parse().expect("test db url");
+        options
+            .host("127.0.0.1")
+            .port(self.port)
+            .to_url_lossy()
+            .to_string()
+    }
+
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+        if down {
+            for session in self.sessions.lock().unwrap().drain(..) {
+                session.abort();
+            }
+        }
+    }
+}
+
+impl Drop for DbProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.set_down(true);
+    }
+}

@@ -6,6 +6,7 @@ mod daemon;
 mod discovery;
 mod events;
 mod helpers;
+mod hostile;
 mod list_first;
 mod messages;
 mod observability;

@@ -1,0 +1,19 @@
+-- Reliability, round two.
+
+-- The helpdesk lock's fence. The advisory lock says who may sync now; this row says since when
+-- (`epoch`, raised by every new holder) and whether the holder is still alive (`renewed_at`,
+-- refreshed every second through the lock's own session). A new holder waits until the
+-- previous one must have noticed its lost session, and a claim is only taken while the
+-- claimant's epoch is the current one: two syncers at once cannot both claim work.
+CREATE TABLE sync_lock (
+    helpdesk_id text PRIMARY KEY,
+    epoch       bigint NOT NULL,
+    holder      text,
+    taken_at    timestamptz NOT NULL DEFAULT now(),
+    renewed_at  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON TABLE sync_lock IS 'Who holds the helpdesk lock (one syncer per helpdesk): the holder, its epoch (raised by every new holder; claims check it) and when it last proved alive.';
+COMMENT ON COLUMN sync_lock.epoch IS 'Raised each time a process takes the lock; a claim succeeds only for the current epoch.';
+COMMENT ON COLUMN sync_lock.holder IS 'host:pid:nonce of the holder (as sync_runs.worker); NULL after a clean release.';
+COMMENT ON COLUMN sync_lock.taken_at IS 'When the holder took the lock.';
+COMMENT ON COLUMN sync_lock.renewed_at IS 'When the holder last renewed the lock through its session (every second).';

@@ -1,0 +1,563 @@
+//! Reliability, round two: a hostile API, a database that restarts or disappears, hostile
+//! configs. Each test reproduces one fault of docs/reliability.md's second matrix.
+
+use std::time::{Duration, Instant};
+
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer, max_in_window};
+
+use crate::helpers::*;
+
+const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
+
+fn still_running(child: &mut tokio::process::Child, lines: &std::sync::Mutex<Vec<String>>) {
+    assert!(
+        child.try_wait().expect("child status").is_none(),
+        "the daemon exited: {:?}",
+        lines.lock().unwrap()
+    );
+}
+
+async fn stop(mut child: tokio::process::Child) {
+    terminate(&child);
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the daemon did not exit in time")
+        .expect("wait for the daemon");
+    assert!(status.success(), "{status:?}");
+}
+
+/// Detail requests a simulator answered, as instants on the test's clock.
+fn detail_instants(sim: &SimServer) -> Vec<Instant> {
+    let started = sim.state.started();
+    sim.state
+        .requests()
+        .into_iter()
+        .filter(|r| r.endpoint == Endpoint::Detail)
+        .map(|r| started + r.arrived)
+        .collect()
+}
+
+/// Item 3: the database is unreachable for longer than the pool's acquire timeout (15 s)
+/// around a tick. `run` waits with backoff, as it does at start, and syncs once it is back;
+/// it never exits on a database outage.
+#[tokio::test]
+async fn run_rides_out_a_database_outage_longer_than_the_pool_timeout() {
+    let sim = start_sim(unlimited_sim(10)).await;
+    let db = TestDb::new().await;
+    let proxy = DbProxy::start().await;
+    let mut ws = Workspace::configured(&sim, &db, "", EVERY_SECOND);
+    ws.db_url = proxy.url(&db);
+    let mut daemon = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut daemon);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &lines,
+            "\"cycle finished\""
+        ) >= 1)
+        .await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    still_running(&mut daemon, &lines);
+    assert!(
+        count(&lines, "database unreachable; retrying") >= 1,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    // A ticket that changed meanwhile is stored once the database is back.
+    let ids = sim.state.ticket_ids();
+    sim.state.update_ticket(&ids[3], |t| {
+        t["updated_at"] = serde_json::json!(chrono::Utc::now().timestamp_millis());
+        t["description"] = serde_json::json!("changed during the outage");
+    });
+    let finished_before = count(&lines, "\"outcome\":\"ok\"");
+    proxy.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(60), || count(
+            &lines,
+            "\"outcome\":\"ok\""
+        ) > finished_before + 1)
+        .await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    still_running(&mut daemon, &lines);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM tickets WHERE ticket_id = '{}' AND raw->>'description' = 'changed during the outage'",
+            ids[3]
+        ))
+        .await,
+        1
+    );
+    stop(daemon).await;
+}
+
+/// Item 4: Postgres restarts while daemon A is mid-cycle and daemon B waits for the lock. B
+/// survives the outage; A notices within seconds that its lock session died and stops taking
+/// work; whoever holds the lock afterwards syncs alone: the two simulators (one per daemon)
+/// never see requests from both at once, and together never more than the pace.
+#[tokio::test]
+async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
+    let config = || SimConfig {
+        latency: Duration::from_millis(200),
+        ..unlimited_sim(80)
+    };
+    let (sim_a, sim_b) = (start_sim(config()).await, start_sim(config()).await);
+    let db = TestDb::new().await;
+    let proxy = DbProxy::start().await;
+    let pace = "detail_requests_per_second = 10.0\nmax_in_flight = 4\n";
+    let mut ws_a = Workspace::configured(&sim_a, &db, pace, EVERY_SECOND);
+    ws_a.db_url = proxy.url(&db);
+    let mut ws_b = Workspace::configured(&sim_b, &db, pace, EVERY_SECOND);
+    ws_b.db_url = proxy.url(&db);
+
+    let mut a = ws_a.spawn_run(&[]);
+    let a_lines = collect_lines(&mut a);
+    let state = sim_a.state.clone();
+    assert!(
+        wait_for(Duration::from_secs(30), || state.detail_requests(None)
+            >= 10)
+        .await,
+        "{:?}",
+        a_lines.lock().unwrap()
+    );
+    let mut b = ws_b.spawn_run(&[]);
+    let b_lines = collect_lines(&mut b);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &b_lines,
+            "another helpdesk-sync is syncing"
+        ) == 1)
+        .await,
+        "{:?}",
+        b_lines.lock().unwrap()
+    );
+
+    // The restart: every session dies, nothing answers for 2 s.
+    let restarted = Instant::now();
+    proxy.set_down(true);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxy.set_down(false);
+    assert!(
+        wait_for(Duration::from_secs(5), || count(
+            &a_lines,
+            "lost the helpdesk lock's session"
+        ) >= 1)
+        .await,
+        "A did not notice within 5 s: {:?}",
+        a_lines.lock().unwrap()
+    );
+    assert!(restarted.elapsed() < Duration::from_secs(6));
+
+    // Everything gets stored, by one or the other.
+    assert!(
+        wait_for(Duration::from_secs(90), || {
+            count(&a_lines, "\"outcome\":\"ok\"") + count(&b_lines, "\"outcome\":\"ok\"") >= 1
+        })
+        .await
+    );
+    let all_stored = async {
+        for _ in 0..180 {
+            if db.count("SELECT count(*) FROM tickets").await == 80 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    };
+    assert!(
+        all_stored.await,
+        "A: {:?}\nB: {:?}",
+        a_lines.lock().unwrap(),
+        b_lines.lock().unwrap()
+    );
+    still_running(&mut a, &a_lines);
+    still_running(&mut b, &b_lines);
+
+    let (from_a, from_b) = (detail_instants(&sim_a), detail_instants(&sim_b));
+    if let (Some(last_a), Some(first_b)) = (from_a.iter().max(), from_b.iter().min()) {
+        // B took over: A had stopped sending before B sent anything.
+        assert!(
+            last_a < first_b,
+            "A sent a request {:?} after B's first",
+            *last_a - *first_b
+        );
+        assert_eq!(count(&b_lines, "obtained the helpdesk lock"), 1);
+    }
+    // Together, never more than the pace.
+    let origin = sim_a.state.started().min(sim_b.state.started());
+    let together: Vec<Duration> = from_a.iter().chain(&from_b).map(|t| *t - origin).collect();
+    let busiest = max_in_window(&together, Duration::from_secs(1));
+    assert!(busiest <= 11, "{busiest} detail requests within one second");
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE last_outcome IS DISTINCT FROM 'ok'")
+            .await,
+        0
+    );
+    stop(a).await;
+    stop(b).await;
+}
+
+/// Item 4, the hard case: the lock holder A is paused (SIGSTOP) mid-cycle and its lock
+/// session dies meanwhile. B takes the lock, waits until A must have stopped, and syncs.
+/// When A wakes, its lease has lapsed: requests it was about to send are not sent, though A
+/// has not yet noticed the lost session. Not one request from A after B's first.
+#[tokio::test]
+async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
+    let config = || SimConfig {
+        latency: Duration::from_millis(200),
+        ..unlimited_sim(80)
+    };
+    let (sim_a, sim_b) = (start_sim(config()).await, start_sim(config()).await);
+    let db = TestDb::new().await;
+    let pace = "detail_requests_per_second = 10.0\nmax_in_flight = 4\n";
+    let ws_a = Workspace::configured(&sim_a, &db, pace, EVERY_SECOND);
+    let ws_b = Workspace::configured(&sim_b, &db, pace, EVERY_SECOND);
+    let mut a = ws_a.spawn_run(&[]);
+    let a_lines = collect_lines(&mut a);
+    let state = sim_a.state.clone();
+    assert!(
+        wait_for(Duration::from_secs(30), || state.detail_requests(None)
+            >= 10)
+        .await
+    );
+    let mut b = ws_b.spawn_run(&[]);
+    let b_lines = collect_lines(&mut b);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &b_lines,
+            "another helpdesk-sync is syncing"
+        ) == 1)
+        .await
+    );
+
+    signal(&a, "STOP");
+    let killed = db
+        .count(
+            "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_locks
+             WHERE locktype = 'advisory' AND granted
+               AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+               AND pid <> pg_backend_pid()) k",
+        )
+        .await;
+    assert_eq!(killed, 1, "the lock's session");
+    let state_b = sim_b.state.clone();
+    assert!(
+        wait_for(Duration::from_secs(30), || state_b.detail_requests(None)
+            >= 5)
+        .await,
+        "{:?}",
+        b_lines.lock().unwrap()
+    );
+    assert_eq!(count(&b_lines, "obtained the helpdesk lock"), 1);
+    let sent_by_a = sim_a.state.detail_requests(None);
+    signal(&a, "CONT");
+    assert!(
+        wait_for(Duration::from_secs(10), || count(
+            &a_lines,
+            "lost the helpdesk lock's session"
+        ) >= 1)
+        .await,
+        "{:?}",
+        a_lines.lock().unwrap()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(
+        sim_a.state.detail_requests(None),
+        sent_by_a,
+        "A sent after waking"
+    );
+    let (from_a, from_b) = (detail_instants(&sim_a), detail_instants(&sim_b));
+    assert!(from_a.iter().max() < from_b.iter().min());
+
+    let all_stored = async {
+        for _ in 0..120 {
+            if db.count("SELECT count(*) FROM tickets").await == 80 {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        false
+    };
+    assert!(all_stored.await, "{:?}", b_lines.lock().unwrap());
+    still_running(&mut a, &a_lines);
+    stop(b).await;
+    stop(a).await;
+}
+
+const FAST: &str = "list_requests_per_second = 500.0\n";
+
+async fn ticket_state(db: &TestDb, id: &str) -> (Option<String>, Option<i64>, Option<String>) {
+    sqlx::query_as(
+        "SELECT last_outcome, last_error_code, last_error FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Item 8: one ticket answers 400 with a platform code (99991672). Only that ticket fails;
+/// the cycle is not fatal, every other ticket is stored, the next cycle is not blocked by it.
+#[tokio::test]
+async fn a_platform_code_on_one_ticket_costs_only_that_ticket() {
+    let sim = start_sim(unlimited_sim(60)).await;
+    let ids = sim.state.ticket_ids();
+    sim.state.inject(
+        &ids[0],
+        std::iter::repeat_n(Fault::api_code(400, 99991672, "Access denied"), 20),
+    );
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 2\n"));
+    for cycle in 0..2 {
+        let out = ws.run(&["sync"], &[], None).await;
+        assert_ok(&out);
+        assert_eq!(
+            db.count("SELECT count(*) FROM tickets").await,
+            59,
+            "cycle {cycle}"
+        );
+    }
+    let (outcome, code, error) = ticket_state(&db, &ids[0]).await;
+    assert_eq!(outcome.as_deref(), Some("failed"));
+    assert_eq!(code, Some(99991672));
+    assert!(error.unwrap().contains("platform refused"));
+    // Failed, it waits its backoff instead of heading the queue.
+    assert_eq!(sim.state.detail_requests(Some(&ids[0])), 1);
+}
+
+/// Item 8, the other side: when every ticket gets the platform code it is about the app
+/// (a permission removed): the cycle stops as fatal after 3 tickets, naming what to check.
+#[tokio::test]
+async fn a_platform_code_on_every_ticket_is_fatal_after_three() {
+    let sim = start_sim(unlimited_sim(30)).await;
+    sim.state.inject_any(std::iter::repeat_n(
+        Fault::api_code(403, 99991672, "Access denied"),
+        100,
+    ));
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        &format!("{FAST}max_in_flight = 1\n"),
+        "discover = false",
+    );
+    let file = ws.write_file("ids.txt", &ids_text(&sim.state.ticket_ids()));
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("helpdesk:all:readonly"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(sim.state.detail_requests(None), 3);
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE last_outcome = 'failed'")
+            .await,
+        3
+    );
+}
+
+/// Token item: 99991671 and 99991664 (access / app token invalid) refresh the tenant token,
+/// as the official Go SDK does, instead of failing the cycle.
+#[tokio::test]
+async fn token_codes_99991671_and_99991664_refresh_the_token() {
+    let sim = start_sim(unlimited_sim(10)).await;
+    let ids = sim.state.ticket_ids();
+    sim.state.inject(
+        &ids[1],
+        [Fault::api_code(400, 99991671, "Invalid access token")],
+    );
+    sim.state.inject(
+        &ids[2],
+        [Fault::api_code(401, 99991664, "Invalid app access token")],
+    );
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 1\n"));
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 10);
+    // One token at the start, one after each rejection.
+    assert_eq!(sim.state.count_status(Endpoint::Token, 200), 3);
+    assert!(stderr(&out).contains("tenant token rejected; fetching a new one"));
+}
+
+/// A gzip member holding `data` in stored (uncompressed) deflate blocks: enough to send a
+/// gzip body without a compression crate.
+fn gzip_stored(data: &[u8]) -> Vec<u8> {
+    let mut out = vec![0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
+    let chunks: Vec<&[u8]> = data.chunks(65_535).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        out.push(u8::from(i + 1 == chunks.len()));
+        let len = chunk.len() as u16;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(chunk);
+    }
+    let mut crc = 0xffff_ffffu32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xedb8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    out.extend_from_slice(&(!crc).to_le_bytes());
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out
+}
+
+/// Item 9: single hostile ticket bodies, each answered every time the ticket is asked for.
+/// What can be stored is stored (with a warning): NUL in `helpdesk_id`, `1e400`, a duplicate
+/// `"data"` key, a UTF-8 BOM, a 2.8 KB user id. What cannot (nesting deeper than 128, an
+/// unrequested gzip body) is poisoned after 3 failures in a row: parked, counted, no longer
+/// retried every cycle.
+#[tokio::test]
+async fn hostile_ticket_bodies_are_stored_or_poisoned_never_retried_forever() {
+    let sim = start_sim(unlimited_sim(12)).await;
+    let ids = sim.state.ticket_ids();
+    let ticket = |i: usize| sim.state.ticket(&ids[i]).unwrap();
+    let always =
+        |i: usize, fault: Fault| sim.state.inject(&ids[i], std::iter::repeat_n(fault, 100));
+    let mut nul = ticket(0);
+    nul["helpdesk_id"] = serde_json::json!("66\u{0}26");
+    always(0, Fault::ticket_body(&nul.to_string()));
+    let huge = ticket(1)
+        .to_string()
+        .replacen('{', r#"{"extra_metric":1e400,"#, 1);
+    always(1, Fault::ticket_body(&huge));
+    let deep = ticket(2).to_string().replacen(
+        '{',
+        &format!(r#"{{"nested":{}1{},"#, "[".repeat(200), "]".repeat(200)),
+        1,
+    );
+    always(2, Fault::ticket_body(&deep));
+    let dup = format!(
+        r#"{{"code":0,"msg":"success","data":{{"ticket":{{"ticket_id":"{}"}}}},"data":{{"ticket":{}}}}}"#,
+        ids[3],
+        ticket(3)
+    );
+    always(3, Fault::raw(200, dup));
+    let envelope =
+        |i: usize| serde_json::json!({"code":0,"msg":"success","data":{"ticket": ticket(i)}});
+    always(4, Fault::raw(200, format!("\u{feff}{}", envelope(4))));
+    always(
+        5,
+        Fault::Raw {
+            status: 200,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("content-encoding".into(), "gzip".into()),
+            ],
+            body: gzip_stored(envelope(5).to_string().as_bytes()),
+        },
+    );
+    let mut long_user = ticket(6);
+    // Incompressible, as real ids are (Postgres compresses index entries before the limit).
+    let mut seed = 7u64;
+    let noise: String = (0..2800)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + (seed >> 59) as u8 % 26)
+        })
+        .collect();
+    long_user["guest"]["id"] = serde_json::json!(format!("ou_{noise}"));
+    always(6, Fault::ticket_body(&long_user.to_string()));
+
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        &format!("{FAST}max_attempts = 2\n"),
+        "discover = false",
+    );
+    let file = ws.write_file("ids.txt", &ids_text(&ids));
+    let mut log = String::new();
+    for _ in 0..3 {
+        // Enqueued again each time: due now, failures in a row still counted.
+        assert_ok(
+            &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+                .await,
+        );
+        let out = ws.run(&["sync"], &[], None).await;
+        assert_ok(&out);
+        log.push_str(&stderr(&out));
+    }
+    let stored: Vec<String> = sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY 1")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    let expected: Vec<String> = ids
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 2 && *i != 5)
+        .map(|(_, id)| id.clone())
+        .collect();
+    assert_eq!(stored, expected, "{log}");
+    let helpdesk: String =
+        sqlx::query_scalar("SELECT helpdesk_id FROM tickets WHERE ticket_id = $1")
+            .bind(&ids[0])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(helpdesk, "66\u{FFFD}26");
+    let guest: Option<String> =
+        sqlx::query_scalar("SELECT guest_id FROM tickets WHERE ticket_id = $1")
+            .bind(&ids[6])
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(guest, None);
+    assert!(log.contains("number(s) out of range"), "{log}");
+    assert!(log.contains("guest.id: 2803 bytes"), "{log}");
+    // Poisoned: failed 3 times in a row, parked, and no longer due.
+    let poisoned: Vec<(String, i32, Option<String>)> = sqlx::query_as(
+        "SELECT ticket_id, consecutive_failures, last_error FROM ticket_sync_state
+         WHERE last_outcome = 'failed' AND next_due_at = 'infinity' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(poisoned.len(), 2, "{poisoned:?}");
+    assert_eq!(
+        (poisoned[0].0.as_str(), poisoned[0].1),
+        (ids[2].as_str(), 3)
+    );
+    assert!(
+        poisoned[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("recursion limit"),
+        "{poisoned:?}"
+    );
+    assert_eq!(
+        (poisoned[1].0.as_str(), poisoned[1].1),
+        (ids[5].as_str(), 3)
+    );
+    assert!(
+        poisoned[1]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("gzip body we did not ask for"),
+        "{poisoned:?}"
+    );
+    // A cycle later, the poisoned tickets are not asked for again.
+    let asked = sim.state.detail_requests(Some(&ids[2]));
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(sim.state.detail_requests(Some(&ids[2])), asked);
+}
