@@ -1,0 +1,248 @@
+//! List-first ingestion, end to end: the real sync cycle (discovery with list rows stored, then
+//! the paced details) against the simulator at the documented limits (list 50/s and 1000/min,
+//! detail 10/s, 200 ms latency) and a local PostgreSQL. Run: `cargo bench --bench list_first`.
+//!
+//! Measures, in one run: the time until every ticket is in `ticket_facts` with its status,
+//! people, durations and custom fields (list-bound); the detail rate, and from it the time until
+//! tags are complete (detail-bound, which is also how long the same copy takes without list
+//! rows); 429s; memory. Then a small copy synced to the end, 1 % of it changed, and one more
+//! cycle: when the changed content is stored, against the first detail call of that cycle.
+//!
+//! Environment: DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres; scratch
+//! databases are created and dropped), BENCH_TICKETS (default 100000), BENCH_DETAIL_SECONDS
+//! (how long details run after the list phase, default 30), BENCH_SMALL_TICKETS (default 500).
+
+use std::time::{Duration, Instant};
+
+use helpdesk_sync::config::Settings;
+use helpdesk_sync::feishu::FeishuClient;
+use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
+use helpdesk_sync::store::{Store, create_database_if_missing};
+use helpdesk_sync::sync::{CycleOptions, run_cycle};
+use serde_json::json;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{ConnectOptions, Executor};
+use tokio_util::sync::CancellationToken;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak and current resident memory of this process (simulator included), in MiB.
+fn memory_mib() -> (f64, f64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<f64>().ok())
+            .map_or(0.0, |kb| kb / 1024.0)
+    };
+    (field("VmHWM:"), field("VmRSS:"))
+}
+
+async fn scratch_db(admin_url: &str, name: &str) -> anyhow::Result<String> {
+    let admin: PgConnectOptions = admin_url.parse()?;
+    let mut conn = admin.connect().await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .await?;
+    let target = admin.clone().database(name);
+    create_database_if_missing(&target).await?;
+    Ok(target.to_url_lossy().to_string())
+}
+
+async fn drop_db(admin_url: &str, name: &str) -> anyhow::Result<()> {
+    let admin: PgConnectOptions = admin_url.parse()?;
+    let mut conn = admin.connect().await?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+    )))
+    .await?;
+    Ok(())
+}
+
+fn settings(sim: &SimServer, db_url: &str) -> anyhow::Result<Settings> {
+    let c = sim.state.config();
+    let toml = format!(
+        "[feishu]\nbase_url = {:?}\napp_id = {:?}\napp_secret = {:?}\nhelpdesk_id = {:?}\n\
+         helpdesk_token = {:?}\n[sync]\nmessages = false\nbackfill_since = \"2020-01-01\"\n",
+        sim.base_url(),
+        c.app_id,
+        c.app_secret,
+        c.helpdesk_id,
+        c.helpdesk_token
+    );
+    Ok(Settings::from_toml_str(
+        &toml,
+        [("DATABASE_URL".to_owned(), db_url.to_owned())],
+    )?)
+}
+
+fn documented_sim(tickets: usize) -> SimConfig {
+    SimConfig {
+        tickets,
+        latency: Duration::from_millis(200),
+        ..SimConfig::default()
+    }
+}
+
+async fn count(store: &Store, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(store.pool())
+        .await
+        .unwrap_or(-1)
+}
+
+/// The big copy: list phase to completion, then details for a while.
+async fn first_install(admin_url: &str, tickets: usize, detail_seconds: u64) -> anyhow::Result<()> {
+    let db_url = scratch_db(admin_url, "bench_list_first").await?;
+    let sim = SimServer::start(documented_sim(tickets), "127.0.0.1:0".parse()?).await?;
+    let (peak_before, _) = memory_mib();
+    let settings = settings(&sim, &db_url)?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
+    let options = CycleOptions::from_settings(&settings, None);
+    let stop = CancellationToken::new();
+    let started = Instant::now();
+    let cycle = {
+        let (store, client, options, stop) = (store.clone(), client, options.clone(), stop.clone());
+        tokio::spawn(async move { run_cycle(&store, &client, &options, &|_| {}, stop).await })
+    };
+    // Poll until every ticket is in ticket_facts with its status (the list's work).
+    let mut complete_at = None;
+    let mut samples = Vec::new();
+    while complete_at.is_none() && started.elapsed() < Duration::from_secs(1800) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let n = count(
+            &store,
+            "SELECT count(*) FROM ticket_facts WHERE status IS NOT NULL",
+        )
+        .await;
+        samples.push((started.elapsed(), n));
+        if n >= tickets as i64 {
+            complete_at = Some(started.elapsed());
+        }
+    }
+    let complete_at = complete_at.ok_or_else(|| anyhow::anyhow!("list phase did not finish"))?;
+    let details_at_complete = sim.state.detail_requests(None);
+    let lists = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::List)
+        .count();
+    tokio::time::sleep(Duration::from_secs(detail_seconds)).await;
+    let details = sim.state.detail_requests(None) - details_at_complete;
+    let detail_rate = details as f64 / detail_seconds as f64;
+    let tags_known = count(&store, "SELECT count(*) FROM tickets WHERE tags_known").await;
+    stop.cancel();
+    let _ = cycle.await;
+    let (peak_after, rss_after) = memory_mib();
+    let list_429 = sim.state.count_status(Endpoint::List, 429);
+    let detail_429 = sim.state.count_status(Endpoint::Detail, 429);
+    println!("first install, {tickets} tickets (list 50/s + 1000/min, detail 10/s, 200 ms):");
+    println!(
+        "  every ticket in ticket_facts (status, people, durations, custom fields): {:.1} s, {lists} list calls",
+        complete_at.as_secs_f64()
+    );
+    let half = samples
+        .iter()
+        .find(|(_, n)| *n >= tickets as i64 / 2)
+        .map_or(0.0, |(t, _)| t.as_secs_f64());
+    println!("  half of them: {half:.1} s");
+    println!(
+        "  details: {details} in {detail_seconds} s after the list phase = {detail_rate:.2}/s; \
+         tags known for {tags_known}; all tags (and the copy without list rows) ≈ {:.0} min",
+        tickets as f64 / detail_rate.max(0.01) / 60.0
+    );
+    println!("  429s: list {list_429}, detail {detail_429}");
+    println!(
+        "  memory (process incl. simulator): peak {peak_before:.0} MiB before, {peak_after:.0} MiB after; RSS now {rss_after:.0} MiB"
+    );
+    drop_db(admin_url, "bench_list_first").await
+}
+
+/// A small copy synced completely, then 1 % changed: when is the change stored?
+async fn steady_state(admin_url: &str, tickets: usize) -> anyhow::Result<()> {
+    let db_url = scratch_db(admin_url, "bench_list_steady").await?;
+    let sim = SimServer::start(documented_sim(tickets), "127.0.0.1:0".parse()?).await?;
+    let sim_started = Instant::now();
+    let settings = settings(&sim, &db_url)?;
+    let store = Store::connect(&settings.database).await?;
+    store.migrate().await?;
+    let client = FeishuClient::new(&settings.feishu, settings.feishu.credentials()?)?;
+    let options = CycleOptions::from_settings(&settings, None);
+    let first = Instant::now();
+    run_cycle(&store, &client, &options, &|_| {}, CancellationToken::new()).await?;
+    let full = first.elapsed();
+    let tags = count(&store, "SELECT count(*) FROM tickets WHERE tags_known").await;
+    println!(
+        "small copy, {tickets} tickets: complete with tags after {:.1} s ({tags} tags known)",
+        full.as_secs_f64()
+    );
+    let ids = sim.state.ticket_ids();
+    let changed: Vec<String> = ids.iter().step_by(100).cloned().collect();
+    for id in &changed {
+        sim.state.update_ticket(id, |t| t["status"] = json!(3));
+    }
+    let details_before = sim.state.detail_requests(None);
+    let cycle_start = sim_started.elapsed();
+    let cycle = {
+        let (store, client, options) = (store.clone(), client, options.clone());
+        tokio::spawn(async move {
+            run_cycle(&store, &client, &options, &|_| {}, CancellationToken::new()).await
+        })
+    };
+    let mut stored_at = None;
+    while stored_at.is_none() && !cycle.is_finished() {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE ticket_id = ANY($1) AND status = 3",
+        )
+        .bind(&changed)
+        .fetch_one(store.pool())
+        .await?;
+        if n == changed.len() as i64 {
+            stored_at = Some(sim_started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    cycle.await??;
+    let first_detail = sim
+        .state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Detail && r.arrived >= cycle_start)
+        .map(|r| r.arrived)
+        .min();
+    let details = sim.state.detail_requests(None) - details_before;
+    let ms = |d: Option<Duration>| {
+        d.map_or("never".to_owned(), |d| {
+            format!("{:.0} ms", (d - cycle_start).as_secs_f64() * 1000.0)
+        })
+    };
+    println!(
+        "steady state, {} of {tickets} changed: all stored {} into the cycle, first detail call at {}; {details} detail calls (one per changed ticket)",
+        changed.len(),
+        ms(stored_at),
+        ms(first_detail)
+    );
+    drop_db(admin_url, "bench_list_steady").await
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let admin_url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let tickets = env_usize("BENCH_TICKETS", 100_000);
+    let detail_seconds = env_usize("BENCH_DETAIL_SECONDS", 30) as u64;
+    let small = env_usize("BENCH_SMALL_TICKETS", 500);
+    first_install(&admin_url, tickets, detail_seconds).await?;
+    steady_state(&admin_url, small).await
+}
