@@ -163,6 +163,35 @@ mod tests {
         );
     }
 
+    /// The list fuzz target's seeds (hostile list answers) hold its properties here too.
+    #[test]
+    fn the_list_fuzz_seeds_parse_merge_and_compare_without_panic() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/list");
+        let stored = json!({"ticket_id": "1", "status": 1, "tags": [{"id": "1", "name": "vip"}]})
+            .to_string();
+        let mut rows = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let body = std::fs::read(entry.unwrap().path()).unwrap();
+            let headers = reqwest::header::HeaderMap::new();
+            let Ok(page) = crate::feishu::client::parse_list_response(200, &headers, &body) else {
+                continue;
+            };
+            for row in &page.tickets {
+                rows += 1;
+                if let Ok(merged) = merge_list_row(&row.raw, Some(&stored), &trust(&[])) {
+                    let value: Value = serde_json::from_str(&merged).unwrap();
+                    assert_eq!(value["tags"][0]["name"], "vip");
+                }
+                if let Ok(id) = TicketId::parse(&row.ticket_id) {
+                    let _ =
+                        normalize_list_row(&id, &row.raw, Some(&stored), &trust(&[]), Utc::now());
+                }
+                let _ = compare_with_detail(&row.raw, &stored);
+            }
+        }
+        assert!(rows >= 5, "the seeds list tickets: {rows}");
+    }
+
     #[test]
     fn comparison_by_meaning() {
         let detail = json!({"ticket_id": "7", "score": 4, "agents": [{"id": "a"}, {"id": "b"}],
