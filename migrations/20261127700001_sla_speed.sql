@@ -1,6 +1,6 @@
--- Business hours and SLA, faster: due times found with an inlinable look-up instead of a
--- function PostgreSQL planned on every call (1 ms a call measured, 200,000 tickets took
--- minutes to recompute), and each clock's start looked up once instead of three times.
+-- Business hours and SLA, faster: due times found with one index look-up (business_instant)
+-- instead of a SQL function with a FROM clause and a lateral join that cost 1 ms a call
+-- (20,000 tickets took 224 s to recompute), each clock's start looked up once and kept.
 -- Same results (the tests of 20261127500001 hold unchanged).
 
 -- The instant at which a calendar's business position (seconds since its periods begin) is
