@@ -115,6 +115,9 @@ async fn main() -> anyhow::Result<()> {
             .execute(pool)
             .await?;
     }
+    // Planner statistics, as the daemon (and autovacuum) keep them while tables grow: without
+    // them every join looks small and the full recompute turns quadratic.
+    sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
     println!(
         "{} tickets generated with their stays in {:.1}s",
         ids.len(),

@@ -422,7 +422,7 @@ default_calendar = "ny"
 [sla.calendars.ny]
 timezone = "America/New_York"
 hours = { weekdays = ["09:00-17:00"] }
-holidays = ["2026-03-16"]
+holidays = ["2026-03-16", "2027-01-01"]
 
 [[sla.targets]]
 id = "vip-reply"
@@ -513,6 +513,11 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
     // D: a conversation: waits 10:00 -> 10:20 (met), 11:00 + 11:05 -> 11:50 (missed), 12:00
     // unanswered (running, past due now).
     let d_created = utc("2026-03-11T09:55:00-04:00");
+    // E: over a year end: created Thursday 2026-12-31 16:00 EST, New Year's Day (Friday) a
+    // holiday, first reply Monday 2027-01-04 10:00, closed 12:00.
+    let e_created = utc("2026-12-31T16:00:00-05:00");
+    let e_reply = utc("2027-01-04T10:00:00-05:00");
+    let e_closed = utc("2027-01-04T12:00:00-05:00");
     let at = |t: DateTime<Utc>| ms(t);
     sim.state.put_ticket(
         &id(60),
@@ -560,7 +565,16 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
             message(6, m(12, 0), "ou_gina"),
         ],
     );
-    let all = [id(60), id(61), id(62), id(63)];
+    sim.state.put_ticket(
+        &id(64),
+        ticket(
+            64,
+            json!({"status": 51, "channel": 2, "created_at": at(e_created),
+                   "updated_at": at(e_closed), "closed_at": at(e_closed),
+                   "agent_entry_time": at(e_reply), "agent_first_response_time": at(e_reply)}),
+        ),
+    );
+    let all = [id(60), id(61), id(62), id(63), id(64)];
     sync_ids(&ws, &all).await;
     // C is reopened after the first sync.
     sim.state.update_ticket(&id(62), |t| {
@@ -754,6 +768,47 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         ]
     );
 
+    // E: first reply Thursday 16-17 + Monday 09-10 = 2 business hours (Friday is New Year's
+    // Day, then the weekend), due Monday 10:00, met exactly; resolution 1 + 3 = 4 hours, due
+    // Monday 12:00, met exactly. Creation to first reply is 90 hours on the wall clock.
+    assert_eq!(
+        sla_rows(&db.pool, &id(64)).await,
+        vec![
+            (
+                "reply".into(),
+                1,
+                e_created,
+                Some(e_reply),
+                Some(e_reply),
+                None,
+                Some(2 * H),
+                Some(false),
+                false
+            ),
+            (
+                "resolution".into(),
+                1,
+                e_created,
+                Some(e_closed),
+                Some(e_closed),
+                None,
+                Some(4 * H),
+                Some(false),
+                false
+            ),
+        ]
+    );
+    assert_eq!(
+        business(64).await,
+        (
+            Some(90 * H),
+            Some(2 * H),
+            Some(4 * H),
+            Some(4 * H),
+            Some("ny".into())
+        )
+    );
+
     // The documented "breach rate by channel per week", by hand: decided clocks plus running
     // ones past due. Week of 2026-03-02: A (Open API): first reply met, first resolution
     // missed, full resolution met. Week of 03-09 (QR code): first reply B missed, C stopped in
@@ -788,6 +843,22 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
             row(9, "QR code", "first_reply", 3, 2, "66.7"),
             row(9, "QR code", "full_resolution", 3, 3, "100.0"),
             row(9, "QR code", "next_reply", 3, 2, "66.7"),
+            (
+                NaiveDate::from_ymd_opt(2026, 12, 28).unwrap(),
+                "QR code".into(),
+                "first_reply".into(),
+                1,
+                0,
+                "0.0".into()
+            ),
+            (
+                NaiveDate::from_ymd_opt(2026, 12, 28).unwrap(),
+                "QR code".into(),
+                "full_resolution".into(),
+                1,
+                0,
+                "0.0".into()
+            ),
         ]
     );
 
@@ -809,7 +880,7 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(recomputed, 4);
+    assert_eq!(recomputed, 5);
     let reply: (Option<DateTime<Utc>>, Option<i64>, Option<bool>) = sqlx::query_as(
         "SELECT breach_at, elapsed_seconds, is_breached FROM ticket_sla
          WHERE ticket_id = $1 AND target_id = 'reply'",
