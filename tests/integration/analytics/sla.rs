@@ -571,7 +571,10 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
             64,
             json!({"status": 51, "channel": 2, "created_at": at(e_created),
                    "updated_at": at(e_closed), "closed_at": at(e_closed),
-                   "agent_entry_time": at(e_reply), "agent_first_response_time": at(e_reply)}),
+                   "agent_entry_time": at(e_reply), "agent_first_response_time": at(e_reply),
+                   "customized_fields": [{"id": "6794281200000000001", "value": "iOS",
+                                          "key_name": "platform", "display_name": "Platform",
+                                          "position": 1}]}),
         ),
     );
     let all = [id(60), id(61), id(62), id(63), id(64)];
@@ -929,6 +932,54 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         ))
         .await,
         1
+    );
+
+    // Conditions on a custom field (by display name) and on the ticket type, made in SQL:
+    // E (platform iOS) takes the 15-minute target (priority 1 beats 100): due 16:15 EST,
+    // answered 90 hours later: breached; no ticket is a bot ticket, so "bots" applies to none
+    // until its condition says human (priority 0: every first reply then).
+    sqlx::raw_sql(
+        "INSERT INTO sla_targets (target_id, metric, target_minutes, business_hours, priority,
+                                  custom_field, custom_field_value, ticket_type)
+         VALUES ('ios-first-reply', 'first_reply', 15, false, 1, 'Platform', 'iOS', NULL),
+                ('bots', 'first_reply', 5, false, 0, NULL, NULL, 1);
+         SELECT refresh_sla();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ios: (String, Option<DateTime<Utc>>, Option<i64>, Option<bool>) = sqlx::query_as(
+        "SELECT target_id, breach_at, elapsed_seconds, is_breached FROM ticket_sla
+         WHERE ticket_id = $1 AND metric = 'first_reply'",
+    )
+    .bind(id(64))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ios,
+        (
+            "ios-first-reply".into(),
+            Some(e_created + Duration::minutes(15)),
+            Some(90 * H),
+            Some(true)
+        )
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'bots'")
+            .await,
+        0
+    );
+    sqlx::raw_sql(
+        "UPDATE sla_targets SET ticket_type = 2 WHERE target_id = 'bots'; SELECT refresh_sla();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'bots'")
+            .await,
+        5
     );
 }
 
