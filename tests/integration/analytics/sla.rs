@@ -422,7 +422,7 @@ default_calendar = "ny"
 [sla.calendars.ny]
 timezone = "America/New_York"
 hours = { weekdays = ["09:00-17:00"] }
-holidays = ["2026-03-16"]
+holidays = ["2026-03-16", "2027-01-01"]
 
 [[sla.targets]]
 id = "vip-reply"
@@ -513,6 +513,11 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
     // D: a conversation: waits 10:00 -> 10:20 (met), 11:00 + 11:05 -> 11:50 (missed), 12:00
     // unanswered (running, past due now).
     let d_created = utc("2026-03-11T09:55:00-04:00");
+    // E: over a year end: created Thursday 2026-12-31 16:00 EST, New Year's Day (Friday) a
+    // holiday, first reply Monday 2027-01-04 10:00, closed 12:00.
+    let e_created = utc("2026-12-31T16:00:00-05:00");
+    let e_reply = utc("2027-01-04T10:00:00-05:00");
+    let e_closed = utc("2027-01-04T12:00:00-05:00");
     let at = |t: DateTime<Utc>| ms(t);
     sim.state.put_ticket(
         &id(60),
@@ -560,7 +565,19 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
             message(6, m(12, 0), "ou_gina"),
         ],
     );
-    let all = [id(60), id(61), id(62), id(63)];
+    sim.state.put_ticket(
+        &id(64),
+        ticket(
+            64,
+            json!({"status": 51, "channel": 2, "created_at": at(e_created),
+                   "updated_at": at(e_closed), "closed_at": at(e_closed),
+                   "agent_entry_time": at(e_reply), "agent_first_response_time": at(e_reply),
+                   "customized_fields": [{"id": "6794281200000000001", "value": "iOS",
+                                          "key_name": "platform", "display_name": "Platform",
+                                          "position": 1}]}),
+        ),
+    );
+    let all = [id(60), id(61), id(62), id(63), id(64)];
     sync_ids(&ws, &all).await;
     // C is reopened after the first sync.
     sim.state.update_ticket(&id(62), |t| {
@@ -754,6 +771,47 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         ]
     );
 
+    // E: first reply Thursday 16-17 + Monday 09-10 = 2 business hours (Friday is New Year's
+    // Day, then the weekend), due Monday 10:00, met exactly; resolution 1 + 3 = 4 hours, due
+    // Monday 12:00, met exactly. Creation to first reply is 90 hours on the wall clock.
+    assert_eq!(
+        sla_rows(&db.pool, &id(64)).await,
+        vec![
+            (
+                "reply".into(),
+                1,
+                e_created,
+                Some(e_reply),
+                Some(e_reply),
+                None,
+                Some(2 * H),
+                Some(false),
+                false
+            ),
+            (
+                "resolution".into(),
+                1,
+                e_created,
+                Some(e_closed),
+                Some(e_closed),
+                None,
+                Some(4 * H),
+                Some(false),
+                false
+            ),
+        ]
+    );
+    assert_eq!(
+        business(64).await,
+        (
+            Some(90 * H),
+            Some(2 * H),
+            Some(4 * H),
+            Some(4 * H),
+            Some("ny".into())
+        )
+    );
+
     // The documented "breach rate by channel per week", by hand: decided clocks plus running
     // ones past due. Week of 2026-03-02: A (Open API): first reply met, first resolution
     // missed, full resolution met. Week of 03-09 (QR code): first reply B missed, C stopped in
@@ -788,6 +846,22 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
             row(9, "QR code", "first_reply", 3, 2, "66.7"),
             row(9, "QR code", "full_resolution", 3, 3, "100.0"),
             row(9, "QR code", "next_reply", 3, 2, "66.7"),
+            (
+                NaiveDate::from_ymd_opt(2026, 12, 28).unwrap(),
+                "QR code".into(),
+                "first_reply".into(),
+                1,
+                0,
+                "0.0".into()
+            ),
+            (
+                NaiveDate::from_ymd_opt(2026, 12, 28).unwrap(),
+                "QR code".into(),
+                "full_resolution".into(),
+                1,
+                0,
+                "0.0".into()
+            ),
         ]
     );
 
@@ -809,7 +883,7 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         .fetch_one(&db.pool)
         .await
         .unwrap();
-    assert_eq!(recomputed, 4);
+    assert_eq!(recomputed, 5);
     let reply: (Option<DateTime<Utc>>, Option<i64>, Option<bool>) = sqlx::query_as(
         "SELECT breach_at, elapsed_seconds, is_breached FROM ticket_sla
          WHERE ticket_id = $1 AND target_id = 'reply'",
@@ -858,6 +932,54 @@ async fn ticket_sla_and_business_columns_match_hand_computed_values() {
         ))
         .await,
         1
+    );
+
+    // Conditions on a custom field (by display name) and on the ticket type, made in SQL:
+    // E (platform iOS) takes the 15-minute target (priority 1 beats 100): due 16:15 EST,
+    // answered 90 hours later: breached; no ticket is a bot ticket, so "bots" applies to none
+    // until its condition says human (priority 0: every first reply then).
+    sqlx::raw_sql(
+        "INSERT INTO sla_targets (target_id, metric, target_minutes, business_hours, priority,
+                                  custom_field, custom_field_value, ticket_type)
+         VALUES ('ios-first-reply', 'first_reply', 15, false, 1, 'Platform', 'iOS', NULL),
+                ('bots', 'first_reply', 5, false, 0, NULL, NULL, 1);
+         SELECT refresh_sla();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ios: (String, Option<DateTime<Utc>>, Option<i64>, Option<bool>) = sqlx::query_as(
+        "SELECT target_id, breach_at, elapsed_seconds, is_breached FROM ticket_sla
+         WHERE ticket_id = $1 AND metric = 'first_reply'",
+    )
+    .bind(id(64))
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        ios,
+        (
+            "ios-first-reply".into(),
+            Some(e_created + Duration::minutes(15)),
+            Some(90 * H),
+            Some(true)
+        )
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'bots'")
+            .await,
+        0
+    );
+    sqlx::raw_sql(
+        "UPDATE sla_targets SET ticket_type = 2 WHERE target_id = 'bots'; SELECT refresh_sla();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'bots'")
+            .await,
+        5
     );
 }
 
