@@ -18,7 +18,7 @@ COMMENT ON COLUMN tickets.detail_fetched_at IS 'When the detail whose content is
 COMMENT ON COLUMN tickets.detail_updated_at IS 'The updated_at of the last stored detail. A listed updated_at different from it queues the ticket for its detail.';
 COMMENT ON COLUMN tickets.tags_known IS 'true once a detail gave the tags (list rows do not carry tags). While false, ticket_tags has no rows for the ticket because they are unknown, not because there are none.';
 COMMENT ON COLUMN tickets.listed_at IS 'When a list row was last stored for the ticket.';
-COMMENT ON COLUMN tickets.list_raw IS 'The list row as listed, kept until the detail of the same updated_at verifies it field by field (then NULL).';
+COMMENT ON COLUMN tickets.list_raw IS 'The list row as listed, kept until the detail of the same updated_at verifies it field by field (then NULL). NULL as well when the row was stored over nothing: raw is then the row itself.';
 COMMENT ON COLUMN tickets.raw IS 'The ticket object exactly as the API returned it (data.ticket), including fields this version does not normalize. When content_source = ''list'': the list row overlaid on the last detail (fields the list lacks or is not trusted for keep the detail''s value).';
 
 -- A version or transition recorded from a list row is upgraded in place by the detail of the

@@ -290,10 +290,12 @@ impl Scanner<'_, '_> {
                 t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
             });
             if first_full && announced > 1 {
-                for listed in self.pages(start, end, 2..=announced).await? {
-                    self.note(&listed.tickets, true).await?;
-                    last_items = listed.items();
-                }
+                // Noted together: one transaction for all of them.
+                let pages = self.pages(start, end, 2..=announced).await?;
+                last_items = pages.last().map_or(0, ListPage::items);
+                let tickets: Vec<ListedTicket> =
+                    pages.into_iter().flat_map(|p| p.tickets).collect();
+                self.note(&tickets, true).await?;
                 page = announced;
             }
             // Then on while pages come back full, whatever the total said.

@@ -47,7 +47,9 @@ pub fn normalize_list_row(
     let merged = merge_list_row(list_row, stored, trust)?;
     let mut normalized = normalize_ticket(requested, &merged, listed_at)?;
     normalized.record.ticket.content_source = ContentSource::List;
-    normalized.record.ticket.list_raw = Some(list_row.to_owned());
+    // Over nothing stored, the merged content is the row itself (tags aside, which are never
+    // compared): `raw` serves as the row, no second copy.
+    normalized.record.ticket.list_raw = stored.map(|_| list_row.to_owned());
     Ok(normalized)
 }
 

@@ -121,8 +121,8 @@ pub async fn verify_list_rows(
         .collect();
     let listed: HashMap<String, (Option<DateTime<Utc>>, String)> =
         sqlx::query_as::<_, (String, Option<DateTime<Utc>>, String)>(
-            "SELECT ticket_id, updated_at, list_raw::text FROM tickets
-         WHERE ticket_id = ANY($1) AND content_source = 'list' AND list_raw IS NOT NULL",
+            "SELECT ticket_id, updated_at, COALESCE(list_raw, raw)::text FROM tickets
+         WHERE ticket_id = ANY($1) AND content_source = 'list'",
         )
         .bind(&ids)
         .fetch_all(&mut **tx)
