@@ -17,3 +17,8 @@ COMMENT ON COLUMN sync_lock.epoch IS 'Raised each time a process takes the lock;
 COMMENT ON COLUMN sync_lock.holder IS 'host:pid:nonce of the holder (as sync_runs.worker); NULL after a clean release.';
 COMMENT ON COLUMN sync_lock.taken_at IS 'When the holder took the lock.';
 COMMENT ON COLUMN sync_lock.renewed_at IS 'When the holder last renewed the lock through its session (every second).';
+-- Any custom field value must be storable: a btree entry is limited to ~2.7 KB, so the value
+-- is indexed by hash (equality lookups, any length) and the field by itself.
+DROP INDEX ticket_custom_fields_field_idx;
+CREATE INDEX ticket_custom_fields_field_idx ON ticket_custom_fields (field_id);
+CREATE INDEX ticket_custom_fields_value_idx ON ticket_custom_fields USING hash (value);

@@ -561,3 +561,70 @@ async fn hostile_ticket_bodies_are_stored_or_poisoned_never_retried_forever() {
     assert_ok(&ws.run(&["sync"], &[], None).await);
     assert_eq!(sim.state.detail_requests(Some(&ids[2])), asked);
 }
+
+/// Incompressible lowercase text of `len` bytes (Postgres compresses index entries, so a
+/// repeated character would fit where real text does not).
+fn noise(len: usize, mut seed: u64) -> String {
+    (0..len)
+        .map(|_| {
+            seed = seed
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            char::from(b'a' + (seed >> 59) as u8 % 26)
+        })
+        .collect()
+}
+
+/// Item 2: a custom field value of a few KB (ordinary text) is stored (before: the btree
+/// index on `(field_id, value)` refused rows over ~2.7 KB and the ticket failed forever);
+/// lookups by value still use an index (hash). A field id too long for any key is left out
+/// with a warning, the ticket stored.
+#[tokio::test]
+async fn custom_field_values_of_any_length_are_stored() {
+    let sim = start_sim(unlimited_sim(3)).await;
+    let ids = sim.state.ticket_ids();
+    let long_value = noise(6000, 1);
+    let long_id = noise(3000, 2);
+    sim.state.update_ticket(&ids[1], |t| {
+        t["customized_fields"][0]["value"] = serde_json::json!(long_value);
+        t["customized_fields"][1]["id"] = serde_json::json!(long_id);
+    });
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, FAST);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
+    let stored: String = sqlx::query_scalar(
+        "SELECT value FROM ticket_custom_fields WHERE ticket_id = $1 AND field_id = '6794281200000000001'",
+    )
+    .bind(&ids[1])
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(stored, long_value);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM ticket_custom_fields WHERE ticket_id = '{}'",
+            ids[1]
+        ))
+        .await,
+        1,
+        "the field with the 3000-byte id is left out"
+    );
+    assert!(
+        stderr(&out).contains("customized_fields[1].id: 3000 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // Lookups by value keep an index (hash: equality on any length).
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT indexdef FROM pg_indexes WHERE tablename = 'ticket_custom_fields' ORDER BY 1",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        indexes.iter().any(|i| i.contains("USING hash (value)")),
+        "{indexes:?}"
+    );
+}
