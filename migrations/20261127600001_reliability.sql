@@ -13,6 +13,7 @@ CREATE TABLE sync_lock (
     renewed_at  timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE sync_lock IS 'Who holds the helpdesk lock (one syncer per helpdesk): the holder, its epoch (raised by every new holder; claims check it) and when it last proved alive.';
+COMMENT ON COLUMN sync_lock.helpdesk_id IS 'The helpdesk this lock is for (feishu.helpdesk_id).';
 COMMENT ON COLUMN sync_lock.epoch IS 'Raised each time a process takes the lock; a claim succeeds only for the current epoch.';
 COMMENT ON COLUMN sync_lock.holder IS 'host:pid:nonce of the holder (as sync_runs.worker); NULL after a clean release.';
 COMMENT ON COLUMN sync_lock.taken_at IS 'When the holder took the lock.';
