@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (the database answers and the last cycle did not fail), and the webhook event
+//! `/readyz` (the database answers, the last cycle did not fail, and nothing is stuck:
+//! [`crate::status::stuck`]), and the webhook event
 //! path when `[events]` is configured (handled in [`crate::events`]).
 
 use std::net::SocketAddr;
@@ -26,6 +27,24 @@ pub struct HttpState {
     pub last_outcome: Arc<Mutex<Option<String>>>,
     /// The event path and its state, when events are configured.
     pub events: Option<(String, crate::events::EventState)>,
+    /// For the stuck-state checks (`[health]`, [`crate::status::stuck`]); None skips them.
+    pub settings: Option<Arc<crate::config::Settings>>,
+}
+
+/// The stuck states now (also set on the `health_problems` metric); None when they could not
+/// be read within 2 s or there are no settings to judge by.
+async fn stuck_now(state: &HttpState) -> Option<Vec<crate::status::Stuck>> {
+    let settings = state.settings.as_ref()?;
+    let read = crate::status::stuck(&state.store, settings);
+    let stuck = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()?
+        .ok()?;
+    let found: Vec<&str> = stuck.iter().map(|s| s.cause).collect();
+    state
+        .metrics
+        .set_health(&crate::status::STUCK_CAUSES, &found);
+    Some(stuck)
 }
 
 /// Binds `listen` and serves until `shutdown`; returns the bound address (port 0 → a free one).
@@ -71,6 +90,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     {
         state.metrics.set_queue(&counts);
     }
+    stuck_now(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -99,12 +119,21 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    match last.as_deref() {
-        Some(outcome @ ("fatal" | "failed")) => (
+    if let Some(outcome @ ("fatal" | "failed")) = last.as_deref() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: the last cycle ended {outcome}\n"),
         )
-            .into_response(),
+            .into_response();
+    }
+    match stuck_now(&state).await {
+        Some(stuck) if !stuck.is_empty() => {
+            let lines: String = stuck
+                .iter()
+                .map(|s| format!("not ready: {}: {}\n", s.cause, s.problem))
+                .collect();
+            (StatusCode::SERVICE_UNAVAILABLE, lines).into_response()
+        }
         _ => "ready\n".into_response(),
     }
 }

@@ -58,6 +58,13 @@ pub struct Metrics {
     rate_limit_waits: Counter,
     token_refreshes: Counter,
     events: Family<OutcomeLabels, Counter>,
+    health_problems: Family<CauseLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// discovery_stuck, tickets_failing, queue_behind, tickets_poisoned.
+    pub cause: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -78,6 +85,7 @@ impl Default for Metrics {
             rate_limit_waits: Counter::default(),
             token_refreshes: Counter::default(),
             events: Family::default(),
+            health_problems: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -124,6 +132,11 @@ impl Default for Metrics {
             "events",
             "Webhook events by outcome (queued, current, duplicate, ignored, unauthorized, malformed, error)",
             m.events.clone(),
+        );
+        registry.register(
+            "health_problems",
+            "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned; thresholds in [health]), else 0",
+            m.health_problems.clone(),
         );
         Self { registry, ..m }
     }
@@ -204,6 +217,18 @@ impl Metrics {
                     state: state.to_owned(),
                 })
                 .set(n);
+        }
+    }
+
+    /// Each of `causes` to 1 when it is `found`, else 0.
+    pub fn set_health(&self, causes: &[&str], found: &[&str]) {
+        for &cause in causes {
+            let on = found.contains(&cause);
+            self.health_problems
+                .get_or_create(&CauseLabels {
+                    cause: cause.to_owned(),
+                })
+                .set(i64::from(on));
         }
     }
 

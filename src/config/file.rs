@@ -22,6 +22,16 @@ pub(super) struct RawSettings {
     pub(super) http: RawHttp,
     #[serde(default)]
     pub(super) events: RawEvents,
+    #[serde(default)]
+    pub(super) health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) discovery_stuck_after: Option<String>,
+    pub(super) ticket_failing_after: Option<String>,
+    pub(super) queue_due_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

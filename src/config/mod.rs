@@ -42,6 +42,18 @@ pub struct Settings {
     pub sync: SyncSettings,
     pub http: HttpSettings,
     pub events: EventSettings,
+    pub health: HealthSettings,
+}
+
+/// When `status`, `/readyz` and the `health_problems` metric call the copy stuck (`[health]`).
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// Discovery's watermark (or an unfinished backfill) not moved for this long.
+    pub discovery_stuck_after: Duration,
+    /// A ticket failing, without a successful fetch, for this long.
+    pub ticket_failing_after: Duration,
+    /// The oldest due ticket waiting this long.
+    pub queue_due_after: Duration,
 }
 
 /// Webhook events (`[events]`), served by `run` on the `[http]` listener.
@@ -233,8 +245,32 @@ impl Settings {
             sync: validate_sync(raw.sync)?,
             http,
             events,
+            health: validate_health(raw.health)?,
         })
     }
+}
+
+fn validate_health(h: file::RawHealth) -> Result<HealthSettings, ConfigError> {
+    let positive_duration = |key: &str, value: Option<String>, default: &str| {
+        let d = duration(key, value, default)?;
+        if d.is_zero() {
+            return Err(ConfigError::new(format!("{key} must be above 0")));
+        }
+        Ok(d)
+    };
+    Ok(HealthSettings {
+        discovery_stuck_after: positive_duration(
+            "health.discovery_stuck_after",
+            h.discovery_stuck_after,
+            "2h",
+        )?,
+        ticket_failing_after: positive_duration(
+            "health.ticket_failing_after",
+            h.ticket_failing_after,
+            "24h",
+        )?,
+        queue_due_after: positive_duration("health.queue_due_after", h.queue_due_after, "2h")?,
+    })
 }
 
 /// A secret given in the environment replaces the file's, whichever form each uses.

@@ -130,6 +130,7 @@ async fn serve_http(
         store: store.clone(),
         last_outcome: shared.last_outcome.clone(),
         events,
+        settings: Some(Arc::new(settings.clone())),
     };
     let addr = crate::http::serve(listen, state, shutdown.clone())
         .await

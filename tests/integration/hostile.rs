@@ -628,3 +628,131 @@ async fn custom_field_values_of_any_length_are_stored() {
         "{indexes:?}"
     );
 }
+
+/// The rule: never stuck in silence. Each stuck state turns `status` unhealthy naming its
+/// cause and the `[health]` setting it passed: discovery failing (its watermark not moving),
+/// a ticket failing too long, the oldest due ticket waiting too long, poisoned tickets. A
+/// daemon's `/readyz` answers 503 naming them and `/metrics` sets `health_problems{cause}`.
+#[tokio::test]
+async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = start_sim(unlimited_sim(5)).await;
+    let ids = sim.state.ticket_ids();
+    // Failing, ticket-level, every time.
+    sim.state.inject(
+        &ids[0],
+        std::iter::repeat_n(Fault::api_code(400, 99991672, "Access denied"), 100),
+    );
+    // Poison: a 200 that can never be used.
+    let deep = format!(
+        r#"{{"code":0,"msg":"success","data":{{"ticket":{{"x":{}1{}}}}}}}"#,
+        "[".repeat(200),
+        "]".repeat(200)
+    );
+    sim.state
+        .inject(&ids[1], std::iter::repeat_n(Fault::raw(200, deep), 100));
+    let db = TestDb::new().await;
+    let health = "\n[health]\ndiscovery_stuck_after = \"1s\"\nticket_failing_after = \"1s\"\nqueue_due_after = \"1s\"\n";
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        &format!("{FAST}max_attempts = 1\n"),
+        &format!("schedule = \"0 0 0 1 1 *\"\n{health}[http]\nlisten = \"127.0.0.1:0\"\n"),
+    );
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let file = ws.write_file("ids.txt", &ids_text(&ids[1..2]));
+    for _ in 0..2 {
+        assert_ok(
+            &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+                .await,
+        );
+        assert_ok(&ws.run(&["sync"], &[], None).await);
+    }
+    // Discovery now fails every time: the watermark stays where it was.
+    sim.state
+        .inject_list(std::iter::repeat_n(Fault::InternalError, 1000));
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    // A ticket due and never fetched.
+    assert_ok(&ws.run(&["enqueue", "6626871355780399999"], &[], None).await);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+
+    let out = ws.run(&["status", "--json"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1), "unhealthy: {}", stderr(&out));
+    let report: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("status JSON");
+    assert_eq!(report["healthy"], false);
+    let problems: Vec<String> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().to_owned())
+        .collect();
+    let has = |needles: &[&str]| {
+        problems
+            .iter()
+            .any(|p| needles.iter().all(|n| p.contains(n)))
+    };
+    assert!(
+        has(&[
+            "discovery watermark has not advanced",
+            "health.discovery_stuck_after",
+            "155000"
+        ]),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&[
+            "1 ticket(s) failing",
+            "health.ticket_failing_after",
+            &ids[0],
+            "99991672"
+        ]),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&["oldest due ticket has waited", "health.queue_due_after"]),
+        "{problems:#?}"
+    );
+    assert!(
+        has(&["1 ticket(s) poisoned", &ids[1], "recursion limit"]),
+        "{problems:#?}"
+    );
+
+    // The daemon: its first cycle fetches the due ticket (404 → not_found) and fails discovery
+    // again; failing and poisoned tickets stay as they are.
+    let mut daemon = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut daemon);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &lines,
+            "\"cycle finished\""
+        ) >= 1)
+        .await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+    let ready = reqwest::get(format!("http://{address}/readyz"))
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), 503);
+    let text = ready.text().await.unwrap();
+    for cause in ["discovery_stuck", "tickets_failing", "tickets_poisoned"] {
+        assert!(text.contains(&format!("not ready: {cause}: ")), "{text}");
+    }
+    let metrics = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (cause, value) in [
+        ("discovery_stuck", 1),
+        ("tickets_failing", 1),
+        ("tickets_poisoned", 1),
+        ("queue_behind", 0),
+    ] {
+        let line = format!("helpdesk_sync_health_problems{{cause=\"{cause}\"}} {value}");
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    stop(daemon).await;
+}
