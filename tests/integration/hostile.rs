@@ -756,3 +756,70 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
     }
     stop(daemon).await;
 }
+
+/// Item 10: a token answer with `expire` = i64::MAX panicked (overflow adding to an Instant)
+/// and left the run `running`. The lifetime is clamped: the sync completes and is recorded.
+#[tokio::test]
+async fn a_token_that_expires_at_i64_max_is_clamped_not_a_panic() {
+    let sim = start_sim(unlimited_sim(5)).await;
+    sim.state.inject_token([Fault::TokenExpire(i64::MAX)]);
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, FAST);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
+    assert_eq!(
+        db.count("SELECT count(*) FROM sync_runs WHERE outcome = 'ok'")
+            .await,
+        1
+    );
+    assert_eq!(sim.state.count_status(Endpoint::Token, 200), 1);
+}
+
+/// Item 13: token answers that are almost JSON (trailing bytes after the object, the body cut
+/// short, a BOM) must never echo the body: it starts with the token. Neither the log, nor
+/// `sync_runs.error`, nor `check` shows it; the sync retries and completes.
+#[tokio::test]
+async fn token_answers_that_are_not_json_never_echo_the_token() {
+    let sim = start_sim(unlimited_sim(3)).await;
+    let leaked = [
+        "t-LEAKEDa1b2c3d4e5f6a7b8c9d0e1f2",
+        "t-LEAKEDf9e8d7c6b5a4f3e2d1c0b9a8",
+    ];
+    let bodies = [
+        format!(
+            r#"{{"code":0,"msg":"ok","tenant_access_token":"{}","expire":7200}}trailing"#,
+            leaked[0]
+        ),
+        format!(
+            r#"{{"code":0,"msg":"ok","tenant_access_token":"{}","exp"#,
+            leaked[1]
+        ),
+    ];
+    sim.state
+        .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, FAST);
+    let out = ws.run(&["sync"], &[("RUST_LOG", "debug")], None).await;
+    assert_ok(&out);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
+    let mut seen = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(seen.contains("the token response is not JSON"), "{seen}");
+    // `check` meets the same answers.
+    sim.state
+        .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
+    for _ in 0..2 {
+        let check = ws.run(&["check"], &[], None).await;
+        seen.push_str(&stdout(&check));
+        seen.push_str(&stderr(&check));
+    }
+    let errors: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM sync_runs")
+        .fetch_all(&db.pool)
+        .await
+        .unwrap();
+    seen.push_str(&format!("{errors:?}"));
+    for token in leaked {
+        assert!(!seen.contains(&token[6..]), "{token} leaked:\n{seen}");
+    }
+}
