@@ -511,6 +511,15 @@ impl DatabaseSettings {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_toml_syntax_error_names_the_key_and_line_not_the_secret() {
+        let toml = "[feishu]\napp_id = \"cli_1\"\napp_secret = \"s3cr3t-VALUE-42\n";
+        let error = Settings::from_toml_str(toml, []).unwrap_err().to_string();
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        assert!(error.contains("`app_secret`"), "{error}");
+    }
+
     const FULL: &str = r#"
         [feishu]
         base_url = "http://127.0.0.1:9"

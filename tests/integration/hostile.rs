@@ -823,3 +823,20 @@ async fn token_answers_that_are_not_json_never_echo_the_token() {
         assert!(!seen.contains(&token[6..]), "{token} leaked:\n{seen}");
     }
 }
+
+/// Item 14: a TOML syntax error on a secret's line printed the line, secret included. The
+/// error names the line number and the key, never the value; exit 2.
+#[tokio::test]
+async fn a_toml_syntax_error_on_a_secret_line_never_prints_the_secret() {
+    let db = TestDb::new().await;
+    let ws = Workspace::with_toml(
+        "[feishu]\napp_id = \"cli_1\"\nhelpdesk_token = \"tok-SECRET-4711\" trailing\n",
+        &db,
+    );
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let shown = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(!shown.contains("SECRET-4711"), "{shown}");
+    assert!(shown.contains("line 3"), "{shown}");
+    assert!(shown.contains("`helpdesk_token`"), "{shown}");
+}
