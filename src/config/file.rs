@@ -71,6 +71,7 @@ pub(super) struct RawFeishu {
     pub(super) max_in_flight: Option<i64>,
     pub(super) request_timeout: Option<String>,
     pub(super) max_attempts: Option<i64>,
+    pub(super) max_response_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

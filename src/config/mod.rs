@@ -121,6 +121,8 @@ pub struct FeishuSettings {
     pub request_timeout: Duration,
     /// Attempts per ticket per cycle for retryable failures (5xx, timeouts, bad bodies).
     pub max_attempts: u32,
+    /// The largest response body read; a larger answer fails its ticket (memory stays bounded).
+    pub max_response_bytes: usize,
 }
 
 /// Where the Postgres copy lives.
@@ -169,6 +171,8 @@ pub const DEFAULT_EVENTS_PATH: &str = "/feishu/events";
 /// The messages endpoint's limit is not published ("special"): start well below the detail's.
 pub const DEFAULT_MESSAGE_REQUESTS_PER_SECOND: f64 = 5.0;
 
+/// `feishu.max_response_bytes`: 64 MiB, far above any real ticket (a few hundred KB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 64 << 20;
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
 
@@ -355,6 +359,12 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
         max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
         request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
         max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
+        max_response_bytes: positive(
+            "feishu.max_response_bytes",
+            f.max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES,
+            1 << 32,
+        )?,
     };
     if feishu.request_timeout.is_zero() {
         return Err(ConfigError::new("feishu.request_timeout must be above 0"));

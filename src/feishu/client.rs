@@ -149,6 +149,8 @@ pub struct FeishuClient {
     metrics: Option<Arc<Metrics>>,
     /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
     lease: SendLease,
+    /// The largest response body read (`feishu.max_response_bytes`).
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for FeishuClient {
@@ -188,6 +190,7 @@ impl FeishuClient {
             stats: ClientStats::default(),
             metrics: None,
             lease: SendLease::default(),
+            max_response_bytes: settings.max_response_bytes,
         })
     }
 
@@ -308,7 +311,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_messages_response(status, &headers, &body)
     }
 
@@ -347,7 +350,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_catalog_response(status, &headers, &body)
     }
 
@@ -380,7 +383,7 @@ impl FeishuClient {
             .body(body)
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         check_envelope(status, &headers, &body)
     }
 
@@ -546,7 +549,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_ticket_response(status, &headers, &body)
     }
 
@@ -574,7 +577,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_list_response(status, &headers, &body)
     }
 
@@ -617,7 +620,7 @@ impl FeishuClient {
             .body(body.to_string())
             .send()
             .await;
-        let (status, headers, bytes) = read_response(response).await?;
+        let (status, headers, bytes) = read_response(response, self.max_response_bytes).await?;
         let (token, expire) = parse_token_response(status, &headers, &bytes)?;
         tracing::debug!(
             expire_secs = expire.as_secs(),
@@ -716,14 +719,34 @@ fn helpdesk_auth_value(credentials: &Credentials) -> anyhow::Result<HeaderValue>
     Ok(value)
 }
 
+/// Reads a response, at most `max_bytes` of body (`feishu.max_response_bytes`): a larger
+/// one is abandoned as soon as it is known to be larger (its `Content-Length`, or the bytes
+/// read so far), so one huge answer cannot take the process's memory.
 async fn read_response(
     response: Result<reqwest::Response, reqwest::Error>,
+    max_bytes: usize,
 ) -> Result<(u16, HeaderMap, bytes::Bytes), ApiError> {
-    let response = response.map_err(transport_error)?;
+    let mut response = response.map_err(transport_error)?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(transport_error)?;
-    Ok((status, headers, plain_body(status, body)?))
+    let too_large = || ApiError::TooLarge {
+        http_status: status,
+        limit: max_bytes,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_bytes as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, plain_body(status, body.freeze())?))
 }
 
 /// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we

@@ -840,3 +840,34 @@ async fn a_toml_syntax_error_on_a_secret_line_never_prints_the_secret() {
     assert!(shown.contains("line 3"), "{shown}");
     assert!(shown.contains("`helpdesk_token`"), "{shown}");
 }
+
+/// Item 11: no cap on response size (one 1 GB detail body took 4.1 GB RSS). A body above
+/// `feishu.max_response_bytes` is not read: only its ticket fails (counted toward poison),
+/// every other ticket is stored.
+#[tokio::test]
+async fn a_response_larger_than_the_cap_fails_only_its_ticket() {
+    let sim = start_sim(unlimited_sim(6)).await;
+    let ids = sim.state.ticket_ids();
+    let mut big = sim.state.ticket(&ids[2]).unwrap();
+    big["description"] = serde_json::json!("x".repeat(3 << 20));
+    sim.state.inject(
+        &ids[2],
+        std::iter::repeat_n(Fault::ticket_body(&big.to_string()), 10),
+    );
+    let db = TestDb::new().await;
+    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_response_bytes = 1048576\n"));
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
+    let (outcome, _, error) = ticket_state(&db, &ids[2]).await;
+    assert_eq!(outcome.as_deref(), Some("failed"));
+    assert!(
+        error
+            .unwrap()
+            .contains("larger than feishu.max_response_bytes (1048576 bytes"),
+        "{}",
+        stderr(&out)
+    );
+    // Not retried within the cycle: the same answer would come again.
+    assert_eq!(sim.state.detail_requests(Some(&ids[2])), 1);
+}
