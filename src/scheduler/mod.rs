@@ -364,6 +364,7 @@ fn log_cycle(outcome: &str, trigger: Trigger, result: &Result<CycleReport, Cycle
                 due = r.due_at_start,
                 changed = w.changed,
                 unchanged = w.unchanged,
+                older_skipped = w.older_skipped,
                 not_found = w.not_found,
                 invalid = w.invalid,
                 failed = w.failed,

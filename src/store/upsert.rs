@@ -67,6 +67,7 @@ async fn write_outcomes(
         .collect();
 
     let changed = write_records(tx, &records, false).await?;
+    let older = older_than_stored(tx, &records, &changed).await?;
     let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
     changed_ids.sort_unstable();
     super::messages::ticket_changed(tx, &changed_ids).await?;
@@ -84,7 +85,8 @@ async fn write_outcomes(
 
     let mut report = BatchReport {
         changed: changed.len() as u64,
-        unchanged: (records.len() - changed.len()) as u64,
+        unchanged: (records.len() - changed.len() - older) as u64,
+        older_skipped: older as u64,
         ..BatchReport::default()
     };
     for outcome in latest.values() {
@@ -96,6 +98,43 @@ async fn write_outcomes(
         }
     }
     Ok(report)
+}
+
+/// Of the records not written, those older than the stored row (`updated_at` before the
+/// stored one): each logged; returns how many.
+async fn older_than_stored(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+    changed: &HashSet<String>,
+) -> anyhow::Result<usize> {
+    let (ids, updated): (Vec<&str>, Vec<_>) = records
+        .iter()
+        .filter(|r| !changed.contains(r.ticket.ticket_id.as_str()))
+        .filter_map(|r| Some((r.ticket.ticket_id.as_str(), r.ticket.updated_at?)))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    type At = chrono::DateTime<chrono::Utc>;
+    let older: Vec<(String, At, At)> = sqlx::query_as(
+        "SELECT t.ticket_id, u.updated_at, t.updated_at
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS u(ticket_id, updated_at)
+         JOIN tickets t USING (ticket_id)
+         WHERE u.updated_at < t.updated_at",
+    )
+    .bind(&ids)
+    .bind(&updated)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (ticket_id, fetched, stored) in &older {
+        tracing::warn!(
+            ticket_id,
+            fetched_updated_at = %fetched,
+            stored_updated_at = %stored,
+            "the API answered with an older version than the one stored; the stored row is kept"
+        );
+    }
+    Ok(older.len())
 }
 
 /// Writes tickets whose content changed (all of them when `force`): ticket rows, child rows and
@@ -182,7 +221,9 @@ pub async fn upsert_tickets(
             raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at,
             -- A fetch proves the ticket exists; re-normalizing (force) proves nothing.
             deleted_at = CASE WHEN $27 THEN t.deleted_at ELSE NULL END
-         WHERE $27 OR t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
+         WHERE $27 OR ((t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL)
+                       -- Never replace content with an older version (read-after-write lag).
+                       AND (EXCLUDED.updated_at < t.updated_at) IS NOT TRUE)
          RETURNING t.ticket_id",
     )
     .bind(&ids)

@@ -871,3 +871,62 @@ async fn a_response_larger_than_the_cap_fails_only_its_ticket() {
     // Not retried within the cycle: the same answer would come again.
     assert_eq!(sim.state.detail_requests(Some(&ids[2])), 1);
 }
+
+/// Item 7: the API answers with an older version than the one stored (read-after-write lag on
+/// one of its replicas). The stored row keeps its content and `updated_at`, no status
+/// transition dated before the previous one is recorded, and the skip is logged.
+#[tokio::test]
+async fn an_older_detail_never_overwrites_a_newer_stored_row() {
+    let sim = start_sim(unlimited_sim(3)).await;
+    let ids = sim.state.ticket_ids();
+    let old_ms = chrono::Utc::now().timestamp_millis() / 1000 * 1000 - 7_200_000;
+    let mut old = sim.state.ticket(&ids[0]).unwrap();
+    old["updated_at"] = serde_json::json!(old_ms);
+    let new_status = if old["status"].as_i64() == Some(50) {
+        1
+    } else {
+        50
+    };
+    let mut new = old.clone();
+    new["updated_at"] = serde_json::json!(old_ms + 3_600_000);
+    new["status"] = serde_json::json!(new_status);
+    sim.state.put_ticket(&ids[0], new);
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(&sim, &db, FAST, "discover = false");
+    let file = ws.write_file("ids.txt", &ids_text(&ids));
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let stored = |db: &TestDb| {
+        let id = ids[0].clone();
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (i64, Option<i16>, i64)>(
+                "SELECT (extract(epoch FROM t.updated_at) * 1000)::int8, t.status,
+                        (SELECT count(*) FROM ticket_status_history h WHERE h.ticket_id = t.ticket_id)
+                 FROM tickets t WHERE ticket_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    let before = stored(&db).await;
+    assert_eq!(before.0, old_ms + 3_600_000);
+
+    // The next answer is the old version.
+    sim.state
+        .inject(&ids[0], [Fault::ticket_body(&old.to_string())]);
+    assert_ok(&ws.run(&["enqueue", &ids[0]], &[], None).await);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert_eq!(stored(&db).await, before, "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("older version than the one stored"),
+        "{}",
+        stderr(&out)
+    );
+}
