@@ -23,3 +23,7 @@ COMMENT ON COLUMN sync_lock.renewed_at IS 'When the holder last renewed the lock
 DROP INDEX ticket_custom_fields_field_idx;
 CREATE INDEX ticket_custom_fields_field_idx ON ticket_custom_fields (field_id);
 CREATE INDEX ticket_custom_fields_value_idx ON ticket_custom_fields USING hash (value);
+
+-- Read-after-write lag: how many times in a row a fetch did not yet show what an event announced.
+ALTER TABLE ticket_sync_state ADD COLUMN lag_refetches smallint NOT NULL DEFAULT 0;
+COMMENT ON COLUMN ticket_sync_state.lag_refetches IS 'Fetches in a row that did not yet show the update an event announced (or answered 404 for a ticket an event named); fetched again with backoff up to 6 times.';

@@ -12,6 +12,12 @@ use sqlx::{Postgres, Transaction};
 use super::Store;
 use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
 
+/// Read-after-write lag: a fetch that does not show the update an event announced (or a 404
+/// for a ticket an event just named) is tried again this many times, after
+/// `LAG_REFETCH_BASE · 2^n` (5 s … 160 s: about 5 minutes in all), before it is taken as is.
+pub const LAG_REFETCHES: i32 = 6;
+pub const LAG_REFETCH_BASE: Duration = Duration::from_secs(5);
+
 /// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureDelay {
@@ -318,6 +324,15 @@ async fn record_outcomes<'a>(
             last_attempt_count = u.attempts,
             consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
                                         ELSE 0 END,
+            -- Read-after-write lag: an event announced an update (or the ticket itself) that
+            -- this answer does not show yet. Fetched again with backoff, a bounded number of times.
+            lag_refetches = CASE WHEN s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128)))) THEN s.lag_refetches + 1 ELSE 0 END,
             next_due_at = CASE
                 -- Enqueued again while we were fetching: the request still stands, unless
                 -- this fetch stored the update it asked for. (The same test is repeated for
@@ -327,6 +342,14 @@ async fn record_outcomes<'a>(
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
                 THEN LEAST(s.next_due_at, now())
+                WHEN s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
+                THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
                 -- Poisoned: the same unusable answer again and again.
                 WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
                 THEN 'infinity'
@@ -338,9 +361,16 @@ async fn record_outcomes<'a>(
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
                 THEN s.priority ELSE 0 END,
-            wanted_updated_at = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
+            wanted_updated_at = CASE WHEN (s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
                     SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
+                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                OR s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
                 THEN s.wanted_updated_at END,
             claimed_until = NULL,
             claimed_by = NULL
@@ -360,6 +390,8 @@ async fn record_outcomes<'a>(
     .bind(delay.base.as_secs_f64())
     .bind(delay.poison_after as i32)
     .bind(&permanent)
+    .bind(LAG_REFETCHES)
+    .bind(LAG_REFETCH_BASE.as_secs_f64())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -1003,3 +1003,116 @@ async fn events_get_503_at_once_while_the_database_is_down() {
     );
     stop(daemon).await;
 }
+
+/// Item 6: read-after-write lag. An updated event announces a change the next detail answer
+/// does not show yet; a created event's ticket answers 404 at first. Both are fetched again
+/// with backoff (5 s, 10 s, … at most 6 times) until the announced state is stored, instead of
+/// waiting for the hourly refresh or being parked at `infinity` forever (discovery off).
+#[tokio::test]
+async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
+    use helpdesk_sync::events::{TICKET_CREATED, TICKET_UPDATED};
+    let sim = start_sim(unlimited_sim(5)).await;
+    let db = TestDb::new().await;
+    let c = sim.state.config();
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        &format!(
+            "discover = false\n{EVERY_SECOND}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
+             verification_token = {:?}\nencrypt_key = {:?}\n",
+            c.verification_token, c.encrypt_key
+        ),
+    );
+    let ids = sim.state.ticket_ids();
+    let file = ws.write_file("ids.txt", &ids_text(&ids));
+    assert_ok(
+        &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
+            .await,
+    );
+    let mut daemon = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut daemon);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &lines,
+            "\"cycle finished\""
+        ) >= 1)
+        .await
+    );
+    let address = logged_address(&lines, "receiving webhook events").expect("event address");
+    let url = format!("http://{address}/feishu/events");
+
+    // An update the API's next answer does not show yet.
+    let before = sim.state.ticket(&ids[1]).unwrap();
+    sim.state
+        .update_ticket(&ids[1], |t| t["status"] = serde_json::json!(3));
+    let new_ms = sim.state.ticket(&ids[1]).unwrap()["updated_at"]
+        .as_i64()
+        .unwrap();
+    sim.state
+        .inject(&ids[1], [Fault::ticket_body(&before.to_string())]);
+    let event = sim.state.ticket_event(TICKET_UPDATED, &ids[1], "ev-lag-1");
+    let http = crate::events::http();
+    assert_eq!(
+        sim.state.deliver_event(&http, &url, &event).await.unwrap(),
+        200
+    );
+
+    // A new ticket whose first answer is 404.
+    let created = helpdesk_sync::sim::ticket_id(5);
+    sim.state.put_ticket(
+        &created,
+        helpdesk_sync::sim::generate_ticket(5, chrono::Utc::now().timestamp_millis()),
+    );
+    sim.state.inject(
+        &created,
+        [Fault::api_code(404, 154004, "Resource not found")],
+    );
+    let event = sim.state.ticket_event(TICKET_CREATED, &created, "ev-lag-2");
+    assert_eq!(
+        sim.state.deliver_event(&http, &url, &event).await.unwrap(),
+        200
+    );
+
+    let stored_ms = || async {
+        sqlx::query_scalar::<_, Option<i64>>(
+            "SELECT (extract(epoch FROM updated_at) * 1000)::int8 FROM tickets WHERE ticket_id = $1",
+        )
+        .bind(&ids[1])
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let mut caught_up = false;
+    for _ in 0..60 {
+        let created_stored = db
+            .count(&format!(
+                "SELECT count(*) FROM tickets WHERE ticket_id = '{created}' AND deleted_at IS NULL"
+            ))
+            .await;
+        if stored_ms().await == Some(new_ms) && created_stored == 1 {
+            caught_up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(caught_up, "{:?}", lines.lock().unwrap());
+    // Each was fetched exactly twice: the lagging answer, then the one that caught up.
+    assert_eq!(
+        sim.state.detail_requests(Some(&ids[1])),
+        3,
+        "initial + lagging + caught up"
+    );
+    assert_eq!(sim.state.detail_requests(Some(&created)), 2);
+    let (refetches, due_in_s): (i16, f64) = sqlx::query_as(
+        "SELECT lag_refetches, extract(epoch FROM next_due_at - now())::float8
+         FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(&created)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(refetches, 0);
+    assert!(due_in_s > 60.0, "back to the normal refresh: {due_in_s}");
+    stop(daemon).await;
+}
