@@ -1116,3 +1116,69 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
     assert!(due_in_s > 60.0, "back to the normal refresh: {due_in_s}");
     stop(daemon).await;
 }
+
+/// Item 12: slow clients (one byte, then nothing) held connections forever: 1,100 of them
+/// exhausted the file descriptors, `/healthz` became unreachable and nothing was logged. Now
+/// at most 256 connections are held (more are closed at once, logged), and headers must arrive
+/// within 10 s (the slow connections are closed, logged): `/healthz` answers again.
+#[tokio::test]
+async fn slow_http_clients_cannot_exhaust_the_listener() {
+    use tokio::io::AsyncWriteExt;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sim = start_sim(unlimited_sim(2)).await;
+    let db = TestDb::new().await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        FAST,
+        "schedule = \"0 0 0 1 1 *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let mut daemon = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut daemon);
+    assert!(
+        wait_for(Duration::from_secs(30), || count(
+            &lines,
+            "\"cycle finished\""
+        ) >= 1)
+        .await
+    );
+    let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut s = tokio::net::TcpStream::connect(&address).await.unwrap();
+        let _ = s.write_all(b"G").await;
+        slow.push(s);
+    }
+    assert!(
+        wait_for(Duration::from_secs(5), || count(
+            &lines,
+            "HTTP connection limit reached (256)"
+        ) >= 1)
+        .await,
+        "{:?}",
+        lines.lock().unwrap()
+    );
+    let started = Instant::now();
+    let mut healthy = false;
+    while started.elapsed() < Duration::from_secs(20) {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            reqwest::get(format!("http://{address}/healthz")),
+        )
+        .await;
+        if matches!(answer, Ok(Ok(ref r)) if r.status() == 200) {
+            healthy = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(healthy, "/healthz unreachable: {:?}", lines.lock().unwrap());
+    assert!(
+        started.elapsed() < Duration::from_secs(13),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(count(&lines, "sent no complete headers within 10s") >= 1);
+    drop(slow);
+    stop(daemon).await;
+}
