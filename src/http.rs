@@ -90,7 +90,8 @@ const BITE_LOG_EVERY: Duration = Duration::from_secs(10);
 /// `shutdown` (then each connection finishes its request and closes).
 async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationToken) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let bites = Arc::new(BiteLog::default());
+    // One log per kind of bite: one must not silence another.
+    let (refused, timed_out) = (BiteLog::default(), Arc::new(BiteLog::default()));
     loop {
         let (stream, _) = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -98,21 +99,21 @@ async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationT
                 Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors, say: wait a moment rather than spin.
-                    bites.note(&format!("cannot accept a connection: {e}"));
+                    refused.note(&format!("cannot accept a connection: {e}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let Ok(permit) = permits.clone().try_acquire_owned() else {
-            bites.note(&format!(
+            refused.note(&format!(
                 "HTTP connection limit reached ({MAX_CONNECTIONS}); closing new connections"
             ));
             drop(stream);
             continue;
         };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
-        let (shutdown, bites) = (shutdown.clone(), bites.clone());
+        let (shutdown, timed_out) = (shutdown.clone(), timed_out.clone());
         tokio::spawn(async move {
             let _permit = permit;
             let connection = hyper::server::conn::http1::Builder::new()
@@ -130,7 +131,7 @@ async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationT
             if let Err(e) = served
                 && e.is_timeout()
             {
-                bites.note(&format!(
+                timed_out.note(&format!(
                     "an HTTP client sent no complete headers within {HEADER_READ_TIMEOUT:?}; connection closed"
                 ));
             }
