@@ -247,6 +247,7 @@ async fn demo_events(
         store: store.clone(),
         last_outcome: Arc::new(Mutex::new(None)),
         events: Some((crate::config::DEFAULT_EVENTS_PATH.to_owned(), events)),
+        settings: None,
     };
     let stop = CancellationToken::new();
     let addr = crate::http::serve(SocketAddr::from(([127, 0, 0, 1], 0)), state, stop.clone())

@@ -1,5 +1,6 @@
 //! The daemon's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (the database answers and the last cycle did not fail), and the webhook event
+//! `/readyz` (the database answers, the last cycle did not fail, and nothing is stuck:
+//! [`crate::status::stuck`]), and the webhook event
 //! path when `[events]` is configured (handled in [`crate::events`]).
 
 use std::net::SocketAddr;
@@ -26,6 +27,24 @@ pub struct HttpState {
     pub last_outcome: Arc<Mutex<Option<String>>>,
     /// The event path and its state, when events are configured.
     pub events: Option<(String, crate::events::EventState)>,
+    /// For the stuck-state checks (`[health]`, [`crate::status::stuck`]); None skips them.
+    pub settings: Option<Arc<crate::config::Settings>>,
+}
+
+/// The stuck states now (also set on the `health_problems` metric); None when they could not
+/// be read within 2 s or there are no settings to judge by.
+async fn stuck_now(state: &HttpState) -> Option<Vec<crate::status::Stuck>> {
+    let settings = state.settings.as_ref()?;
+    let read = crate::status::stuck(&state.store, settings);
+    let stuck = tokio::time::timeout(Duration::from_secs(2), read)
+        .await
+        .ok()?
+        .ok()?;
+    let found: Vec<&str> = stuck.iter().map(|s| s.cause).collect();
+    state
+        .metrics
+        .set_health(&crate::status::STUCK_CAUSES, &found);
+    Some(stuck)
 }
 
 /// Binds `listen` and serves until `shutdown`; returns the bound address (port 0 → a free one).
@@ -52,15 +71,107 @@ pub async fn serve(
                 .with_state(event_state),
         );
     }
-    tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "the HTTP endpoint stopped");
-        }
-    });
+    let app = app.layer(axum::middleware::from_fn(within_request_timeout));
+    tokio::spawn(accept_loop(listener, app, shutdown));
     Ok(addr)
+}
+
+/// The most connections held at once; more are closed at once (logged): slow or idle clients
+/// cannot exhaust the process's file descriptors.
+pub const MAX_CONNECTIONS: usize = 256;
+/// A request's headers must arrive within this, else the connection is closed.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// A request, its body included, must be answered within this (408 otherwise).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A refusal or a timeout is logged at most this often (a flood must not flood the log).
+const BITE_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Accepts connections up to [`MAX_CONNECTIONS`], each with a header-read timeout, until
+/// `shutdown` (then each connection finishes its request and closes).
+async fn accept_loop(listener: TcpListener, app: Router, shutdown: CancellationToken) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    // One log per kind of bite: one must not silence another.
+    let (refused, timed_out) = (BiteLog::default(), Arc::new(BiteLog::default()));
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a moment rather than spin.
+                    refused.note(&format!("cannot accept a connection: {e}"));
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            refused.note(&format!(
+                "HTTP connection limit reached ({MAX_CONNECTIONS}); closing new connections"
+            ));
+            drop(stream);
+            continue;
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let (shutdown, timed_out) = (shutdown.clone(), timed_out.clone());
+        tokio::spawn(async move {
+            let _permit = permit;
+            let connection = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(connection);
+            let served = tokio::select! {
+                served = connection.as_mut() => served,
+                _ = shutdown.cancelled() => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = served
+                && e.is_timeout()
+            {
+                timed_out.note(&format!(
+                    "an HTTP client sent no complete headers within {HEADER_READ_TIMEOUT:?}; connection closed"
+                ));
+            }
+        });
+    }
+}
+
+/// Logs a protective measure that bit, at most once per [`BITE_LOG_EVERY`], with how many
+/// times it bit meanwhile.
+#[derive(Default)]
+struct BiteLog {
+    state: Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl BiteLog {
+    fn note(&self, what: &str) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        state.1 += 1;
+        if state.0.is_none_or(|at| at.elapsed() >= BITE_LOG_EVERY) {
+            tracing::warn!(times = state.1, "{what}");
+            *state = (Some(std::time::Instant::now()), 0);
+        }
+    }
+}
+
+/// Answers 408 when a request (its body included) takes longer than [`REQUEST_TIMEOUT`].
+async fn within_request_timeout(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match tokio::time::timeout(REQUEST_TIMEOUT, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(
+                timeout_s = REQUEST_TIMEOUT.as_secs(),
+                "an HTTP request was not complete in time; answered 408"
+            );
+            (StatusCode::REQUEST_TIMEOUT, "request timeout\n").into_response()
+        }
+    }
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
@@ -76,6 +187,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
     {
         state.metrics.set_list_rows(&list_rows);
     }
+    stuck_now(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -104,12 +216,21 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    match last.as_deref() {
-        Some(outcome @ ("fatal" | "failed")) => (
+    if let Some(outcome @ ("fatal" | "failed")) = last.as_deref() {
+        return (
             StatusCode::SERVICE_UNAVAILABLE,
             format!("not ready: the last cycle ended {outcome}\n"),
         )
-            .into_response(),
+            .into_response();
+    }
+    match stuck_now(&state).await {
+        Some(stuck) if !stuck.is_empty() => {
+            let lines: String = stuck
+                .iter()
+                .map(|s| format!("not ready: {}: {}\n", s.cause, s.problem))
+                .collect();
+            (StatusCode::SERVICE_UNAVAILABLE, lines).into_response()
+        }
         _ => "ready\n".into_response(),
     }
 }

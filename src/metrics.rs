@@ -61,6 +61,7 @@ pub struct Metrics {
     list_field_checks: Family<FieldCheckLabels, Gauge>,
     list_field_trusted: Family<FieldLabels, Gauge>,
     list_rows_unverified: Gauge,
+    health_problems: Family<CauseLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -74,6 +75,12 @@ pub struct FieldCheckLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FieldLabels {
     pub field: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CauseLabels {
+    /// discovery_stuck, tickets_failing, queue_behind, tickets_poisoned.
+    pub cause: String,
 }
 
 fn latency_histogram() -> Histogram {
@@ -97,6 +104,7 @@ impl Default for Metrics {
             list_field_checks: Family::default(),
             list_field_trusted: Family::default(),
             list_rows_unverified: Gauge::default(),
+            health_problems: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -158,6 +166,11 @@ impl Default for Metrics {
             "list_rows_unverified",
             "Tickets whose stored content came from a list row and waits for its detail",
             m.list_rows_unverified.clone(),
+        );
+        registry.register(
+            "health_problems",
+            "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned; thresholds in [health]), else 0",
+            m.health_problems.clone(),
         );
         Self { registry, ..m }
     }
@@ -263,6 +276,18 @@ impl Metrics {
                 .set(i64::from(f.trusted));
         }
         self.list_rows_unverified.set(state.unverified_tickets);
+    }
+
+    /// Each of `causes` to 1 when it is `found`, else 0.
+    pub fn set_health(&self, causes: &[&str], found: &[&str]) {
+        for &cause in causes {
+            let on = found.contains(&cause);
+            self.health_problems
+                .get_or_create(&CauseLabels {
+                    cause: cause.to_owned(),
+                })
+                .set(i64::from(on));
+        }
     }
 
     /// The OpenMetrics text exposition.

@@ -102,7 +102,8 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         degraded: list_state.trust().is_disabled(),
         state: list_state,
     };
-    let problems = judge(settings, now, &runs, &freshness);
+    let mut problems = judge(settings, now, &runs, &freshness);
+    problems.extend(stuck(store, settings).await?.into_iter().map(|s| s.problem));
     Ok(StatusReport {
         healthy: problems.is_empty(),
         problems,
@@ -266,6 +267,127 @@ fn judge(
         }
     }
     problems
+}
+
+/// A way the copy is stuck, named for the `health_problems` metric.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stuck {
+    /// `discovery_stuck`, `tickets_failing`, `queue_behind`, `tickets_poisoned`.
+    pub cause: &'static str,
+    /// One sentence naming the cause and the setting whose threshold it passed.
+    pub problem: String,
+}
+
+/// Every `cause` [`stuck`] can report (the metric shows 0 for the others).
+pub const STUCK_CAUSES: [&str; 4] = [
+    "discovery_stuck",
+    "tickets_failing",
+    "queue_behind",
+    "tickets_poisoned",
+];
+
+/// "Never stuck in silence": the states in which work keeps failing or waiting while cycles
+/// may still end ok. Read by `status`, `/readyz` and the metric (thresholds: `[health]`).
+pub async fn stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
+    let pool = store.pool();
+    let h = &settings.health;
+    let secs = |d: Duration| d.as_secs_f64();
+    let mut found = Vec::new();
+    if settings.sync.discover {
+        let last_error: Option<String> = sqlx::query_scalar(
+            "SELECT error FROM sync_runs WHERE error IS NOT NULL AND (helpdesk_id = $1 OR $1 = '')
+             ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(settings.feishu.helpdesk_id.trim())
+        .fetch_optional(pool)
+        .await?
+        .flatten();
+        // The watermark trails the last complete scan; an unfinished backfill's position
+        // is saved whenever it moves.
+        let stuck_scans: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT scan, EXTRACT(EPOCH FROM now() - CASE WHEN scan = 'updated' THEN scanned_until
+                                                          ELSE changed_at END)::float8
+             FROM discovery_state
+             WHERE (scan = 'updated' AND scanned_until < now() - make_interval(secs => $1))
+                OR (scan = 'backfill' AND NOT completed AND changed_at < now() - make_interval(secs => $1))
+             ORDER BY scan",
+        )
+        .bind(secs(h.discovery_stuck_after))
+        .fetch_all(pool)
+        .await?;
+        for (scan, age_s) in stuck_scans {
+            let what = if scan == "updated" {
+                "the discovery watermark has not advanced"
+            } else {
+                "the history backfill has not moved"
+            };
+            found.push(Stuck {
+                cause: "discovery_stuck",
+                problem: format!(
+                    "{what} for {} (health.discovery_stuck_after = {}); last error: {}",
+                    human(Duration::from_secs_f64(age_s.max(0.0))),
+                    human(h.discovery_stuck_after),
+                    last_error.as_deref().unwrap_or("none recorded")
+                ),
+            });
+        }
+    }
+    let (failing, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
+         FROM ticket_sync_state
+         WHERE last_outcome = 'failed' AND next_due_at <> 'infinity'
+           AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)",
+    )
+    .bind(secs(h.ticket_failing_after))
+    .fetch_one(pool)
+    .await?;
+    if failing > 0 {
+        found.push(Stuck {
+            cause: "tickets_failing",
+            problem: format!(
+                "{failing} ticket(s) failing for more than {} (health.ticket_failing_after), e.g. {}: {}",
+                human(h.ticket_failing_after),
+                example.unwrap_or_default(),
+                error.unwrap_or_default()
+            ),
+        });
+    }
+    let oldest_due_s: Option<f64> = sqlx::query_scalar(
+        "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state
+         WHERE next_due_at < now() - make_interval(secs => $1)",
+    )
+    .bind(secs(h.queue_due_after))
+    .fetch_one(pool)
+    .await?;
+    if let Some(age_s) = oldest_due_s {
+        found.push(Stuck {
+            cause: "queue_behind",
+            problem: format!(
+                "the oldest due ticket has waited {} (health.queue_due_after = {})",
+                human(Duration::from_secs_f64(age_s.max(0.0))),
+                human(h.queue_due_after)
+            ),
+        });
+    }
+    let (poisoned, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
+        "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
+         FROM ticket_sync_state WHERE last_outcome = 'failed' AND next_due_at = 'infinity'",
+    )
+    .fetch_one(pool)
+    .await?;
+    if poisoned > 0 {
+        found.push(Stuck {
+            cause: "tickets_poisoned",
+            problem: format!(
+                "{poisoned} ticket(s) poisoned: the same unusable answer {} times in a row, no \
+                 longer fetched until enqueued again, e.g. {}: {}",
+                crate::sync::writer::POISON_AFTER_FAILURES,
+                example.unwrap_or_default(),
+                error.unwrap_or_default()
+            ),
+        });
+    }
+    Ok(found)
 }
 
 /// "3h 4m", "12s": durations for people.

@@ -24,6 +24,15 @@ pub(super) struct RawSettings {
     pub(super) events: RawEvents,
     #[serde(default)]
     pub(super) sla: super::sla::RawSla,
+    pub(super) health: RawHealth,
+}
+
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHealth {
+    pub(super) discovery_stuck_after: Option<String>,
+    pub(super) ticket_failing_after: Option<String>,
+    pub(super) queue_due_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -63,6 +72,7 @@ pub(super) struct RawFeishu {
     pub(super) max_in_flight: Option<i64>,
     pub(super) request_timeout: Option<String>,
     pub(super) max_attempts: Option<i64>,
+    pub(super) max_response_bytes: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -156,6 +166,34 @@ impl figment::Provider for EnvOverride {
 }
 
 /// Figment names the key and the source; keep that, drop its profile prefix.
+/// A TOML syntax error quotes the offending line (`3 | app_secret = "…`), which may hold a
+/// secret: keep its position and reason, and name the line's key instead of quoting it.
+fn without_quoted_lines(message: &str) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    let mut key: Option<String> = None;
+    for line in message.lines() {
+        match line.split_once('|') {
+            Some((number, text)) if number.trim().chars().all(|c| c.is_ascii_digit()) => {
+                if key.is_none() && !number.trim().is_empty() {
+                    key = text
+                        .split_once('=')
+                        .map(|(k, _)| k.trim().to_owned())
+                        .filter(|k| !k.is_empty());
+                }
+            }
+            _ if line.trim().is_empty() => {}
+            _ => kept.push(line.trim().to_owned()),
+        }
+    }
+    let mut text = kept.join(": ");
+    if let Some(key) = key {
+        text.push_str(&format!(
+            " (the line setting `{key}`; its value is not shown)"
+        ));
+    }
+    text
+}
+
 pub(super) fn describe_figment_error(error: figment::Error) -> ConfigError {
     let messages: Vec<String> = error
         .into_iter()
@@ -171,7 +209,7 @@ pub(super) fn describe_figment_error(error: figment::Error) -> ConfigError {
                         .unwrap_or_else(|| format!(" (in {})", m.name))
                 })
                 .unwrap_or_default();
-            let kind = e.kind.to_string();
+            let kind = without_quoted_lines(&e.kind.to_string());
             if key.is_empty() {
                 format!("{kind}{source}")
             } else {

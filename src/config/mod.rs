@@ -46,6 +46,18 @@ pub struct Settings {
     pub events: EventSettings,
     /// Business calendars and SLA targets to seed (`[sla]`; empty when absent).
     pub sla: SlaSettings,
+    pub health: HealthSettings,
+}
+
+/// When `status`, `/readyz` and the `health_problems` metric call the copy stuck (`[health]`).
+#[derive(Debug, Clone)]
+pub struct HealthSettings {
+    /// Discovery's watermark (or an unfinished backfill) not moved for this long.
+    pub discovery_stuck_after: Duration,
+    /// A ticket failing, without a successful fetch, for this long.
+    pub ticket_failing_after: Duration,
+    /// The oldest due ticket waiting this long.
+    pub queue_due_after: Duration,
 }
 
 /// Webhook events (`[events]`), served by `run` on the `[http]` listener.
@@ -113,6 +125,8 @@ pub struct FeishuSettings {
     pub request_timeout: Duration,
     /// Attempts per ticket per cycle for retryable failures (5xx, timeouts, bad bodies).
     pub max_attempts: u32,
+    /// The largest response body read; a larger answer fails its ticket (memory stays bounded).
+    pub max_response_bytes: usize,
 }
 
 /// Where the Postgres copy lives.
@@ -163,6 +177,8 @@ pub const DEFAULT_EVENTS_PATH: &str = "/feishu/events";
 /// The messages endpoint's limit is not published ("special"): start well below the detail's.
 pub const DEFAULT_MESSAGE_REQUESTS_PER_SECOND: f64 = 5.0;
 
+/// `feishu.max_response_bytes`: 64 MiB, far above any real ticket (a few hundred KB).
+pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 64 << 20;
 pub const DEFAULT_BASE_URL: &str = "https://open.feishu.cn";
 pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk";
 
@@ -240,8 +256,32 @@ impl Settings {
             http,
             events,
             sla: sla::validate_sla(raw.sla)?,
+            health: validate_health(raw.health)?,
         })
     }
+}
+
+fn validate_health(h: file::RawHealth) -> Result<HealthSettings, ConfigError> {
+    let positive_duration = |key: &str, value: Option<String>, default: &str| {
+        let d = duration(key, value, default)?;
+        if d.is_zero() {
+            return Err(ConfigError::new(format!("{key} must be above 0")));
+        }
+        Ok(d)
+    };
+    Ok(HealthSettings {
+        discovery_stuck_after: positive_duration(
+            "health.discovery_stuck_after",
+            h.discovery_stuck_after,
+            "2h",
+        )?,
+        ticket_failing_after: positive_duration(
+            "health.ticket_failing_after",
+            h.ticket_failing_after,
+            "24h",
+        )?,
+        queue_due_after: positive_duration("health.queue_due_after", h.queue_due_after, "2h")?,
+    })
 }
 
 /// A secret given in the environment replaces the file's, whichever form each uses.
@@ -326,6 +366,12 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
         max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
         request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
         max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
+        max_response_bytes: positive(
+            "feishu.max_response_bytes",
+            f.max_response_bytes,
+            DEFAULT_MAX_RESPONSE_BYTES,
+            1 << 32,
+        )?,
     };
     if feishu.request_timeout.is_zero() {
         return Err(ConfigError::new("feishu.request_timeout must be above 0"));
@@ -369,8 +415,15 @@ fn validate_sync(s: file::RawSync) -> Result<SyncSettings, ConfigError> {
         backfill_since: s
             .backfill_since
             .map(|text| {
-                parse_since(&text)
-                    .map_err(|e| ConfigError::new(format!("sync.backfill_since: {e}")))
+                let since = parse_since(&text)
+                    .map_err(|e| ConfigError::new(format!("sync.backfill_since: {e}")))?;
+                if since > chrono::Utc::now() {
+                    return Err(ConfigError::new(format!(
+                        "sync.backfill_since: {text:?} is in the future; the history scan would \
+                         never find anything"
+                    )));
+                }
+                Ok(since)
             })
             .transpose()?,
         known_ids_query: s.known_ids_query.filter(|q| !q.trim().is_empty()),
@@ -385,14 +438,29 @@ fn validate_sync(s: file::RawSync) -> Result<SyncSettings, ConfigError> {
         },
         schedule: {
             let text = s.schedule.unwrap_or_else(|| DEFAULT_SCHEDULE.to_owned());
-            text.parse().map_err(|e| {
+            let schedule: cron::Schedule = text.parse().map_err(|e| {
                 ConfigError::new(format!(
                     "sync.schedule: {text:?} is not a cron expression ({e}); \
                      six fields with seconds first, e.g. \"0 */5 * * * *\""
                 ))
-            })?
+            })?;
+            // `run` would do one cycle and exit 0, and systemd would never restart it.
+            if schedule.upcoming(chrono::Utc).next().is_none() {
+                return Err(ConfigError::new(format!(
+                    "sync.schedule: {text:?} never fires again (no future tick)"
+                )));
+            }
+            schedule
         },
-        stall_timeout: duration("sync.stall_timeout", s.stall_timeout, "10m")?,
+        stall_timeout: {
+            let d = duration("sync.stall_timeout", s.stall_timeout, "10m")?;
+            if d.is_zero() {
+                return Err(ConfigError::new(
+                    "sync.stall_timeout must be above 0 (0s would end every cycle as stalled)",
+                ));
+            }
+            d
+        },
         shutdown_grace: duration("sync.shutdown_grace", s.shutdown_grace, "20s")?,
     })
 }
@@ -425,9 +493,14 @@ fn validate_events(e: file::RawEvents, http: &HttpSettings) -> Result<EventSetti
             e.encrypt_key_file,
         )?,
     };
-    if !events.path.starts_with('/') || events.path.len() < 2 {
+    // A plain path: `:name`, `{name}` or `*` would be a route pattern (axum panics on some).
+    let plain = events
+        .path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b));
+    if !events.path.starts_with('/') || events.path.len() < 2 || !plain {
         return Err(ConfigError::new(format!(
-            "events.path: {:?} must be a path like \"/feishu/events\"",
+            "events.path: {:?} must be a plain path like \"/feishu/events\" (letters, digits, / - _ . ~)",
             events.path
         )));
     }
@@ -482,6 +555,65 @@ impl DatabaseSettings {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Item 15: configs that were accepted and then misbehaved; each is exit 2 naming its key.
+    #[test]
+    fn hostile_values_are_refused_naming_the_key() {
+        let base = "[feishu]\napp_id = \"a\"\napp_secret = \"s\"\nhelpdesk_id = \"1\"\nhelpdesk_token = \"t\"\n";
+        let cases = [
+            ("[sync]\nschedule = \"0 0 0 30 2 *\"", "sync.schedule"),
+            ("[sync]\nschedule = \"0 0 0 1 1 * 2020\"", "sync.schedule"),
+            ("[sync]\nstall_timeout = \"0s\"", "sync.stall_timeout"),
+            (
+                "[sync]\nbackfill_since = \"2999-01-01\"",
+                "sync.backfill_since",
+            ),
+            (
+                "[feishu]\nrequest_timeout = \"18446744073709551615s\"",
+                "feishu.request_timeout",
+            ),
+            ("[sync]\nopen_refresh = \"100000000y\"", "sync.open_refresh"),
+            (
+                "[http]\nlisten = \"127.0.0.1:0\"\n[events]\nverification_token = \"v\"\npath = \"/feishu/:events\"",
+                "events.path",
+            ),
+        ];
+        for (extra, key) in cases {
+            let toml = if extra.starts_with("[feishu]") {
+                format!("{}\n{}", extra.replace("[feishu]", base.trim_end()), "")
+            } else {
+                format!("{base}{extra}\n")
+            };
+            let error = Settings::from_toml_str(&toml, [])
+                .map(|_| ())
+                .unwrap_err()
+                .to_string();
+            assert!(error.contains(key), "{extra}: {error}");
+        }
+    }
+
+    #[test]
+    fn secret_files_give_their_first_line_without_a_bom() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        std::fs::write(&path, "\u{feff}  s3cret \nsecond line\n").unwrap();
+        let toml = format!(
+            "[feishu]\napp_id = \"a\"\napp_secret_file = {:?}\nhelpdesk_id = \"1\"\nhelpdesk_token = \"t\"\n",
+            path
+        );
+        let settings = Settings::from_toml_str(&toml, []).unwrap();
+        let credentials = settings.feishu.credentials().unwrap();
+        assert_eq!(credentials.app_secret.expose_secret(), "s3cret");
+    }
+
+    #[test]
+    fn a_toml_syntax_error_names_the_key_and_line_not_the_secret() {
+        let toml = "[feishu]\napp_id = \"cli_1\"\napp_secret = \"s3cr3t-VALUE-42\n";
+        let error = Settings::from_toml_str(toml, []).unwrap_err().to_string();
+        assert!(!error.contains("s3cr3t"), "{error}");
+        assert!(error.contains("line 3"), "{error}");
+        assert!(error.contains("`app_secret`"), "{error}");
+    }
 
     const FULL: &str = r#"
         [feishu]

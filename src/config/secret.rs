@@ -59,10 +59,16 @@ impl SecretSource {
                 let text = std::fs::read_to_string(path).map_err(|e| {
                     ConfigError::new(format!("{key}_file: cannot read {}: {e}", path.display()))
                 })?;
-                let secret = text.trim();
+                // The first line, whitespace trimmed (as the example says); a BOM is not part of it.
+                let secret = text
+                    .trim_start_matches('\u{feff}')
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim();
                 if secret.is_empty() {
                     return Err(ConfigError::new(format!(
-                        "{key}_file: {} is empty",
+                        "{key}_file: the first line of {} is empty",
                         path.display()
                     )));
                 }

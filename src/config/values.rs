@@ -70,17 +70,26 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text.trim()).map_err(|e| e.to_string())
 }
 
+/// The longest duration any setting takes: longer ones overflow clocks and timestamps.
+pub const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 86_400);
+
 pub(super) fn duration(
     key: &str,
     value: Option<String>,
     default: &str,
 ) -> Result<Duration, ConfigError> {
     let text = value.unwrap_or_else(|| default.to_owned());
-    parse_duration(&text).map_err(|e| {
+    let d = parse_duration(&text).map_err(|e| {
         ConfigError::new(format!(
             "{key}: {text:?} is not a duration ({e}); write e.g. \"10s\", \"5m\", \"1h\", \"7d\""
         ))
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(ConfigError::new(format!(
+            "{key}: {text:?} is longer than 10 years, the most any duration setting takes"
+        )));
+    }
+    Ok(d)
 }
 
 /// Removes a URL's password from an error message.

@@ -50,6 +50,9 @@ pub struct BatchReport {
     pub changed: u64,
     /// Tickets fetched with content identical to what was stored.
     pub unchanged: u64,
+    /// Tickets fetched in a version older than the stored one (`updated_at` earlier): not
+    /// written (read-after-write lag upstream).
+    pub older_skipped: u64,
     pub not_found: u64,
     pub invalid: u64,
     pub failed: u64,
@@ -67,6 +70,7 @@ impl BatchReport {
     pub fn add(&mut self, other: BatchReport) {
         self.changed += other.changed;
         self.unchanged += other.unchanged;
+        self.older_skipped += other.older_skipped;
         self.not_found += other.not_found;
         self.invalid += other.invalid;
         self.failed += other.failed;

@@ -116,11 +116,10 @@ async fn record_message_event(
         );
         return ignored(state);
     }
-    match state
+    let recorded = state
         .store
-        .record_message_event(event_id, event_type, ticket_id)
-        .await
-    {
+        .record_message_event(event_id, event_type, ticket_id);
+    match within_db_timeout(recorded).await {
         Ok(queued) => {
             let label = if queued { "queued" } else { "duplicate" };
             tracing::info!(event_id, event_type, ticket_id = %ticket_id, outcome = label, "message event");
@@ -150,9 +149,8 @@ async fn record_ticket_event(
 ) -> Response {
     let recorded = state
         .store
-        .record_event(event_id, event_type, ticket_id, updated_at)
-        .await;
-    match recorded {
+        .record_event(event_id, event_type, ticket_id, updated_at);
+    match within_db_timeout(recorded).await {
         Ok(recorded) => {
             let label = match recorded {
                 Recorded::Duplicate => "duplicate",
@@ -174,6 +172,23 @@ async fn record_ticket_event(
         }
         Err(error) => cannot_record(state, event_id, &error),
     }
+}
+
+/// How long recording an event may take. While the database is down the pool would wait its
+/// whole acquire timeout (15 s) and Feishu's delivery times out meanwhile; answer 503 now.
+pub const EVENT_DB_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// `write`, or an error once it took [`EVENT_DB_TIMEOUT`].
+async fn within_db_timeout<T>(
+    write: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    tokio::time::timeout(EVENT_DB_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| {
+            Err(anyhow::anyhow!(
+                "the database did not answer within {EVENT_DB_TIMEOUT:?}"
+            ))
+        })
 }
 
 /// Not recorded, so not acknowledged: Feishu delivers it again.

@@ -37,9 +37,14 @@ impl TokenCache {
             return Ok(token.value.clone());
         }
         let (value, lifetime) = fetch().await?;
+        let now = Instant::now();
+        // A lifetime from outside must not overflow the clock (then: refresh in a day).
+        let refresh_at = now
+            .checked_add(usable_lifetime(lifetime))
+            .unwrap_or(now + Duration::from_secs(24 * 3600));
         *current = Some(CachedToken {
             value: value.clone(),
-            refresh_at: Instant::now() + usable_lifetime(lifetime),
+            refresh_at,
         });
         Ok(value)
     }
@@ -115,6 +120,19 @@ mod tests {
         cache.invalidate(&first).await;
         let third = cache.get_or_fetch(|| fetch_counted(&n)).await.unwrap();
         assert_eq!(third.expose_secret(), "t-1");
+    }
+
+    #[tokio::test]
+    async fn a_lifetime_beyond_the_clock_does_not_panic() {
+        let cache = TokenCache::default();
+        let token = cache
+            .get_or_fetch(|| async {
+                Ok::<_, ()>((SecretString::from("t".to_owned()), Duration::MAX))
+            })
+            .await
+            .unwrap();
+        assert_eq!(token.expose_secret(), "t");
+        assert_eq!(cache.try_current().unwrap().expose_secret(), "t");
     }
 
     #[test]

@@ -44,6 +44,9 @@ pub const TICKET_EVENT_SUBSCRIPTIONS: [(&str, &str); 3] = [
 ];
 pub const HELPDESK_AUTH_HEADER: &str = "X-Lark-Helpdesk-Authorization";
 
+/// The longest token lifetime believed (Feishu issues 2 h): a larger `expire` is clamped.
+pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
 /// The most time one ticket may spend waiting out rate limits in a cycle before it counts as failed.
 pub const RATE_LIMIT_BUDGET: Duration = Duration::from_secs(600);
 
@@ -149,6 +152,8 @@ pub struct FeishuClient {
     metrics: Option<Arc<Metrics>>,
     /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
     lease: SendLease,
+    /// The largest response body read (`feishu.max_response_bytes`).
+    max_response_bytes: usize,
 }
 
 impl std::fmt::Debug for FeishuClient {
@@ -188,6 +193,7 @@ impl FeishuClient {
             stats: ClientStats::default(),
             metrics: None,
             lease: SendLease::default(),
+            max_response_bytes: settings.max_response_bytes,
         })
     }
 
@@ -308,7 +314,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_messages_response(status, &headers, &body)
     }
 
@@ -347,7 +353,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_catalog_response(status, &headers, &body)
     }
 
@@ -380,7 +386,7 @@ impl FeishuClient {
             .body(body)
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         check_envelope(status, &headers, &body)
     }
 
@@ -546,7 +552,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_ticket_response(status, &headers, &body)
     }
 
@@ -574,7 +580,7 @@ impl FeishuClient {
             .headers(self.auth_headers(&token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request).await?;
+        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
         parse_list_response(status, &headers, &body)
     }
 
@@ -617,67 +623,91 @@ impl FeishuClient {
             .body(body.to_string())
             .send()
             .await;
-        let (status, headers, bytes) = read_response(response).await?;
-        let parsed: Result<TokenBody, _> = serde_json::from_slice(&bytes);
-        let reset = rate_limit_reset(&headers);
-        let Ok(parsed) = parsed else {
-            return Err(non_json_error(status, &bytes, reset));
-        };
-        let code = lenient_code(&parsed.code);
-        let msg = match parsed.msg {
-            Lenient::Value(m) => m,
-            _ => String::new(),
-        };
-        match classify(status, code, &msg, reset) {
-            None => {}
-            // On the token endpoint, a plain API error means the app id or secret is wrong,
-            // and a platform code is about the app.
-            Some(ApiError::PlatformRefused {
-                http_status,
-                code,
-                msg,
-            }) => {
-                return Err(ApiError::AppCredentialsRejected {
-                    http_status,
-                    code: Some(code),
-                    msg,
-                });
-            }
-            Some(ApiError::Other {
-                http_status,
-                code,
-                msg,
-            })
-            | Some(ApiError::HelpdeskUnauthorized {
-                http_status,
-                code,
-                msg,
-            }) => {
-                return Err(ApiError::AppCredentialsRejected {
-                    http_status,
-                    code,
-                    msg,
-                });
-            }
-            Some(e) => return Err(e),
-        }
-        let token = parsed.tenant_access_token.filter(|t| !t.is_empty());
-        let Some(token) = token else {
-            return Err(ApiError::BadBody {
-                http_status: status,
-                detail: "token response without tenant_access_token".into(),
-            });
-        };
-        let expire = match parsed.expire {
-            Lenient::Value(s) if s > 0 => Duration::from_secs(s as u64),
-            _ => Duration::from_secs(7200),
-        };
+        let (status, headers, bytes) = read_response(response, self.max_response_bytes).await?;
+        let (token, expire) = parse_token_response(status, &headers, &bytes)?;
         tracing::debug!(
             expire_secs = expire.as_secs(),
             "obtained a tenant access token"
         );
-        Ok((SecretString::from(token), expire))
+        Ok((token, expire))
     }
+}
+
+/// Maps a token response to the token and its lifetime (clamped), or an error that never
+/// quotes the body (it may hold the token).
+pub fn parse_token_response(
+    status: u16,
+    headers: &HeaderMap,
+    bytes: &[u8],
+) -> Result<(SecretString, Duration), ApiError> {
+    let parsed: Result<TokenBody, _> = serde_json::from_slice(bytes);
+    let reset = rate_limit_reset(headers);
+    let Ok(parsed) = parsed else {
+        // Never echo this body: a token answer that is almost JSON (trailing bytes, cut
+        // short) holds the token in its first bytes.
+        return Err(match non_json_error(status, b"", reset) {
+            ApiError::BadBody { http_status, .. } => ApiError::BadBody {
+                http_status,
+                detail: format!(
+                    "the token response is not JSON ({} bytes; not shown: it may hold the token)",
+                    bytes.len()
+                ),
+            },
+            other => other,
+        });
+    };
+    let code = lenient_code(&parsed.code);
+    // Shown in errors: token-shaped values in it are redacted.
+    let msg = match parsed.msg {
+        Lenient::Value(m) => redact_tokens(&m),
+        _ => String::new(),
+    };
+    match classify(status, code, &msg, reset) {
+        None => {}
+        // On the token endpoint, a plain API error means the app id or secret is wrong,
+        // and a platform code is about the app.
+        Some(ApiError::PlatformRefused {
+            http_status,
+            code,
+            msg,
+        }) => {
+            return Err(ApiError::AppCredentialsRejected {
+                http_status,
+                code: Some(code),
+                msg,
+            });
+        }
+        Some(ApiError::Other {
+            http_status,
+            code,
+            msg,
+        })
+        | Some(ApiError::HelpdeskUnauthorized {
+            http_status,
+            code,
+            msg,
+        }) => {
+            return Err(ApiError::AppCredentialsRejected {
+                http_status,
+                code,
+                msg,
+            });
+        }
+        Some(e) => return Err(e),
+    }
+    let token = parsed.tenant_access_token.filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: "token response without tenant_access_token".into(),
+        });
+    };
+    // From outside, so clamped: a lifetime of i64::MAX seconds would overflow the clock.
+    let expire = match parsed.expire {
+        Lenient::Value(s) if s > 0 => Duration::from_secs(s as u64).min(MAX_TOKEN_LIFETIME),
+        _ => Duration::from_secs(7200),
+    };
+    Ok((SecretString::from(token), expire))
 }
 
 fn helpdesk_auth_value(credentials: &Credentials) -> anyhow::Result<HeaderValue> {
@@ -692,14 +722,34 @@ fn helpdesk_auth_value(credentials: &Credentials) -> anyhow::Result<HeaderValue>
     Ok(value)
 }
 
+/// Reads a response, at most `max_bytes` of body (`feishu.max_response_bytes`): a larger
+/// one is abandoned as soon as it is known to be larger (its `Content-Length`, or the bytes
+/// read so far), so one huge answer cannot take the process's memory.
 async fn read_response(
     response: Result<reqwest::Response, reqwest::Error>,
+    max_bytes: usize,
 ) -> Result<(u16, HeaderMap, bytes::Bytes), ApiError> {
-    let response = response.map_err(transport_error)?;
+    let mut response = response.map_err(transport_error)?;
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.bytes().await.map_err(transport_error)?;
-    Ok((status, headers, plain_body(status, body)?))
+    let too_large = || ApiError::TooLarge {
+        http_status: status,
+        limit: max_bytes,
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > max_bytes as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > max_bytes {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, headers, plain_body(status, body.freeze())?))
 }
 
 /// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we
@@ -749,9 +799,10 @@ fn lenient_code(code: &Lenient<i64>) -> Option<i64> {
     }
 }
 
-/// A body that is not JSON: classified by HTTP status alone.
+/// A body that is not JSON: classified by HTTP status alone. Its preview (80 bytes) has
+/// token-shaped values redacted.
 fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError {
-    let preview: String = String::from_utf8_lossy(&body[..body.len().min(80)]).into_owned();
+    let preview = redact_tokens(&String::from_utf8_lossy(&body[..body.len().min(80)]));
     match classify(status, None, &preview, reset) {
         Some(ApiError::BadBody { .. }) | None => ApiError::BadBody {
             http_status: status,
@@ -759,6 +810,34 @@ fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError
         },
         Some(other) => other,
     }
+}
+
+/// Replaces token-shaped words in a body preview with `[REDACTED]`: runs of 16 or more
+/// letters, digits, `-`, `_` or `.` that mix letters and digits (tenant tokens `t-…`, keys,
+/// secrets); plain numbers (ticket ids) and words stay readable.
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let letters = word.chars().any(|c| c.is_ascii_alphabetic());
+        let digits = word.chars().any(|c| c.is_ascii_digit());
+        if word.len() >= 16 && letters && digits {
+            out.push_str("[REDACTED]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
 }
 
 /// The part every response shares: a JSON envelope whose status and `code` say success.
@@ -1016,6 +1095,40 @@ mod tests {
 
     fn parse(status: u16, body: &str) -> Result<String, ApiError> {
         parse_ticket_response(status, &HeaderMap::new(), body.as_bytes())
+    }
+
+    #[test]
+    fn previews_redact_token_shaped_values() {
+        let body = r#"{"code":0,"tenant_access_token":"t-g1044ghJXYZab12cdEF","expire":7200}xx"#;
+        let redacted = redact_tokens(body);
+        assert!(!redacted.contains("g1044ghJXYZab12cdEF"), "{redacted}");
+        assert!(redacted.contains("[REDACTED]"));
+        // Ticket ids and words stay.
+        assert_eq!(
+            redact_tokens("ticket 6626871355780366331 not found"),
+            "ticket 6626871355780366331 not found"
+        );
+        let e = non_json_error(200, body.as_bytes(), None);
+        assert!(!e.to_string().contains("g1044gh"), "{e}");
+    }
+
+    /// The `token` fuzz target's property on its seeds (`fuzz/seeds/token`): no panic, and no
+    /// error quotes the token (cargo-fuzz needs a toolchain of its own; this runs everywhere).
+    #[test]
+    fn token_seeds_never_quote_the_token() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/seeds/token");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let data = std::fs::read(entry.unwrap().path()).unwrap();
+            let (first, body) = data.split_first().unwrap();
+            let status = [200, 400, 401, 429, 500][usize::from(*first) % 5];
+            match parse_token_response(status, &HeaderMap::new(), body) {
+                Err(e) => assert!(!e.to_string().contains("g1044ghJXYZab12cdEF34"), "{e}"),
+                Ok((_, expire)) => assert!(expire <= MAX_TOKEN_LIFETIME),
+            }
+            seen += 1;
+        }
+        assert!(seen >= 6);
     }
 
     #[test]

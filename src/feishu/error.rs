@@ -95,6 +95,11 @@ pub enum ApiError {
         code: i64,
         msg: String,
     },
+    #[error(
+        "the response is larger than feishu.max_response_bytes ({limit} bytes; HTTP {http_status}); \
+         not read"
+    )]
+    TooLarge { http_status: u16, limit: usize },
     #[error("API error (HTTP {http_status}, {}): {msg}", code_text(.code))]
     Other {
         http_status: u16,
@@ -145,7 +150,9 @@ impl ApiError {
             Self::HelpdeskUnauthorized { .. } | Self::AppCredentialsRejected { .. } => {
                 Disposition::Fatal
             }
-            Self::Other { .. } | Self::PlatformRefused { .. } => Disposition::FailTicket,
+            Self::Other { .. } | Self::PlatformRefused { .. } | Self::TooLarge { .. } => {
+                Disposition::FailTicket
+            }
             Self::Interrupted => Disposition::Abandon,
         }
     }
@@ -161,6 +168,7 @@ impl ApiError {
             | Self::NotFound { http_status, .. }
             | Self::TokenRejected { http_status, .. }
             | Self::PlatformRefused { http_status, .. }
+            | Self::TooLarge { http_status, .. }
             | Self::HelpdeskUnauthorized { http_status, .. }
             | Self::AppCredentialsRejected { http_status, .. }
             | Self::Other { http_status, .. } => Some(*http_status),
@@ -184,9 +192,11 @@ impl ApiError {
     /// Feishu body code, when the body carried one.
     pub fn code(&self) -> Option<i64> {
         match self {
-            Self::Transport { .. } | Self::Timeout | Self::Interrupted | Self::BadBody { .. } => {
-                None
-            }
+            Self::Transport { .. }
+            | Self::Timeout
+            | Self::Interrupted
+            | Self::BadBody { .. }
+            | Self::TooLarge { .. } => None,
             Self::InvalidId { code, .. }
             | Self::NotFound { code, .. }
             | Self::TokenRejected { code, .. }

@@ -506,6 +506,13 @@ impl Normalizer {
                     .push(format!("{label}: a custom field without an id; not stored"));
                 continue;
             };
+            if field_id.len() > MAX_KEY_BYTES {
+                self.warnings.push(format!(
+                    "{label}.id: {} bytes, longer than any key can be ({MAX_KEY_BYTES}); field not stored",
+                    field_id.len()
+                ));
+                continue;
+            }
             let position = self
                 .take(&format!("{label}.position"), raw.position)
                 .and_then(|p| i32::try_from(p).ok());

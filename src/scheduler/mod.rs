@@ -131,6 +131,7 @@ async fn serve_http(
         store: store.clone(),
         last_outcome: shared.last_outcome.clone(),
         events,
+        settings: Some(Arc::new(settings.clone())),
     };
     let addr = crate::http::serve(listen, state, shutdown.clone())
         .await
@@ -364,6 +365,7 @@ fn log_cycle(outcome: &str, trigger: Trigger, result: &Result<CycleReport, Cycle
                 due = r.due_at_start,
                 changed = w.changed,
                 unchanged = w.unchanged,
+                older_skipped = w.older_skipped,
                 not_found = w.not_found,
                 invalid = w.invalid,
                 failed = w.failed,

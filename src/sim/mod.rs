@@ -133,6 +133,8 @@ pub enum Fault {
     RateLimited400 { reset_seconds: u64 },
     /// Headers and half a body, then the connection drops.
     ConnectionDrop,
+    /// Token endpoint: a valid token, announced with this `expire` (seconds).
+    TokenExpire(i64),
     /// Exactly this answer: a hostile API (a platform code on one ticket, a BOM, a duplicate
     /// key, an unrequested gzip body, a huge body…).
     Raw {
@@ -214,6 +216,7 @@ pub struct SimState {
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
+    token_faults: Mutex<VecDeque<Fault>>,
     catalog: Mutex<Vec<Value>>,
     catalog_faults: Mutex<VecDeque<Fault>>,
     messages: Mutex<HashMap<String, Vec<Value>>>,
@@ -249,6 +252,7 @@ impl SimState {
             faults: Mutex::new(HashMap::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
+            token_faults: Mutex::new(VecDeque::new()),
             catalog: Mutex::new(data::catalog()),
             catalog_faults: Mutex::new(VecDeque::new()),
             messages: Mutex::new(messages),
@@ -530,9 +534,48 @@ struct TokenRequest {
     app_secret: Option<String>,
 }
 
+impl SimState {
+    /// Faults the next token requests meet, in order.
+    pub fn inject_token(&self, faults: impl IntoIterator<Item = Fault>) {
+        lock(&self.token_faults).extend(faults);
+    }
+
+    /// A token fault's answer, when one is queued.
+    fn token_fault(&self) -> Option<Response> {
+        match lock(&self.token_faults).pop_front()? {
+            Fault::Raw {
+                status,
+                headers,
+                body,
+            } => Some(raw_response(status, headers, body)),
+            Fault::TokenExpire(expire) => {
+                let token = self.issue_token();
+                Some(
+                    axum::Json(json!({"code": 0, "msg": "ok", "tenant_access_token": token,
+                                      "expire": expire}))
+                    .into_response(),
+                )
+            }
+            other => fault_response(Some(other), 0),
+        }
+    }
+
+    /// A new valid token.
+    fn issue_token(&self) -> String {
+        let token = format!("t-sim{:032x}", rand::random::<u128>());
+        lock(&self.tokens).insert(token.clone(), Instant::now() + self.config.token_ttl);
+        lock(&self.issued).push(token.clone());
+        token
+    }
+}
+
 async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> Response {
     let arrived = Instant::now();
     tokio::time::sleep(state.config.token_latency).await;
+    if let Some(response) = state.token_fault() {
+        state.record(arrived, Endpoint::Token, None, response.status().as_u16());
+        return response;
+    }
     let request: Option<TokenRequest> = serde_json::from_slice(&body).ok();
     let response = match request {
         None => api_error(StatusCode::BAD_REQUEST, 9499, "Bad Request"),
@@ -633,6 +676,8 @@ async fn detail_response(
             headers,
             body,
         }) => return raw_response(status, headers, body),
+        // Token faults only.
+        Some(Fault::TokenExpire(_)) => {}
     }
     // Real ticket ids are 19-digit numbers; anything else is a bad request.
     if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {

@@ -12,6 +12,12 @@ use sqlx::{Postgres, Transaction};
 use super::Store;
 use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
 
+/// Read-after-write lag: a fetch that does not show the update an event announced (or a 404
+/// for a ticket an event just named) is tried again this many times, after
+/// `LAG_REFETCH_BASE · 2^n` (5 s … 160 s: about 5 minutes in all), before it is taken as is.
+pub const LAG_REFETCHES: i32 = 6;
+pub const LAG_REFETCH_BASE: Duration = Duration::from_secs(5);
+
 /// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
 #[derive(Debug, Clone, Copy)]
 pub struct FailureDelay {
@@ -74,6 +80,7 @@ async fn write_outcomes(
         );
     }
     let changed = write_records(tx, &records, false).await?;
+    let older = older_than_stored(tx, &records, &changed).await?;
     let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
     changed_ids.sort_unstable();
     super::messages::ticket_changed(tx, &changed_ids).await?;
@@ -91,7 +98,8 @@ async fn write_outcomes(
 
     let mut report = BatchReport {
         changed: changed.len() as u64,
-        unchanged: (records.len() - changed.len()) as u64,
+        unchanged: (records.len() - changed.len() - older) as u64,
+        older_skipped: older as u64,
         list_rows_verified: verified.tickets,
         ..BatchReport::default()
     };
@@ -104,6 +112,43 @@ async fn write_outcomes(
         }
     }
     Ok(report)
+}
+
+/// Of the records not written, those older than the stored row (`updated_at` before the
+/// stored one): each logged; returns how many.
+async fn older_than_stored(
+    tx: &mut Transaction<'_, Postgres>,
+    records: &[&TicketRecord],
+    changed: &HashSet<String>,
+) -> anyhow::Result<usize> {
+    let (ids, updated): (Vec<&str>, Vec<_>) = records
+        .iter()
+        .filter(|r| !changed.contains(r.ticket.ticket_id.as_str()))
+        .filter_map(|r| Some((r.ticket.ticket_id.as_str(), r.ticket.updated_at?)))
+        .unzip();
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    type At = chrono::DateTime<chrono::Utc>;
+    let older: Vec<(String, At, At)> = sqlx::query_as(
+        "SELECT t.ticket_id, u.updated_at, t.updated_at
+         FROM UNNEST($1::text[], $2::timestamptz[]) AS u(ticket_id, updated_at)
+         JOIN tickets t USING (ticket_id)
+         WHERE u.updated_at < t.updated_at",
+    )
+    .bind(&ids)
+    .bind(&updated)
+    .fetch_all(&mut **tx)
+    .await?;
+    for (ticket_id, fetched, stored) in &older {
+        tracing::warn!(
+            ticket_id,
+            fetched_updated_at = %fetched,
+            stored_updated_at = %stored,
+            "the API answered with an older version than the one stored; the stored row is kept"
+        );
+    }
+    Ok(older.len())
 }
 
 /// Writes tickets whose content changed (all of them when `force`): ticket rows, child rows and
@@ -207,8 +252,10 @@ pub async fn upsert_tickets(
             tags_known = t.tags_known OR (NOT $27 AND EXCLUDED.tags_known),
             listed_at = COALESCE(EXCLUDED.listed_at, t.listed_at),
             list_raw = CASE WHEN $27 THEN t.list_raw ELSE EXCLUDED.list_raw END
-         WHERE $27 OR t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
-            OR t.content_source IS DISTINCT FROM EXCLUDED.content_source
+         WHERE $27 OR ((t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
+                        OR t.content_source IS DISTINCT FROM EXCLUDED.content_source)
+                       -- Never replace content with an older version (read-after-write lag).
+                       AND (EXCLUDED.updated_at < t.updated_at) IS NOT TRUE)
          RETURNING t.ticket_id",
     )
     .bind(&ids)
@@ -310,6 +357,15 @@ async fn record_outcomes<'a>(
             last_attempt_count = u.attempts,
             consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
                                         ELSE 0 END,
+            -- Read-after-write lag: an event announced an update (or the ticket itself) that
+            -- this answer does not show yet. Fetched again with backoff, a bounded number of times.
+            lag_refetches = CASE WHEN s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128)))) THEN s.lag_refetches + 1 ELSE 0 END,
             next_due_at = CASE
                 -- Enqueued again while we were fetching: the request still stands, unless
                 -- this fetch stored the update it asked for. (The same test is repeated for
@@ -319,6 +375,14 @@ async fn record_outcomes<'a>(
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
                 THEN LEAST(s.next_due_at, now())
+                WHEN s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
+                THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
                 -- Poisoned: the same unusable answer again and again.
                 WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
                 THEN 'infinity'
@@ -330,9 +394,16 @@ async fn record_outcomes<'a>(
                     SELECT 1 FROM tickets t
                     WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
                 THEN s.priority ELSE 0 END,
-            wanted_updated_at = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
+            wanted_updated_at = CASE WHEN (s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
                     SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
+                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                OR s.lag_refetches < $12 AND (
+                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
+                        SELECT 1 FROM tickets t
+                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
+                    OR (u.outcome = 'not_found' AND EXISTS (
+                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
                 THEN s.wanted_updated_at END,
             claimed_until = NULL,
             claimed_by = NULL
@@ -352,6 +423,8 @@ async fn record_outcomes<'a>(
     .bind(delay.base.as_secs_f64())
     .bind(delay.poison_after as i32)
     .bind(&permanent)
+    .bind(LAG_REFETCHES)
+    .bind(LAG_REFETCH_BASE.as_secs_f64())
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -81,7 +81,7 @@ fn failed(id: TicketId, error: ApiError, attempts: u32) -> Fetched {
             ApiError::BadBody {
                 http_status: 200,
                 ..
-            }
+            } | ApiError::TooLarge { .. }
         ),
     };
     let ticket_id = id.into_string();

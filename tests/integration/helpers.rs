@@ -467,46 +467,46 @@ pub fn ids_text(ids: &[String]) -> String {
 }
 
 /// A TCP proxy in front of the test Postgres server: `set_down(true)` cuts every session
-/// through it and refuses new ones (as a Postgres restart or a network cut does), `false`
-/// lets connections through again.
+/// through it and closes its port, so new connections are refused (as with a stopped Postgres
+/// or a restart); `false` listens on the same port again.
 pub struct DbProxy {
     pub port: u16,
-    down: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    target: String,
     sessions: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-    accept: tokio::task::JoinHandle<()>,
+    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl DbProxy {
     pub async fn start() -> Self {
         let upstream: PgConnectOptions = server_url().await.parse().expect("DATABASE_URL");
-        let target = format!("{}:{}", upstream.get_host(), upstream.get_port());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind proxy");
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind proxy");
         let port = listener.local_addr().expect("proxy addr").port();
-        let down = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let sessions = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-        let (is_down, live) = (down.clone(), sessions.clone());
-        let accept = tokio::spawn(async move {
+        let proxy = Self {
+            port,
+            target: format!("{}:{}", upstream.get_host(), upstream.get_port()),
+            sessions: Default::default(),
+            accept: std::sync::Mutex::new(None),
+        };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: std::net::TcpListener) {
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("tokio listener");
+        let (target, live) = (self.target.clone(), self.sessions.clone());
+        let task = tokio::spawn(async move {
             while let Ok((mut client, _)) = listener.accept().await {
-                if is_down.load(Ordering::SeqCst) {
-                    continue; // dropped: the client sees the connection closed
-                }
                 let target = target.clone();
-                let task = tokio::spawn(async move {
+                let session = tokio::spawn(async move {
                     if let Ok(mut server) = tokio::net::TcpStream::connect(&target).await {
                         let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
                     }
                 });
-                live.lock().unwrap().push(task.abort_handle());
+                live.lock().unwrap().push(session.abort_handle());
             }
         });
-        Self {
-            port,
-            down,
-            sessions,
-            accept,
-        }
+        *self.accept.lock().unwrap() = Some(task);
     }
 
     /// `db`'s URL, through this proxy.
@@ -520,18 +520,28 @@ impl DbProxy {
     }
 
     pub fn set_down(&self, down: bool) {
-        self.down.store(down, Ordering::SeqCst);
         if down {
+            if let Some(accept) = self.accept.lock().unwrap().take() {
+                accept.abort();
+            }
             for session in self.sessions.lock().unwrap().drain(..) {
                 session.abort();
             }
+        } else if self.accept.lock().unwrap().is_none() {
+            // The aborted accept loop drops its listener; rebinding may take a moment.
+            for _ in 0..100 {
+                if let Ok(listener) = std::net::TcpListener::bind(("127.0.0.1", self.port)) {
+                    return self.serve(listener);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            panic!("cannot listen on proxy port {} again", self.port);
         }
     }
 }
 
 impl Drop for DbProxy {
     fn drop(&mut self) {
-        self.accept.abort();
         self.set_down(true);
     }
 }
