@@ -323,7 +323,8 @@ async fn a_platform_code_on_one_ticket_costs_only_that_ticket() {
         let out = ws.run(&["sync"], &[], None).await;
         assert_ok(&out);
         assert_eq!(
-            db.count("SELECT count(*) FROM tickets").await,
+            db.count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+                .await,
             59,
             "cycle {cycle}"
         );
@@ -864,7 +865,11 @@ async fn a_response_larger_than_the_cap_fails_only_its_ticket() {
     let ws = Workspace::new(&sim, &db, &format!("{FAST}max_response_bytes = 1048576\n"));
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
-    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+            .await,
+        5
+    );
     let (outcome, _, error) = ticket_state(&db, &ids[2]).await;
     assert_eq!(outcome.as_deref(), Some("failed"));
     assert!(
