@@ -26,11 +26,17 @@ pub fn summarize(r: &CycleReport) -> String {
     ));
     if let Some(d) = &r.discovery {
         text.push_str(&format!(
-            "\ndiscovery: {} list pages, {} tickets listed, {} queued ({} new){}{}",
+            "\ndiscovery: {} list pages, {} tickets listed, {} stored from list rows, {} queued ({} new){}{}{}",
             d.pages,
             d.listed,
+            d.stored_from_list,
             d.queued,
             d.new,
+            if d.skipped > 0 {
+                format!(", {} unreadable items skipped", d.skipped)
+            } else {
+                String::new()
+            },
             if d.splits > 0 {
                 format!(", {} windows split at the 10,000-row cap", d.splits)
             } else {
