@@ -1,18 +1,9 @@
 //! Discovery through the list API, freshness and the id sources, through `sync`.
 
-use helpdesk_sync::sim::{Endpoint, Fault, SimServer};
+use helpdesk_sync::sim::{Endpoint, Fault};
 use serde_json::json;
 
 use crate::helpers::*;
-
-/// List requests the simulator answered so far.
-fn list_requests(sim: &SimServer) -> usize {
-    sim.state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count()
-}
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
 

@@ -545,3 +545,12 @@ impl Drop for DbProxy {
         self.set_down(true);
     }
 }
+
+/// List requests the simulator answered so far.
+pub fn list_requests(sim: &SimServer) -> usize {
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == helpdesk_sync::sim::Endpoint::List)
+        .count()
+}

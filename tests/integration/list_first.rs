@@ -2,20 +2,12 @@
 //! winning and verifying them field by field, no false history, and a list that lies or is
 //! hostile (wrong totals, half an emoji).
 
-use helpdesk_sync::sim::{Endpoint, ListTotal, SimConfig, SimServer};
+use helpdesk_sync::sim::{ListTotal, SimConfig};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
-
-fn list_requests(sim: &SimServer) -> usize {
-    sim.state
-        .requests()
-        .iter()
-        .filter(|r| r.endpoint == Endpoint::List)
-        .count()
-}
 
 /// `(content_source, tags_known, status, agents as stored)` of one ticket.
 async fn stored(db: &TestDb, id: &str) -> (String, bool, Option<i16>, Vec<String>) {
