@@ -9,23 +9,26 @@
 //!      ([`config`]'s `file`, `secret` and `values` rooms; `sla`: the `[sla]` calendars and
 //!      targets); secrets redacted.
 //!    - [`domain`]: strict row types ([`domain::TicketRecord`]), fetch outcomes, and the plain
-//!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys).
+//!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys;
+//!      [`domain::listing`]: content provenance and the trust verified in list rows).
 //!    - [`pace`]: the shared rate limiter and the retry backoff policy.
 //!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
 //! 2. The outside world:
 //!    - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
 //!      (requests, retries), [`feishu::error`] (the error policy table), [`feishu::wire`]
 //!      (lenient JSON types).
-//!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks).
+//!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks);
+//!      [`normalize::listed`]: a list row laid over stored content, compared with its detail.
 //!    - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
 //!      [`store::upsert`] (batched transactional writes) and [`store::children`] (a ticket's
 //!      child rows), [`store::history`] (versions, status transitions), [`store::discovery`]
 //!      (scan positions, change detection), [`store::events`] (event receipts),
+//!      [`store::listed`] (list rows written under a lock, their verification by details),
 //!      [`store::runs`] (`sync_runs`), [`store::sla`] (SLA results refreshed on write, the full
 //!      recompute after calendar or target edits, seeding `[sla]`).
 //! 3. The work:
-//!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark) and the
-//!      operator's known-ids query.
+//!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark; its `rows`
+//!      step stores each listed ticket's content at once) and the operator's known-ids query.
 //!    - [`sync`]: one cycle in named steps: [`sync::options`], the queue loop (`work`), a
 //!      ticket's steps (`detail`), the batched [`sync::writer`], [`sync::runs`] (worker id,
 //!      run records).
