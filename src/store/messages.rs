@@ -195,9 +195,11 @@ pub async fn ticket_changed(
         .execute(&mut **tx)
         .await?;
     // Roles decide next-reply clocks: recompute those of tickets with a conversation.
+    // Only once a calendar or target exists (see `store::sla::refresh_tickets`).
     sqlx::query(
         "SELECT refresh_ticket_sla(ARRAY(SELECT DISTINCT ticket_id FROM ticket_messages
-                                          WHERE ticket_id = ANY($1)))",
+                                          WHERE ticket_id = ANY($1)))
+         WHERE EXISTS (SELECT 1 FROM business_calendars) OR EXISTS (SELECT 1 FROM sla_targets)",
     )
     .bind(ticket_ids)
     .execute(&mut **tx)

@@ -32,7 +32,10 @@ pub enum Seeded {
     Written { calendars: usize, targets: usize },
 }
 
-/// Recomputes the SLA results and business times of `ticket_ids` (SQL `refresh_ticket_sla`).
+/// Recomputes the SLA results and business times of `ticket_ids` (SQL `refresh_ticket_sla`),
+/// once a calendar or a target exists: before that there is nothing to compute (otherwise a
+/// large part of a first install's write cost), and the full recompute that follows the first
+/// calendar or target fills every ticket in.
 pub async fn refresh_tickets(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
@@ -40,10 +43,13 @@ pub async fn refresh_tickets(
     if ticket_ids.is_empty() {
         return Ok(());
     }
-    sqlx::query("SELECT refresh_ticket_sla($1)")
-        .bind(ticket_ids)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "SELECT refresh_ticket_sla($1)
+         WHERE EXISTS (SELECT 1 FROM business_calendars) OR EXISTS (SELECT 1 FROM sla_targets)",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
