@@ -168,7 +168,12 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
     );
     let all_stored = async {
         for _ in 0..180 {
-            if db.count("SELECT count(*) FROM tickets").await == 80 {
+            // Details, not list rows (those are all there right after discovery).
+            if db
+                .count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+                .await
+                == 80
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
@@ -282,7 +287,12 @@ async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
 
     let all_stored = async {
         for _ in 0..120 {
-            if db.count("SELECT count(*) FROM tickets").await == 80 {
+            // Details, not list rows (those are all there right after discovery).
+            if db
+                .count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+                .await
+                == 80
+            {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
