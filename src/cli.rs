@@ -286,11 +286,7 @@ async fn subscribe_events(settings: &Settings) -> Result<(), CliError> {
 /// `status`: the report, as text or JSON; unhealthy is exit 1.
 async fn status(settings: &Settings, json: bool) -> Result<(), CliError> {
     let store = Store::connect(&settings.database).await?;
-    let migrated: Option<String> = sqlx::query_scalar("SELECT to_regclass('sync_runs')::text")
-        .fetch_one(store.pool())
-        .await
-        .context("reading the schema")?;
-    if migrated.is_none() {
+    if !store.is_migrated().await? {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "the database has no helpdesk-sync schema yet: run `helpdesk-sync migrate` (or start sync/run)"
         )));

@@ -160,35 +160,15 @@ async fn first_sync(
 
 /// What the database holds now, and where to look next.
 async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoError> {
-    let (tickets_stored, users, comments, messages): (i64, i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT count(*) FROM tickets), (SELECT count(*) FROM helpdesk_users),
-                (SELECT count(*) FROM ticket_comments), (SELECT count(*) FROM ticket_messages)",
-    )
-    .fetch_one(store.pool())
-    .await
-    .context("reading the summary")?;
-    let (conversations, one_touch, wait_minutes): (i64, Option<f64>, Option<f64>) = sqlx::query_as(
-        "SELECT count(*),
-                    (100.0 * count(*) FILTER (WHERE is_one_touch)
-                        / NULLIF(count(*) FILTER (WHERE touch_class IS NOT NULL), 0))::float8,
-                    percentile_cont(0.5) WITHIN GROUP (ORDER BY customer_wait_seconds) / 60
-             FROM ticket_reply_metrics",
-    )
-    .fetch_one(store.pool())
-    .await
-    .context("reading the reply metrics")?;
-    let sla: Vec<(String, i64, i64, i64)> = sqlx::query_as(
-        "SELECT target_id, count(*), count(*) FILTER (WHERE is_breached),
-                count(*) FILTER (WHERE is_active)
-         FROM ticket_sla GROUP BY target_id ORDER BY target_id",
-    )
-    .fetch_all(store.pool())
-    .await
-    .context("reading the SLA results")?;
-    let sla_lines: Vec<String> = sla
+    let summary = store.summary().await?;
+    let sla_lines: Vec<String> = summary
+        .sla
         .iter()
-        .map(|(target, clocks, breached, running)| {
-            format!("{target}: {clocks} tickets, {breached} breached, {running} still running")
+        .map(|t| {
+            format!(
+                "{}: {} tickets, {} breached, {} still running",
+                t.target_id, t.clocks, t.breached, t.running
+            )
         })
         .collect();
     println!(
@@ -197,9 +177,9 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
         sla_lines.join("\n  ")
     );
     println!(
-        "The database now holds {tickets_stored} tickets, {users} people, {comments} notes and \
-         {messages} conversation messages.\n\
-         Reply metrics from {conversations} conversations (ticket_reply_metrics): {} of the \
+        "The database now holds {} tickets, {} people, {} notes and \
+         {} conversation messages.\n\
+         Reply metrics from {} conversations (ticket_reply_metrics): {} of the \
          resolved ones one-touch, median customer wait {} min.\n\
          Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status_label, count(*), \
          percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_seconds) AS median_first_reply_s \
@@ -211,8 +191,17 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
          Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
          ticket_custom_fields, ticket_comments, ticket_messages, ticket_versions,\n\
          ticket_status_history, ticket_sync_state (the queue), event_receipts, sync_runs.",
-        one_touch.map_or_else(|| "none".to_owned(), |p| format!("{p:.0} %")),
-        wait_minutes.map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
+        summary.tickets,
+        summary.people,
+        summary.notes,
+        summary.messages,
+        summary.conversations,
+        summary
+            .one_touch_percent
+            .map_or_else(|| "none".to_owned(), |p| format!("{p:.0} %")),
+        summary
+            .median_customer_wait_minutes
+            .map_or_else(|| "-".to_owned(), |m| format!("{m:.1}")),
         DEMO_PSQL = psql_target(settings),
     );
     Ok(())

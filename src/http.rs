@@ -199,11 +199,7 @@ async fn metrics(State(state): State<HttpState>) -> Response {
 }
 
 async fn readyz(State(state): State<HttpState>) -> Response {
-    let db = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query("SELECT 1").execute(state.store.pool()),
-    )
-    .await;
+    let db = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
     if !matches!(db, Ok(Ok(_))) {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -4,12 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
-
 use crate::domain::{TicketId, TicketRecord};
 use crate::normalize::normalize_ticket;
 use crate::store::Store;
-use crate::store::upsert::write_records;
+use crate::store::raw::StoredRaw;
 
 /// What a reprocess run did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -32,26 +30,13 @@ pub async fn reprocess(
 ) -> anyhow::Result<ReprocessReport> {
     use futures::StreamExt;
     let started = Instant::now();
-    let total: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE $1::text IS NULL OR ticket_id = $1")
-            .bind(only.map(TicketId::as_str))
-            .fetch_one(store.pool())
-            .await?;
+    let only = only.map(TicketId::as_str);
+    let total = store.count_tickets(only).await?;
     // Id ranges, read ahead in key order without locks; each job then locks, reads and
     // rewrites its range in one transaction.
     let ranges = futures::stream::unfold(Some(String::new()), |after| async move {
         let after = after?;
-        let ids: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
-            "SELECT ticket_id FROM tickets
-             WHERE ticket_id > $1 AND ($2::text IS NULL OR ticket_id = $2)
-             ORDER BY ticket_id LIMIT $3",
-        )
-        .bind(&after)
-        .bind(only.map(TicketId::as_str))
-        .bind(batch_size as i64)
-        .fetch_all(store.pool())
-        .await;
-        match ids {
+        match store.ticket_ids_after(&after, only, batch_size).await {
             Ok(ids) if ids.is_empty() => None,
             Ok(ids) => {
                 let next = ids.last().cloned();
@@ -76,35 +61,25 @@ pub async fn reprocess(
     Ok(report)
 }
 
-/// One range: lock the rows, read their raw JSON, normalize, write, commit. Row locks keep a
-/// sync that stores newer content meanwhile from being overwritten with older content.
+/// One range: its raw JSON normalized again and written (see [`Store::rewrite_from_raw`]).
 /// Returns (tickets read, tickets that did not normalize).
 async fn rewrite(store: &Store, ids: Vec<String>) -> anyhow::Result<(u64, u64)> {
-    let mut tx = store.pool().begin().await?;
-    let rows: Vec<(String, String, DateTime<Utc>)> = sqlx::query_as(
-        "SELECT ticket_id, raw::text, fetched_at FROM tickets
-         WHERE ticket_id = ANY($1) ORDER BY ticket_id FOR UPDATE",
-    )
-    .bind(&ids)
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut records: Vec<TicketRecord> = Vec::with_capacity(rows.len());
-    let mut failed = 0;
-    for (ticket_id, raw, fetched_at) in &rows {
-        let normalized = TicketId::parse(ticket_id)
-            .map_err(|e| e.to_string())
-            .and_then(|id| normalize_ticket(&id, raw, *fetched_at).map_err(|e| e.to_string()));
-        match normalized {
-            Ok(n) => records.push(n.record),
-            Err(error) => {
-                failed += 1;
-                tracing::warn!(ticket_id = %ticket_id, error = %error, "stored raw JSON does not normalize; row left as it is");
-            }
+    let (read, written) = store.rewrite_from_raw(&ids, renormalize).await?;
+    Ok((read, read - written))
+}
+
+/// A stored ticket's record from its raw JSON; None (logged) when it does not normalize.
+fn renormalize(stored: &StoredRaw) -> Option<TicketRecord> {
+    let normalized = TicketId::parse(&stored.ticket_id)
+        .map_err(|e| e.to_string())
+        .and_then(|id| {
+            normalize_ticket(&id, &stored.raw, stored.fetched_at).map_err(|e| e.to_string())
+        });
+    match normalized {
+        Ok(n) => Some(n.record),
+        Err(error) => {
+            tracing::warn!(ticket_id = %stored.ticket_id, error = %error, "stored raw JSON does not normalize; row left as it is");
+            None
         }
     }
-    let refs: Vec<&TicketRecord> = records.iter().collect();
-    write_records(&mut tx, &refs, true).await?;
-    tx.commit().await?;
-    store.note_written(refs.len() as u64).await;
-    Ok((rows.len() as u64, failed))
 }

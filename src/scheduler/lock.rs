@@ -22,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::pace::SendLease;
 use crate::store::Store;
+use crate::store::lock::{self as sql, Fence};
 use crate::sync::worker_id;
 
 /// While another process holds the lock, check again this often.
@@ -50,8 +51,8 @@ pub struct HelpdeskLock {
 
 /// What one attempt to take the lock came to.
 enum Attempt {
-    /// The connection, the lock's key, its epoch, and when the last renewal was sent.
-    Taken(PgConnection, i64, i64, tokio::time::Instant),
+    /// The connection, the lock's key, its fence, and when the last renewal was sent.
+    Taken(PgConnection, i64, Fence, tokio::time::Instant),
     Busy,
 }
 
@@ -73,12 +74,12 @@ impl HelpdeskLock {
         let mut db_delay = Duration::from_secs(1);
         loop {
             let wait = match try_take(store, &mut conn, helpdesk_id, &mut waited).await {
-                Ok(Attempt::Taken(conn, key, epoch, renewed)) => {
+                Ok(Attempt::Taken(conn, key, fence, renewed)) => {
                     if waited {
                         tracing::info!(helpdesk_id, "obtained the helpdesk lock; syncing");
                     }
                     lease.renew_until(renewed + SEND_LEASE);
-                    let lock = Self::hold(store, lease.clone(), conn, key, helpdesk_id, epoch);
+                    let lock = Self::hold(store, lease.clone(), conn, key, fence);
                     return Ok(Some(lock));
                 }
                 Ok(Attempt::Busy) => {
@@ -126,20 +127,18 @@ impl HelpdeskLock {
         lease: SendLease,
         mut conn: PgConnection,
         key: i64,
-        helpdesk_id: &str,
-        epoch: i64,
+        fence: Fence,
     ) -> Self {
-        store.set_fence(Some((helpdesk_id.to_owned(), epoch)));
+        store.set_fence(Some(fence.clone()));
         let lost = CancellationToken::new();
         let release = CancellationToken::new();
         let (lost_tx, release_rx) = (lost.clone(), release.clone());
-        let helpdesk_id = helpdesk_id.to_owned();
         let renewal = tokio::spawn(async move {
             loop {
                 tokio::select! {
                     _ = release_rx.cancelled() => {
                         lease.revoke();
-                        let _ = tokio::time::timeout(RENEW_TIMEOUT, unlock(&mut conn, key, &helpdesk_id, epoch)).await;
+                        let _ = tokio::time::timeout(RENEW_TIMEOUT, sql::unlock(&mut conn, key, &fence)).await;
                         let _ = tokio::time::timeout(RENEW_TIMEOUT, conn.close()).await;
                         return;
                     }
@@ -147,8 +146,7 @@ impl HelpdeskLock {
                 }
                 let sent = tokio::time::Instant::now();
                 let renewed =
-                    tokio::time::timeout(RENEW_TIMEOUT, renew(&mut conn, &helpdesk_id, epoch))
-                        .await;
+                    tokio::time::timeout(RENEW_TIMEOUT, sql::renew(&mut conn, &fence)).await;
                 let why = match renewed {
                     Ok(Ok(true)) => {
                         lease.renew_until(sent + SEND_LEASE);
@@ -159,8 +157,8 @@ impl HelpdeskLock {
                     Err(_) => format!("no answer within {RENEW_TIMEOUT:?}"),
                 };
                 tracing::error!(
-                    helpdesk_id,
-                    epoch,
+                    helpdesk_id = fence.helpdesk_id,
+                    epoch = fence.epoch,
                     error = why,
                     "lost the helpdesk lock's session; stopping work until it is taken again"
                 );
@@ -196,28 +194,11 @@ async fn try_take(
                 .detach(),
         ),
     };
-    let key: i64 = sqlx::query_scalar("SELECT hashtextextended('helpdesk-sync:' || $1, 0)")
-        .bind(helpdesk_id)
-        .fetch_one(&mut *c)
-        .await?;
-    let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
-        .bind(key)
-        .fetch_one(&mut *c)
-        .await
-        .context("taking the helpdesk lock")?;
+    let key = sql::lock_key(c, helpdesk_id).await?;
+    let got = sql::try_advisory_lock(c, key).await?;
     if !got {
         if !*waited {
-            let holder: Option<String> = sqlx::query_scalar(
-                "SELECT a.client_addr::text || ' pid ' || a.pid FROM pg_locks l
-                 JOIN pg_stat_activity a USING (pid)
-                 WHERE l.locktype = 'advisory' AND l.granted
-                   AND ((l.classid::bigint << 32) | l.objid::bigint) = $1 LIMIT 1",
-            )
-            .bind(key)
-            .fetch_optional(&mut *c)
-            .await
-            .ok()
-            .flatten();
+            let holder = sql::lock_holder(c, key).await;
             tracing::warn!(
                 helpdesk_id,
                 holder = holder.as_deref().unwrap_or("unknown"),
@@ -228,81 +209,28 @@ async fn try_take(
         return Ok(Attempt::Busy);
     }
     let mut renewed = tokio::time::Instant::now();
-    let (epoch, wait_s, previous) = fence(c, helpdesk_id).await?;
-    if wait_s > 0.0 {
+    let fenced =
+        sql::raise_epoch(c, helpdesk_id, &worker_id(), TAKEOVER_WAIT.as_secs_f64()).await?;
+    let fence = Fence {
+        helpdesk_id: helpdesk_id.to_owned(),
+        epoch: fenced.epoch,
+    };
+    if fenced.wait_seconds > 0.0 {
         tracing::warn!(
             helpdesk_id,
-            previous_holder = previous.as_deref().unwrap_or("unknown"),
-            wait_ms = (wait_s * 1000.0) as u64,
+            previous_holder = fenced.previous_holder.as_deref().unwrap_or("unknown"),
+            wait_ms = (fenced.wait_seconds * 1000.0) as u64,
             "took the helpdesk lock from a holder that did not release it; waiting until it must have stopped"
         );
-        tokio::time::sleep(Duration::from_secs_f64(wait_s)).await;
+        tokio::time::sleep(Duration::from_secs_f64(fenced.wait_seconds)).await;
         renewed = tokio::time::Instant::now();
         // Our own lease must have survived the wait.
-        if !renew(c, helpdesk_id, epoch).await? {
+        if !sql::renew(c, &fence).await? {
             anyhow::bail!("the helpdesk lock was taken over while waiting for its previous holder");
         }
     }
     let Some(c) = conn.take() else {
         anyhow::bail!("the lock's connection vanished");
     };
-    Ok(Attempt::Taken(c, key, epoch, renewed))
-}
-
-/// Raises the epoch; returns it, the seconds to wait for the previous holder to stop, and
-/// who that was.
-async fn fence(
-    conn: &mut PgConnection,
-    helpdesk_id: &str,
-) -> anyhow::Result<(i64, f64, Option<String>)> {
-    let row: (i64, f64, Option<String>) = sqlx::query_as(
-        "WITH prev AS (SELECT holder, renewed_at FROM sync_lock WHERE helpdesk_id = $1)
-         INSERT INTO sync_lock AS l (helpdesk_id, epoch, holder)
-         VALUES ($1, 1, $2)
-         ON CONFLICT (helpdesk_id) DO UPDATE
-            SET epoch = l.epoch + 1, holder = EXCLUDED.holder, taken_at = now(), renewed_at = now()
-         RETURNING l.epoch,
-            COALESCE((SELECT GREATEST(0, EXTRACT(EPOCH FROM
-                        renewed_at + make_interval(secs => $3) - now()))::float8
-                      FROM prev WHERE holder IS NOT NULL AND holder <> $2), 0),
-            (SELECT holder FROM prev)",
-    )
-    .bind(helpdesk_id)
-    .bind(worker_id())
-    .bind(TAKEOVER_WAIT.as_secs_f64())
-    .fetch_one(conn)
-    .await
-    .context("fencing the helpdesk lock")?;
-    Ok(row)
-}
-
-/// Proves we still hold the lock: false when another process took it since.
-async fn renew(conn: &mut PgConnection, helpdesk_id: &str, epoch: i64) -> anyhow::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE sync_lock SET renewed_at = now() WHERE helpdesk_id = $1 AND epoch = $2",
-    )
-    .bind(helpdesk_id)
-    .bind(epoch)
-    .execute(conn)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-/// A clean release: the next holder need not wait.
-async fn unlock(
-    conn: &mut PgConnection,
-    key: i64,
-    helpdesk_id: &str,
-    epoch: i64,
-) -> anyhow::Result<()> {
-    sqlx::query("UPDATE sync_lock SET holder = NULL WHERE helpdesk_id = $1 AND epoch = $2")
-        .bind(helpdesk_id)
-        .bind(epoch)
-        .execute(&mut *conn)
-        .await?;
-    sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(key)
-        .execute(&mut *conn)
-        .await?;
-    Ok(())
+    Ok(Attempt::Taken(c, key, fence, renewed))
 }

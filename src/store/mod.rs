@@ -11,11 +11,14 @@ pub mod discovery;
 pub mod events;
 pub mod history;
 pub mod listed;
+pub mod lock;
 pub mod messages;
 pub mod queue;
+pub mod raw;
 pub mod reports;
 pub mod runs;
 pub mod sla;
+pub mod summary;
 pub mod upsert;
 
 use std::time::Duration;
@@ -34,10 +37,10 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 pub struct Store {
     pool: PgPool,
     growth: std::sync::Arc<GrowthWatch>,
-    /// The helpdesk lock's (helpdesk id, epoch) while this process holds it: claims are taken
-    /// only while that epoch is current (`sync_lock`), so a holder that lost its lock without
-    /// noticing yet cannot claim work beside the new one.
-    fence: std::sync::Arc<std::sync::Mutex<Option<(String, i64)>>>,
+    /// The helpdesk lock's fence while this process holds it: claims are taken only while its
+    /// epoch is current (`sync_lock`), so a holder that lost its lock without noticing yet
+    /// cannot claim work beside the new one.
+    fence: std::sync::Arc<std::sync::Mutex<Option<lock::Fence>>>,
 }
 
 /// Tickets written by this process, and the count at which statistics are refreshed next.
@@ -99,12 +102,12 @@ impl Store {
     }
 
     /// Set by the helpdesk lock when taken (every clone of this store shares it).
-    pub fn set_fence(&self, fence: Option<(String, i64)>) {
+    pub fn set_fence(&self, fence: Option<lock::Fence>) {
         *self.fence.lock().unwrap_or_else(|p| p.into_inner()) = fence;
     }
 
-    /// The helpdesk lock's (helpdesk id, epoch), when this process took it.
-    pub fn fence(&self) -> Option<(String, i64)> {
+    /// The helpdesk lock's fence, when this process took it.
+    pub fn fence(&self) -> Option<lock::Fence> {
         self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 

@@ -109,8 +109,8 @@ impl Store {
         .bind(lease.as_secs_f64())
         .bind(worker)
         .bind(super::events::PRIORITY_EVENT)
-        .bind(fence.as_ref().map(|f| f.0.as_str()))
-        .bind(fence.as_ref().map(|f| f.1))
+        .bind(fence.as_ref().map(|f| f.helpdesk_id.as_str()))
+        .bind(fence.as_ref().map(|f| f.epoch))
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;
