@@ -1,12 +1,12 @@
 //! helpdesk-sync keeps a PostgreSQL reporting copy of a Feishu (Lark) Helpdesk.
 //!
 //! # Layout
-//! Data flows one way: API → wire types → domain rows → Postgres. The rooms, in layers from the
-//! bottom; a room imports only from its own layer or below (`tests/structure` checks it):
+//! Data flows one way: API → wire types → domain rows → Postgres. The modules, in layers from the
+//! bottom; a module imports only from its own layer or below (`tests/structure` checks it):
 //!
 //! 1. Foundations, importing nothing above them:
 //!    - [`config`]: typed settings from `config.toml` + `HELPDESK_SYNC__*` env vars
-//!      ([`config`]'s `file`, `secret` and `values` rooms; `sla`: the `[sla]` calendars and
+//!      ([`config`]'s `file`, `secret` and `values` modules; `sla`: the `[sla]` calendars and
 //!      targets); secrets redacted.
 //!    - [`domain`]: strict row types ([`domain::TicketRecord`]), fetch outcomes, and the plain
 //!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys;
@@ -42,7 +42,7 @@
 //!    - [`http`]: `/metrics`, `/healthz`, `/readyz` and the event path for `run`.
 //!    - [`status`]: the `status` and `check` commands (operator's view).
 //!    - [`sim`]: the Feishu Helpdesk simulator used by `simulate`, `demo` and the tests.
-//! 5. The front doors:
+//! 5. The entry points:
 //!    - [`console`]: terminal progress bar and cycle summaries, shared by `cli` and `demo`.
 //!    - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
 //!      `reprocess`, `subscribe-events`, `simulate`, `demo`) and exit codes.

@@ -1,4 +1,4 @@
-//! What a cycle reports: plain counts that the sync produces and several rooms read (the run
+//! What a cycle reports: plain counts that the sync produces and several modules read (the run
 //! record in `store::runs`, the metrics, the terminal summary). No behaviour beyond adding up.
 
 use std::time::Duration;

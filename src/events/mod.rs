@@ -2,7 +2,7 @@
 //! check on the raw body, AES-256-CBC decryption, replay and duplicate rejection, and the
 //! ticket events that enqueue a ticket with top priority and wake the worker.
 //!
-//! Rooms: this file reads a delivery ([`verify_and_parse`], pure, unit-tested without a
+//! Modules: this file reads a delivery ([`verify_and_parse`], pure, unit-tested without a
 //! server); [`crypto`] holds the signature and the cipher (the simulator uses [`encrypt`] and
 //! [`signature`] to send events the way Feishu does); [`endpoint`] is the HTTP handler.
 

@@ -2,7 +2,7 @@
 //!
 //! The cycle is a sequence of named steps ([`run_cycle`]): begin (leftover claims, the writer),
 //! check the credentials, gather ids (the operator's query, list-API discovery), work the queue,
-//! finish (last batch, claims released, the report). The rooms:
+//! finish (last batch, claims released, the report). The modules:
 //! - [`options`]: the knobs, read from the config once.
 //! - [`work`]: the queue loop: claims as request slots free up, lane by lane, one job per
 //!   claim, the stop and grace period. The lanes are peers, each a step with claims of its
