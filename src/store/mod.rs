@@ -15,6 +15,7 @@ pub mod lock;
 pub mod messages;
 pub mod queue;
 pub mod raw;
+pub mod reporting;
 pub mod reports;
 pub mod runs;
 pub mod sla;
@@ -148,14 +149,61 @@ impl Store {
         }
     }
 
-    /// Applies pending migrations; safe to run concurrently (sqlx takes an advisory lock).
+    /// Applies pending migrations, then the reporting definitions that changed (all of them
+    /// when a migration ran); safe to run concurrently (both take an advisory lock).
     pub async fn migrate(&self) -> anyhow::Result<()> {
+        let before = self.applied_migrations().await?;
         MIGRATOR
             .run(&self.pool)
             .await
             .context("applying database migrations")?;
+        let migrated = self.applied_migrations().await? != before;
+        match self.apply_reporting_definitions(migrated).await {
+            Ok(done) if !done.applied.is_empty() => tracing::info!(
+                files = done.applied.join(", "),
+                reader_role = done.reader_granted,
+                "applied reporting definitions"
+            ),
+            Ok(_) => {}
+            // A dashboard query held a view longer than the lock timeout: the views stay as
+            // they were until the next migrate; syncing goes on.
+            Err(e) if is_lock_timeout(&e) => tracing::warn!(
+                error = format!("{e:#}"),
+                "reporting definitions not applied (a view is in use); trying again at the next start"
+            ),
+            Err(e) => return Err(e),
+        }
         Ok(())
     }
+
+    /// How many versioned migrations the database has applied (0 before the first).
+    async fn applied_migrations(&self) -> anyhow::Result<i64> {
+        let table: Option<String> =
+            sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+                .fetch_one(&self.pool)
+                .await
+                .context("reading the schema")?;
+        if table.is_none() {
+            return Ok(0);
+        }
+        Ok(
+            sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+}
+
+/// Whether an error is Postgres giving up waiting for a lock (`lock_timeout`, SQLSTATE 55P03).
+fn is_lock_timeout(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<sqlx::Error>()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.code())
+            .as_deref()
+            == Some("55P03")
+    })
 }
 
 /// `host:port/database` for messages.

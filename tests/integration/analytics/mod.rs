@@ -11,6 +11,7 @@ mod backlog;
 mod catalog;
 mod facts;
 mod history;
+mod reporting;
 mod sla;
 mod upgrade;
 

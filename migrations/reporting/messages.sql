@@ -1,0 +1,22 @@
+-- reporting.messages: one row per conversation message. Default time column: created_at.
+CREATE OR REPLACE VIEW reporting.messages AS
+SELECT
+    -- keys
+    m.ticket_id,
+    m.message_id,
+    m.chat_message_id,
+    m.sender_id,
+    -- times
+    m.created_at,
+    m.fetched_at,
+    -- labels
+    m.message_type,
+    m.sender_role,
+    m.sender_name,
+    m.content_text
+FROM public.ticket_messages m
+JOIN public.tickets t USING (ticket_id)
+WHERE t.deleted_at IS NULL;
+
+COMMENT ON VIEW reporting.messages IS 'One row per message of a ticket''s conversation (the customer, agents, the bot), its text without markup. Default time column: created_at. Deleted tickets left out; the raw JSON is not here.';
+SELECT reporting_copy_comments('reporting.messages', 'public.ticket_messages');

@@ -1,0 +1,20 @@
+-- reporting.notes: one row per internal note (comment) on a ticket. Default time column: created_at.
+CREATE OR REPLACE VIEW reporting.notes AS
+SELECT
+    -- keys
+    n.ticket_id,
+    n.note_id::text AS note_id,
+    n.author_id::text AS author_id,
+    -- times
+    n.created_at,
+    -- labels
+    n.ordinal,
+    n.author_name,
+    n.author_avatar_url,
+    n.content
+FROM public.ticket_notes n;
+
+COMMENT ON VIEW reporting.notes IS 'One row per internal note on a ticket. Default time column: created_at. Ids are text (above 2^53 a number would be rounded by a browser).';
+COMMENT ON COLUMN reporting.notes.note_id IS 'The note''s id (decimal text).';
+COMMENT ON COLUMN reporting.notes.author_id IS 'The author''s numeric Feishu id as decimal text (not an open_id: it does not join reporting.people).';
+SELECT reporting_copy_comments('reporting.notes', 'public.ticket_notes');
