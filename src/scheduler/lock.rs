@@ -209,8 +209,7 @@ async fn try_take(
         return Ok(Attempt::Busy);
     }
     let mut renewed = tokio::time::Instant::now();
-    let fenced =
-        sql::raise_epoch(c, helpdesk_id, &worker_id(), TAKEOVER_WAIT.as_secs_f64()).await?;
+    let fenced = sql::raise_epoch(c, helpdesk_id, worker_id(), TAKEOVER_WAIT.as_secs_f64()).await?;
     let fence = Fence {
         helpdesk_id: helpdesk_id.to_owned(),
         epoch: fenced.epoch,
