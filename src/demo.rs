@@ -50,7 +50,7 @@ minutes = 960
 pub enum DemoError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    #[error("{}", crate::telemetry::ErrorChain(.0))]
     Runtime(#[from] anyhow::Error),
 }
 
