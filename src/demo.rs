@@ -136,7 +136,7 @@ fn leave_config(settings: &Settings) {
     let written = ours && std::fs::write(path, &text).is_ok();
     if written {
         println!(
-            "Config for this demo: ./{DEMO_CONFIG_FILE}\n  helpdesk-sync --config {DEMO_CONFIG_FILE} status\n  \
+            "\nConfig for this demo: ./{DEMO_CONFIG_FILE}\n  helpdesk-sync --config {DEMO_CONFIG_FILE} status\n  \
              helpdesk-sync simulate &   # then: helpdesk-sync --config {DEMO_CONFIG_FILE} check"
         );
     } else {
