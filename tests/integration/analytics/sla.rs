@@ -1102,3 +1102,214 @@ async fn the_documented_setup_block_works() {
     assert_eq!(seconds, Some(8 * H));
     assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
 }
+
+/// Calendars at the edges (issue 22), made in SQL as an analyst would: intervals and a partial
+/// holiday that daylight saving turns inside out, 24/7 and a night calendar at both ends of
+/// the covered range, Chatham (+13:45).
+const EDGE_CALENDARS: &str = "
+    INSERT INTO business_calendars (calendar_id, timezone) VALUES
+        ('ny_gap', 'America/New_York'), ('syd_gap', 'Australia/Sydney'),
+        ('ny_all', 'America/New_York'), ('ny_night', 'America/New_York'),
+        ('chatham', 'Pacific/Chatham'), ('office', 'America/New_York');
+    INSERT INTO business_hours (calendar_id, weekday, opens_at, closes_at) VALUES
+        ('ny_gap', 7, '02:30', '03:00'), ('syd_gap', 7, '02:45', '03:15');
+    INSERT INTO business_hours (calendar_id, weekday, opens_at, closes_at)
+    SELECT 'ny_all', d, '00:00'::time, '24:00'::time FROM generate_series(1, 7) d
+    UNION ALL SELECT 'chatham', d, '00:00', '24:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'ny_night', d, '22:00', '06:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'office', d, '09:00', '17:00' FROM generate_series(1, 5) d;
+    INSERT INTO business_holidays (calendar_id, holiday_date, closed_from, closed_until, name)
+    VALUES ('ny_all', '2026-03-08', '02:30', '03:00', 'in the skipped hour');
+";
+
+async fn due_seconds(
+    pool: &PgPool,
+    start: &str,
+    seconds: f64,
+    calendar: &str,
+) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT business_time_add($1, $2, $3)")
+        .bind(utc(start))
+        .bind(seconds)
+        .bind(calendar)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn business_time_at_its_edges_matches_hand_computed_values() {
+    let db = TestDb::new().await;
+    helpdesk_sync::store::MIGRATOR.run(&db.pool).await.unwrap();
+    // Before: refused whole, "range lower bound must be less than or equal to range upper
+    // bound" (02:30 on the spring-forward night reads as 03:30 EDT, after the 03:00 close).
+    sqlx::raw_sql(EDGE_CALENDARS)
+        .execute(&db.pool)
+        .await
+        .expect("calendars daylight saving turns inside out are accepted");
+    let p = &db.pool;
+    let bs = |a: &'static str, b: &'static str, c: &'static str| business_seconds(p, a, b, c);
+
+    // New York, Sunday 02:30-03:00: two weeks hold the Sundays 2026-03-01 (30 min) and
+    // 2026-03-08, the spring-forward day, whose 02:30-03:00 does not exist: no business time.
+    assert_eq!(
+        bs(
+            "2026-03-01T00:00:00-05:00",
+            "2026-03-15T00:00:00-04:00",
+            "ny_gap"
+        )
+        .await,
+        Some(1800)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-08T00:00:00-05:00",
+            "2026-03-09T00:00:00-04:00",
+            "ny_gap"
+        )
+        .await,
+        Some(0)
+    );
+    // Due times wait over the empty Sunday: 30 min from after the 03-01 close is the next
+    // Sunday that has the interval, 2026-03-15 02:30-03:00 EDT.
+    assert_eq!(
+        due(p, "2026-03-01T04:00:00-05:00", 30, "ny_gap").await,
+        Some(utc("2026-03-15T03:00:00-04:00"))
+    );
+    // Sydney, Sunday 02:45-03:15: clocks go 02:00 AEST -> 03:00 AEDT on Sunday 2026-10-04;
+    // 09-27 counts 30 min, 10-04 none.
+    assert_eq!(
+        bs(
+            "2026-09-27T00:00:00+10:00",
+            "2026-10-11T00:00:00+11:00",
+            "syd_gap"
+        )
+        .await,
+        Some(1800)
+    );
+    // 24/7 New York with a holiday 02:30-03:00 on 2026-03-08 (times that do not exist): it
+    // closes nothing; Saturday (24 h) and Sunday (23 h).
+    assert_eq!(
+        bs(
+            "2026-03-07T00:00:00-05:00",
+            "2026-03-09T00:00:00-04:00",
+            "ny_all"
+        )
+        .await,
+        Some(47 * H)
+    );
+
+    // The covered range is local dates 2010-01-01 .. 2050-12-31 in each calendar's zone.
+    // Before: NULL before 2010-01-02 00:00 UTC and from 2050-12-30 00:00 UTC.
+    assert_eq!(
+        bs(
+            "2010-01-01T12:00:00-05:00",
+            "2010-01-01T13:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00-05:00",
+            "2010-01-01T01:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T22:00:00-05:00",
+            "2051-01-01T00:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // One second outside, at either end: NULL, never a partial count.
+    assert_eq!(
+        bs(
+            "2009-12-31T23:59:59-05:00",
+            "2010-01-01T01:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T23:00:00-05:00",
+            "2051-01-01T00:00:01-05:00",
+            "ny_all"
+        )
+        .await,
+        None
+    );
+    // The night that opened on 2009-12-31 22:00 is open on 2010-01-01 until 06:00: 6 h.
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00-05:00",
+            "2010-01-01T08:00:00-05:00",
+            "ny_night"
+        )
+        .await,
+        Some(6 * H)
+    );
+    // Chatham (+13:45 in summer): 2010-01-02 10:00 plus one hour; its first and last local
+    // hours.
+    assert_eq!(
+        due(p, "2010-01-02T10:00:00+13:45", 60, "chatham").await,
+        Some(utc("2010-01-02T11:00:00+13:45"))
+    );
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00+13:45",
+            "2010-01-01T01:00:00+13:45",
+            "chatham"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T23:00:00+13:45",
+            "2050-12-31T23:30:00+13:45",
+            "chatham"
+        )
+        .await,
+        Some(1800)
+    );
+
+    // business_time_add with 0 and negative seconds (office: 09:00-17:00 on weekdays).
+    // From inside hours, 0 is the start itself.
+    assert_eq!(
+        due_seconds(p, "2026-03-10T10:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-10T10:00:00-04:00"))
+    );
+    // From outside hours, 0 waits for the opening, as 60 s waits for the opening and one
+    // minute: Saturday -> Monday 09:00; the close itself (17:00) is outside hours.
+    assert_eq!(
+        due_seconds(p, "2026-03-14T10:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-16T09:00:00-04:00"))
+    );
+    assert_eq!(
+        due_seconds(p, "2026-03-14T10:00:00-04:00", 60.0, "office").await,
+        Some(utc("2026-03-16T09:01:00-04:00"))
+    );
+    assert_eq!(
+        due_seconds(p, "2026-03-10T17:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-11T09:00:00-04:00"))
+    );
+    // ... while a target that runs out at the close is due at the close.
+    assert_eq!(
+        due_seconds(p, "2026-03-10T16:00:00-04:00", 3600.0, "office").await,
+        Some(utc("2026-03-10T17:00:00-04:00"))
+    );
+    // Negative seconds are not a due time: NULL (before: the start itself).
+    assert_eq!(
+        due_seconds(p, "2026-03-10T10:00:00-04:00", -60.0, "office").await,
+        None
+    );
+}
