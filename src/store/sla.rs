@@ -258,7 +258,9 @@ impl Store {
         tx.commit().await.map_err(anyhow::Error::from)?;
         // The daemon's cycle applies it when this cannot now.
         if let SlaRefresh::Postponed = self.refresh_sla().await? {
-            tracing::warn!("SLA results of the seeded [sla] not applied now (a lock is held); a later cycle applies them");
+            tracing::warn!(
+                "SLA results of the seeded [sla] not applied now (a lock is held); a later cycle applies them"
+            );
         }
         Ok(Seeded::Written {
             calendars: written.calendars,
