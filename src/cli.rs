@@ -275,12 +275,14 @@ async fn migrate(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Seeds `[sla]` (calendars, targets) into its tables; a value the database refuses (an
-/// unknown time zone, a calendar no one defined) is a configuration error naming its key.
+/// Seeds `[sla]` (calendars, targets) into its tables; an unknown time zone or a calendar no
+/// one defined is a configuration error naming its key. Nothing else stops the command: a row
+/// the database refuses is logged by name, a held lock postpones seeding to the next start.
 async fn seed_sla(store: &Store, settings: &Settings) -> Result<(), CliError> {
     store
         .apply_sla_settings(&settings.sla)
         .await
+        .map(|_| ())
         .map_err(config_or_runtime)
 }
 

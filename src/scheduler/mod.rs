@@ -44,7 +44,9 @@ pub async fn run_daemon(
     let Some(store) = connect_with_retry(settings, &shutdown).await? else {
         return Ok(());
     };
-    store.apply_sla_settings(&settings.sla).await?;
+    if !store.apply_sla_settings(&settings.sla).await? {
+        crate::store::sla::retry_sla_seeding(store.clone(), settings.sla.clone(), shutdown.clone());
+    }
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
