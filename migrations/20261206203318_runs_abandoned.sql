@@ -1,0 +1,6 @@
+-- Runs left `running` by a worker that died (SIGKILL, crash) or lost the database as it ended
+-- are closed by the next worker holding the helpdesk lock: outcome `abandoned`, with a reason.
+ALTER TABLE sync_runs DROP CONSTRAINT sync_runs_outcome_check;
+ALTER TABLE sync_runs ADD CONSTRAINT sync_runs_outcome_check
+    CHECK (outcome IN ('running', 'ok', 'interrupted', 'stalled', 'fatal', 'failed', 'abandoned'));
+COMMENT ON COLUMN sync_runs.outcome IS 'running, ok, interrupted (shutdown), stalled (no progress), fatal (credentials rejected), failed (database error), abandoned (its worker ended without completing it; closed by the next run, reason in error).';
