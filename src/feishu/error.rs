@@ -534,6 +534,36 @@ mod tests {
     }
 
     #[test]
+    fn errors_keep_no_secret_in_use_nor_token_shaped_values() {
+        // A msg echoing the request: classify already drops token-shaped values…
+        let echoed = "bad (Authorization: Bearer t-g1044ghJXYZab12cdEF; X-Lark-Helpdesk-Authorization: \
+                      NjYy+/Mzw6c2hvcnQ=; secret: plainsecret)";
+        let e = classify(400, Some(1234), echoed, None).unwrap();
+        assert!(!e.to_string().contains("g1044gh"), "{e}");
+        // …and the exact secrets go too, wherever they stand (a base64 value is cut by `+`
+        // and `/` into pieces too short to look like tokens).
+        let e = e.redacted(&["NjYy+/Mzw6c2hvcnQ=", "plainsecret", "abc"]);
+        let text = e.to_string();
+        for gone in ["NjYy", "Mzw6", "plainsecret"] {
+            assert!(!text.contains(gone), "{text}");
+        }
+        assert!(
+            text.contains("code 1234") && text.contains("[REDACTED]"),
+            "{text}"
+        );
+        // Too short to search for: left alone, the rest stays readable.
+        assert_eq!(
+            redact("ticket 6626871355780366331 abc", &["abc"]),
+            "ticket 6626871355780366331 abc"
+        );
+        let t = ApiError::Transport {
+            detail: "sent plainsecret".into(),
+        }
+        .redacted(&["plainsecret"]);
+        assert_eq!(t.to_string(), "request failed: sent [REDACTED]");
+    }
+
+    #[test]
     fn messages_name_the_keys_to_check() {
         let e = classify(401, Some(CODE_UNAUTHORIZED), "Unauthorized", None).unwrap();
         assert!(e.to_string().contains("feishu.helpdesk_token"));

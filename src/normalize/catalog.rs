@@ -235,6 +235,32 @@ mod tests {
     }
 
     #[test]
+    fn nesting_is_capped_outside_strings_only() {
+        let (same, cut) = cap_json_depth(r#"{"a":[1,{"b":"[[[{"}]}"#, 3);
+        assert!(!cut);
+        assert_eq!(same, r#"{"a":[1,{"b":"[[[{"}]}"#);
+        let (capped, cut) = cap_json_depth(r#"{"a":[1,{"b":[[2]],"c":"]\"}"}],"d":{}}"#, 2);
+        assert!(cut);
+        assert_eq!(capped, r#"{"a":[1,null],"d":{}}"#);
+        serde_json::from_str::<serde_json::Value>(&capped).unwrap();
+    }
+
+    #[test]
+    fn a_200_level_option_tree_keeps_its_field_and_three_levels() {
+        let mut children = "[]".to_owned();
+        for level in (1..=200).rev() {
+            children = format!(r#"[{{"tag":"l{level}","children":{children}}}]"#);
+        }
+        let raw = format!(
+            r#"{{"ticket_customized_field_id":"1","dropdown_options":{{"children":{children}}}}}"#
+        );
+        let n = normalize_catalog_field(&raw).unwrap();
+        assert_eq!(n.field.options.len(), 3);
+        assert_eq!(n.warnings.len(), 2, "{:?}", n.warnings);
+        serde_json::from_str::<serde_json::Value>(&n.field.raw).unwrap();
+    }
+
+    #[test]
     fn an_item_without_id_or_object_is_refused() {
         assert_eq!(
             normalize_catalog_field(r#"{"key_name": "x"}"#),
