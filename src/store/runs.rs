@@ -83,7 +83,7 @@ impl Store {
                 tickets_invalid = $10, tickets_failed = $11, list_requests = $12,
                 detail_requests = $13, token_requests = $14, rate_limited = $15, retries = $16,
                 catalog_requests = $17, message_requests = $18, tickets_messages_synced = $19,
-                tickets_messages_failed = $20
+                tickets_messages_failed = $20, tickets_older_skipped = $21
              WHERE run_id = $1 AND outcome IN ('running', 'abandoned')",
         )
         .bind(run_id)
@@ -106,6 +106,7 @@ impl Store {
         .bind(n(a.message_requests))
         .bind(n(w.messages_synced))
         .bind(n(w.messages_failed))
+        .bind(n(w.older_skipped))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -448,4 +448,17 @@ async fn the_summary_counts_answers_older_than_stored() {
         )),
         "{summary}"
     );
+    assert_eq!(
+        db.count(
+            "SELECT tickets_older_skipped + tickets_unchanged FROM sync_runs
+             ORDER BY run_id DESC LIMIT 1"
+        )
+        .await,
+        12
+    );
+    assert_eq!(
+        db.count("SELECT tickets_older_skipped FROM sync_runs ORDER BY run_id DESC LIMIT 1")
+            .await,
+        dated
+    );
 }
