@@ -70,6 +70,13 @@ pub struct SimConfig {
     pub message_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
+    /// Every error answer (JSON with a non-zero `code`, on any endpoint) echoes what it was
+    /// sent in its `msg`: the `Authorization` and `X-Lark-Helpdesk-Authorization` headers and
+    /// the request body (the token request's app secret), as a careless gateway does.
+    pub echo_auth_in_errors: bool,
+    /// The catalog's last page says `has_more` with a token back to the first page's offset
+    /// (`pt-0`): its page tokens loop forever.
+    pub catalog_loops: bool,
 }
 
 impl Default for SimConfig {
@@ -96,6 +103,8 @@ impl Default for SimConfig {
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
+            echo_auth_in_errors: false,
+            catalog_loops: false,
         }
     }
 }
@@ -932,6 +941,9 @@ async fn catalog_response(
     let mut data = json!({"has_more": has_more, "items": page});
     if has_more {
         data["next_page_token"] = json!(format!("pt-{end}"));
+    } else if state.config.catalog_loops && start > 0 {
+        data["has_more"] = json!(true);
+        data["next_page_token"] = json!("pt-0");
     }
     axum::Json(json!({"code": 0, "msg": "success", "data": data})).into_response()
 }
@@ -951,7 +963,67 @@ pub fn router(state: Arc<SimState>) -> Router {
             crate::feishu::client::EVENTS_SUBSCRIBE_PATH,
             post(events::subscribe),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            echo_auth_in_errors,
+        ))
         .with_state(state)
+}
+
+/// [`SimConfig::echo_auth_in_errors`]: an error answer's `msg` quotes the request's auth
+/// headers and body.
+async fn echo_auth_in_errors(
+    State(state): State<Arc<SimState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.config.echo_auth_in_errors {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let echoed_headers = format!(
+        "Authorization: {}; X-Lark-Helpdesk-Authorization: {}",
+        header("authorization"),
+        header("x-lark-helpdesk-authorization")
+    );
+    let Ok(sent) = axum::body::to_bytes(body, 1 << 20).await else {
+        return api_error(StatusCode::BAD_REQUEST, 9499, "Bad Request");
+    };
+    let echo = format!("{echoed_headers}; body: {}", String::from_utf8_lossy(&sent));
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, Body::from(sent)))
+        .await;
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return api_error(StatusCode::BAD_GATEWAY, 155000, "echo failed");
+    };
+    let mut value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    if value["code"].as_i64().is_none_or(|c| c == 0) {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let msg = value["msg"].as_str().unwrap_or("").to_owned();
+    value["msg"] = json!(format!("{msg} (request was: {echo})"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
 }
 
 /// A running simulator; stops when dropped.

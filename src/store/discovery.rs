@@ -80,7 +80,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records the backfill's range and how far it got.
+    /// Records the backfill's range and how far it got. `changed_at` (what the
+    /// `discovery_stuck` rule measures) moves only when the position, the range or completion
+    /// does: a backfill that restarts every run from the same place is not progress.
     pub async fn save_backfill(
         &self,
         helpdesk_id: &str,
@@ -96,7 +98,13 @@ impl Store {
              ON CONFLICT (helpdesk_id, scan) DO UPDATE
                 SET scanned_until = EXCLUDED.scanned_until, range_start = EXCLUDED.range_start,
                     range_end = EXCLUDED.range_end, completed = EXCLUDED.completed,
-                    changed_at = now()",
+                    changed_at = CASE
+                        WHEN (discovery_state.scanned_until, discovery_state.range_start,
+                              discovery_state.range_end, discovery_state.completed)
+                             IS NOT DISTINCT FROM
+                             (EXCLUDED.scanned_until, EXCLUDED.range_start,
+                              EXCLUDED.range_end, EXCLUDED.completed)
+                        THEN discovery_state.changed_at ELSE now() END",
         )
         .bind(helpdesk_id)
         .bind(scanned_until)
