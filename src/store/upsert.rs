@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
@@ -29,6 +30,17 @@ pub struct FailureDelay {
 }
 
 impl Store {
+    /// When the earliest read-after-write re-fetch ([`LAG_REFETCHES`]) is due, if one is
+    /// waiting: the daemon wakes for it instead of waiting for its next tick.
+    pub async fn next_lag_refetch_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_due_at) FROM ticket_sync_state
+             WHERE lag_refetches > 0 AND next_due_at < 'infinity'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Writes a batch atomically: ticket rows, child rows and queue state, then the
     /// conversations fetched (after their tickets, which they belong to).
     pub async fn write_batch(
