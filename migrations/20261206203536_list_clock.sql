@@ -32,3 +32,8 @@ COMMENT ON FUNCTION list_clock_offset_ms() IS 'The list''s clock offset in milli
 -- The daemon wakes for the earliest read-after-write re-fetch: found without a scan.
 CREATE INDEX ticket_sync_state_lag_due_idx ON ticket_sync_state (next_due_at)
     WHERE lag_refetches > 0;
+
+-- What "the same version" means now that clocks may differ.
+COMMENT ON COLUMN ticket_versions.content_source IS '''list'' for a version recorded from a list row; the detail that replaces the row replaces it in place (whatever its updated_at: the list''s clock may differ), or drops it when the detail shows the version before it again.';
+COMMENT ON COLUMN ticket_status_history.content_source IS '''list'' for a transition recorded from a list row; the detail that replaces the row confirms it (same status, same updated_at) or replaces it.';
+COMMENT ON TABLE list_field_agreement IS 'Self-verification of list rows: per top-level ticket field, how often the list row agreed with the detail of the same version (the same updated_at once the list''s clock offset, list_clock_offset_ms(), is taken off; tags are never compared: lists do not carry them). trusted = false once the field differed: it is no longer taken from list rows (persisted). missing counts details that had the field while the list row did not (such a field is never taken from list rows either).';
