@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub list_rows_alter: Vec<String>,
     /// What list answers say in `total` (the real count, or a lie).
     pub list_total: ListTotal,
+    /// List rows show `updated_at` this many milliseconds after the detail's (negative:
+    /// before): the list's clock differs from the detail's. `-1` (never updated) stays `-1`.
+    pub list_updated_at_ahead_ms: i64,
     /// Text replacements made in every list answer's body as sent (e.g. a marker into a lone
     /// `\ud83d` surrogate escape, which no JSON value can hold).
     pub list_body_replace: Vec<(String, String)>,
@@ -98,6 +101,7 @@ impl Default for SimConfig {
             list_rows_drop: Vec::new(),
             list_rows_alter: Vec::new(),
             list_total: ListTotal::Actual,
+            list_updated_at_ahead_ms: 0,
             list_body_replace: Vec::new(),
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
@@ -223,6 +227,8 @@ pub struct SimState {
     tokens: Mutex<HashMap<String, Instant>>,
     issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// Tickets whose detail answers 404/154004 while the list still shows them.
+    detail_gone: Mutex<HashSet<String>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
     token_faults: Mutex<VecDeque<Fault>>,
@@ -259,6 +265,7 @@ impl SimState {
             tokens: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
+            detail_gone: Mutex::new(HashSet::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
@@ -308,6 +315,17 @@ impl SimState {
     /// Deletes a ticket: its detail answers 404/154004 from now on.
     pub fn delete_ticket(&self, id: &str) {
         lock(&self.tickets).remove(id);
+    }
+
+    /// Deletes a ticket from the detail endpoint only: its detail answers 404/154004 from now
+    /// on while the list still shows it (a list index that lags deletions).
+    pub fn delete_detail_only(&self, id: &str) {
+        lock(&self.detail_gone).insert(id.to_owned());
+    }
+
+    /// The detail endpoint answers `id` again (after [`Self::delete_detail_only`]).
+    pub fn restore_detail(&self, id: &str) {
+        lock(&self.detail_gone).remove(id);
     }
 
     /// Queues faults for the next detail requests of `id`.
@@ -696,7 +714,8 @@ async fn detail_response(
             "Bad request, please check your request body",
         );
     }
-    match state.ticket(id) {
+    let gone = lock(&state.detail_gone).contains(id);
+    match state.ticket(id).filter(|_| !gone) {
         Some(ticket) => {
             axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
                 .into_response()
@@ -842,7 +861,8 @@ async fn list_response(
 
 impl SimState {
     /// A ticket as the list shows it: every field of the detail but `tags` (as the list's docs
-    /// say), with the configured quirks (fields dropped or altered) for self-verification tests.
+    /// say), with the configured quirks (fields dropped or altered, a clock ahead) for
+    /// self-verification tests.
     fn as_list_row(&self, ticket: &Value) -> Value {
         let mut row = ticket.clone();
         if let Some(o) = row.as_object_mut() {
@@ -854,6 +874,13 @@ impl SimState {
                 if let Some(v) = o.get_mut(field) {
                     *v = altered(v);
                 }
+            }
+            let ahead = self.config.list_updated_at_ahead_ms;
+            if ahead != 0
+                && let Some(updated) = o.get("updated_at").and_then(Value::as_i64)
+                && updated > 0
+            {
+                o.insert("updated_at".into(), json!(updated + ahead));
             }
         }
         row
