@@ -16,9 +16,10 @@ COMMENT ON COLUMN sql_definitions.name IS 'File name under migrations/reporting/
 COMMENT ON COLUMN sql_definitions.sha256 IS 'SHA-256 of the file text as applied.';
 COMMENT ON COLUMN sql_definitions.applied_at IS 'When it was last applied.';
 
--- Copies the comments of same-named columns from a source relation to a reporting view, for
--- the columns that have none yet: a column keeps one definition, written once where it is
--- computed. Columns renamed or added in the view get their own COMMENT in its file.
+-- Copies the comments of same-named columns from a source relation to a reporting view: a
+-- column keeps one definition, written once where it is computed (and copied again whenever
+-- the definitions are applied, so an edit there reaches the view). Columns renamed, added or
+-- meaning something else in the view get their own COMMENT in its file, after this call.
 CREATE FUNCTION reporting_copy_comments(target regclass, source regclass) RETURNS integer
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -31,8 +32,8 @@ BEGIN
         JOIN pg_attribute s ON s.attrelid = source AND s.attname = t.attname
                            AND s.attnum > 0 AND NOT s.attisdropped
         WHERE t.attrelid = target AND t.attnum > 0 AND NOT t.attisdropped
-          AND col_description(target, t.attnum) IS NULL
           AND col_description(source, s.attnum) IS NOT NULL
+          AND col_description(target, t.attnum) IS DISTINCT FROM col_description(source, s.attnum)
     LOOP
         EXECUTE format('COMMENT ON COLUMN %s.%I IS %L', target, col.attname, col.description);
         copied := copied + 1;
@@ -40,7 +41,7 @@ BEGIN
     RETURN copied;
 END
 $$;
-COMMENT ON FUNCTION reporting_copy_comments(regclass, regclass) IS 'Used by the reporting definitions: copies column comments from the view a reporting view reads, for columns without one.';
+COMMENT ON FUNCTION reporting_copy_comments(regclass, regclass) IS 'Used by the reporting definitions: copies column comments from the view a reporting view reads (same-named columns).';
 
 -- The read-only role for BI tools: USAGE on reporting and SELECT on its views, nothing else
 -- (granted again after every apply of the definitions). Roles belong to the whole cluster, and

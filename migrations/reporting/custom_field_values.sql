@@ -22,5 +22,5 @@ FROM public.ticket_custom_field_values v
 JOIN public.ticket_facts f USING (ticket_id);
 
 COMMENT ON VIEW reporting.custom_field_values IS 'One row per custom field value of a ticket, labelled from the catalog. Default time column: ticket_created_at (a value has no time of its own). Deleted tickets left out.';
-COMMENT ON COLUMN reporting.custom_field_values.ticket_created_at IS 'When the ticket was created (the default time column).';
 SELECT reporting_copy_comments('reporting.custom_field_values', 'public.ticket_custom_field_values');
+COMMENT ON COLUMN reporting.custom_field_values.ticket_created_at IS 'When the ticket was created (the default time column).';

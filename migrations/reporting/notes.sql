@@ -15,6 +15,6 @@ SELECT
 FROM public.ticket_notes n;
 
 COMMENT ON VIEW reporting.notes IS 'One row per internal note on a ticket. Default time column: created_at. Ids are text (above 2^53 a number would be rounded by a browser).';
+SELECT reporting_copy_comments('reporting.notes', 'public.ticket_notes');
 COMMENT ON COLUMN reporting.notes.note_id IS 'The note''s id (decimal text).';
 COMMENT ON COLUMN reporting.notes.author_id IS 'The author''s numeric Feishu id as decimal text (not an open_id: it does not join reporting.people).';
-SELECT reporting_copy_comments('reporting.notes', 'public.ticket_notes');

@@ -32,5 +32,5 @@ FROM public.ticket_reply_metrics r
 JOIN public.ticket_facts f USING (ticket_id);
 
 COMMENT ON VIEW reporting.replies IS 'Per ticket whose conversation was read: replies, touches and customer wait from its messages. Default time column: ticket_created_at (messages_fetched_at is sync bookkeeping). Deleted tickets left out.';
-COMMENT ON COLUMN reporting.replies.ticket_created_at IS 'When the ticket was created (the default time column).';
 SELECT reporting_copy_comments('reporting.replies', 'public.ticket_reply_metrics');
+COMMENT ON COLUMN reporting.replies.ticket_created_at IS 'When the ticket was created (the default time column).';

@@ -72,5 +72,5 @@ FROM public.ticket_facts f
 LEFT JOIN public.ticket_provenance p USING (ticket_id);
 
 COMMENT ON VIEW reporting.tickets IS 'One row per ticket, labels joined; deleted tickets left out. Default time column: created_at (closed_at for resolution charts). Ids are text. Columns: keys, times, labels, measures; the deprecated aliases of public.ticket_facts are not here.';
-SELECT reporting_copy_comments('reporting.tickets', 'public.ticket_facts');
 SELECT reporting_copy_comments('reporting.tickets', 'public.ticket_provenance');
+SELECT reporting_copy_comments('reporting.tickets', 'public.ticket_facts');

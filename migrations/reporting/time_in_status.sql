@@ -20,5 +20,5 @@ FROM public.ticket_time_in_status t
 JOIN public.ticket_facts f USING (ticket_id);
 
 COMMENT ON VIEW reporting.time_in_status IS 'Per ticket and status: seconds spent there over every stay, and how often it was entered. Default time column: ticket_created_at (the ticket''s creation: a sum over stays has no time of its own). Deleted tickets left out.';
-COMMENT ON COLUMN reporting.time_in_status.ticket_created_at IS 'When the ticket was created (the default time column).';
 SELECT reporting_copy_comments('reporting.time_in_status', 'public.ticket_time_in_status');
+COMMENT ON COLUMN reporting.time_in_status.ticket_created_at IS 'When the ticket was created (the default time column).';
