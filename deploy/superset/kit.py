@@ -2,6 +2,9 @@
 
   kit.py bundle OUT.zip [SQLALCHEMY_URI]   zip deploy/superset/helpdesk_overview/ into an importable
                                             bundle; with a URI, it replaces the database placeholder
+  kit.py import BASE_URL ZIP DB_PASSWORD     import a bundle through the REST API, as Superset's
+                                            "Import dashboard" dialog does (the password of the
+                                            masked database URI given separately)
   kit.py reader-role ADMIN_URL ROLE PASSWORD  (re)create a login role IN ROLE helpdesk_sync_reader
   kit.py browser BASE_URL READER_URL OUT_DIR  log in with headless Chromium, check every chart of
                                             "Helpdesk overview" renders, then the author_id filter
@@ -56,6 +59,43 @@ def bundle(out, uri=None):
                 z.writestr(rel, text)
     with open(out, "wb") as f:
         f.write(buf.getvalue())
+
+
+def api_import(base, zip_path, db_password):
+    import requests
+
+    s = requests.Session()
+    r = s.post(
+        f"{base}/api/v1/security/login",
+        json={"username": ADMIN_USER, "password": ADMIN_PASSWORD, "provider": "db"},
+        timeout=60,
+    )
+    if r.status_code != 200:
+        fail(f"API login as {ADMIN_USER}: HTTP {r.status_code} {r.text[:200]}")
+    s.headers["Authorization"] = f"Bearer {r.json()['access_token']}"
+    r = s.get(f"{base}/api/v1/security/csrf_token/", timeout=60)
+    s.headers.update({"X-CSRFToken": r.json()["result"], "Referer": base})
+    with open(zip_path, "rb") as f:
+        r = s.post(
+            f"{base}/api/v1/dashboard/import/",
+            files={"formData": (os.path.basename(zip_path), f, "application/zip")},
+            data={
+                "passwords": json.dumps({"databases/helpdesk_sync.yaml": db_password}),
+                "overwrite": "true",
+            },
+            timeout=300,
+        )
+    if r.status_code != 200:
+        fail(f"POST /api/v1/dashboard/import/: HTTP {r.status_code} {r.text[:500]}")
+    r = s.get(f"{base}/api/v1/dashboard/{DASHBOARD_SLUG}/charts", timeout=60)
+    if r.status_code != 200:
+        fail(f"dashboard {DASHBOARD_SLUG} not found after import: HTTP {r.status_code}")
+    charts = r.json()["result"]
+    r = s.get(f"{base}/api/v1/database/", timeout=60)
+    dbs = {d["database_name"]: d["id"] for d in r.json()["result"]}
+    r = s.get(f"{base}/api/v1/database/{dbs['helpdesk_sync']}/connection", timeout=60)
+    uri = r.json()["result"]["sqlalchemy_uri"]
+    log(f"imported: dashboard {DASHBOARD_SLUG} with {len(charts)} charts; database helpdesk_sync = {uri}")
 
 
 # --- database -----------------------------------------------------------------------------------
@@ -321,7 +361,12 @@ def browser(base, reader_url, out_dir):
         time.sleep(1)
         driver.save_screenshot(shot)
         if got is None:
-            fail(f"the notes table did not change after filtering on {author} (screenshot {shot})")
+            now = [s["rows"] for s in driver.execute_script(CHART_STATE_JS) if s["rows"] > 0]
+            fail(
+                f"after filtering on author_id {author} the notes table shows "
+                f"{now[0] if now else 'no'} rows, SQL as the reader says {author_notes} "
+                f"(screenshot {shot})"
+            )
         cells = driver.execute_script(
             r"""
             const t = Array.from(document.querySelectorAll('.dashboard-component-chart-holder'))
@@ -353,6 +398,8 @@ def browser(base, reader_url, out_dir):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "bundle":
         bundle(argv[1], argv[2] if len(argv) > 2 else None)
+    elif len(argv) == 4 and argv[0] == "import":
+        api_import(*argv[1:])
     elif len(argv) == 4 and argv[0] == "reader-role":
         reader_role(*argv[1:])
     elif len(argv) == 4 and argv[0] == "browser":
