@@ -102,6 +102,8 @@ PY="$VENV/bin/python"
 SUPERSET="$VENV/bin/superset"
 step "venv $VENV: $("$PY" -c 'from importlib.metadata import version as v; print("apache-superset", v("apache-superset"), "selenium", v("selenium"))'); $(/usr/bin/chromium --version 2>/dev/null)"
 
+"$PY" "$KIT/kit.py" contract
+
 # 3. the helpdesk-sync binary
 if [[ ! -x "$BIN" ]]; then
     step "building helpdesk-sync (cargo build)"

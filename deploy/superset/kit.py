@@ -2,6 +2,8 @@
 
   kit.py bundle OUT.zip [SQLALCHEMY_URI]   zip deploy/superset/helpdesk_overview/ into an importable
                                             bundle; with a URI, it replaces the database placeholder
+  kit.py contract                          every dataset column is in tests/fixtures/reporting_contract.txt
+                                            with its type, and every chart names a dataset of the bundle
   kit.py import BASE_URL ZIP DB_PASSWORD     import a bundle through the REST API, as Superset's
                                             "Import dashboard" dialog does (the password of the
                                             masked database URI given separately)
@@ -96,6 +98,48 @@ def api_import(base, zip_path, db_password):
     r = s.get(f"{base}/api/v1/database/{dbs['helpdesk_sync']}/connection", timeout=60)
     uri = r.json()["result"]["sqlalchemy_uri"]
     log(f"imported: dashboard {DASHBOARD_SLUG} with {len(charts)} charts; database helpdesk_sync = {uri}")
+
+
+def contract():
+    """The bundle against the reporting schema's contract: a dataset column that is not in the
+    contract (a typo, a renamed column) fails here, before anything is installed or started;
+    contract columns the datasets do not list yet are only reported."""
+    import yaml
+
+    want = {}
+    path = os.path.join(HERE, "..", "..", "tests", "fixtures", "reporting_contract.txt")
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, typ = line.split(" ", 1)
+            view, col = name.split(".")
+            want.setdefault(view, {})[col] = typ.upper()
+    datasets = {}
+    problems = []
+    ds_dir = os.path.join(BUNDLE_DIR, "datasets", "helpdesk_sync")
+    for name in sorted(os.listdir(ds_dir)):
+        ds = yaml.safe_load(open(os.path.join(ds_dir, name), encoding="utf-8"))
+        view = ds["table_name"]
+        datasets[ds["uuid"]] = ds
+        if ds.get("schema") != "reporting" or view not in want:
+            problems.append(f"{name}: reporting.{view} is not in the contract")
+            continue
+        cols = {c["column_name"]: c["type"] for c in ds["columns"]}
+        for col, typ in cols.items():
+            if want[view].get(col) != typ:
+                problems.append(f"{name}: column {col} {typ}, contract: {want[view].get(col)}")
+        if ds["main_dttm_col"] not in cols:
+            problems.append(f"{name}: main_dttm_col {ds['main_dttm_col']} is not a column")
+        for col in want[view]:
+            if col not in cols:
+                log(f"note: reporting.{view}.{col} is in the contract, not in {name}")
+    for name in sorted(os.listdir(os.path.join(BUNDLE_DIR, "charts"))):
+        ch = yaml.safe_load(open(os.path.join(BUNDLE_DIR, "charts", name), encoding="utf-8"))
+        if ch["dataset_uuid"] not in datasets:
+            problems.append(f"charts/{name}: dataset {ch['dataset_uuid']} is not in the bundle")
+    if problems:
+        fail("the bundle does not match the reporting contract: " + "; ".join(problems))
+    log(f"bundle: {len(datasets)} datasets match tests/fixtures/reporting_contract.txt")
 
 
 # --- database -----------------------------------------------------------------------------------
@@ -398,6 +442,8 @@ def browser(base, reader_url, out_dir):
 def main(argv):
     if len(argv) >= 2 and argv[0] == "bundle":
         bundle(argv[1], argv[2] if len(argv) > 2 else None)
+    elif argv == ["contract"]:
+        contract()
     elif len(argv) == 4 and argv[0] == "import":
         api_import(*argv[1:])
     elif len(argv) == 4 and argv[0] == "reader-role":
