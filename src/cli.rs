@@ -35,8 +35,9 @@ use crate::telemetry::{self, LogFormat};
                   (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url."
 )]
 pub struct Cli {
-    /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]
-    #[arg(long, global = true, value_name = "PATH")]
+    /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]; also accepted after
+    /// the command, by the commands that read one (not `simulate` or `demo`)
+    #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 
     /// Log format on stderr (log level: RUST_LOG, default info)
@@ -47,12 +48,25 @@ pub struct Cli {
     pub command: Command,
 }
 
+/// The config file flag of the commands that read one.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConfigFlag {
+    /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]
+    #[arg(long = "config", value_name = "PATH")]
+    pub path: Option<PathBuf>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Create or upgrade the database schema, and seed [sla] calendars and targets (also done by sync and run)
-    Migrate,
+    /// Create or upgrade the database schema and the reporting views, and seed [sla] calendars and targets (also done by sync and run)
+    Migrate {
+        #[command(flatten)]
+        file: ConfigFlag,
+    },
     /// Add ticket ids to the queue (idempotent; known ids become due now)
     Enqueue {
+        #[command(flatten)]
+        file_flag: ConfigFlag,
         /// Ticket ids (decimal digits)
         ids: Vec<String>,
         /// Read ids from a file, one per line ('-' = stdin; blank lines and # comments skipped)
@@ -61,26 +75,37 @@ pub enum Command {
     },
     /// Run one cycle: discover changed tickets, fetch every due ticket, upsert, exit
     Sync {
+        #[command(flatten)]
+        file: ConfigFlag,
         /// Also scan ticket history by create time from this date (2023-01-01 or RFC 3339)
         #[arg(long, value_name = "DATE", value_parser = since_arg)]
         since: Option<DateTime<Utc>>,
     },
     /// Run as a daemon: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
-    Run,
+    Run {
+        #[command(flatten)]
+        file: ConfigFlag,
+    },
     /// Is it working? Queue, last run, freshness; exit 1 when unhealthy (a monitoring probe)
     Status {
+        #[command(flatten)]
+        file: ConfigFlag,
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,
     },
     /// Check the setup step by step: config, database, token, list API (and one ticket)
     Check {
+        #[command(flatten)]
+        file: ConfigFlag,
         /// Also fetch this ticket
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
     },
     /// Rebuild the normalized tables from stored raw JSON (no API calls)
     Reprocess {
+        #[command(flatten)]
+        file: ConfigFlag,
         /// Only this ticket
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
@@ -89,7 +114,10 @@ pub enum Command {
         jobs: u16,
     },
     /// Subscribe the helpdesk's ticket and message events for webhook delivery (idempotent)
-    SubscribeEvents,
+    SubscribeEvents {
+        #[command(flatten)]
+        file: ConfigFlag,
+    },
     /// Serve a simulated Feishu Helpdesk API (for trying things out and for tests)
     Simulate {
         /// Address to listen on
@@ -140,7 +168,7 @@ pub enum CliError {
     Config(#[from] ConfigError),
     #[error("{0}")]
     Input(String),
-    #[error("{0:#}")]
+    #[error("{}", crate::telemetry::ErrorChain(.0))]
     Runtime(#[from] anyhow::Error),
     /// `status` found problems (already printed).
     #[error("unhealthy (see above)")]
@@ -184,13 +212,23 @@ pub fn main(cli: Cli) -> ExitCode {
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliError> {
-    let settings = || load_settings(cli.config.as_deref());
+    let top = cli.config;
+    let settings = |flag: ConfigFlag| load_settings(flag.path.or_else(|| top.clone()).as_deref());
     match cli.command {
-        Command::Migrate => migrate(&settings()?).await,
-        Command::Enqueue { ids, file } => enqueue(&settings()?, ids, file).await,
-        Command::Sync { since } => sync_once(&settings()?, since).await,
-        Command::Run => run_daemon(&settings()?).await,
-        Command::SubscribeEvents => subscribe_events(&settings()?).await,
+        Command::Migrate { file } => migrate(&settings(file)?).await,
+        Command::Enqueue {
+            file_flag,
+            ids,
+            file,
+        } => enqueue(&settings(file_flag)?, ids, file).await,
+        Command::Sync { file, since } => sync_once(&settings(file)?, since).await,
+        Command::Run { file } => run_daemon(&settings(file)?).await,
+        Command::SubscribeEvents { file } => subscribe_events(&settings(file)?).await,
+        Command::Simulate { .. } | Command::Demo { .. } if top.is_some() => Err(CliError::Input(
+            "simulate and demo read no config file (they make their own simulator and settings): \
+             drop --config"
+                .into(),
+        )),
         Command::Simulate {
             listen,
             tickets,
@@ -212,9 +250,14 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             simulate(config, listen, events_to, change_every).await
         }
-        Command::Status { json } => status(&settings()?, json).await,
-        Command::Check { ticket } => check(&settings()?, ticket).await,
-        Command::Reprocess { ticket, jobs } => reprocess(&settings()?, ticket, jobs).await,
+        Command::Status { file, json } => {
+            let origin = settings_origin(file.path.as_deref().or(top.as_deref()));
+            status(&settings(file)?, json, &origin).await
+        }
+        Command::Check { file, ticket } => check(&settings(file)?, ticket).await,
+        Command::Reprocess { file, ticket, jobs } => {
+            reprocess(&settings(file)?, ticket, jobs).await
+        }
         Command::Demo { tickets, rate } => {
             crate::demo::run(tickets, rate).await.map_err(|e| match e {
                 crate::demo::DemoError::Config(e) => CliError::Config(e),
@@ -232,12 +275,14 @@ async fn migrate(settings: &Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Seeds `[sla]` (calendars, targets) into its tables; a value the database refuses (an
-/// unknown time zone, a calendar no one defined) is a configuration error naming its key.
+/// Seeds `[sla]` (calendars, targets) into its tables; an unknown time zone or a calendar no
+/// one defined is a configuration error naming its key. Nothing else stops the command: a row
+/// the database refuses is logged by name, a held lock postpones seeding to the next start.
 async fn seed_sla(store: &Store, settings: &Settings) -> Result<(), CliError> {
     store
         .apply_sla_settings(&settings.sla)
         .await
+        .map(|_| ())
         .map_err(config_or_runtime)
 }
 
@@ -284,8 +329,21 @@ async fn subscribe_events(settings: &Settings) -> Result<(), CliError> {
 }
 
 /// `status`: the report, as text or JSON; unhealthy is exit 1.
-async fn status(settings: &Settings, json: bool) -> Result<(), CliError> {
-    let store = Store::connect(&settings.database).await?;
+async fn status(settings: &Settings, json: bool, origin: &str) -> Result<(), CliError> {
+    let store = Store::connect(&settings.database).await.map_err(|e| {
+        let url = if std::env::var_os("DATABASE_URL").is_some() {
+            "DATABASE_URL"
+        } else if origin.starts_with("no config") {
+            "the default database.url"
+        } else {
+            "its database.url"
+        };
+        anyhow::anyhow!(
+            "{origin}; with {url}, {}. Point status elsewhere with --config PATH or \
+             DATABASE_URL=postgres://USER@HOST:PORT/DATABASE",
+            crate::telemetry::ErrorChain(&e)
+        )
+    })?;
     if !store.is_migrated().await? {
         return Err(CliError::Runtime(anyhow::anyhow!(
             "the database has no helpdesk-sync schema yet: run `helpdesk-sync migrate` (or start sync/run)"
@@ -368,10 +426,26 @@ fn ticket_arg(ticket: Option<String>) -> Result<Option<TicketId>, CliError> {
 
 /// `--config`, else `$HELPDESK_SYNC_CONFIG`, else `./config.toml` (which may be absent).
 pub fn load_settings(flag: Option<&Path>) -> Result<Settings, ConfigError> {
-    let from_env = std::env::var_os("HELPDESK_SYNC_CONFIG").map(PathBuf::from);
-    match flag.map(Path::to_path_buf).or(from_env) {
+    match config_path(flag) {
         Some(path) => Settings::load(&path, true),
         None => Settings::load(Path::new("config.toml"), false),
+    }
+}
+
+/// The config file named by `--config` or `$HELPDESK_SYNC_CONFIG`, if any.
+fn config_path(flag: Option<&Path>) -> Option<PathBuf> {
+    let from_env = std::env::var_os("HELPDESK_SYNC_CONFIG").map(PathBuf::from);
+    flag.map(Path::to_path_buf).or(from_env)
+}
+
+/// Where the settings came from, for messages: the file read, or that there was none.
+fn settings_origin(flag: Option<&Path>) -> String {
+    match config_path(flag) {
+        Some(path) => format!("config file {}", path.display()),
+        None if Path::new("config.toml").exists() => "config file ./config.toml".to_owned(),
+        None => "no config file (./config.toml does not exist; --config PATH or \
+                 $HELPDESK_SYNC_CONFIG name one)"
+            .to_owned(),
     }
 }
 

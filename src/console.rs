@@ -8,12 +8,21 @@ use crate::domain::{CycleReport, Progress};
 /// One paragraph a person can read at a glance.
 pub fn summarize(r: &CycleReport) -> String {
     let w = &r.written;
-    let fetched = w.changed + w.unchanged + w.not_found + w.invalid + w.failed;
+    // Every fetched ticket counts once, in exactly one of the kinds listed.
+    let fetched = w.changed + w.unchanged + w.older_skipped + w.not_found + w.invalid + w.failed;
     let secs = r.elapsed.as_secs_f64();
     let mut text = format!(
-        "{} due, {} processed in {:.1}s: {} new or changed, {} unchanged, {} deleted upstream, \
-         {} invalid id, {} failed (retried later)",
-        r.due_at_start, fetched, secs, w.changed, w.unchanged, w.not_found, w.invalid, w.failed
+        "{} due, {} processed in {:.1}s: {} new or changed, {} unchanged, {} older than stored \
+         (kept the stored version), {} deleted upstream, {} invalid id, {} failed (retried later)",
+        r.due_at_start,
+        fetched,
+        secs,
+        w.changed,
+        w.unchanged,
+        w.older_skipped,
+        w.not_found,
+        w.invalid,
+        w.failed
     );
     text.push_str(&format!(
         "\nAPI: {} detail requests ({:.1}/s), {} list requests, {} token requests, {} rate-limited answers, {} retries",

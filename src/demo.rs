@@ -19,7 +19,7 @@ use crate::feishu::FeishuClient;
 use crate::sim::{Fault, SimConfig, SimServer};
 use crate::store::queue::Source;
 use crate::store::runs::Trigger;
-use crate::store::{Store, create_database_if_missing, describe_target};
+use crate::store::{DemoDatabase, Store, describe_target, reset_demo_database};
 use crate::sync::{CycleOptions, finish_recorded, run_cycle, start_recorded};
 
 pub const DEMO_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/helpdesk_demo";
@@ -50,7 +50,7 @@ minutes = 960
 pub enum DemoError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("{0:#}")]
+    #[error("{}", crate::telemetry::ErrorChain(.0))]
     Runtime(#[from] anyhow::Error),
 }
 
@@ -71,7 +71,13 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
         "helpdesk-sync demo: {tickets} simulated tickets -> PostgreSQL {}",
         describe_target(&options)
     );
-    create_database_if_missing(&options).await?;
+    match reset_demo_database(&options).await? {
+        DemoDatabase::Created => println!("created the demo database"),
+        DemoDatabase::Reset => println!(
+            "reset the demo database (dropped and created again): every demo starts from an \
+             empty one, so a second run leaves the same tables as the first"
+        ),
+    }
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     store.apply_sla_settings(&settings.sla).await?;
@@ -85,7 +91,60 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     first_sync(&store, &client, &settings).await?;
     let changed = ids.get(2..5).unwrap_or_default();
     demo_events(&store, &client, &settings, &sim, changed).await?;
-    print_closing(&store, &settings).await
+    print_closing(&store, &settings).await?;
+    leave_config(&settings);
+    Ok(())
+}
+
+/// The config file the demo leaves, so `status`, `check` and `migrate` work against what it built.
+const DEMO_CONFIG_FILE: &str = "helpdesk-sync-demo.toml";
+/// Its first line: a file that starts otherwise is not ours and is never overwritten.
+const DEMO_CONFIG_MARK: &str = "# Written by `helpdesk-sync demo`";
+
+/// The demo's settings as a config file: the demo database, the `[sla]` it seeded, and the
+/// simulator's credentials at `helpdesk-sync simulate`'s default address (the demo's own
+/// simulator is gone when it ends).
+fn demo_config_text(settings: &Settings) -> String {
+    let c = SimConfig::default();
+    let o = settings.database.connect_options();
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        o.get_username(),
+        o.get_host(),
+        o.get_port(),
+        o.get_database().unwrap_or("postgres")
+    );
+    format!(
+        "{DEMO_CONFIG_MARK} (it rewrites this file on every run).\n\
+         # `helpdesk-sync --config {DEMO_CONFIG_FILE} status` reads the demo database; for `check`\n\
+         # and `sync`, first start `helpdesk-sync simulate` (it listens on the base_url below).\n\
+         # A password, if the database needs one, comes from DATABASE_URL or PGPASSWORD.\n\n\
+         [feishu]\nbase_url = \"http://127.0.0.1:8090\"\napp_id = {:?}\napp_secret = {:?}\n\
+         helpdesk_id = {:?}\nhelpdesk_token = {:?}\n\n[database]\nurl = {url:?}\n{DEMO_SLA}",
+        c.app_id, c.app_secret, c.helpdesk_id, c.helpdesk_token,
+    )
+}
+
+/// Writes [`DEMO_CONFIG_FILE`] in the current directory (unless a file of that name is not
+/// ours) and says how to use it.
+fn leave_config(settings: &Settings) {
+    let path = std::path::Path::new(DEMO_CONFIG_FILE);
+    let text = demo_config_text(settings);
+    let ours = std::fs::read_to_string(path)
+        .map(|existing| existing.starts_with(DEMO_CONFIG_MARK))
+        .unwrap_or(true);
+    let written = ours && std::fs::write(path, &text).is_ok();
+    if written {
+        println!(
+            "\nConfig for this demo: ./{DEMO_CONFIG_FILE}\n  helpdesk-sync --config {DEMO_CONFIG_FILE} status\n  \
+             helpdesk-sync simulate &   # then: helpdesk-sync --config {DEMO_CONFIG_FILE} check"
+        );
+    } else {
+        println!(
+            "./{DEMO_CONFIG_FILE} exists and is not the demo's: left alone. The demo's config \
+             would be:\n\n{text}"
+        );
+    }
 }
 
 /// The config a user would write, pointing at the simulator.
@@ -183,14 +242,15 @@ async fn print_closing(store: &Store, settings: &Settings) -> Result<(), DemoErr
          resolved ones one-touch, median customer wait {} min.\n\
          Try:\n\n  psql {DEMO_PSQL} -c \"SELECT status_label, count(*), \
          percentile_cont(0.5) WITHIN GROUP (ORDER BY first_reply_seconds) AS median_first_reply_s \
-         FROM ticket_facts GROUP BY status_label ORDER BY 2 DESC\"\n\n\
-         Views for dashboards: ticket_facts, ticket_status_spans, ticket_time_in_status,\n\
-         daily_ticket_stats, daily_backlog, ticket_custom_field_values, ticket_reply_metrics,\n\
-         ticket_sla\n\
-         (docs/analytics.md).\n\
-         Tables: tickets, helpdesk_users, ticket_agents, ticket_collaborators, tags, ticket_tags,\n\
-         ticket_custom_fields, ticket_comments, ticket_messages, ticket_versions,\n\
-         ticket_status_history, ticket_sync_state (the queue), event_receipts, sync_runs.",
+         FROM reporting.tickets GROUP BY status_label ORDER BY 2 DESC\"\n\n\
+         Connect your BI tool (README: Connect your BI tool):\n\
+         - schema `reporting`: tickets, status_spans, time_in_status, daily_stats, backlog,\n  \
+         backlog_totals, sla, replies, messages, custom_field_values, ticket_tags, people, notes\n  \
+         (ids are text; each view's comment names its time column; docs/analytics.md)\n\
+         - a read-only login for it:\n    psql {DEMO_PSQL} -c \"CREATE ROLE bi LOGIN PASSWORD \
+         'change-me' IN ROLE helpdesk_sync_reader\"\n\
+         - Superset: import deploy/superset (a dashboard of the core charts); \
+         `bash deploy/superset/check.sh` proves it in a browser.",
         summary.tickets,
         summary.people,
         summary.notes,

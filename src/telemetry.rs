@@ -119,3 +119,31 @@ fn journald_layer() -> Option<tracing_journald::Layer> {
             }),
     )
 }
+
+/// An error and its causes on one line (`context: cause: cause`), each said once: sqlx's
+/// database error repeats its cause's text (and Postgres's own source line, `at line 948`), so a
+/// plain `{:#}` shows it twice.
+pub struct ErrorChain<'a>(pub &'a anyhow::Error);
+
+impl Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut said: Vec<String> = Vec::new();
+        for cause in self.0.chain() {
+            let text = match cause.downcast_ref::<sqlx::Error>() {
+                Some(sqlx::Error::Database(db)) => db.message().to_owned(),
+                _ => cause.to_string(),
+            };
+            // The database error's own cause: the same message, with Postgres's source line.
+            if said.last().is_some_and(|last| {
+                last.ends_with(&text)
+                    || text
+                        .strip_prefix(last.as_str())
+                        .is_some_and(|rest| rest.starts_with(" at line "))
+            }) {
+                continue;
+            }
+            said.push(text);
+        }
+        f.write_str(&said.join(": "))
+    }
+}

@@ -13,6 +13,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio_util::sync::CancellationToken;
 
 use super::auth::TokenCache;
+pub use super::error::redact_tokens;
 use super::error::{ApiError, Disposition, MAX_RATE_LIMIT_WAIT, classify, parse_rate_limit_reset};
 use super::wire::{
     CatalogData, DataBody, Envelope, Id, Lenient, ListBody, ListItem, MessagesData,
@@ -434,7 +435,9 @@ impl FeishuClient {
             let (token, result) = match token {
                 Ok(token) => {
                     let sent = std::time::Instant::now();
-                    let result = send(token.clone()).await;
+                    let result = send(token.clone())
+                        .await
+                        .map_err(|e| self.redacted(e, Some(&token)));
                     self.observe(endpoint, result.as_ref().map(|_| ()), sent);
                     (Some(token), result)
                 }
@@ -595,9 +598,27 @@ impl FeishuClient {
         headers
     }
 
+    /// `error` without the secrets this client uses (the token sent, the cached one, the
+    /// helpdesk token and its header value, the app secret) or any token-shaped value: an
+    /// answer may echo what it was sent, and errors are logged, printed and stored.
+    fn redacted(&self, error: ApiError, sent: Option<&SecretString>) -> ApiError {
+        let current = self.tokens.try_current();
+        let mut secrets = vec![
+            self.credentials.app_secret.expose_secret(),
+            self.credentials.helpdesk_token.expose_secret(),
+            self.helpdesk_auth.to_str().unwrap_or_default(),
+        ];
+        secrets.extend(sent.map(|t| t.expose_secret()));
+        secrets.extend(current.as_ref().map(|t| t.expose_secret()));
+        error.redacted(&secrets)
+    }
+
     async fn request_token(&self) -> Result<(SecretString, Duration), ApiError> {
         let sent = std::time::Instant::now();
-        let result = self.request_token_once().await;
+        let result = self
+            .request_token_once()
+            .await
+            .map_err(|e| self.redacted(e, None));
         self.observe("token", result.as_ref().map(|_| ()), sent);
         if let Some(m) = &self.metrics {
             m.token_refresh();
@@ -810,34 +831,6 @@ fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError
         },
         Some(other) => other,
     }
-}
-
-/// Replaces token-shaped words in a body preview with `[REDACTED]`: runs of 16 or more
-/// letters, digits, `-`, `_` or `.` that mix letters and digits (tenant tokens `t-…`, keys,
-/// secrets); plain numbers (ticket ids) and words stay readable.
-pub fn redact_tokens(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut word = String::new();
-    let flush = |word: &mut String, out: &mut String| {
-        let letters = word.chars().any(|c| c.is_ascii_alphabetic());
-        let digits = word.chars().any(|c| c.is_ascii_digit());
-        if word.len() >= 16 && letters && digits {
-            out.push_str("[REDACTED]");
-        } else {
-            out.push_str(word);
-        }
-        word.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-            word.push(c);
-        } else {
-            flush(&mut word, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut word, &mut out);
-    out
 }
 
 /// The part every response shares: a JSON envelope whose status and `code` say success.

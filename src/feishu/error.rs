@@ -108,6 +108,147 @@ pub enum ApiError {
     },
 }
 
+impl ApiError {
+    /// The same error with `secrets` (the exact values in use: tenant token, helpdesk token and
+    /// its header form, app secret) and token-shaped values replaced in its text, so that no
+    /// log line, `check` output or stored error can quote them.
+    pub fn redacted(self, secrets: &[&str]) -> Self {
+        let clean = |text: String| redact(&text, secrets);
+        match self {
+            Self::Transport { detail } => Self::Transport {
+                detail: clean(detail),
+            },
+            Self::BadBody {
+                http_status,
+                detail,
+            } => Self::BadBody {
+                http_status,
+                detail: clean(detail),
+            },
+            Self::Server {
+                http_status,
+                code,
+                msg,
+            } => Self::Server {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::InvalidId {
+                http_status,
+                code,
+                msg,
+            } => Self::InvalidId {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::NotFound {
+                http_status,
+                code,
+                msg,
+            } => Self::NotFound {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::TokenRejected {
+                http_status,
+                code,
+                msg,
+            } => Self::TokenRejected {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::HelpdeskUnauthorized {
+                http_status,
+                code,
+                msg,
+            } => Self::HelpdeskUnauthorized {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::AppCredentialsRejected {
+                http_status,
+                code,
+                msg,
+            } => Self::AppCredentialsRejected {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::PlatformRefused {
+                http_status,
+                code,
+                msg,
+            } => Self::PlatformRefused {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            Self::Other {
+                http_status,
+                code,
+                msg,
+            } => Self::Other {
+                http_status,
+                code,
+                msg: clean(msg),
+            },
+            e @ (Self::RateLimited { .. }
+            | Self::Timeout
+            | Self::Interrupted
+            | Self::TooLarge { .. }) => e,
+        }
+    }
+}
+
+/// Shorter secrets are not searched for: replacing every "abc" would garble the text and a
+/// secret that short protects nothing.
+const MIN_SECRET_LEN: usize = 4;
+
+/// `text` with each of `secrets` (exact values) and then every token-shaped value replaced by
+/// `[REDACTED]`.
+pub fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_SECRET_LEN) {
+        if text.contains(secret) {
+            text = text.replace(secret, "[REDACTED]");
+        }
+    }
+    redact_tokens(&text)
+}
+
+/// Replaces token-shaped words with `[REDACTED]`: runs of 16 or more letters, digits, `-`, `_`
+/// or `.` that mix letters and digits (tenant tokens `t-…`, keys, secrets); plain numbers
+/// (ticket ids) and words stay readable. Values known exactly are removed by [`redact`].
+pub fn redact_tokens(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let letters = word.chars().any(|c| c.is_ascii_alphabetic());
+        let digits = word.chars().any(|c| c.is_ascii_digit());
+        if word.len() >= 16 && letters && digits {
+            out.push_str("[REDACTED]");
+        } else {
+            out.push_str(word);
+        }
+        word.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// "code 154001", or "no code" when the body had none.
 fn code_text(code: &Option<i64>) -> String {
     match code {
@@ -220,7 +361,9 @@ pub fn classify(
     msg: &str,
     rate_limit_reset: Option<Duration>,
 ) -> Option<ApiError> {
-    let msg = msg.to_owned();
+    // An answer's `msg` may echo what was sent (an auth header, a secret): what the error
+    // keeps is redacted here, where every endpoint's error is built.
+    let msg = redact_tokens(msg);
     if (200..300).contains(&http_status) && code == Some(0) {
         return None;
     }
@@ -388,6 +531,36 @@ mod tests {
             parse_rate_limit_reset(Some("0.5")),
             Some(Duration::from_millis(500))
         );
+    }
+
+    #[test]
+    fn errors_keep_no_secret_in_use_nor_token_shaped_values() {
+        // A msg echoing the request: classify already drops token-shaped values…
+        let echoed = "bad (Authorization: Bearer t-g1044ghJXYZab12cdEF; X-Lark-Helpdesk-Authorization: \
+                      NjYy+/Mzw6c2hvcnQ=; secret: plainsecret)";
+        let e = classify(400, Some(1234), echoed, None).unwrap();
+        assert!(!e.to_string().contains("g1044gh"), "{e}");
+        // …and the exact secrets go too, wherever they stand (a base64 value is cut by `+`
+        // and `/` into pieces too short to look like tokens).
+        let e = e.redacted(&["NjYy+/Mzw6c2hvcnQ=", "plainsecret", "abc"]);
+        let text = e.to_string();
+        for gone in ["NjYy", "Mzw6", "plainsecret"] {
+            assert!(!text.contains(gone), "{text}");
+        }
+        assert!(
+            text.contains("code 1234") && text.contains("[REDACTED]"),
+            "{text}"
+        );
+        // Too short to search for: left alone, the rest stays readable.
+        assert_eq!(
+            redact("ticket 6626871355780366331 abc", &["abc"]),
+            "ticket 6626871355780366331 abc"
+        );
+        let t = ApiError::Transport {
+            detail: "sent plainsecret".into(),
+        }
+        .redacted(&["plainsecret"]);
+        assert_eq!(t.to_string(), "request failed: sent [REDACTED]");
     }
 
     #[test]

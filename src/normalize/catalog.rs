@@ -1,5 +1,6 @@
 //! One custom field of the catalog: its wire JSON → a [`CatalogField`] with its dropdown
-//! options flattened (nested up to three levels; deeper ones are reported and dropped).
+//! options flattened (nested up to three levels; deeper ones are reported and dropped). An
+//! item nested deeper than [`MAX_JSON_DEPTH`] is cut there first, so the field is kept.
 
 use serde::Deserialize;
 
@@ -9,6 +10,60 @@ use crate::feishu::wire::{Id, Lenient, RawCatalogField, RawOption, RawUserRef};
 
 /// Dropdowns nest at most this deep (the API's documented limit).
 pub const MAX_OPTION_LEVELS: i16 = 3;
+
+/// JSON nesting read in one catalog item: below it, values are replaced by `null` (and a
+/// warning). Under serde_json's recursion limit (128), which would refuse the whole item, and
+/// far below what Postgres' `jsonb` accepts; a dropdown level costs two JSON levels.
+pub const MAX_JSON_DEPTH: usize = 64;
+
+/// `text` (JSON) with every array or object opening deeper than `max_depth` replaced by
+/// `null`, and whether any was. Strings are skipped as strings; the text is not validated.
+pub fn cap_json_depth(text: &str, max_depth: usize) -> (std::borrow::Cow<'_, str>, bool) {
+    let mut out = String::new();
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    // While inside a value being cut: nothing is copied until it closes.
+    let mut cutting = false;
+    let mut copied_until = 0;
+    let mut cut_any = false;
+    for (i, b) in text.bytes().enumerate() {
+        if in_string {
+            match b {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth == max_depth + 1 && !cutting {
+                    out.push_str(&text[copied_until..i]);
+                    out.push_str("null");
+                    cutting = true;
+                    cut_any = true;
+                }
+            }
+            b']' | b'}' => {
+                if depth == max_depth + 1 && cutting {
+                    cutting = false;
+                    copied_until = i + 1;
+                }
+                depth = depth.saturating_sub(1);
+            }
+            _ => {}
+        }
+    }
+    if !cut_any {
+        return (std::borrow::Cow::Borrowed(text), false);
+    }
+    if !cutting {
+        out.push_str(&text[copied_until..]);
+    }
+    (std::borrow::Cow::Owned(out), true)
+}
 
 /// Why a catalog item could not be read at all.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -29,6 +84,8 @@ pub struct NormalizedField {
 /// Normalizes one item of the catalog (`data.items[]`).
 pub fn normalize_catalog_field(raw_json: &str) -> Result<NormalizedField, CatalogItemError> {
     let raw_json = repair_surrogate_escapes(raw_json);
+    let (capped, cut) = cap_json_depth(&raw_json, MAX_JSON_DEPTH);
+    let raw_json = capped.into_owned();
     let value: serde_json::Value = serde_json::from_str(&raw_json)
         .map_err(|e| CatalogItemError::NotAnObject(e.to_string()))?;
     if !value.is_object() {
@@ -39,6 +96,11 @@ pub fn normalize_catalog_field(raw_json: &str) -> Result<NormalizedField, Catalo
     let wire = RawCatalogField::deserialize(value)
         .map_err(|e| CatalogItemError::NotAnObject(e.to_string()))?;
     let mut n = Normalizer::default();
+    if cut {
+        n.warnings.push(format!(
+            "the item nests deeper than {MAX_JSON_DEPTH} JSON levels; read (and stored in raw) down to there"
+        ));
+    }
     let Some(Id(field_id)) = n.take(
         "ticket_customized_field_id",
         wire.ticket_customized_field_id,
@@ -170,6 +232,32 @@ mod tests {
         );
         assert_eq!(n.warnings.len(), 1, "{:?}", n.warnings);
         assert!(n.warnings[0].contains("deeper than 3"));
+    }
+
+    #[test]
+    fn nesting_is_capped_outside_strings_only() {
+        let (same, cut) = cap_json_depth(r#"{"a":[1,{"b":"[[[{"}]}"#, 3);
+        assert!(!cut);
+        assert_eq!(same, r#"{"a":[1,{"b":"[[[{"}]}"#);
+        let (capped, cut) = cap_json_depth(r#"{"a":[1,{"b":[[2]],"c":"]\"}"}],"d":{}}"#, 2);
+        assert!(cut);
+        assert_eq!(capped, r#"{"a":[1,null],"d":{}}"#);
+        serde_json::from_str::<serde_json::Value>(&capped).unwrap();
+    }
+
+    #[test]
+    fn a_200_level_option_tree_keeps_its_field_and_three_levels() {
+        let mut children = "[]".to_owned();
+        for level in (1..=200).rev() {
+            children = format!(r#"[{{"tag":"l{level}","children":{children}}}]"#);
+        }
+        let raw = format!(
+            r#"{{"ticket_customized_field_id":"1","dropdown_options":{{"children":{children}}}}}"#
+        );
+        let n = normalize_catalog_field(&raw).unwrap();
+        assert_eq!(n.field.options.len(), 3);
+        assert_eq!(n.warnings.len(), 2, "{:?}", n.warnings);
+        serde_json::from_str::<serde_json::Value>(&n.field.raw).unwrap();
     }
 
     #[test]

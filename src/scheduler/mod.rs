@@ -4,7 +4,9 @@
 //! `sync.shutdown_grace`, commits, releases claims and exits 0. systemd: READY=1 after
 //! migrations, WATCHDOG=1 while the loop is alive (no-ops without NOTIFY_SOCKET).
 //! A webhook event that queued a ticket wakes the loop for a queue-only cycle (no discovery)
-//! between ticks; the schedule itself does not move.
+//! between ticks, and so does a read-after-write re-fetch coming due (the detail answered an
+//! older version than the event's, or 404: fetched again 5 s, 10 s, 20 s … later, at those
+//! times, not at the next tick); the schedule itself does not move.
 
 pub mod lock;
 pub mod watch;
@@ -44,7 +46,9 @@ pub async fn run_daemon(
     let Some(store) = connect_with_retry(settings, &shutdown).await? else {
         return Ok(());
     };
-    store.apply_sla_settings(&settings.sla).await?;
+    if !store.apply_sla_settings(&settings.sla).await? {
+        crate::store::sla::retry_sla_seeding(store.clone(), settings.sla.clone(), shutdown.clone());
+    }
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
@@ -184,6 +188,17 @@ pub fn next_tick(
     (skipped, schedule.after(&now).next())
 }
 
+/// What woke the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wake {
+    /// A scheduled tick: a full cycle.
+    Tick,
+    /// A webhook event queued a ticket: a queue-only cycle.
+    Event,
+    /// A read-after-write re-fetch came due: a queue-only cycle.
+    Refetch,
+}
+
 /// What every cycle of the daemon shares.
 struct Daemon {
     store: Store,
@@ -209,14 +224,22 @@ impl Daemon {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<HelpdeskLock>> {
         let mut next_tick_at = Some(Utc::now());
+        let mut refetch_at = None;
         while !shutdown.is_cancelled() {
             let Some(tick) = next_tick_at else {
                 tracing::error!("sync.schedule has no future tick; stopping");
                 break;
             };
-            let Some(scheduled) = self.wait_for_tick_or_event(tick, shutdown).await else {
+            let Some(wake) = self
+                .wait_for_tick_or_event(tick, refetch_at, shutdown)
+                .await
+            else {
                 break;
             };
+            let scheduled = wake == Wake::Tick;
+            if wake == Wake::Refetch {
+                tracing::debug!("a read-after-write re-fetch is due");
+            }
             lock = match self.keep_lock(lock, shutdown).await? {
                 Some(lock) => lock,
                 None => return Ok(None),
@@ -231,6 +254,7 @@ impl Daemon {
             if shutdown.is_cancelled() {
                 break;
             }
+            refetch_at = self.next_refetch(started).await;
             if scheduled {
                 // Ticks that fired while the cycle ran are skipped, never queued up.
                 let (skipped, next) = next_tick(schedule, started, Utc::now());
@@ -246,23 +270,46 @@ impl Daemon {
         Ok(Some(lock))
     }
 
-    /// Sleeps until `tick` (Some(true)) or an event (Some(false)), waking regularly to keep
-    /// the heartbeat fresh; None on shutdown.
+    /// Sleeps until `tick`, an event, or `refetch_at` (a read-after-write re-fetch due),
+    /// waking regularly to keep the heartbeat fresh; None on shutdown.
     async fn wait_for_tick_or_event(
         &self,
         tick: DateTime<Utc>,
+        refetch_at: Option<DateTime<Utc>>,
         shutdown: &CancellationToken,
-    ) -> Option<bool> {
+    ) -> Option<Wake> {
         loop {
             self.heartbeat.beat();
-            let left = (tick - Utc::now()).to_std().unwrap_or_default();
+            let now = Utc::now();
+            let left = (tick - now).to_std().unwrap_or_default();
             if left.is_zero() {
-                return Some(true);
+                return Some(Wake::Tick);
             }
+            let refetch_in = refetch_at.map(|at| (at - now).to_std().unwrap_or_default());
+            if refetch_in.is_some_and(|d| d.is_zero()) {
+                return Some(Wake::Refetch);
+            }
+            let nap = left.min(HEARTBEAT).min(refetch_in.unwrap_or(HEARTBEAT));
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = self.shared.wake.notified() => return Some(false),
-                _ = tokio::time::sleep(left.min(HEARTBEAT)) => {}
+                _ = self.shared.wake.notified() => return Some(Wake::Event),
+                _ = tokio::time::sleep(nap) => {}
+            }
+        }
+    }
+
+    /// When the earliest read-after-write re-fetch is due, for the loop to wake then. One that
+    /// was due before the cycle that just ran started and is still waiting (claimed elsewhere,
+    /// say) is left to the next tick: the loop never spins on it.
+    async fn next_refetch(&self, cycle_started: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.store.next_lag_refetch_at().await {
+            Ok(at) => at.filter(|at| *at > cycle_started),
+            Err(error) => {
+                tracing::warn!(
+                    error = format!("{error:#}"),
+                    "cannot read when read-after-write re-fetches are due; they wait for the next tick"
+                );
+                None
             }
         }
     }

@@ -59,6 +59,9 @@ pub struct SimConfig {
     pub list_rows_alter: Vec<String>,
     /// What list answers say in `total` (the real count, or a lie).
     pub list_total: ListTotal,
+    /// List rows show `updated_at` this many milliseconds after the detail's (negative:
+    /// before): the list's clock differs from the detail's. `-1` (never updated) stays `-1`.
+    pub list_updated_at_ahead_ms: i64,
     /// Text replacements made in every list answer's body as sent (e.g. a marker into a lone
     /// `\ud83d` surrogate escape, which no JSON value can hold).
     pub list_body_replace: Vec<(String, String)>,
@@ -70,6 +73,13 @@ pub struct SimConfig {
     pub message_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
+    /// Every error answer (JSON with a non-zero `code`, on any endpoint) echoes what it was
+    /// sent in its `msg`: the `Authorization` and `X-Lark-Helpdesk-Authorization` headers and
+    /// the request body (the token request's app secret), as a careless gateway does.
+    pub echo_auth_in_errors: bool,
+    /// The catalog's last page says `has_more` with a token back to the first page's offset
+    /// (`pt-0`): its page tokens loop forever.
+    pub catalog_loops: bool,
 }
 
 impl Default for SimConfig {
@@ -91,11 +101,14 @@ impl Default for SimConfig {
             list_rows_drop: Vec::new(),
             list_rows_alter: Vec::new(),
             list_total: ListTotal::Actual,
+            list_updated_at_ahead_ms: 0,
             list_body_replace: Vec::new(),
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
+            echo_auth_in_errors: false,
+            catalog_loops: false,
         }
     }
 }
@@ -214,6 +227,8 @@ pub struct SimState {
     tokens: Mutex<HashMap<String, Instant>>,
     issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
+    /// Tickets whose detail answers 404/154004 while the list still shows them.
+    detail_gone: Mutex<HashSet<String>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
     token_faults: Mutex<VecDeque<Fault>>,
@@ -250,6 +265,7 @@ impl SimState {
             tokens: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
             faults: Mutex::new(HashMap::new()),
+            detail_gone: Mutex::new(HashSet::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
@@ -299,6 +315,17 @@ impl SimState {
     /// Deletes a ticket: its detail answers 404/154004 from now on.
     pub fn delete_ticket(&self, id: &str) {
         lock(&self.tickets).remove(id);
+    }
+
+    /// Deletes a ticket from the detail endpoint only: its detail answers 404/154004 from now
+    /// on while the list still shows it (a list index that lags deletions).
+    pub fn delete_detail_only(&self, id: &str) {
+        lock(&self.detail_gone).insert(id.to_owned());
+    }
+
+    /// The detail endpoint answers `id` again (after [`Self::delete_detail_only`]).
+    pub fn restore_detail(&self, id: &str) {
+        lock(&self.detail_gone).remove(id);
     }
 
     /// Queues faults for the next detail requests of `id`.
@@ -687,7 +714,8 @@ async fn detail_response(
             "Bad request, please check your request body",
         );
     }
-    match state.ticket(id) {
+    let gone = lock(&state.detail_gone).contains(id);
+    match state.ticket(id).filter(|_| !gone) {
         Some(ticket) => {
             axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
                 .into_response()
@@ -833,7 +861,8 @@ async fn list_response(
 
 impl SimState {
     /// A ticket as the list shows it: every field of the detail but `tags` (as the list's docs
-    /// say), with the configured quirks (fields dropped or altered) for self-verification tests.
+    /// say), with the configured quirks (fields dropped or altered, a clock ahead) for
+    /// self-verification tests.
     fn as_list_row(&self, ticket: &Value) -> Value {
         let mut row = ticket.clone();
         if let Some(o) = row.as_object_mut() {
@@ -845,6 +874,13 @@ impl SimState {
                 if let Some(v) = o.get_mut(field) {
                     *v = altered(v);
                 }
+            }
+            let ahead = self.config.list_updated_at_ahead_ms;
+            if ahead != 0
+                && let Some(updated) = o.get("updated_at").and_then(Value::as_i64)
+                && updated > 0
+            {
+                o.insert("updated_at".into(), json!(updated + ahead));
             }
         }
         row
@@ -932,6 +968,9 @@ async fn catalog_response(
     let mut data = json!({"has_more": has_more, "items": page});
     if has_more {
         data["next_page_token"] = json!(format!("pt-{end}"));
+    } else if state.config.catalog_loops && start > 0 {
+        data["has_more"] = json!(true);
+        data["next_page_token"] = json!("pt-0");
     }
     axum::Json(json!({"code": 0, "msg": "success", "data": data})).into_response()
 }
@@ -951,7 +990,67 @@ pub fn router(state: Arc<SimState>) -> Router {
             crate::feishu::client::EVENTS_SUBSCRIBE_PATH,
             post(events::subscribe),
         )
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            echo_auth_in_errors,
+        ))
         .with_state(state)
+}
+
+/// [`SimConfig::echo_auth_in_errors`]: an error answer's `msg` quotes the request's auth
+/// headers and body.
+async fn echo_auth_in_errors(
+    State(state): State<Arc<SimState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if !state.config.echo_auth_in_errors {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    let echoed_headers = format!(
+        "Authorization: {}; X-Lark-Helpdesk-Authorization: {}",
+        header("authorization"),
+        header("x-lark-helpdesk-authorization")
+    );
+    let Ok(sent) = axum::body::to_bytes(body, 1 << 20).await else {
+        return api_error(StatusCode::BAD_REQUEST, 9499, "Bad Request");
+    };
+    let echo = format!("{echoed_headers}; body: {}", String::from_utf8_lossy(&sent));
+    let response = next
+        .run(axum::extract::Request::from_parts(parts, Body::from(sent)))
+        .await;
+    let json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+        return api_error(StatusCode::BAD_GATEWAY, 155000, "echo failed");
+    };
+    let mut value: Value = match serde_json::from_slice(&bytes) {
+        Ok(v) => v,
+        Err(_) => return Response::from_parts(parts, Body::from(bytes)),
+    };
+    if value["code"].as_i64().is_none_or(|c| c == 0) {
+        return Response::from_parts(parts, Body::from(bytes));
+    }
+    let msg = value["msg"].as_str().unwrap_or("").to_owned();
+    value["msg"] = json!(format!("{msg} (request was: {echo})"));
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    Response::from_parts(parts, Body::from(value.to_string()))
 }
 
 /// A running simulator; stops when dropped.

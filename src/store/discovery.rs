@@ -80,7 +80,9 @@ impl Store {
         Ok(())
     }
 
-    /// Records the backfill's range and how far it got.
+    /// Records the backfill's range and how far it got. `changed_at` (what the
+    /// `discovery_stuck` rule measures) moves only when the position, the range or completion
+    /// does: a backfill that restarts every run from the same place is not progress.
     pub async fn save_backfill(
         &self,
         helpdesk_id: &str,
@@ -96,7 +98,13 @@ impl Store {
              ON CONFLICT (helpdesk_id, scan) DO UPDATE
                 SET scanned_until = EXCLUDED.scanned_until, range_start = EXCLUDED.range_start,
                     range_end = EXCLUDED.range_end, completed = EXCLUDED.completed,
-                    changed_at = now()",
+                    changed_at = CASE
+                        WHEN (discovery_state.scanned_until, discovery_state.range_start,
+                              discovery_state.range_end, discovery_state.completed)
+                             IS NOT DISTINCT FROM
+                             (EXCLUDED.scanned_until, EXCLUDED.range_start,
+                              EXCLUDED.range_end, EXCLUDED.completed)
+                        THEN discovery_state.changed_at ELSE now() END",
         )
         .bind(helpdesk_id)
         .bind(scanned_until)
@@ -110,8 +118,10 @@ impl Store {
 
     /// Queues listed tickets that are new, have no detail yet (stored from a list row: they
     /// come first), or whose `updated_at` differs from the last detail's (`-1` lists as NULL
-    /// and equals a stored NULL). A failing or parked ticket is pulled
-    /// forward only when the list shows a change since it was last listed.
+    /// and equals a stored NULL; the list's clock offset, `list_clock_offset_ms()`, taken
+    /// off). A ticket its detail called deleted is checked again only when the list shows
+    /// another version than it did before. A failing or parked ticket is pulled forward only
+    /// when the list shows a change since it was last listed.
     pub async fn note_listed(
         &self,
         listed: &BTreeMap<String, Option<DateTime<Utc>>>,
@@ -131,10 +141,16 @@ impl Store {
                         t.ticket_id IS NULL OR (t.content_source = 'list'
                                                 AND t.detail_fetched_at IS NULL) AS is_new
                  FROM listed l LEFT JOIN tickets t USING (ticket_id)
-                 WHERE t.ticket_id IS NULL OR t.deleted_at IS NOT NULL
-                    OR (t.content_source = 'list' AND t.detail_fetched_at IS NULL)
-                    OR (CASE WHEN t.content_source = 'detail' THEN t.updated_at
-                             ELSE t.detail_updated_at END) IS DISTINCT FROM l.updated_at
+                 LEFT JOIN ticket_sync_state q USING (ticket_id)
+                 WHERE t.ticket_id IS NULL
+                    OR (t.deleted_at IS NOT NULL
+                        AND q.listed_updated_at IS DISTINCT FROM l.updated_at)
+                    OR (t.deleted_at IS NULL AND (
+                        (t.content_source = 'list' AND t.detail_fetched_at IS NULL)
+                        OR (CASE WHEN t.content_source = 'detail' THEN t.updated_at
+                                 ELSE t.detail_updated_at END)
+                           IS DISTINCT FROM
+                           l.updated_at - list_clock_offset_ms() * interval '1 millisecond'))
              )
              INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, listed_updated_at)
              SELECT ticket_id, 'discovery', CASE WHEN is_new THEN $3 ELSE $4 END, updated_at

@@ -83,11 +83,13 @@ pub async fn record_history(
     rebuild_stays(tx, ticket_ids).await
 }
 
-/// A detail that arrives for the version a list row showed (same `updated_at`) replaces what
-/// that row recorded instead of adding to it: the list's version becomes the detail's, in
-/// place, and the list's transition stays only if the detail shows the same status (else the
-/// detail's transition replaces it). So list and detail content never make history together
-/// that did not happen upstream.
+/// A detail that replaces list content replaces what the list row recorded instead of adding
+/// to it, whatever the two clocks say: the list row's version (the latest, of the row's
+/// `updated_at`: `list_updated_at`, or the detail's own) becomes the detail's, in place (dropped
+/// when the detail shows the version before it again), and the row's transition stays only if
+/// the detail shows the same status at the same `updated_at` (else the detail's transition
+/// replaces it). So list and detail content never make history together that did not happen
+/// upstream.
 async fn upgrade_list_history(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
@@ -95,13 +97,28 @@ async fn upgrade_list_history(
     sqlx::query(
         "UPDATE ticket_versions v SET
             content_hash = md5(t.raw::text), raw = t.raw, status = t.status,
-            agent_owner_id = t.agent_owner_id, content_source = 'detail'
+            agent_owner_id = t.agent_owner_id, updated_at = t.updated_at,
+            content_source = 'detail'
          FROM tickets t
          WHERE t.ticket_id = ANY($1) AND t.content_source = 'detail'
            AND v.ticket_id = t.ticket_id AND v.content_source = 'list'
-           AND v.updated_at IS NOT DISTINCT FROM t.updated_at
+           AND (v.updated_at IS NOT DISTINCT FROM t.updated_at
+                OR v.updated_at IS NOT DISTINCT FROM t.list_updated_at)
            AND v.version_id = (SELECT max(version_id) FROM ticket_versions l
                                WHERE l.ticket_id = t.ticket_id)",
+    )
+    .bind(ticket_ids)
+    .execute(&mut **tx)
+    .await?;
+    // The detail showed the version before the list row's again: one version, not two.
+    sqlx::query(
+        "DELETE FROM ticket_versions v USING tickets t
+         WHERE t.ticket_id = ANY($1) AND v.ticket_id = t.ticket_id
+           AND v.version_id = (SELECT max(version_id) FROM ticket_versions l
+                               WHERE l.ticket_id = t.ticket_id)
+           AND v.content_hash = (SELECT p.content_hash FROM ticket_versions p
+                                 WHERE p.ticket_id = t.ticket_id AND p.version_id < v.version_id
+                                 ORDER BY p.version_id DESC LIMIT 1)",
     )
     .bind(ticket_ids)
     .execute(&mut **tx)
@@ -110,8 +127,11 @@ async fn upgrade_list_history(
         "DELETE FROM ticket_status_history h USING tickets t
          WHERE t.ticket_id = ANY($1) AND t.content_source = 'detail'
            AND h.ticket_id = t.ticket_id AND h.content_source = 'list'
-           AND h.source_updated_at IS NOT DISTINCT FROM t.updated_at
-           AND h.to_status IS DISTINCT FROM t.status",
+           AND ((h.source_updated_at IS NOT DISTINCT FROM t.updated_at
+                 AND h.to_status IS DISTINCT FROM t.status)
+                -- On the list's clock: its time is not the detail's either.
+                OR (h.source_updated_at IS DISTINCT FROM t.updated_at
+                    AND h.source_updated_at IS NOT DISTINCT FROM t.list_updated_at))",
     )
     .bind(ticket_ids)
     .execute(&mut **tx)

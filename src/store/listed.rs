@@ -1,6 +1,9 @@
 //! List rows in Postgres: writing listed tickets (under a lock on what is stored, so a detail
 //! written meanwhile is never overwritten by an older row), and the self-verification of list
-//! rows against details of the same `updated_at` (`list_field_agreement`).
+//! rows against the details of the same version (`list_field_agreement`). The list's
+//! `updated_at` may run on another clock than the detail's: each list row a detail answers
+//! counts the difference (`list_clock_offsets`), and the difference most pairs share is the
+//! offset that pairs a row with the detail of its version.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -18,6 +21,10 @@ pub struct StoredContent {
     pub updated_at: Option<DateTime<Utc>>,
     pub raw: String,
     pub deleted: bool,
+    /// `'detail'` or `'list'`: whose clock `updated_at` is in.
+    pub content_source: String,
+    /// The `updated_at` the last stored list row showed (kept when a detail replaced it).
+    pub list_updated_at: Option<DateTime<Utc>>,
 }
 
 /// What writing one page of list rows did.
@@ -44,6 +51,14 @@ impl Store {
             unverified_tickets: 0,
         }
         .trust())
+    }
+
+    /// How far the list's `updated_at` runs ahead of the detail's for the same version, in
+    /// milliseconds (0 until list rows answered by details agree on one).
+    pub async fn list_clock_offset_ms(&self) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar("SELECT list_clock_offset_ms()")
+            .fetch_one(&self.pool)
+            .await?)
     }
 
     /// The verification so far, field by field.
@@ -80,7 +95,8 @@ impl Store {
     {
         let mut tx = self.pool.begin().await?;
         let stored: HashMap<String, StoredContent> = sqlx::query_as::<_, StoredContent>(
-            "SELECT ticket_id, updated_at, raw::text AS raw, deleted_at IS NOT NULL AS deleted
+            "SELECT ticket_id, updated_at, raw::text AS raw, deleted_at IS NOT NULL AS deleted,
+                    content_source, list_updated_at
              FROM tickets WHERE ticket_id = ANY($1) ORDER BY ticket_id FOR UPDATE",
         )
         .bind(ids)
@@ -106,8 +122,14 @@ impl Store {
     }
 }
 
+/// The widest list/detail clock difference counted as an offset (wider ones are other versions).
+const MAX_CLOCK_OFFSET_MS: i64 = 86_400_000;
+
 /// Compares the stored list rows of `records` (details about to be written) with them, when
-/// both have the same `updated_at`, and adds the outcome to `list_field_agreement`.
+/// both are the same version (the list's `updated_at`, less the list's clock offset, equals the
+/// detail's), and adds the outcome to `list_field_agreement`. Each list row a detail answers
+/// first counts its clock difference (`list_clock_offsets`), so the offset is learned from the
+/// very pairs it then verifies.
 pub async fn verify_list_rows(
     tx: &mut Transaction<'_, Postgres>,
     records: &[&TicketRecord],
@@ -130,6 +152,21 @@ pub async fn verify_list_rows(
         .into_iter()
         .map(|(id, updated, raw)| (id, (updated, raw)))
         .collect();
+    if listed.is_empty() {
+        return Ok(Verification::default());
+    }
+    let differences: Vec<i64> = records
+        .iter()
+        .filter_map(|r| {
+            let (list_at, _) = listed.get(r.ticket.ticket_id.as_str())?;
+            Some((*list_at)? - r.ticket.updated_at?)
+        })
+        .map(|d| d.num_milliseconds())
+        .filter(|d| d.abs() <= MAX_CLOCK_OFFSET_MS)
+        .collect();
+    let offset_ms = count_clock_offsets(tx, &differences).await?;
+    let offset = chrono::Duration::milliseconds(offset_ms);
+    // field → (agreed, differed, missing, first ticket that differed)
     // field → (agreed, differed, missing, first ticket that differed)
     let mut tally: BTreeMap<String, (i64, i64, i64, Option<String>)> = BTreeMap::new();
     let mut verification = Verification::default();
@@ -138,7 +175,7 @@ pub async fn verify_list_rows(
         let Some((updated_at, list_raw)) = listed.get(id) else {
             continue;
         };
-        if *updated_at != record.ticket.updated_at {
+        if updated_at.map(|at| at - offset) != record.ticket.updated_at {
             continue; // the detail is of another version: nothing to compare
         }
         let Ok(checks) = compare_with_detail(list_raw, &record.ticket.raw) else {
@@ -198,4 +235,40 @@ pub async fn verify_list_rows(
     .fetch_all(&mut **tx)
     .await?;
     Ok(verification)
+}
+
+/// Counts list/detail clock `differences` (milliseconds) and returns the offset they agree on
+/// now (`list_clock_offset_ms()`). Past 1,000 pairs every count is halved and at most 20
+/// offsets are kept: a list clock that changes is followed, stray differences fade.
+async fn count_clock_offsets(
+    tx: &mut Transaction<'_, Postgres>,
+    differences: &[i64],
+) -> anyhow::Result<i64> {
+    if !differences.is_empty() {
+        sqlx::query(
+            "INSERT INTO list_clock_offsets AS o (offset_ms, pairs)
+             SELECT d, count(*) FROM UNNEST($1::int8[]) AS d GROUP BY d ORDER BY d
+             ON CONFLICT (offset_ms) DO UPDATE
+                SET pairs = o.pairs + EXCLUDED.pairs, last_seen_at = now()",
+        )
+        .bind(differences)
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "WITH total AS (SELECT sum(pairs) AS n FROM list_clock_offsets)
+             UPDATE list_clock_offsets SET pairs = pairs / 2 WHERE (SELECT n FROM total) > 1000",
+        )
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM list_clock_offsets WHERE pairs = 0 OR offset_ms NOT IN (
+                 SELECT offset_ms FROM list_clock_offsets
+                 ORDER BY pairs DESC, last_seen_at DESC LIMIT 20)",
+        )
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(sqlx::query_scalar("SELECT list_clock_offset_ms()")
+        .fetch_one(&mut **tx)
+        .await?)
 }

@@ -216,6 +216,95 @@ pub fn describe_target(options: &PgConnectOptions) -> String {
     )
 }
 
+/// The comment that marks a database made by `demo`: the next demo may reset it.
+const DEMO_DATABASE_MARK: &str = "helpdesk-sync demo database (every demo run starts it anew)";
+
+/// The name `demo` uses when `DATABASE_URL` is not set (reset even when an older demo, which
+/// left no mark, made it).
+const DEFAULT_DEMO_DATABASE: &str = "helpdesk_demo";
+
+/// What [`reset_demo_database`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DemoDatabase {
+    /// There was none.
+    Created,
+    /// An earlier demo's (or an empty) database was dropped and created again.
+    Reset,
+}
+
+/// Gives `demo` an empty database, so that running it twice leaves the same tables: created
+/// when missing; dropped (sessions and all) and created again when an earlier demo made it or
+/// it holds no tickets. A database holding tickets that no demo made is refused, untouched.
+pub async fn reset_demo_database(options: &PgConnectOptions) -> anyhow::Result<DemoDatabase> {
+    let Some(name) = options.get_database().map(str::to_owned) else {
+        anyhow::bail!("the demo needs a database name in DATABASE_URL");
+    };
+    let admin = options.clone().database("postgres");
+    let mut conn = admin.connect().await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            describe_target(&admin)
+        )
+    })?;
+    let found: Option<(Option<String>,)> = sqlx::query_as(
+        "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+    )
+    .bind(&name)
+    .fetch_optional(&mut conn)
+    .await?;
+    let quoted = format!("\"{}\"", name.replace('"', "\"\""));
+    let outcome = match found {
+        None => DemoDatabase::Created,
+        Some((mark,)) => {
+            let ours = mark.as_deref() == Some(DEMO_DATABASE_MARK) || name == DEFAULT_DEMO_DATABASE;
+            if !ours {
+                let tickets = stored_tickets(options).await?;
+                if tickets > 0 {
+                    anyhow::bail!(
+                        "database {name} holds {tickets} tickets that no demo made; the demo \
+                         starts from an empty database of its own: point DATABASE_URL at another \
+                         one (unset, it uses {DEFAULT_DEMO_DATABASE})"
+                    );
+                }
+            }
+            // The name is a quoted identifier from the operator's own URL (no parameters here).
+            conn.execute(sqlx::AssertSqlSafe(format!(
+                "DROP DATABASE {quoted} WITH (FORCE)"
+            )))
+            .await
+            .with_context(|| format!("dropping the demo database {name}"))?;
+            DemoDatabase::Reset
+        }
+    };
+    conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE {quoted}")))
+        .await
+        .with_context(|| format!("creating database {name}"))?;
+    conn.execute(sqlx::AssertSqlSafe(format!(
+        "COMMENT ON DATABASE {quoted} IS '{DEMO_DATABASE_MARK}'"
+    )))
+    .await?;
+    Ok(outcome)
+}
+
+/// Tickets stored in a database (0 when it has no helpdesk-sync schema).
+async fn stored_tickets(options: &PgConnectOptions) -> anyhow::Result<i64> {
+    let mut conn = options.connect().await.with_context(|| {
+        format!(
+            "cannot connect to PostgreSQL at {}",
+            describe_target(options)
+        )
+    })?;
+    let table: Option<String> = sqlx::query_scalar("SELECT to_regclass('public.tickets')::text")
+        .fetch_one(&mut conn)
+        .await?;
+    if table.is_none() {
+        return Ok(0);
+    }
+    Ok(sqlx::query_scalar("SELECT count(*) FROM public.tickets")
+        .fetch_one(&mut conn)
+        .await?)
+}
+
 /// Creates the target database if it does not exist (used by `demo` and the tests).
 pub async fn create_database_if_missing(options: &PgConnectOptions) -> anyhow::Result<()> {
     let Some(name) = options.get_database().map(str::to_owned) else {

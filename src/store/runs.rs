@@ -41,6 +41,29 @@ impl Store {
         .await?)
     }
 
+    /// Closes the runs of `helpdesk_id` still `running` as `abandoned` (finished now, with the
+    /// reason in `error`). Only for a caller holding the helpdesk lock, which no other worker
+    /// then holds: those runs' workers are gone (killed, crashed, or cut from the database
+    /// when they ended). Returns how many were closed.
+    pub async fn abandon_running_runs(
+        &self,
+        helpdesk_id: &str,
+        found_by: &str,
+    ) -> anyhow::Result<u64> {
+        let closed = sqlx::query(
+            "UPDATE sync_runs SET outcome = 'abandoned', finished_at = now(),
+                error = 'the worker ended without completing this run (killed, crashed, or the '
+                        || 'database was unreachable when it ended); closed by ' || $2
+                        || ' when it started the next run'
+             WHERE helpdesk_id = $1 AND outcome = 'running' AND finished_at IS NULL",
+        )
+        .bind(helpdesk_id)
+        .bind(found_by)
+        .execute(&self.pool)
+        .await?;
+        Ok(closed.rows_affected())
+    }
+
     /// Completes a run with its outcome and counts.
     pub async fn finish_run(
         &self,
@@ -60,8 +83,8 @@ impl Store {
                 tickets_invalid = $10, tickets_failed = $11, list_requests = $12,
                 detail_requests = $13, token_requests = $14, rate_limited = $15, retries = $16,
                 catalog_requests = $17, message_requests = $18, tickets_messages_synced = $19,
-                tickets_messages_failed = $20
-             WHERE run_id = $1",
+                tickets_messages_failed = $20, tickets_older_skipped = $21
+             WHERE run_id = $1 AND outcome IN ('running', 'abandoned')",
         )
         .bind(run_id)
         .bind(outcome)
@@ -83,6 +106,7 @@ impl Store {
         .bind(n(a.message_requests))
         .bind(n(w.messages_synced))
         .bind(n(w.messages_failed))
+        .bind(n(w.older_skipped))
         .execute(&self.pool)
         .await?;
         Ok(())

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
@@ -29,6 +30,17 @@ pub struct FailureDelay {
 }
 
 impl Store {
+    /// When the earliest read-after-write re-fetch ([`LAG_REFETCHES`]) is due, if one is
+    /// waiting: the daemon wakes for it instead of waiting for its next tick.
+    pub async fn next_lag_refetch_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT min(next_due_at) FROM ticket_sync_state
+             WHERE lag_refetches > 0 AND next_due_at < 'infinity'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
     /// Writes a batch atomically: ticket rows, child rows and queue state, then the
     /// conversations fetched (after their tickets, which they belong to).
     pub async fn write_batch(
@@ -134,7 +146,8 @@ async fn older_than_stored(
         "SELECT t.ticket_id, u.updated_at, t.updated_at
          FROM UNNEST($1::text[], $2::timestamptz[]) AS u(ticket_id, updated_at)
          JOIN tickets t USING (ticket_id)
-         WHERE u.updated_at < t.updated_at",
+         WHERE u.updated_at < CASE WHEN t.content_source = 'list' THEN t.detail_updated_at
+                                   ELSE t.updated_at END",
     )
     .bind(&ids)
     .bind(&updated)
@@ -202,7 +215,8 @@ pub async fn upsert_tickets(
             bot_service_duration_seconds, agent_resolution_time_seconds, actual_processing_time_seconds,
             agent_entry_time, agent_first_response_time, agent_last_response_time,
             raw, fetched_at, deleted_at,
-            content_source, detail_fetched_at, detail_updated_at, tags_known, listed_at, list_raw)
+            content_source, detail_fetched_at, detail_updated_at, tags_known, listed_at, list_raw,
+            list_updated_at)
          SELECT u.ticket_id, u.helpdesk_id, u.guest_id, u.ticket_type, u.status, u.score, u.channel,
                 u.solve, u.created_at, u.updated_at, u.closed_at, u.closed_by_id, u.agent_owner_id,
                 u.zh_cn, u.en_us, u.ja_jp, u.asd, u.afrd, u.bsd, u.art, u.apt,
@@ -212,7 +226,8 @@ pub async fn upsert_tickets(
                 CASE WHEN u.source = 'detail' THEN u.updated_at END,
                 u.source = 'detail',
                 CASE WHEN u.source = 'list' THEN u.fetched_at END,
-                u.list_raw::jsonb
+                u.list_raw::jsonb,
+                CASE WHEN u.source = 'list' THEN u.updated_at END
          FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int2[], $6::int2[],
                      $7::int2[], $8::int2[], $9::timestamptz[], $10::timestamptz[],
                      $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[],
@@ -241,8 +256,10 @@ pub async fn upsert_tickets(
             agent_first_response_time = EXCLUDED.agent_first_response_time,
             agent_last_response_time = EXCLUDED.agent_last_response_time,
             raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at,
-            -- A fetch proves the ticket exists; re-normalizing (force) proves nothing.
-            deleted_at = CASE WHEN $27 THEN t.deleted_at ELSE NULL END,
+            -- A detail proves the ticket exists; re-normalizing (force) proves nothing, and
+            -- neither does a list row (which never writes over a deleted ticket, below).
+            deleted_at = CASE WHEN $27 OR EXCLUDED.content_source = 'list' THEN t.deleted_at
+                              ELSE NULL END,
             -- Provenance: re-normalizing (force) keeps it; a detail clears the list row.
             content_source = CASE WHEN $27 THEN t.content_source ELSE EXCLUDED.content_source END,
             detail_fetched_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'detail'
@@ -251,11 +268,21 @@ pub async fn upsert_tickets(
                 THEN EXCLUDED.detail_updated_at ELSE t.detail_updated_at END,
             tags_known = t.tags_known OR (NOT $27 AND EXCLUDED.tags_known),
             listed_at = COALESCE(EXCLUDED.listed_at, t.listed_at),
-            list_raw = CASE WHEN $27 THEN t.list_raw ELSE EXCLUDED.list_raw END
+            list_raw = CASE WHEN $27 THEN t.list_raw ELSE EXCLUDED.list_raw END,
+            -- Kept by a detail: the list row it answered is not stored again.
+            list_updated_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'list'
+                THEN EXCLUDED.list_updated_at ELSE t.list_updated_at END
          WHERE $27 OR ((t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
                         OR t.content_source IS DISTINCT FROM EXCLUDED.content_source)
-                       -- Never replace content with an older version (read-after-write lag).
-                       AND (EXCLUDED.updated_at < t.updated_at) IS NOT TRUE)
+                       AND CASE
+                           -- A list row never brings back a ticket its detail called deleted;
+                           -- whether it is newer was decided under the row lock (listed.rs).
+                           WHEN EXCLUDED.content_source = 'list' THEN t.deleted_at IS NULL
+                           -- A detail always replaces list content, whatever the list's clock
+                           -- says; it never replaces an older detail's (read-after-write lag).
+                           ELSE (EXCLUDED.updated_at < CASE WHEN t.content_source = 'list'
+                                     THEN t.detail_updated_at ELSE t.updated_at END) IS NOT TRUE
+                           END)
          RETURNING t.ticket_id",
     )
     .bind(&ids)

@@ -241,10 +241,20 @@ impl Cycle<'_> {
             }
         }
         // Calendars or targets edited since the last cycle apply to every ticket.
-        if let Err(error) = self.store.refresh_sla().await {
-            let error = format!("SLA results: {error:#}");
-            tracing::warn!(error = %error, "SLA results not refreshed; tried again next cycle");
-            self.report.report_errors.push(error);
+        match self.store.refresh_sla().await {
+            Ok(crate::store::sla::SlaRefresh::Done(_)) => {}
+            Ok(crate::store::sla::SlaRefresh::Postponed) => {
+                let error = "SLA results: postponed, an open edit of a calendar or target holds \
+                             a lock; applied at a later cycle"
+                    .to_owned();
+                tracing::warn!(error = %error, "SLA results not refreshed; tried again next cycle");
+                self.report.report_errors.push(error);
+            }
+            Err(error) => {
+                let error = format!("SLA results: {error:#}");
+                tracing::warn!(error = %error, "SLA results not refreshed; tried again next cycle");
+                self.report.report_errors.push(error);
+            }
         }
         match self.store.refresh_daily_backlog().await {
             Ok(rows) => self.report.backlog_rows = Some(rows),

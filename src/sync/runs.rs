@@ -26,8 +26,43 @@ pub fn worker_id() -> &'static str {
     })
 }
 
+/// A run whose completion could not be written (the database was down): written again before
+/// the process's next run starts.
+struct PendingFinish {
+    run_id: i64,
+    outcome: &'static str,
+    error: Option<String>,
+    report: CycleReport,
+}
+
+/// This process's completions still to write, oldest first.
+static PENDING_FINISHES: std::sync::Mutex<Vec<PendingFinish>> = std::sync::Mutex::new(Vec::new());
+
+fn pending_finishes() -> std::sync::MutexGuard<'static, Vec<PendingFinish>> {
+    PENDING_FINISHES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 /// Records a cycle's start in `sync_runs`. A failure to record is logged, never fatal.
+///
+/// Called while holding the helpdesk lock, so no other worker runs a cycle of this helpdesk:
+/// first the completions this process could not write are written now, then every run still
+/// `running` is closed as `abandoned` (its worker died, was killed or lost the database).
 pub async fn start_recorded(store: &Store, helpdesk_id: &str, trigger: Trigger) -> Option<i64> {
+    write_pending_finishes(store).await;
+    match store.abandon_running_runs(helpdesk_id, worker_id()).await {
+        Ok(0) => {}
+        Ok(closed) => tracing::warn!(
+            closed,
+            helpdesk_id,
+            "closed runs left running by a worker that ended without completing them (sync_runs outcome abandoned)"
+        ),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot close abandoned runs in sync_runs"
+        ),
+    }
     match store.start_run(helpdesk_id, trigger, worker_id()).await {
         Ok(id) => Some(id),
         Err(e) => {
@@ -40,7 +75,35 @@ pub async fn start_recorded(store: &Store, helpdesk_id: &str, trigger: Trigger) 
     }
 }
 
-/// Records how a cycle ended; returns the outcome label written.
+/// Writes the completions that failed before; those that fail again stay pending.
+async fn write_pending_finishes(store: &Store) {
+    let pending = std::mem::take(&mut *pending_finishes());
+    let mut still = Vec::new();
+    for p in pending {
+        match store
+            .finish_run(p.run_id, p.outcome, p.error.as_deref(), &p.report)
+            .await
+        {
+            Ok(()) => tracing::info!(
+                run_id = p.run_id,
+                outcome = p.outcome,
+                "completed a run in sync_runs that could not be completed when it ended"
+            ),
+            Err(e) => {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    run_id = p.run_id,
+                    "still cannot complete the run in sync_runs"
+                );
+                still.push(p);
+            }
+        }
+    }
+    pending_finishes().splice(0..0, still);
+}
+
+/// Records how a cycle ended; returns the outcome label written. When the database refuses
+/// the completion, it is kept and written before the process's next run starts.
 pub async fn finish_recorded(
     store: &Store,
     run_id: Option<i64>,
@@ -69,8 +132,14 @@ pub async fn finish_recorded(
         tracing::warn!(
             error = format!("{e:#}"),
             run_id,
-            "cannot complete the run in sync_runs"
+            "cannot complete the run in sync_runs; written again before the next run"
         );
+        pending_finishes().push(PendingFinish {
+            run_id,
+            outcome,
+            error,
+            report: report.clone(),
+        });
     }
     outcome
 }

@@ -112,7 +112,7 @@ async fn migrate_is_repeatable() {
     assert_ok(&ws.run(&["migrate"], &[], None).await);
     assert_eq!(
         db.count(
-            "SELECT count(*) FROM information_schema.tables WHERE table_name IN
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN
                   ('tickets','helpdesk_users','ticket_agents','ticket_collaborators','tags',
                    'ticket_tags','ticket_custom_fields','ticket_comments','ticket_sync_state')"
         )
@@ -124,12 +124,8 @@ async fn migrate_is_repeatable() {
 #[tokio::test]
 async fn demo_fills_a_fresh_database() {
     let db = TestDb::new().await;
-    let out = run_binary(
-        &["demo", "--tickets", "25"],
-        &[("DATABASE_URL", &db.url)],
-        None,
-    )
-    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo_in(dir.path(), &db).await;
     assert_ok(&out);
     let text = stdout(&out);
     assert!(text.contains("The database now holds 24 tickets"), "{text}");
@@ -166,6 +162,151 @@ async fn demo_fills_a_fresh_database() {
             .await,
         1
     );
+}
+
+/// Runs `demo` in `dir` (it leaves its config file in the current directory).
+async fn demo_in(dir: &std::path::Path, db: &TestDb) -> std::process::Output {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"))
+        .args(["demo", "--tickets", "25"])
+        .env("DATABASE_URL", &db.url)
+        .env_remove("HELPDESK_SYNC_CONFIG")
+        .current_dir(dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .expect("run demo")
+}
+
+/// What a dashboard built on the demo reads: history and its derived counts.
+async fn demo_tables(db: &TestDb) -> [i64; 6] {
+    [
+        db.count("SELECT count(*) FROM tickets").await,
+        db.count("SELECT count(*) FROM ticket_versions").await,
+        db.count("SELECT count(*) FROM ticket_status_history").await,
+        db.count("SELECT coalesce(sum(reopen_count), 0)::bigint FROM reporting.tickets")
+            .await,
+        db.count("SELECT count(*) FROM reporting.sla").await,
+        db.count("SELECT count(*) FROM sync_runs").await,
+    ]
+}
+
+#[tokio::test]
+async fn demo_twice_leaves_the_same_tables_and_a_config_that_status_reads() {
+    let db = TestDb::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let first = demo_in(dir.path(), &db).await;
+    assert_ok(&first);
+    let after_first = demo_tables(&db).await;
+    assert_eq!(after_first[0], 24, "{}", stdout(&first));
+    let second = demo_in(dir.path(), &db).await;
+    assert_ok(&second);
+    assert!(
+        stdout(&second).contains("reset the demo database"),
+        "the second run says it started anew: {}",
+        stdout(&second)
+    );
+    assert_eq!(
+        demo_tables(&db).await,
+        after_first,
+        "tickets, versions, transitions, reopens, SLA clocks, runs"
+    );
+
+    // The config it left: status reads the demo database through it.
+    let config = dir.path().join("helpdesk-sync-demo.toml");
+    let text = std::fs::read_to_string(&config).expect("the demo leaves its config");
+    assert!(text.contains("[sla]") && text.contains(db.name()), "{text}");
+    let status = run_binary(
+        &["--config", config.to_str().unwrap(), "status", "--json"],
+        &[],
+        None,
+    )
+    .await;
+    let json = stdout(&status);
+    assert!(
+        json.contains("\"queue\""),
+        "status read the demo database: {json}{}",
+        stderr(&status)
+    );
+    // migrate through it keeps the demo's SLA targets (they are in the file).
+    assert_ok(
+        &run_binary(
+            &["--config", config.to_str().unwrap(), "migrate"],
+            &[],
+            None,
+        )
+        .await,
+    );
+    assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
+}
+
+#[tokio::test]
+async fn demo_refuses_a_database_with_tickets_it_did_not_make() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(5)).await;
+    let ws = Workspace::new(&sim, &db, "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let dir = tempfile::tempdir().unwrap();
+    let out = demo_in(dir.path(), &db).await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("holds 5 tickets that no demo made"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets").await,
+        5,
+        "untouched"
+    );
+}
+
+#[tokio::test]
+async fn help_offers_config_only_where_it_is_read() {
+    for (command, reads) in [
+        ("sync", true),
+        ("status", true),
+        ("migrate", true),
+        ("demo", false),
+        ("simulate", false),
+    ] {
+        let out = run_binary(&[command, "--help"], &[], None).await;
+        assert_ok(&out);
+        assert_eq!(stdout(&out).contains("--config"), reads, "{command} --help");
+    }
+    let refused = run_binary(&["--config", "x.toml", "demo"], &[], None).await;
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(
+        stderr(&refused).contains("read no config file"),
+        "{}",
+        stderr(&refused)
+    );
+}
+
+#[tokio::test]
+async fn status_without_a_config_file_says_what_it_tried_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"))
+        .args(["--log-format", "pretty", "status"])
+        .env_remove("HELPDESK_SYNC_CONFIG")
+        .env_remove("DATABASE_URL")
+        .env(
+            "HELPDESK_SYNC__DATABASE__URL",
+            "postgres://postgres@127.0.0.1:1/helpdesk",
+        )
+        .current_dir(dir.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = stderr(&out);
+    assert_eq!(text.trim().lines().count(), 1, "{text}");
+    assert!(
+        text.contains("no config file (./config.toml does not exist"),
+        "{text}"
+    );
+    assert!(text.contains("127.0.0.1:1/helpdesk"), "{text}");
+    assert!(text.contains("--config PATH or DATABASE_URL="), "{text}");
+    assert!(!text.contains(" at line "), "{text}");
 }
 
 #[tokio::test]

@@ -475,3 +475,49 @@ async fn subscribe_events_is_idempotent_and_names_a_wrong_credential() {
         stderr(&out)
     );
 }
+
+/// Issue 22 item 16: a read-after-write re-fetch (the event's first detail answer was the
+/// version before the event's) waited for the next scheduled tick: here a yearly schedule, so
+/// until the next year. The daemon now wakes for the re-fetch's own due time (5 s after the
+/// lagging answer) and fetches just what is due.
+#[tokio::test]
+async fn a_read_after_write_refetch_comes_at_its_own_time_not_the_next_tick() {
+    use helpdesk_sync::sim::Fault;
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(5)).await;
+    let daemon = Daemon::start(&workspace(&sim, &db)).await;
+    let id = sim.state.ticket_ids()[1].clone();
+    let before = sim.state.ticket(&id).unwrap();
+    sim.state.update_ticket(&id, |t| t["status"] = json!(3));
+    // The API's next answer for it is still the version before the update.
+    sim.state
+        .inject(&id, [Fault::ticket_body(&before.to_string())]);
+    let requests = sim.state.detail_requests(None);
+    let event = sim.state.ticket_event(TICKET_UPDATED, &id, "ev-lag-16");
+    let sent = Instant::now();
+    let status = sim
+        .state
+        .deliver_event(&http(), &daemon.url, &event)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut stored = None;
+    while sent.elapsed() < Duration::from_secs(30) {
+        stored = stored_status(&db, &id).await;
+        if stored == Some(3) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert_eq!(
+        stored,
+        Some(3),
+        "the update was not stored within 30 s: {:?}",
+        daemon.lines.lock().unwrap()
+    );
+    eprintln!("stored {:?} after the event", sent.elapsed());
+    // The lagging answer and the one that caught up: nothing else was fetched.
+    assert_eq!(sim.state.detail_requests(Some(&id)), 3);
+    assert_eq!(sim.state.detail_requests(None), requests + 2);
+    daemon.stop().await;
+}

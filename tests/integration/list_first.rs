@@ -384,3 +384,211 @@ async fn half_an_emoji_in_one_listed_ticket_costs_neither_the_page_nor_the_ticke
             .unwrap();
     assert_eq!(content, "broken \u{fffd} emoji");
 }
+
+/// `(status, tags_known, content_source)` of every stored ticket, by id.
+async fn stored_all(
+    db: &TestDb,
+) -> std::collections::BTreeMap<String, (Option<i16>, bool, String)> {
+    let rows: Vec<(String, Option<i16>, bool, String)> = sqlx::query_as(
+        "SELECT ticket_id, status, tags_known, content_source FROM tickets ORDER BY ticket_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(id, status, tags, source)| (id, (status, tags, source)))
+        .collect()
+}
+
+/// Per ticket, the transitions recorded: `(to_status, content_source)` in order.
+async fn transitions(db: &TestDb, id: &str) -> Vec<(Option<i16>, String)> {
+    sqlx::query_as(
+        "SELECT to_status, content_source FROM ticket_status_history WHERE ticket_id = $1
+         ORDER BY transition_id",
+    )
+    .bind(id)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Issue 22 item 5: list rows whose `updated_at` runs ahead of the detail's (a list on another
+/// clock: by 60 s, or by 1 ms) were kept as "the newer version" for good: the detail never
+/// replaced them (wrong statuses from a lying list, tags unknown, false transitions) and the
+/// verification, which compared equal `updated_at` only, never ran. Now the detail replaces
+/// list content whatever the clocks say, the list's history is the detail's, the verification
+/// pairs a row with its detail through the list's clock offset (learned), and an unchanged
+/// ticket is neither stored from its row again nor fetched again.
+#[tokio::test]
+async fn a_list_row_ahead_of_its_detail_never_outlives_it() {
+    for (ahead, lying) in [(60_000_i64, true), (1, false)] {
+        let db = TestDb::new().await;
+        let sim = start_sim(SimConfig {
+            list_updated_at_ahead_ms: ahead,
+            list_rows_alter: if lying {
+                vec!["status".into()]
+            } else {
+                Vec::new()
+            },
+            ..unlimited_sim(80)
+        })
+        .await;
+        let ids = sim.state.ticket_ids();
+        let ws = Workspace::configured(&sim, &db, FAST, "");
+        assert_ok(&ws.run(&["sync"], &[], None).await);
+        let truth = |id: &str| {
+            sim.state.ticket(id).unwrap()["status"]
+                .as_i64()
+                .map(|s| s as i16)
+        };
+        let stored = stored_all(&db).await;
+        let wrong_status = ids.iter().filter(|id| stored[*id].0 != truth(id)).count();
+        let unverified = stored.values().filter(|s| !s.1 || s.2 != "detail").count();
+        let mut false_transitions = 0;
+        for id in &ids {
+            let seen = transitions(&db, id).await;
+            false_transitions += seen
+                .iter()
+                .filter(|(to, source)| *to != truth(id) || source != "detail")
+                .count()
+                + seen.len().saturating_sub(1);
+        }
+        eprintln!(
+            "ahead {ahead} ms, lying {lying}: {wrong_status} wrong statuses, {unverified} unverified, \
+             {false_transitions} false transitions"
+        );
+        assert_eq!(
+            (wrong_status, unverified, false_transitions),
+            (0, 0, 0),
+            "ahead {ahead} ms"
+        );
+        assert_eq!(db.count("SELECT count(*) FROM ticket_versions").await, 80);
+        // The verification ran across the clocks: a lying status is caught, an honest one
+        // agreed for every ticket.
+        let (trusted, agreed, differed): (bool, i64, i64) = sqlx::query_as(
+            "SELECT trusted, agreed, differed FROM list_field_agreement WHERE field = 'status'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        if lying {
+            assert!(
+                !trusted && differed > 0,
+                "{agreed} agreed, {differed} differed"
+            );
+            let status = stdout(&ws.run(&["status"], &[], None).await);
+            assert!(
+                status.contains("not taken from list rows: status"),
+                "{status}"
+            );
+        } else {
+            assert_eq!((trusted, agreed, differed), (true, 80, 0));
+        }
+
+        // Ten tickets change: each is fetched once, one version and one transition each; the
+        // other seventy cost nothing, then and in the next pass.
+        let before = sim.state.detail_requests(None);
+        for id in &ids[..10] {
+            sim.state.update_ticket(id, |t| t["status"] = json!(4));
+        }
+        assert_ok(&ws.run(&["sync"], &[], None).await);
+        assert_eq!(
+            sim.state.detail_requests(None) - before,
+            10,
+            "ahead {ahead} ms"
+        );
+        assert_ok(&ws.run(&["sync"], &[], None).await);
+        assert_eq!(
+            sim.state.detail_requests(None) - before,
+            10,
+            "ahead {ahead} ms"
+        );
+        assert_eq!(db.count("SELECT count(*) FROM ticket_versions").await, 90);
+        let stored = stored_all(&db).await;
+        for id in &ids {
+            assert_eq!(stored[id].0, truth(id), "{id}");
+            assert_eq!(
+                (stored[id].1, stored[id].2.as_str()),
+                (true, "detail"),
+                "{id}"
+            );
+        }
+        let changed_transitions = db
+            .count("SELECT count(*) FROM ticket_status_history WHERE to_status = 4 AND content_source = 'detail'")
+            .await;
+        let truly_4 = ids[10..].iter().filter(|id| truth(id) == Some(4)).count() as i64;
+        assert_eq!(changed_transitions, 10 + truly_4);
+        assert_eq!(
+            db.count("SELECT count(*) FROM ticket_status_history WHERE content_source = 'list'")
+                .await,
+            0
+        );
+    }
+}
+
+/// Issue 22 item 6: a ticket whose detail answers 404 (deleted) while the list still shows it
+/// was written back from its list row (`deleted_at` cleared) and never checked again: the
+/// overlap brought back the recently updated ones, `sync --since` all of them. A list row now
+/// never clears `deleted_at`; the list showing a version the 404 did not answer gets one more
+/// detail check, and only a detail 200 brings the ticket back.
+#[tokio::test]
+async fn a_list_row_never_brings_back_a_ticket_its_detail_calls_deleted() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(40)).await;
+    let ids = sim.state.ticket_ids();
+    let ws = Workspace::configured(&sim, &db, FAST, "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(db.count("SELECT count(*) FROM ticket_facts").await, 40);
+    // Four tickets are updated (within the overlap) and stored, then deleted upstream: their
+    // detail answers 404 while the list still shows the version stored.
+    let gone: Vec<String> = ids[..4].to_vec();
+    for id in &gone {
+        sim.state.update_ticket(id, |t| t["status"] = json!(3));
+    }
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    for id in &gone {
+        sim.state.delete_detail_only(id);
+    }
+    let mut enqueue = vec!["enqueue"];
+    enqueue.extend(gone.iter().map(String::as_str));
+    assert_ok(&ws.run(&enqueue, &[], None).await);
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let deleted = || async {
+        db.count("SELECT count(*) FROM tickets WHERE deleted_at IS NOT NULL")
+            .await
+    };
+    assert_eq!(deleted().await, 4, "the detail's 404 marks them deleted");
+    let requests = sim.state.detail_requests(None);
+    // The overlap lists them again, then a backfill lists every ticket.
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(deleted().await, 4, "the overlap brought some back");
+    assert_ok(&ws.run(&["sync", "--since", "2020-01-01"], &[], None).await);
+    assert_eq!(deleted().await, 4, "the backfill brought some back");
+    assert_eq!(db.count("SELECT count(*) FROM ticket_facts").await, 36);
+    assert_eq!(
+        sim.state.detail_requests(None),
+        requests,
+        "the versions the 404 answered are not checked again"
+    );
+    // One comes back upstream and changes: the list shows a new version, its detail answers.
+    sim.state.restore_detail(&gone[0]);
+    sim.state
+        .update_ticket(&gone[0], |t| t["status"] = json!(2));
+    // Another only changes in the list: checked once more, still 404, still deleted.
+    sim.state
+        .update_ticket(&gone[1], |t| t["status"] = json!(2));
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(deleted().await, 3);
+    assert_eq!(
+        sim.state.detail_requests(Some(&gone[1])),
+        4,
+        "twice stored, the 404, the new version's check"
+    );
+    let status: Option<i16> = sqlx::query_scalar("SELECT status FROM tickets WHERE ticket_id = $1")
+        .bind(&gone[0])
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(status, Some(2));
+    assert_eq!(db.count("SELECT count(*) FROM ticket_facts").await, 37);
+}

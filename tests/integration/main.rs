@@ -10,6 +10,7 @@ mod hostile;
 mod list_first;
 mod messages;
 mod observability;
+mod operators;
 mod queue;
 mod reliability;
 mod sync;

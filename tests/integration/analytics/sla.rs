@@ -1102,3 +1102,499 @@ async fn the_documented_setup_block_works() {
     assert_eq!(seconds, Some(8 * H));
     assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
 }
+
+/// Calendars at the edges (issue 22), made in SQL as an analyst would: intervals and a partial
+/// holiday that daylight saving turns inside out, 24/7 and a night calendar at both ends of
+/// the covered range, Chatham (+13:45).
+const EDGE_CALENDARS: &str = "
+    INSERT INTO business_calendars (calendar_id, timezone) VALUES
+        ('ny_gap', 'America/New_York'), ('syd_gap', 'Australia/Sydney'),
+        ('ny_all', 'America/New_York'), ('ny_night', 'America/New_York'),
+        ('chatham', 'Pacific/Chatham'), ('office', 'America/New_York');
+    INSERT INTO business_hours (calendar_id, weekday, opens_at, closes_at) VALUES
+        ('ny_gap', 7, '02:30', '03:00'), ('syd_gap', 7, '02:45', '03:15');
+    INSERT INTO business_hours (calendar_id, weekday, opens_at, closes_at)
+    SELECT 'ny_all', d, '00:00'::time, '24:00'::time FROM generate_series(1, 7) d
+    UNION ALL SELECT 'chatham', d, '00:00', '24:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'ny_night', d, '22:00', '06:00' FROM generate_series(1, 7) d
+    UNION ALL SELECT 'office', d, '09:00', '17:00' FROM generate_series(1, 5) d;
+    INSERT INTO business_holidays (calendar_id, holiday_date, closed_from, closed_until, name)
+    VALUES ('ny_all', '2026-03-08', '02:30', '03:00', 'in the skipped hour');
+";
+
+async fn due_seconds(
+    pool: &PgPool,
+    start: &str,
+    seconds: f64,
+    calendar: &str,
+) -> Option<DateTime<Utc>> {
+    sqlx::query_scalar("SELECT business_time_add($1, $2, $3)")
+        .bind(utc(start))
+        .bind(seconds)
+        .bind(calendar)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn business_time_at_its_edges_matches_hand_computed_values() {
+    let db = TestDb::new().await;
+    helpdesk_sync::store::MIGRATOR.run(&db.pool).await.unwrap();
+    // Before: refused whole, "range lower bound must be less than or equal to range upper
+    // bound" (02:30 on the spring-forward night reads as 03:30 EDT, after the 03:00 close).
+    sqlx::raw_sql(EDGE_CALENDARS)
+        .execute(&db.pool)
+        .await
+        .expect("calendars daylight saving turns inside out are accepted");
+    let p = &db.pool;
+    let bs = |a: &'static str, b: &'static str, c: &'static str| business_seconds(p, a, b, c);
+
+    // New York, Sunday 02:30-03:00: two weeks hold the Sundays 2026-03-01 (30 min) and
+    // 2026-03-08, the spring-forward day, whose 02:30-03:00 does not exist: no business time.
+    assert_eq!(
+        bs(
+            "2026-03-01T00:00:00-05:00",
+            "2026-03-15T00:00:00-04:00",
+            "ny_gap"
+        )
+        .await,
+        Some(1800)
+    );
+    assert_eq!(
+        bs(
+            "2026-03-08T00:00:00-05:00",
+            "2026-03-09T00:00:00-04:00",
+            "ny_gap"
+        )
+        .await,
+        Some(0)
+    );
+    // Due times wait over the empty Sunday: 30 min from after the 03-01 close is the next
+    // Sunday that has the interval, 2026-03-15 02:30-03:00 EDT.
+    assert_eq!(
+        due(p, "2026-03-01T04:00:00-05:00", 30, "ny_gap").await,
+        Some(utc("2026-03-15T03:00:00-04:00"))
+    );
+    // Sydney, Sunday 02:45-03:15: clocks go 02:00 AEST -> 03:00 AEDT on Sunday 2026-10-04;
+    // 09-27 counts 30 min, 10-04 none.
+    assert_eq!(
+        bs(
+            "2026-09-27T00:00:00+10:00",
+            "2026-10-11T00:00:00+11:00",
+            "syd_gap"
+        )
+        .await,
+        Some(1800)
+    );
+    // 24/7 New York with a holiday 02:30-03:00 on 2026-03-08 (times that do not exist): it
+    // closes nothing; Saturday (24 h) and Sunday (23 h).
+    assert_eq!(
+        bs(
+            "2026-03-07T00:00:00-05:00",
+            "2026-03-09T00:00:00-04:00",
+            "ny_all"
+        )
+        .await,
+        Some(47 * H)
+    );
+
+    // The covered range is local dates 2010-01-01 .. 2050-12-31 in each calendar's zone.
+    // Before: NULL before 2010-01-02 00:00 UTC and from 2050-12-30 00:00 UTC.
+    assert_eq!(
+        bs(
+            "2010-01-01T12:00:00-05:00",
+            "2010-01-01T13:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00-05:00",
+            "2010-01-01T01:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T22:00:00-05:00",
+            "2051-01-01T00:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        Some(2 * H)
+    );
+    // One second outside, at either end: NULL, never a partial count.
+    assert_eq!(
+        bs(
+            "2009-12-31T23:59:59-05:00",
+            "2010-01-01T01:00:00-05:00",
+            "ny_all"
+        )
+        .await,
+        None
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T23:00:00-05:00",
+            "2051-01-01T00:00:01-05:00",
+            "ny_all"
+        )
+        .await,
+        None
+    );
+    // The night that opened on 2009-12-31 22:00 is open on 2010-01-01 until 06:00: 6 h.
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00-05:00",
+            "2010-01-01T08:00:00-05:00",
+            "ny_night"
+        )
+        .await,
+        Some(6 * H)
+    );
+    // Chatham (+13:45 in summer): 2010-01-02 10:00 plus one hour; its first and last local
+    // hours.
+    assert_eq!(
+        due(p, "2010-01-02T10:00:00+13:45", 60, "chatham").await,
+        Some(utc("2010-01-02T11:00:00+13:45"))
+    );
+    assert_eq!(
+        bs(
+            "2010-01-01T00:00:00+13:45",
+            "2010-01-01T01:00:00+13:45",
+            "chatham"
+        )
+        .await,
+        Some(H)
+    );
+    assert_eq!(
+        bs(
+            "2050-12-31T23:00:00+13:45",
+            "2050-12-31T23:30:00+13:45",
+            "chatham"
+        )
+        .await,
+        Some(1800)
+    );
+
+    // business_time_add with 0 and negative seconds (office: 09:00-17:00 on weekdays).
+    // From inside hours, 0 is the start itself.
+    assert_eq!(
+        due_seconds(p, "2026-03-10T10:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-10T10:00:00-04:00"))
+    );
+    // From outside hours, 0 waits for the opening, as 60 s waits for the opening and one
+    // minute: Saturday -> Monday 09:00; the close itself (17:00) is outside hours.
+    assert_eq!(
+        due_seconds(p, "2026-03-14T10:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-16T09:00:00-04:00"))
+    );
+    assert_eq!(
+        due_seconds(p, "2026-03-14T10:00:00-04:00", 60.0, "office").await,
+        Some(utc("2026-03-16T09:01:00-04:00"))
+    );
+    assert_eq!(
+        due_seconds(p, "2026-03-10T17:00:00-04:00", 0.0, "office").await,
+        Some(utc("2026-03-11T09:00:00-04:00"))
+    );
+    // ... while a target that runs out at the close is due at the close.
+    assert_eq!(
+        due_seconds(p, "2026-03-10T16:00:00-04:00", 3600.0, "office").await,
+        Some(utc("2026-03-10T17:00:00-04:00"))
+    );
+    // Negative seconds are not a due time: NULL (before: the start itself).
+    assert_eq!(
+        due_seconds(p, "2026-03-10T10:00:00-04:00", -60.0, "office").await,
+        None
+    );
+}
+
+/// A ticket of the tests below: Gina's, Bob the agent.
+fn plain_ticket(n: u64, fields: Value) -> Value {
+    let mut t = json!({"ticket_id": id(n), "ticket_type": 2, "channel": 2,
+                       "guest": user("ou_gina", "Gina"), "agents": [user("ou_bob", "Bob")],
+                       "agent_owner": user("ou_bob", "Bob")});
+    for (k, v) in fields.as_object().unwrap() {
+        t[k] = v.clone();
+    }
+    t
+}
+
+/// Issue 22, items 1 and 4: an `[sla]` section with calendars daylight saving turns inside
+/// out (New York Sunday 02:30-03:00, Sydney Sunday 02:45-03:15, a partial holiday in New
+/// York's skipped hour) is seeded and `migrate` and `sync` go on; a seeded calendar removed
+/// from the section while a target made by hand names it is kept, named in the log, and does
+/// not stop `migrate` either.
+#[tokio::test]
+async fn calendars_the_database_once_refused_never_stop_migrate_or_sync() {
+    let (db, sim, _) = setup().await;
+    let section = r#"
+[sla]
+default_calendar = "ny_all"
+
+[sla.calendars.ny_gap]
+timezone = "America/New_York"
+hours = { sun = ["02:30-03:00"] }
+
+[sla.calendars.syd]
+timezone = "Australia/Sydney"
+hours = { sun = ["02:45-03:15"] }
+
+[sla.calendars.ny_all]
+timezone = "America/New_York"
+hours = { daily = ["00:00-24:00"] }
+holidays = ["2026-03-08 02:30-03:00"]
+
+[[sla.targets]]
+id = "reply"
+metric = "first_reply"
+minutes = 60
+"#;
+    let ws = Workspace::configured(&sim, &db, "", &format!("discover = false\n{section}"));
+    // Before: exit 1, "range lower bound must be less than or equal to range upper bound".
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_calendars WHERE source = 'config'")
+            .await,
+        3
+    );
+    // Saturday 2026-03-07 12:00 EST to Sunday 12:00 EDT in 24/7: 23 h (the holiday is in the
+    // hour that does not exist); a ticket created then, answered after 23 h, has 23 h.
+    let created = utc("2026-03-07T12:00:00-05:00");
+    let reply = utc("2026-03-08T12:00:00-04:00");
+    sim.state.put_ticket(
+        &id(80),
+        plain_ticket(
+            80,
+            json!({"status": 2, "created_at": ms(created), "updated_at": ms(reply),
+                   "agent_entry_time": ms(reply), "agent_first_response_time": ms(reply)}),
+        ),
+    );
+    sync_ids(&ws, &[id(80)]).await;
+    let rows = sla_rows(&db.pool, &id(80)).await;
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].6, Some(23 * H));
+    assert_eq!(rows[0].7, Some(true), "due after 1 h, answered after 23 h");
+
+    // An analyst's target names the seeded Sydney calendar; the section drops it.
+    sqlx::query(
+        "INSERT INTO sla_targets (target_id, metric, target_minutes, calendar_id)
+         VALUES ('sydney-reply', 'first_reply', 60, 'syd')",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let without_syd = section.replace(
+        "[sla.calendars.syd]\ntimezone = \"Australia/Sydney\"\nhours = { sun = [\"02:45-03:15\"] }\n",
+        "",
+    );
+    assert_ne!(without_syd, section);
+    let ws2 = Workspace::configured(&sim, &db, "", &format!("discover = false\n{without_syd}"));
+    // Before: exit 1 ("a calendar removed from [sla] is still named by a target made by hand").
+    let out = ws2.run(&["migrate"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("sla.calendars.syd") && stderr(&out).contains("sydney-reply"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM business_calendars WHERE calendar_id = 'syd'")
+            .await,
+        1
+    );
+    // The rest of the section was seeded: the config target is back, the sync goes on.
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_targets WHERE source = 'config'")
+            .await,
+        1
+    );
+    sync_ids(&ws2, &[id(80)]).await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'reply'")
+            .await,
+        1
+    );
+}
+
+/// Issue 22, item 13: an analyst's open transaction on a calendar (an edit not yet committed)
+/// holds neither the start of `sync` (seeding) nor its cycle's SLA recompute: the tickets are
+/// stored, the postponement is logged, and the results catch up at a later run once the edit
+/// is committed.
+#[tokio::test]
+async fn an_open_calendar_edit_holds_neither_sync_nor_its_sla_refresh() {
+    let (db, sim, _) = setup().await;
+    let ws = Workspace::configured(&sim, &db, "", &format!("discover = false\n{SLA_TOML}"));
+    // Tuesday 2026-03-10, created 10:00 EDT, first reply 11:00 EDT (New York 09:00-17:00).
+    let created = utc("2026-03-10T10:00:00-04:00");
+    let reply = utc("2026-03-10T11:00:00-04:00");
+    let ticket = |n: u64| {
+        plain_ticket(
+            n,
+            json!({"status": 2, "created_at": ms(created), "updated_at": ms(reply),
+                   "agent_entry_time": ms(reply), "agent_first_response_time": ms(reply)}),
+        )
+    };
+    sim.state.put_ticket(&id(81), ticket(81));
+    sync_ids(&ws, &[id(81)]).await;
+    let reply_seconds = |n: u64| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, Option<i64>>(
+                "SELECT elapsed_seconds FROM ticket_sla WHERE ticket_id = $1 AND target_id = 'reply'",
+            )
+            .bind(id(n))
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(reply_seconds(81).await, Some(H));
+
+    // An edit committed earlier (the results are stale) ...
+    sqlx::query("UPDATE sla_targets SET description = 'edited' WHERE target_id = 'reply'")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    // ... and one left open: the analyst opens at 10:30 from now on and drops the
+    // full-resolution target, which every ticket's clocks name.
+    let mut analyst = db.pool.begin().await.unwrap();
+    sqlx::raw_sql(
+        "UPDATE business_hours SET opens_at = '10:30' WHERE calendar_id = 'ny';
+         DELETE FROM sla_targets WHERE target_id = 'resolution';",
+    )
+    .execute(&mut *analyst)
+    .await
+    .unwrap();
+    sim.state.put_ticket(&id(82), ticket(82));
+    assert_ok(&ws.run(&["enqueue", &id(82)], &[], None).await);
+    // Before: `sync` waited for the analyst's transaction (here: forever, the run timed out).
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    let log = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(log.contains("[sla] not seeded now"), "{log}");
+    assert!(log.contains("SLA results: postponed"), "{log}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets").await,
+        2,
+        "the ticket is stored meanwhile"
+    );
+    // Its own clocks could not be written (a row naming the target being dropped waits for
+    // the analyst): left for later.
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_refresh_pending").await,
+        1
+    );
+
+    analyst.commit().await.unwrap();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    // 10:30 to 11:00 for both now; the dropped target is gone.
+    assert_eq!(reply_seconds(81).await, Some(1800));
+    assert_eq!(reply_seconds(82).await, Some(1800));
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'resolution'")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM sla_refresh_pending").await,
+        0
+    );
+}
+
+/// Issue 22, item 3, decided and documented in docs/analytics.md: a first reply after the
+/// first close does not achieve first_reply (the clock stopped at the close); a customer wait
+/// unanswered when the ticket closes is stopped at the close, and runs again from the
+/// customer's message when the ticket is reopened (as full_resolution), so the answer after
+/// the reopen achieves it, the closed time counted.
+#[tokio::test]
+async fn a_reply_after_the_first_close_and_a_wait_through_a_reopen() {
+    let (db, sim, _) = setup().await;
+    let ws = Workspace::configured(&sim, &db, "", &format!("discover = false\n{SLA_TOML}"));
+    // Tuesday 2026-03-10 (EDT): created 10:00, the customer writes 10:05, closed 10:30
+    // unanswered; reopened, Bob answers at 11:00.
+    let at = |h: u32, m: u32| Utc.with_ymd_and_hms(2026, 3, 10, h + 4, m, 0).unwrap();
+    sim.state.put_ticket(
+        &id(83),
+        plain_ticket(
+            83,
+            json!({"status": 51, "created_at": ms(at(10, 0)), "updated_at": ms(at(10, 30)),
+                   "closed_at": ms(at(10, 30))}),
+        ),
+    );
+    sim.state
+        .put_messages(&id(83), vec![message(1, at(10, 5), "ou_gina")]);
+    sync_ids(&ws, &[id(83)]).await;
+    let rows = |pool: PgPool| async move {
+        sqlx::query_as::<_, (String, Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<i64>, Option<bool>)>(
+            "SELECT target_id, achieved_at, stopped_at, elapsed_seconds, is_breached FROM ticket_sla
+             WHERE ticket_id = $1 AND target_id IN ('reply', 'next-reply') ORDER BY target_id",
+        )
+        .bind(id(83))
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+    };
+    // While closed: the wait (due 10:35) stopped at 10:30, 25 min, not breached; first reply
+    // (120 business min, due 12:00) stopped at 10:30 after 30 min.
+    assert_eq!(
+        rows(db.pool.clone()).await,
+        vec![
+            (
+                "next-reply".into(),
+                None,
+                Some(at(10, 30)),
+                Some(1500),
+                Some(false)
+            ),
+            (
+                "reply".into(),
+                None,
+                Some(at(10, 30)),
+                Some(1800),
+                Some(false)
+            ),
+        ]
+    );
+    sim.state.update_ticket(&id(83), |t| {
+        t["status"] = json!(2);
+        t["updated_at"] = json!(ms(at(11, 0)));
+        t["agent_entry_time"] = json!(ms(at(11, 0)));
+        t["agent_first_response_time"] = json!(ms(at(11, 0)));
+    });
+    sim.state.put_messages(
+        &id(83),
+        vec![
+            message(1, at(10, 5), "ou_gina"),
+            message(2, at(11, 0), "ou_bob"),
+        ],
+    );
+    sync_ids(&ws, &[id(83)]).await;
+    // Reopened and answered at 11:00: the wait ran again and is achieved at 11:00 (55 min,
+    // due 10:35: breached); first reply stays stopped at the first close (before: achieved at
+    // 11:00 with 60 min).
+    assert_eq!(
+        rows(db.pool.clone()).await,
+        vec![
+            (
+                "next-reply".into(),
+                Some(at(11, 0)),
+                None,
+                Some(3300),
+                Some(true)
+            ),
+            (
+                "reply".into(),
+                None,
+                Some(at(10, 30)),
+                Some(1800),
+                Some(false)
+            ),
+        ]
+    );
+}
