@@ -18,5 +18,5 @@ SELECT
     d.score_none
 FROM public.daily_ticket_stats d;
 
-COMMENT ON VIEW reporting.daily_stats IS 'One row per calendar day (report_settings.timezone) with tickets created or closed: volumes, median and p90 first reply, first response and resolution, ratings. Default time column: day. It has no key column besides day.';
+COMMENT ON VIEW reporting.daily_stats IS 'One row per calendar day (report_settings.timezone) with tickets created or closed: volumes, median and p90 first reply, first response and resolution, ratings. Default time column: day. It has no key column besides day. Medians and p90s are per day: they cannot be summed or averaged into weeks or months (compute those from reporting.tickets).';
 SELECT reporting_copy_comments('reporting.daily_stats', 'public.daily_ticket_stats');

@@ -16,13 +16,18 @@ SELECT
     s.target_minutes,
     s.business_hours,
     s.channel,
+    f.channel_label,
     s.ticket_type,
+    f.ticket_type_label,
     s.is_breached,
     s.is_active,
     -- measures
     s.elapsed_seconds,
     s.seconds_to_breach
-FROM public.ticket_sla s;
+FROM public.ticket_sla s
+LEFT JOIN public.ticket_facts f USING (ticket_id);
 
-COMMENT ON VIEW reporting.sla IS 'One row per SLA clock: a ticket measured against a target (instance_no counts the clocks of a target that restarts). Default time column: started_at. Breach rate: avg(is_breached::int) over the clocks that are not active.';
+COMMENT ON VIEW reporting.sla IS 'One row per SLA clock: a ticket measured against a target (instance_no counts the clocks of a target that restarts). Default time column: started_at. Breach rate: count(*) FILTER (WHERE is_breached) / count(*) FILTER (WHERE NOT is_active OR is_breached): decided clocks, a running clock already past due counting as breached (docs/analytics.md, SLA).';
 SELECT reporting_copy_comments('reporting.sla', 'public.ticket_sla');
+COMMENT ON COLUMN reporting.sla.channel_label IS 'English label of the ticket''s channel (reporting.tickets.channel_label).';
+COMMENT ON COLUMN reporting.sla.ticket_type_label IS 'English label of the ticket''s type (reporting.tickets.ticket_type_label).';
