@@ -120,7 +120,9 @@ from psycopg2 import sql
 con = psycopg2.connect(sys.argv[1]); con.autocommit = True
 con.cursor().execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(sys.argv[2])))
 EOF
-DATABASE_URL="$PG_URL/$DB" "$BIN" demo >"$OUT/demo.log" 2>&1 ||
+BIN="$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")"
+# In $OUT: the demo leaves its config file in the current directory.
+(cd "$OUT" && DATABASE_URL="$PG_URL/$DB" "$BIN" demo >"$OUT/demo.log" 2>&1) ||
     { tail -20 "$OUT/demo.log" >&2; fail "helpdesk-sync demo failed (log: $OUT/demo.log)"; }
 READER_PASSWORD="$("$PY" -c 'import secrets; print(secrets.token_hex(16))')"
 "$PY" "$KIT/kit.py" reader-role "$PG_URL/$DB" "$READER_ROLE" "$READER_PASSWORD"
