@@ -70,6 +70,11 @@ pub struct SimConfig {
     pub message_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
+    /// What messages answers say in `total` (the real count, the page length, or 0).
+    pub message_total: ListTotal,
+    /// The messages endpoint ignores `page`: every page is the first one, full forever (a
+    /// conversation that pages forever).
+    pub message_pages_repeat: bool,
 }
 
 impl Default for SimConfig {
@@ -96,6 +101,8 @@ impl Default for SimConfig {
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
+            message_total: ListTotal::Actual,
+            message_pages_repeat: false,
         }
     }
 }
@@ -135,6 +142,9 @@ pub enum Fault {
     ConnectionDrop,
     /// Token endpoint: a valid token, announced with this `expire` (seconds).
     TokenExpire(i64),
+    /// Messages endpoint: this one answer ignores `time_start` / `time_end` (every message
+    /// comes back), whatever unit the simulator otherwise reads them in.
+    IgnoreTimeBounds,
     /// Exactly this answer: a hostile API (a platform code on one ticket, a BOM, a duplicate
     /// key, an unrequested gzip body, a huge body…).
     Raw {
@@ -172,7 +182,7 @@ impl Fault {
 }
 
 /// The response a [`Fault::Raw`] describes.
-fn raw_response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+pub(crate) fn raw_response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     for (name, value) in headers {
@@ -677,7 +687,7 @@ async fn detail_response(
             body,
         }) => return raw_response(status, headers, body),
         // Token faults only.
-        Some(Fault::TokenExpire(_)) => {}
+        Some(Fault::TokenExpire(_) | Fault::IgnoreTimeBounds) => {}
     }
     // Real ticket ids are 19-digit numbers; anything else is a bad request.
     if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
