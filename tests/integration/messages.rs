@@ -624,7 +624,8 @@ async fn every_conversation_failing_is_a_health_problem() {
             &sim,
             &db,
             "max_attempts = 2\n",
-            "discover = false\n\n[health]\nconversation_failing_after = \"1s\"\n",
+            "discover = false\nschedule = \"0 0 * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [health]\nconversation_failing_after = \"1s\"\n",
         );
         let ids = sim.state.ticket_ids();
         for t in &ids {
@@ -649,6 +650,41 @@ async fn every_conversation_failing_is_a_health_problem() {
                 && problems.contains("health.conversation_failing_after"),
             "{problems}"
         );
+        // The daemon's /readyz and /metrics name the same cause.
+        let mut daemon = ws.spawn_run(&[]);
+        let lines = collect_lines(&mut daemon);
+        assert!(
+            wait_for(Duration::from_secs(30), || count(
+                &lines,
+                "\"cycle finished\""
+            ) >= 1)
+            .await,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+        let ready = http()
+            .get(format!("http://{address}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503);
+        let text = ready.text().await.unwrap();
+        assert!(text.contains("conversations_failing"), "{text}");
+        let metrics = http()
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("helpdesk_sync_health_problems{cause=\"conversations_failing\"} 1"),
+            "{metrics}"
+        );
+        terminate(&daemon);
+        let _ = tokio::time::timeout(Duration::from_secs(15), daemon.wait()).await;
     }
 }
 
