@@ -330,6 +330,8 @@ pub async fn write_messages(
                 .bind(ticket_id)
                 .execute(&mut **tx)
                 .await?;
+                // Their senders' roles now, not only once the read completes.
+                synced.push(ticket_id.clone());
                 written.carried_over += 1;
             }
         }
