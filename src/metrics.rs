@@ -79,7 +79,7 @@ pub struct FieldLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabels {
-    /// discovery_stuck, tickets_failing, queue_behind, tickets_poisoned.
+    /// discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing.
     pub cause: String,
 }
 
@@ -169,7 +169,7 @@ impl Default for Metrics {
         );
         registry.register(
             "health_problems",
-            "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned; thresholds in [health]), else 0",
+            "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing; thresholds in [health]), else 0",
             m.health_problems.clone(),
         );
         Self { registry, ..m }

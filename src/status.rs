@@ -272,18 +272,20 @@ fn judge(
 /// A way the copy is stuck, named for the `health_problems` metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stuck {
-    /// `discovery_stuck`, `tickets_failing`, `queue_behind`, `tickets_poisoned`.
+    /// `discovery_stuck`, `tickets_failing`, `queue_behind`, `tickets_poisoned`,
+    /// `conversations_failing`.
     pub cause: &'static str,
     /// One sentence naming the cause and the setting whose threshold it passed.
     pub problem: String,
 }
 
 /// Every `cause` [`stuck`] can report (the metric shows 0 for the others).
-pub const STUCK_CAUSES: [&str; 4] = [
+pub const STUCK_CAUSES: [&str; 5] = [
     "discovery_stuck",
     "tickets_failing",
     "queue_behind",
     "tickets_poisoned",
+    "conversations_failing",
 ];
 
 /// "Never stuck in silence": the states in which work keeps failing or waiting while cycles
@@ -351,6 +353,32 @@ pub async fn stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stu
                 error.unwrap_or_default()
             ),
         });
+    }
+    if settings.sync.messages {
+        // The conversation lane: reads failing (500s, a scope the app lacks) without a
+        // complete read since, for longer than the threshold.
+        let (failing, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT count(*), min(ticket_id), (array_agg(messages_last_error ORDER BY ticket_id))[1]
+             FROM ticket_sync_state
+             WHERE messages_last_outcome = 'failed'
+               AND COALESCE(messages_fetched_at, first_enqueued_at)
+                   < now() - make_interval(secs => $1)",
+        )
+        .bind(secs(h.conversation_failing_after))
+        .fetch_one(pool)
+        .await?;
+        if failing > 0 {
+            found.push(Stuck {
+                cause: "conversations_failing",
+                problem: format!(
+                    "{failing} conversation(s) failing for more than {} \
+                     (health.conversation_failing_after), e.g. {}: {}",
+                    human(h.conversation_failing_after),
+                    example.unwrap_or_default(),
+                    error.unwrap_or_default()
+                ),
+            });
+        }
     }
     let oldest_due_s: Option<f64> = sqlx::query_scalar(
         "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state

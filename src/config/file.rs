@@ -33,6 +33,7 @@ pub(super) struct RawHealth {
     pub(super) discovery_stuck_after: Option<String>,
     pub(super) ticket_failing_after: Option<String>,
     pub(super) queue_due_after: Option<String>,
+    pub(super) conversation_failing_after: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]

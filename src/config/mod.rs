@@ -58,6 +58,8 @@ pub struct HealthSettings {
     pub ticket_failing_after: Duration,
     /// The oldest due ticket waiting this long.
     pub queue_due_after: Duration,
+    /// A ticket's conversation failing, without a complete read, for this long.
+    pub conversation_failing_after: Duration,
 }
 
 /// Webhook events (`[events]`), served by `run` on the `[http]` listener.
@@ -281,6 +283,11 @@ fn validate_health(h: file::RawHealth) -> Result<HealthSettings, ConfigError> {
             "24h",
         )?,
         queue_due_after: positive_duration("health.queue_due_after", h.queue_due_after, "2h")?,
+        conversation_failing_after: positive_duration(
+            "health.conversation_failing_after",
+            h.conversation_failing_after,
+            "6h",
+        )?,
     })
 }
 

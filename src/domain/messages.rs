@@ -41,12 +41,27 @@ pub enum MessagesOutcome {
     /// The fetch failed after its retries: retried later with growing delay; stored messages
     /// and the ticket itself are untouched.
     Failed { ticket_id: String, failure: Failure },
+    /// Pages of a read still under way, written as they come (memory stays bounded); the
+    /// claim and the lane's state are untouched.
+    Pages {
+        ticket_id: String,
+        messages: Vec<MessageRow>,
+    },
+    /// The read stopped at the cycle's end (its claim budget spent): what it read is written
+    /// and the conversation stays due, to go on in the next cycle. Neither ok nor failed.
+    CarriedOver {
+        ticket_id: String,
+        messages: Vec<MessageRow>,
+    },
 }
 
 impl MessagesOutcome {
     pub fn ticket_id(&self) -> &str {
         match self {
-            Self::Fetched { ticket_id, .. } | Self::Failed { ticket_id, .. } => ticket_id,
+            Self::Fetched { ticket_id, .. }
+            | Self::Failed { ticket_id, .. }
+            | Self::Pages { ticket_id, .. }
+            | Self::CarriedOver { ticket_id, .. } => ticket_id,
         }
     }
 }

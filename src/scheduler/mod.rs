@@ -68,7 +68,11 @@ pub async fn run_daemon(
     else {
         return Ok(());
     };
-    let options = CycleOptions::from_settings(settings, None);
+    let mut options = CycleOptions::from_settings(settings, None);
+    // However busy the queue (events, a conversation backlog), discovery runs at its ticks.
+    options.claim_for = Some(crate::sync::options::claim_for_schedule(
+        &settings.sync.schedule,
+    ));
     let daemon = Daemon {
         client: FeishuClient::new(&settings.feishu, credentials)?
             .with_metrics(shared.metrics.clone())

@@ -11,7 +11,10 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::{Endpoint, Fault, SimState, api_error, fault_response, lock, rate_limited};
+use super::{
+    Endpoint, Fault, ListTotal, SimState, api_error, fault_response, lock, rate_limited,
+    raw_response,
+};
 
 /// How the simulated API reads `time_start` / `time_end` (the real one's reading is undocumented).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +69,16 @@ async fn messages_response(
     let fault = lock(&state.message_faults)
         .get_mut(id)
         .and_then(VecDeque::pop_front);
+    let ignore_bounds = fault == Some(Fault::IgnoreTimeBounds);
+    let fault = match fault {
+        Some(Fault::Raw {
+            status,
+            headers,
+            body,
+        }) => return raw_response(status, headers, body),
+        Some(Fault::IgnoreTimeBounds) => None,
+        other => other,
+    };
     if let Some(response) = fault_response(fault, limit) {
         return response;
     }
@@ -87,6 +100,7 @@ async fn messages_response(
         return api_error(StatusCode::NOT_FOUND, 154004, "Resource not found");
     }
     let to_ms = |v: i64| match state.config.message_time_unit {
+        _ if ignore_bounds => None,
         TimeBoundUnit::Seconds => Some(v.saturating_mul(1000)),
         TimeBoundUnit::Milliseconds => Some(v),
         TimeBoundUnit::Ignored => None,
@@ -101,6 +115,11 @@ async fn messages_response(
             start.is_none_or(|s| at >= s) && end.is_none_or(|e| at <= e)
         })
         .collect();
+    let page = if state.config.message_pages_repeat {
+        1
+    } else {
+        page
+    };
     let from = (page - 1) * page_size as usize;
     let rows: Vec<&Value> = matching
         .iter()
@@ -108,8 +127,13 @@ async fn messages_response(
         .take(page_size as usize)
         .copied()
         .collect();
+    let total = match state.config.message_total {
+        ListTotal::PageLength => rows.len(),
+        ListTotal::Zero => 0,
+        _ => matching.len(),
+    };
     axum::Json(json!({"code": 0, "msg": "success",
-                      "data": {"total": matching.len(), "messages": rows}}))
+                      "data": {"total": total, "messages": rows}}))
     .into_response()
 }
 
@@ -159,7 +183,7 @@ impl SimState {
     }
 
     /// Queues faults for the next messages requests of ticket `id` (InternalError, NotJson,
-    /// RateLimited).
+    /// RateLimited, Raw, IgnoreTimeBounds).
     pub fn inject_messages(&self, id: &str, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.message_faults)
             .entry(id.to_owned())

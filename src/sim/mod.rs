@@ -80,6 +80,11 @@ pub struct SimConfig {
     /// The catalog's last page says `has_more` with a token back to the first page's offset
     /// (`pt-0`): its page tokens loop forever.
     pub catalog_loops: bool,
+    /// What messages answers say in `total` (the real count, the page length, or 0).
+    pub message_total: ListTotal,
+    /// The messages endpoint ignores `page`: every page is the first one, full forever (a
+    /// conversation that pages forever).
+    pub message_pages_repeat: bool,
 }
 
 impl Default for SimConfig {
@@ -109,6 +114,8 @@ impl Default for SimConfig {
             message_time_unit: messages::TimeBoundUnit::Seconds,
             echo_auth_in_errors: false,
             catalog_loops: false,
+            message_total: ListTotal::Actual,
+            message_pages_repeat: false,
         }
     }
 }
@@ -148,6 +155,9 @@ pub enum Fault {
     ConnectionDrop,
     /// Token endpoint: a valid token, announced with this `expire` (seconds).
     TokenExpire(i64),
+    /// Messages endpoint: this one answer ignores `time_start` / `time_end` (every message
+    /// comes back), whatever unit the simulator otherwise reads them in.
+    IgnoreTimeBounds,
     /// Exactly this answer: a hostile API (a platform code on one ticket, a BOM, a duplicate
     /// key, an unrequested gzip body, a huge body…).
     Raw {
@@ -185,7 +195,7 @@ impl Fault {
 }
 
 /// The response a [`Fault::Raw`] describes.
-fn raw_response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
+pub(crate) fn raw_response(status: u16, headers: Vec<(String, String)>, body: Vec<u8>) -> Response {
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
     for (name, value) in headers {
@@ -704,7 +714,7 @@ async fn detail_response(
             body,
         }) => return raw_response(status, headers, body),
         // Token faults only.
-        Some(Fault::TokenExpire(_)) => {}
+        Some(Fault::TokenExpire(_) | Fault::IgnoreTimeBounds) => {}
     }
     // Real ticket ids are 19-digit numbers; anything else is a bad request.
     if id.len() != 19 || !id.bytes().all(|b| b.is_ascii_digit()) {

@@ -18,13 +18,19 @@ pub const PRIORITY_CHANGED_TICKET: i16 = 10;
 
 /// `api_observations` key: the unit `time_start` turned out to be read in.
 pub const TIME_UNIT_KEY: &str = "messages.time_start_unit";
+/// `api_observations` key: answers in a row that ignored a `time_start` sent in seconds.
+pub const TIME_UNIT_EVIDENCE_KEY: &str = "messages.time_start_ignored_in_a_row";
 
 /// A ticket whose messages are to be fetched now.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MessagesClaim {
     pub ticket_id: String,
-    /// The newest stored message (fetch only what is after it, with overlap).
+    /// The newest stored message with a plausible time (fetch only what is after it, with
+    /// overlap).
     pub newest_at: Option<DateTime<Utc>>,
+    /// The oldest stored message with a plausible time (an answer without anything before
+    /// `time_start` shows the bound was honoured only when there is something before it).
+    pub oldest_at: Option<DateTime<Utc>>,
     /// The ticket is open: its messages are read again after `sync.open_refresh`.
     pub is_open: bool,
 }
@@ -37,6 +43,8 @@ pub struct MessagesWritten {
     pub failed: u64,
     /// Messages inserted or changed.
     pub stored: u64,
+    /// Reads stopped at the cycle's end, to go on in the next cycle.
+    pub carried_over: u64,
 }
 
 impl Store {
@@ -47,8 +55,17 @@ impl Store {
         lease: Duration,
         worker: &str,
     ) -> anyhow::Result<Vec<MessagesClaim>> {
-        /// (ticket, newest message, open, priority, due): sorted like the queue.
-        type Row = (String, Option<DateTime<Utc>>, bool, i16, DateTime<Utc>);
+        /// (ticket, newest message, oldest, open, priority, due): sorted like the queue. Only
+        /// plausible message times count (one like year 58,901, microseconds read as
+        /// milliseconds, stored before they were refused, would hide every later message).
+        type Row = (
+            String,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            bool,
+            i16,
+            DateTime<Utc>,
+        );
         let rows: Vec<Row> = sqlx::query_as(
             "WITH due AS (
                      SELECT s.ticket_id FROM ticket_sync_state s
@@ -60,11 +77,19 @@ impl Store {
                      FOR UPDATE OF s SKIP LOCKED)
                  UPDATE ticket_sync_state s
                     SET messages_claimed_until = now() + make_interval(secs => $2),
-                        messages_claimed_by = $3
+                        messages_claimed_by = $3,
+                        -- The read covers the ticket's version now stored: its detail (same
+                        -- updated_at) does not make the conversation due again.
+                        messages_due_for = GREATEST(s.messages_due_for,
+                            (SELECT t.updated_at FROM tickets t WHERE t.ticket_id = s.ticket_id))
                    FROM due WHERE s.ticket_id = due.ticket_id
                  RETURNING s.ticket_id,
                      (SELECT max(m.created_at) FROM ticket_messages m
-                       WHERE m.ticket_id = s.ticket_id),
+                       WHERE m.ticket_id = s.ticket_id AND m.created_at >= '2010-01-01T00:00:00Z'
+                         AND m.created_at <= now() + interval '1 day'),
+                     (SELECT min(m.created_at) FROM ticket_messages m
+                       WHERE m.ticket_id = s.ticket_id AND m.created_at >= '2010-01-01T00:00:00Z'
+                         AND m.created_at <= now() + interval '1 day'),
                      (SELECT COALESCE(NOT COALESCE(sc.is_closed, t.status >= 50), true)
                         FROM tickets t LEFT JOIN ticket_status_codes sc ON sc.code = t.status
                        WHERE t.ticket_id = s.ticket_id),
@@ -76,14 +101,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;
-        rows.sort_by(|a, b| b.3.cmp(&a.3).then(a.4.cmp(&b.4)).then(a.0.cmp(&b.0)));
+        rows.sort_by(|a, b| b.4.cmp(&a.4).then(a.5.cmp(&b.5)).then(a.0.cmp(&b.0)));
         Ok(rows
             .into_iter()
-            .map(|(ticket_id, newest_at, is_open, _, _)| MessagesClaim {
-                ticket_id,
-                newest_at,
-                is_open,
-            })
+            .map(
+                |(ticket_id, newest_at, oldest_at, is_open, _, _)| MessagesClaim {
+                    ticket_id,
+                    newest_at,
+                    oldest_at,
+                    is_open,
+                },
+            )
             .collect())
     }
 
@@ -106,25 +134,34 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// The unit `time_start` was seen to be read in, if the API has shown it.
-    pub async fn observed_time_unit(&self) -> anyhow::Result<Option<String>> {
-        Ok(
-            sqlx::query_scalar("SELECT value FROM api_observations WHERE key = $1")
-                .bind(TIME_UNIT_KEY)
-                .fetch_optional(&self.pool)
-                .await?,
-        )
+    /// The unit `time_start` was seen to be read in, if the API has shown it, and how many
+    /// answers in a row so far ignored it sent in seconds (evidence not yet enough to switch).
+    pub async fn observed_time_unit(&self) -> anyhow::Result<(Option<String>, u32)> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT key, value FROM api_observations WHERE key = ANY($1)")
+                .bind([TIME_UNIT_KEY, TIME_UNIT_EVIDENCE_KEY])
+                .fetch_all(&self.pool)
+                .await?;
+        let value = |key: &str| rows.iter().find(|r| r.0 == key).map(|r| r.1.clone());
+        let in_a_row = value(TIME_UNIT_EVIDENCE_KEY)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        Ok((value(TIME_UNIT_KEY), in_a_row))
     }
 
-    /// Records what the API showed about `time_start` (the first finding is kept).
-    pub async fn record_time_unit(&self, unit: &str) -> anyhow::Result<()> {
+    /// Records what the API showed about `time_start`: the unit now sent, and the answers in
+    /// a row that ignored seconds.
+    pub async fn record_time_unit(&self, unit: &str, ignored_in_a_row: u32) -> anyhow::Result<()> {
         sqlx::query(
-            "INSERT INTO api_observations (key, value) VALUES ($1, $2)
+            "INSERT INTO api_observations (key, value)
+             VALUES ($1, $2), ($3, $4)
              ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, observed_at = now()
              WHERE api_observations.value IS DISTINCT FROM EXCLUDED.value",
         )
         .bind(TIME_UNIT_KEY)
         .bind(unit)
+        .bind(TIME_UNIT_EVIDENCE_KEY)
+        .bind(ignored_in_a_row.to_string())
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -170,8 +207,8 @@ impl Store {
     }
 }
 
-/// Tickets stored new or changed: their conversation is due (it may have changed with them),
-/// and their senders' roles are inferred again (the ticket's people may have changed).
+/// Tickets stored new or changed: their conversation is due (it may have changed with them)
+/// unless this version already made it due, and their senders' roles are inferred again (the ticket's people may have changed).
 pub async fn ticket_changed(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
@@ -179,12 +216,18 @@ pub async fn ticket_changed(
     if ticket_ids.is_empty() {
         return Ok(());
     }
+    // Once per version: a list row and then the detail of the same `updated_at` make the
+    // conversation due once, not twice.
     sqlx::query(
-        "UPDATE ticket_sync_state
-            SET messages_due_at = LEAST(COALESCE(messages_due_at, 'infinity'), now()),
-                messages_priority = GREATEST(messages_priority, $2),
-                messages_requested_at = now()
-          WHERE ticket_id = ANY($1)",
+        "UPDATE ticket_sync_state s
+            SET messages_due_at = LEAST(COALESCE(s.messages_due_at, 'infinity'), now()),
+                messages_priority = GREATEST(s.messages_priority, $2),
+                messages_requested_at = now(),
+                messages_due_for = t.updated_at
+           FROM tickets t
+          WHERE s.ticket_id = ANY($1) AND t.ticket_id = s.ticket_id
+            AND (s.messages_due_for IS NULL OR t.updated_at IS NULL
+                 OR t.updated_at > s.messages_due_for)",
     )
     .bind(ticket_ids)
     .bind(PRIORITY_CHANGED_TICKET)
@@ -265,6 +308,31 @@ pub async fn write_messages(
                 .execute(&mut **tx)
                 .await?;
                 written.failed += 1;
+            }
+            MessagesOutcome::Pages {
+                ticket_id,
+                messages,
+            } => {
+                written.stored += upsert_messages(tx, ticket_id, messages).await?;
+            }
+            MessagesOutcome::CarriedOver {
+                ticket_id,
+                messages,
+            } => {
+                written.stored += upsert_messages(tx, ticket_id, messages).await?;
+                // Still due: the next cycle goes on from the newest stored message.
+                sqlx::query(
+                    "UPDATE ticket_sync_state SET
+                        messages_due_at = LEAST(COALESCE(messages_due_at, 'infinity'), now()),
+                        messages_claimed_until = NULL, messages_claimed_by = NULL
+                     WHERE ticket_id = $1",
+                )
+                .bind(ticket_id)
+                .execute(&mut **tx)
+                .await?;
+                // Their senders' roles now, not only once the read completes.
+                synced.push(ticket_id.clone());
+                written.carried_over += 1;
             }
         }
     }

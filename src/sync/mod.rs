@@ -72,15 +72,15 @@ pub async fn run_cycle(
         api_before: client.stats(),
         worker: worker_id(),
         pages: AtomicU64::new(0),
-        time_unit: messages::TimeUnit::from_observed(None),
+        time_unit: messages::TimeUnit::from_observed(None, 0),
         report: CycleReport::default(),
     };
     // Started first: every step's outcome goes through it.
     let writer = Writer::spawn(store, options.batch_size);
     cycle.release_leftover_claims().await?;
     if options.messages {
-        let observed = store.observed_time_unit().await?;
-        cycle.time_unit = messages::TimeUnit::from_observed(observed.as_deref());
+        let (observed, ignored_in_a_row) = store.observed_time_unit().await?;
+        cycle.time_unit = messages::TimeUnit::from_observed(observed.as_deref(), ignored_in_a_row);
     }
     cycle.check_credentials().await?;
     cycle.gather_ids().await?;
@@ -221,8 +221,8 @@ impl Cycle<'_> {
     /// What the conversations showed about `time_start`, kept for the next cycles.
     async fn record_time_unit(&self) {
         if self.options.messages
-            && self.time_unit.is_milliseconds()
-            && let Err(e) = self.store.record_time_unit("milliseconds").await
+            && let Some((unit, ignored_in_a_row)) = self.time_unit.to_record()
+            && let Err(e) = self.store.record_time_unit(unit, ignored_in_a_row).await
         {
             tracing::warn!(
                 error = format!("{e:#}"),

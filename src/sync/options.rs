@@ -30,6 +30,11 @@ pub struct CycleOptions {
     pub refresh_reports: bool,
     /// Fetch conversations (`sync.messages`).
     pub messages: bool,
+    /// How long a cycle claims new work; then it winds down: no new claims, conversation reads
+    /// stop after their current page (what they read is written and the rest carried over to
+    /// the next cycle), details in flight finish. The daemon sets one schedule interval, so
+    /// discovery runs at its ticks however busy the queue; None (`sync`): until nothing is due.
+    pub claim_for: Option<Duration>,
 }
 
 impl CycleOptions {
@@ -65,9 +70,24 @@ impl CycleOptions {
             claim_lease: claim_lease(&settings.feishu),
             refresh_reports: true,
             messages: s.messages,
+            claim_for: None,
         }
     }
 }
+
+/// The daemon's claim budget per cycle: the interval between the schedule's next two ticks
+/// (at least [`MIN_CLAIM_FOR`]).
+pub fn claim_for_schedule(schedule: &cron::Schedule) -> Duration {
+    let mut ticks = schedule.upcoming(Utc);
+    let interval = match (ticks.next(), ticks.next()) {
+        (Some(a), Some(b)) => (b - a).to_std().unwrap_or_default(),
+        _ => Duration::ZERO,
+    };
+    interval.max(MIN_CLAIM_FOR)
+}
+
+/// The least a daemon cycle claims new work for.
+pub const MIN_CLAIM_FOR: Duration = Duration::from_secs(5);
 
 /// Lease for one claim of `max_in_flight` tickets: the wait for their grants, each one's
 /// attempts (timeouts plus capped backoff), and the rate-limit waiting budget, on top of the minimum.

@@ -9,6 +9,11 @@
 //! the slots, so details are never starved). A detail that stores a changed ticket makes its
 //! conversation due, so before giving up on an empty queue the loop commits what it holds and
 //! looks once more.
+//!
+//! With `claim_for` (the daemon: one schedule interval) a cycle winds down when it is spent: no
+//! new claims in either lane, conversation reads stop after their current page (what they read
+//! is written, the rest carried over, still due), details in flight finish. So neither events
+//! nor a conversation backlog keep a cycle running past the next discovery tick.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -76,10 +81,18 @@ pub(super) async fn work_queue(
 
     let mut queue = Claims::new(cycle, cycle_start);
     let stop = cycle.shutdown.child_token();
+    // Cancelled when the claim budget is spent (or on a stop): conversation reads stop after
+    // their current page (a request in flight is never cut: that could starve a slow lane),
+    // keeping what they read; details in flight finish.
+    let wind_down = stop.child_token();
+    let mut winding_down = false;
+    let claim_until = options.claim_for.map(|d| Instant::now() + d);
     let step = MessagesStep {
         client: cycle.client,
         unit: &cycle.time_unit,
         open_refresh: options.open_refresh,
+        writer,
+        wind_down: &wind_down,
     };
     let mut in_flight: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
     let mut messages_running = 0usize;
@@ -87,10 +100,14 @@ pub(super) async fn work_queue(
     let mut fatal: Option<ApiError> = None;
     let mut platform_streak = 0u32;
     loop {
-        for job in queue
-            .next_jobs(in_flight.len(), messages_running, &stop)
-            .await
-        {
+        let jobs = if winding_down {
+            Vec::new()
+        } else {
+            queue
+                .next_jobs(in_flight.len(), messages_running, &stop)
+                .await
+        };
+        for job in jobs {
             match job {
                 Job::Detail(raw_id) => match TicketId::parse(&raw_id) {
                     Ok(id) => {
@@ -116,7 +133,11 @@ pub(super) async fn work_queue(
         }
         if in_flight.is_empty() {
             // Details just stored may have made conversations due: commit, and look again.
-            if queue.messages_on() && !stop.is_cancelled() && queue.look_again_after_flush() {
+            if queue.messages_on()
+                && !stop.is_cancelled()
+                && !winding_down
+                && queue.look_again_after_flush()
+            {
                 if !flush(writer).await {
                     break;
                 }
@@ -143,6 +164,11 @@ pub(super) async fn work_queue(
                 if deliver(fetched, writer, &mut fatal, &stop).await.is_break() {
                     break;
                 }
+            }
+            _ = sleep_until_opt(claim_until), if !winding_down => {
+                winding_down = true;
+                wind_down.cancel();
+                tracing::info!(in_flight = in_flight.len(), "the cycle's claim budget is spent: no new work this cycle; conversation reads stop after their current page");
             }
             _ = stop.cancelled(), if deadline.is_none() => {
                 grace_deadline = Some(Instant::now() + options.shutdown_grace);

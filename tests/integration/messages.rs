@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone, Utc};
 use helpdesk_sync::sim::messages::{Sender, TimeBoundUnit};
-use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer};
+use helpdesk_sync::sim::{Endpoint, Fault, ListTotal, SimConfig, SimServer};
 use serde_json::{Value, json};
 
 use crate::events::{Daemon, http, workspace_with};
@@ -185,7 +185,8 @@ async fn reply_metrics_match_hand_computed_values() {
 }
 
 /// The first read takes every page; after that only what is new (with overlap) in one call,
-/// whether the API reads time bounds in seconds, in milliseconds, or not at all.
+/// whether the API reads time bounds in seconds, in milliseconds (once three answers in a row
+/// showed it), or not at all.
 #[tokio::test]
 async fn conversations_are_read_incrementally_whatever_unit_the_api_reads() {
     for unit in [
@@ -219,7 +220,7 @@ async fn conversations_are_read_incrementally_whatever_unit_the_api_reads() {
         };
         assert_eq!(stored(&db).await, 230);
 
-        for round in 0..2 {
+        for round in 0..4 {
             // New messages; the ticket changes too, which makes its conversation due.
             for k in 0..3 {
                 sim.state
@@ -238,8 +239,8 @@ async fn conversations_are_read_incrementally_whatever_unit_the_api_reads() {
                 // Bounds in seconds work from the start.
                 (TimeBoundUnit::Seconds, _) => 1,
                 // Seconds read as milliseconds return everything (two pages), which shows the
-                // unit; from then on milliseconds, one call.
-                (TimeBoundUnit::Milliseconds, 0) => 2,
+                // unit; after three such answers in a row, milliseconds: one call.
+                (TimeBoundUnit::Milliseconds, 0..3) => 2,
                 (TimeBoundUnit::Milliseconds, _) => 1,
                 // Bounds ignored: every read returns everything.
                 (TimeBoundUnit::Ignored, _) => 2,
@@ -408,4 +409,426 @@ async fn a_message_event_fetches_the_conversation_promptly() {
         1
     );
     daemon.stop().await;
+}
+
+/// Messages stored for `ticket`.
+async fn stored_for(db: &TestDb, ticket: &str) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM ticket_messages WHERE ticket_id = $1")
+        .bind(ticket)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+}
+
+/// Messages requests the simulator answered for `ticket` (any status).
+fn message_requests(sim: &SimServer, ticket: &str) -> usize {
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == Endpoint::Messages && r.ticket_id.as_deref() == Some(ticket))
+        .count()
+}
+
+/// Issue 22, item 7: a `total` that says the page length, or 0, does not end the read at its
+/// first page; pages are read while they come back full.
+#[tokio::test]
+async fn a_lying_messages_total_does_not_stop_paging() {
+    for total in [ListTotal::PageLength, ListTotal::Zero] {
+        let config = SimConfig {
+            message_total: total,
+            ..unlimited_sim(8)
+        };
+        let (db, sim, ws) = setup(config).await;
+        let long = sim.state.ticket_ids()[7].clone();
+        assert_eq!(sim.state.messages(&long).len(), 230);
+        sync_ids(&ws, std::slice::from_ref(&long)).await;
+        assert_eq!(stored_for(&db, &long).await, 230, "{total:?}");
+        assert_eq!(message_requests(&sim, &long), 2, "{total:?}");
+    }
+}
+
+/// Issue 22, item 8: one message time in microseconds (read as milliseconds: year 58,901) is
+/// not believed: the message is kept (its raw value too), and later messages still come.
+#[tokio::test]
+async fn an_implausible_message_time_does_not_block_the_conversation() {
+    let (db, sim, ws) = setup(unlimited_sim(3)).await;
+    let ticket = sim.state.ticket_ids()[1].clone();
+    let start = Utc::now() - chrono::Duration::hours(2);
+    let mut odd = message(2, start + chrono::Duration::minutes(1), Some("ou_x"), "odd");
+    odd["created_at"] = json!((start + chrono::Duration::minutes(1)).timestamp_micros());
+    sim.state.put_messages(
+        &ticket,
+        vec![
+            message(1, start, Some("ou_x"), "first"),
+            odd,
+            message(
+                3,
+                start + chrono::Duration::minutes(2),
+                Some("ou_x"),
+                "third",
+            ),
+        ],
+    );
+    sync_ids(&ws, std::slice::from_ref(&ticket)).await;
+    assert_eq!(stored_for(&db, &ticket).await, 3);
+    for round in 0..2 {
+        sim.state
+            .add_message(&ticket, Sender::Guest, &format!("later {round}"));
+        sim.state
+            .update_ticket(&ticket, |t| t["status"] = json!(2 + round));
+        sync_ids(&ws, std::slice::from_ref(&ticket)).await;
+    }
+    assert_eq!(
+        stored_for(&db, &ticket).await,
+        5,
+        "a later message was lost"
+    );
+    let odd: (Option<DateTime<Utc>>, i64) = sqlx::query_as(
+        "SELECT created_at, (raw->>'created_at')::bigint FROM ticket_messages WHERE message_id = '2'",
+    )
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(odd.0, None, "the implausible time is not stored as a time");
+    assert!(odd.1 > 1_000_000_000_000_000, "raw keeps the value");
+}
+
+/// Issue 22, item 9: one answer that ignores `time_start` does not switch the unit for every
+/// ticket; a unit recorded wrongly is noticed by what it returns and switched back.
+#[tokio::test]
+async fn one_answer_ignoring_time_start_does_not_switch_the_unit() {
+    let (db, sim, ws) = setup(unlimited_sim(3)).await;
+    let ids: Vec<String> = sim.state.ticket_ids()[1..3].to_vec();
+    sync_ids(&ws, &ids).await;
+    let unit = || async {
+        sqlx::query_scalar::<_, String>(
+            "SELECT value FROM api_observations WHERE key = 'messages.time_start_unit'",
+        )
+        .fetch_optional(&db.pool)
+        .await
+        .unwrap()
+    };
+    let expected =
+        |sim: &SimServer| -> i64 { ids.iter().map(|t| sim.state.messages(t).len() as i64).sum() };
+    let stored = || db.count("SELECT count(*) FROM ticket_messages");
+    for round in 0..3 {
+        if round == 1 {
+            // One answer (the API reads seconds) ignores the bounds (from round 1 on there
+            // are messages before `time_start`, so the answer looks like evidence).
+            sim.state
+                .inject_messages(&ids[0], [Fault::IgnoreTimeBounds]);
+        }
+        for t in &ids {
+            sim.state
+                .add_message(t, Sender::Guest, &format!("more {round}"));
+            sim.state
+                .update_ticket(t, |v| v["status"] = json!(2 + round));
+        }
+        sync_ids(&ws, &ids).await;
+        assert_eq!(
+            stored().await,
+            expected(&sim),
+            "round {round}: a message was lost"
+        );
+        assert_ne!(
+            unit().await.as_deref(),
+            Some("milliseconds"),
+            "round {round}"
+        );
+    }
+    // A unit recorded wrongly (as one answer made the old code do): the first answer hides
+    // even the newest stored message, the unit goes back to seconds, nothing is lost.
+    sqlx::query(
+        "INSERT INTO api_observations (key, value) VALUES ('messages.time_start_unit', 'milliseconds')
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    for round in 3..5 {
+        for t in &ids {
+            sim.state
+                .add_message(t, Sender::Guest, &format!("more {round}"));
+            sim.state
+                .update_ticket(t, |v| v["status"] = json!(2 + round));
+        }
+        sync_ids(&ws, &ids).await;
+        assert_eq!(
+            stored().await,
+            expected(&sim),
+            "round {round}: a message was lost"
+        );
+    }
+    assert_eq!(unit().await.as_deref(), Some("seconds"));
+}
+
+/// Issue 22, item 15: a conversation whose pages never end (the API ignores `page`: every
+/// page is the first, full) costs two requests and is a failure of that ticket, retried with
+/// backoff, not 500 pages counted as success.
+#[tokio::test]
+async fn a_conversation_that_pages_forever_fails_that_ticket_cheaply() {
+    let config = SimConfig {
+        message_pages_repeat: true,
+        ..unlimited_sim(8)
+    };
+    let (db, sim, ws) = setup(config).await;
+    let ids = sim.state.ticket_ids();
+    let long = ids[7].clone();
+    let out = sync_ids(&ws, &ids).await;
+    assert!(
+        stdout(&out).contains("1 failed (retried later)"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(message_requests(&sim, &long), 2);
+    let state: (String, i32, bool, String) = sqlx::query_as(
+        "SELECT messages_last_outcome, messages_failures, messages_due_at > now(), messages_last_error
+         FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(&long)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (state.0.as_str(), state.1, state.2),
+        ("failed", 1, true),
+        "{}",
+        state.3
+    );
+    assert!(state.3.contains("repeats itself"), "{}", state.3);
+    // The other conversations are whole; the next run leaves the failed one to its backoff.
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
+            .await,
+        7
+    );
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(message_requests(&sim, &long), 2);
+}
+
+/// Issue 22, item 11: every conversation read failing (500 forever, or 99991672: the app
+/// lacks the scope) is a health problem: `status` exits 1 naming `conversations_failing`.
+#[tokio::test]
+async fn every_conversation_failing_is_a_health_problem() {
+    for fault in [
+        Fault::InternalError,
+        Fault::api_code(
+            400,
+            99991672,
+            "Access denied. One of the following scopes is required: [helpdesk:ticket.message]",
+        ),
+    ] {
+        let db = TestDb::new().await;
+        let sim = start_sim(unlimited_sim(4)).await;
+        let ws = Workspace::configured(
+            &sim,
+            &db,
+            "max_attempts = 2\n",
+            "discover = false\nschedule = \"0 0 * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n\n\
+             [health]\nconversation_failing_after = \"1s\"\n",
+        );
+        let ids = sim.state.ticket_ids();
+        for t in &ids {
+            sim.state
+                .inject_messages(t, std::iter::repeat_n(fault.clone(), 50));
+        }
+        sync_ids(&ws, &ids).await;
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'failed'"
+            )
+            .await,
+            4
+        );
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let out = ws.run(&["status", "--json"], &[], None).await;
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(1), "{json}");
+        let problems = json["problems"].to_string();
+        assert!(
+            problems.contains("4 conversation(s) failing")
+                && problems.contains("health.conversation_failing_after"),
+            "{problems}"
+        );
+        // The daemon's /readyz and /metrics name the same cause.
+        let mut daemon = ws.spawn_run(&[]);
+        let lines = collect_lines(&mut daemon);
+        assert!(
+            wait_for(Duration::from_secs(30), || count(
+                &lines,
+                "\"cycle finished\""
+            ) >= 1)
+            .await,
+            "{:?}",
+            lines.lock().unwrap()
+        );
+        let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+        let ready = http()
+            .get(format!("http://{address}/readyz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status(), 503);
+        let text = ready.text().await.unwrap();
+        assert!(text.contains("conversations_failing"), "{text}");
+        let metrics = http()
+            .get(format!("http://{address}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics.contains("helpdesk_sync_health_problems{cause=\"conversations_failing\"} 1"),
+            "{metrics}"
+        );
+        terminate(&daemon);
+        let _ = tokio::time::timeout(Duration::from_secs(15), daemon.wait()).await;
+    }
+}
+
+/// Issue 22, item 17: on a first install a list row and then the detail of the same version
+/// make the conversation due once: each conversation is read once.
+#[tokio::test]
+async fn a_first_install_reads_each_conversation_once() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(40)).await;
+    let ws = Workspace::configured(&sim, &db, "", "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let ids = sim.state.ticket_ids();
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 40);
+    let pages: usize = ids
+        .iter()
+        .map(|t| sim.state.messages(t).len().div_ceil(200).max(1))
+        .sum();
+    let twice: Vec<(String, usize, usize)> = ids
+        .iter()
+        .map(|t| {
+            let want = sim.state.messages(t).len().div_ceil(200).max(1);
+            (t.clone(), message_requests(&sim, t), want)
+        })
+        .filter(|(_, got, want)| got != want)
+        .collect();
+    assert_eq!(
+        sim.state.count_status(Endpoint::Messages, 200),
+        pages,
+        "one read per conversation; read more often: {twice:?}"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
+            .await,
+        40
+    );
+}
+
+/// Issue 22, item 14: a conversation backlog under 429s (the messages endpoint allows 2/s, the
+/// daemon asks for more) does not hold discovery: a ticket created without an event is stored
+/// within a couple of schedule ticks while conversations are still being read, and no cycle
+/// ends "stalled"; every conversation is read in the end.
+#[tokio::test]
+async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
+    let db = TestDb::new().await;
+    let sim = start_sim(SimConfig {
+        message_limit_per_second: 2,
+        ..unlimited_sim(120)
+    })
+    .await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "list_requests_per_second = 500.0\n",
+        "schedule = \"*/5 * * * * *\"\n",
+    );
+    let mut daemon = ws.spawn_run(&[]);
+    let lines = collect_lines(&mut daemon);
+    // The daemon creates the tables: until then, 0.
+    let try_count = |sql: &'static str| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&pool)
+                .await
+                .unwrap_or(0)
+        }
+    };
+    let tickets = || try_count("SELECT count(*) FROM tickets");
+    let mut stored = false;
+    for _ in 0..300 {
+        if tickets().await == 120 {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(stored, "{:?}", lines.lock().unwrap());
+    // A new ticket, no event.
+    let new_id = helpdesk_sync::sim::data::ticket_id(500);
+    let now = Utc::now().timestamp_millis();
+    let mut ticket = helpdesk_sync::sim::data::generate_ticket(500, now);
+    ticket["created_at"] = json!(now);
+    ticket["updated_at"] = json!(now);
+    sim.state.put_ticket(&new_id, ticket);
+    let put_at = std::time::Instant::now();
+    let unread =
+        || try_count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome IS NULL");
+    let mut found_after = None;
+    let mut unread_then = 0;
+    for _ in 0..1200 {
+        if tickets().await == 121 {
+            found_after = Some(put_at.elapsed());
+            unread_then = unread().await;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found_after = found_after.expect("the new ticket was never stored");
+    eprintln!("new ticket stored after {found_after:?}; conversations unread then: {unread_then}");
+    assert!(
+        found_after < Duration::from_secs(20),
+        "the new ticket waited {found_after:?} for the conversation backlog"
+    );
+    assert!(
+        unread_then > 0,
+        "the backlog was already read: the test proves nothing"
+    );
+    // Every conversation is read in the end, carried over from cycle to cycle.
+    let mut all_read = false;
+    for _ in 0..1200 {
+        if unread().await == 0 {
+            all_read = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let cycles: Vec<String> = lines
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|l| l.contains("cycle finished") || l.contains("claim budget"))
+        .cloned()
+        .collect();
+    assert!(all_read, "{} unread: {cycles:#?}", unread().await);
+    let expected: usize = (0..120)
+        .map(|i| {
+            sim.state
+                .messages(&helpdesk_sync::sim::data::ticket_id(i))
+                .len()
+        })
+        .sum::<usize>()
+        + sim.state.messages(&new_id).len();
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_messages").await as usize,
+        expected
+    );
+    assert!(sim.state.count_status(Endpoint::Messages, 429) > 0);
+    let not_ok: Vec<(String, Option<String>)> = sqlx::query_as(
+        "SELECT outcome, error FROM sync_runs WHERE outcome IS NOT NULL AND outcome <> 'ok'",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert!(not_ok.is_empty(), "{not_ok:?}");
+    terminate(&daemon);
+    let _ = tokio::time::timeout(Duration::from_secs(15), daemon.wait()).await;
 }
