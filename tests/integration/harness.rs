@@ -300,9 +300,10 @@ impl Daemon {
         self.lines.lock().unwrap().clone()
     }
 
-    /// The shared log buffer (for the free functions `count` and `logged_address`).
-    pub fn log(&self) -> &Mutex<Vec<String>> {
-        &self.lines
+    /// The shared log buffer, filled as the daemon logs (for the free functions `count` and
+    /// `logged_address`).
+    pub fn log(&self) -> Arc<Mutex<Vec<String>>> {
+        self.lines.clone()
     }
 
     /// Log lines containing `needle`.

@@ -7,6 +7,10 @@ use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer, max_in_window};
 
 use crate::helpers::*;
 
+// Unused since the harness migration; kept for tests written against it in parallel.
+#[allow(dead_code)]
+const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
+
 async fn stop(mut child: tokio::process::Child) {
     terminate(&child);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
