@@ -13,7 +13,6 @@
 
 use std::time::{Duration, Instant};
 
-
 mod support;
 
 use support::{env_usize, median_time as time, ms};

@@ -46,7 +46,10 @@ async fn config_errors_name_the_key_exit_2_and_call_nothing() {
 
     let out = exec_binary(&["--config", "/nonexistent/config.toml", "migrate"], &[]).await;
     assert_eq!(out.code, Some(2));
-    assert!(out.stderr.contains("/nonexistent/config.toml does not exist"));
+    assert!(
+        out.stderr
+            .contains("/nonexistent/config.toml does not exist")
+    );
 }
 
 #[tokio::test]

@@ -216,8 +216,12 @@ impl TestConfig {
     /// `[events]` with the simulator's verification token and encrypt key.
     pub fn events(self, sim: &SimServer) -> Self {
         let c = sim.state.config();
-        self.set("events", "verification_token", c.verification_token.as_str())
-            .set("events", "encrypt_key", c.encrypt_key.as_str())
+        self.set(
+            "events",
+            "verification_token",
+            c.verification_token.as_str(),
+        )
+        .set("events", "encrypt_key", c.encrypt_key.as_str())
     }
     pub fn health(self, key: &str, value: impl TomlValue) -> Self {
         self.set("health", key, value)
@@ -433,9 +437,9 @@ impl Finished {
         self
     }
 
-    /// Everything it printed, stdout then stderr.
+    /// Everything it printed: stdout, a newline, stderr.
     pub fn output(&self) -> String {
-        format!("{}{}", self.stdout, self.stderr)
+        format!("{}\n{}", self.stdout, self.stderr)
     }
 }
 

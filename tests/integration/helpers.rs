@@ -199,6 +199,8 @@ pub struct Workspace {
 impl Workspace {
     /// Config for the simulator's real credentials; `feishu_extra` lines (`key = value`)
     /// add to or replace the `[feishu]` defaults.
+    // The tests in this tree build configs with `TestConfig`; kept for tests written against it.
+    #[allow(dead_code)]
     pub fn new(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Self {
         Self::configured(sim, db, feishu_extra, "")
     }

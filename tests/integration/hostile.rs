@@ -704,7 +704,9 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
     daemon
         .expect_log("\"cycle finished\"", Duration::from_secs(30))
         .await;
-    let address = daemon.address("HTTP endpoint listening").expect("HTTP address");
+    let address = daemon
+        .address("HTTP endpoint listening")
+        .expect("HTTP address");
     let ready = reqwest::get(format!("http://{address}/readyz"))
         .await
         .unwrap();
@@ -775,18 +777,16 @@ async fn token_answers_that_are_not_json_never_echo_the_token() {
         .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
     let db = TestDb::new().await;
     let ws = TestConfig::new(&sim, &db).fast_list().workspace();
-    let out = ws.run(&["sync"], &[("RUST_LOG", "debug")], None).await;
-    assert_ok(&out);
+    let out = ws.exec_with(&["sync"], &[("RUST_LOG", "debug")]).await;
+    out.assert_ok();
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
-    let mut seen = format!("{}\n{}", stdout(&out), stderr(&out));
+    let mut seen = out.output();
     assert!(seen.contains("the token response is not JSON"), "{seen}");
     // `check` meets the same answers.
     sim.state
         .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
     for _ in 0..2 {
-        let check = ws.run(&["check"], &[], None).await;
-        seen.push_str(&stdout(&check));
-        seen.push_str(&stderr(&check));
+        seen.push_str(&ws.exec(&["check"]).await.output());
     }
     let errors: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM sync_runs")
         .fetch_all(&db.pool)
@@ -930,7 +930,9 @@ async fn events_get_503_at_once_while_the_database_is_down() {
     daemon
         .expect_log("\"cycle finished\"", Duration::from_secs(30))
         .await;
-    let address = daemon.address("receiving webhook events").expect("event address");
+    let address = daemon
+        .address("receiving webhook events")
+        .expect("event address");
     let url = format!("http://{address}/feishu/events");
     let id = sim.state.ticket_ids()[2].clone();
     sim.state
@@ -1001,7 +1003,9 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
     daemon
         .expect_log("\"cycle finished\"", Duration::from_secs(30))
         .await;
-    let address = daemon.address("receiving webhook events").expect("event address");
+    let address = daemon
+        .address("receiving webhook events")
+        .expect("event address");
     let url = format!("http://{address}/feishu/events");
 
     // An update the API's next answer does not show yet.

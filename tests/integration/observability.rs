@@ -280,7 +280,9 @@ async fn readyz_reports_a_fatal_last_cycle() {
     daemon
         .expect_log("credentials rejected", Duration::from_secs(30))
         .await;
-    let address = daemon.address("HTTP endpoint listening").expect("HTTP address");
+    let address = daemon
+        .address("HTTP endpoint listening")
+        .expect("HTTP address");
     let ready = reqwest::get(format!("http://{address}/readyz"))
         .await
         .unwrap();
