@@ -11,12 +11,15 @@ use helpdesk_sync::config::Settings;
 use helpdesk_sync::domain::TicketId;
 use helpdesk_sync::feishu::FeishuClient;
 use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
+use helpdesk_sync::store::Store;
 use helpdesk_sync::store::queue::Source;
-use helpdesk_sync::store::{Store, create_database_if_missing};
 use helpdesk_sync::sync::{CycleOptions, run_cycle};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
+
+mod support;
+
+use support::env_usize;
 
 struct Run {
     tickets: usize,
@@ -96,34 +99,21 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
     })
 }
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing else to parse.
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let scratch: PgConnectOptions = server
-        .parse::<PgConnectOptions>()?
-        .database(&format!("hsbench_{}", std::process::id()));
-    create_database_if_missing(&scratch).await?;
-    let db_url = scratch.to_url_lossy().to_string();
+    let server = support::server()?;
+    let name = format!("hsbench_{}", std::process::id());
+    let db_url = support::reset_database(&server, &name)
+        .await?
+        .to_url_lossy()
+        .to_string();
 
     let rate = 9.0;
     let paced = run(&db_url, env_usize("BENCH_TICKETS", 300), rate, 16).await;
     let sequential = run(&db_url, env_usize("BENCH_SEQUENTIAL_TICKETS", 40), rate, 1).await;
 
-    let mut admin = scratch.clone().database("postgres").connect().await?;
-    let drop = format!(
-        "DROP DATABASE IF EXISTS \"hsbench_{}\" WITH (FORCE)",
-        std::process::id()
-    );
-    admin.execute(sqlx::AssertSqlSafe(drop)).await?;
+    support::drop_database(&server, &name).await?;
 
     let (paced, sequential) = (paced?, sequential?);
     println!("detail pace, simulator latency 300 ms ± 100 ms, limit 10/s, configured {rate}/s");

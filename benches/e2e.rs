@@ -27,10 +27,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use helpdesk_sync::feishu::client::TOKEN_PATH;
 use helpdesk_sync::sim::{Endpoint, RequestRecord, SimConfig, SimServer};
-use helpdesk_sync::store::create_database_if_missing;
 use serde_json::json;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{ConnectOptions, Connection, Executor};
+use sqlx::{ConnectOptions, Connection};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The highest pace `feishu.*_requests_per_second` accepts.
@@ -50,12 +49,9 @@ const ENV_VARS: [&str; 5] = [
     "DATABASE_URL",
 ];
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+
+use support::{drop_database, env_usize};
 
 fn env_list(name: &str, default: &[usize]) -> anyhow::Result<Vec<usize>> {
     match std::env::var(name) {
@@ -86,9 +82,7 @@ struct Scratch {
 impl Databases {
     async fn create(&mut self) -> anyhow::Result<Scratch> {
         let name = format!("hsbench_e2e_{}_{}", std::process::id(), self.created.len());
-        drop_database(&self.server, &name).await?;
-        let options = self.server.clone().database(&name);
-        create_database_if_missing(&options).await?;
+        let options = support::reset_database(&self.server, &name).await?;
         self.created.push(name);
         let pool = PgPoolOptions::new()
             .max_connections(2)
@@ -106,13 +100,6 @@ impl Databases {
         }
         Ok(())
     }
-}
-
-async fn drop_database(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
-    let mut admin = server.clone().database("postgres").connect().await?;
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    admin.execute(sqlx::AssertSqlSafe(sql)).await?;
-    Ok(())
 }
 
 async fn count(pool: &PgPool, sql: &'static str) -> anyhow::Result<i64> {
@@ -751,9 +738,7 @@ async fn measure(dbs: &mut Databases) -> anyhow::Result<()> {
 async fn main() -> anyhow::Result<()> {
     // `cargo bench` passes --bench; nothing else to parse.
     println!("$ {}", command_line());
-    let server: PgConnectOptions = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-        .parse()?;
+    let server = support::server()?;
     // The write path's plans depend on statistics: say whether the server gathers them as
     // tables grow (with autovacuum off, nothing runs ANALYZE during a backfill).
     let mut admin = server.clone().database("postgres").connect().await?;

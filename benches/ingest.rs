@@ -10,42 +10,26 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use helpdesk_sync::config::Settings;
 use helpdesk_sync::domain::{TicketId, TicketRecord};
 use helpdesk_sync::normalize::normalize_ticket;
 use helpdesk_sync::reprocess::reprocess;
 use helpdesk_sync::sim::{generate_ticket, ticket_id};
+use helpdesk_sync::store::Store;
 use helpdesk_sync::store::upsert::write_records;
-use helpdesk_sync::store::{Store, create_database_if_missing};
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+
+mod support;
+
+use support::{drop_database, env_usize, per_second as rate};
 
 const BATCH: usize = 500;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
+/// A fresh, migrated database `name`.
 async fn scratch(server: &PgConnectOptions, name: &str) -> anyhow::Result<Store> {
-    let options = server.clone().database(name);
-    drop_database(server, name).await?;
-    create_database_if_missing(&options).await?;
-    let url = options.to_url_lossy().to_string();
-    let settings = Settings::from_toml_str("", [("DATABASE_URL".to_owned(), url)])?;
-    let store = Store::connect(&settings.database).await?;
+    let store = support::connect(&support::reset_database(server, name).await?).await?;
     store.migrate().await?;
     Ok(store)
-}
-
-async fn drop_database(server: &PgConnectOptions, name: &str) -> anyhow::Result<()> {
-    let mut admin = server.clone().database("postgres").connect().await?;
-    let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-    admin.execute(sqlx::AssertSqlSafe(sql)).await?;
-    Ok(())
 }
 
 /// The simulator's ticket `i`, filled up to the shape: 3 agents, 2 tags, 2 custom
@@ -415,15 +399,9 @@ async fn copy(store: &Store, raws: &[(TicketId, String)]) -> anyhow::Result<Dura
     Ok(started.elapsed())
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server: PgConnectOptions = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-        .parse()?;
+    let server = support::server()?;
     let n = env_usize("BENCH_TICKETS", 20_000);
     let n_naive = env_usize("BENCH_NAIVE_TICKETS", 2_000).min(n);
     let now_ms = Utc::now().timestamp_millis();

@@ -20,19 +20,15 @@ use std::time::{Duration, Instant};
 use helpdesk_sync::config::Settings;
 use helpdesk_sync::feishu::FeishuClient;
 use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
-use helpdesk_sync::store::{Store, create_database_if_missing};
+use helpdesk_sync::store::Store;
 use helpdesk_sync::sync::{CycleOptions, run_cycle};
 use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+
+use support::env_usize;
 
 /// Peak and current resident memory of this process (simulator included), in MiB.
 fn memory_mib() -> (f64, f64) {
@@ -49,25 +45,12 @@ fn memory_mib() -> (f64, f64) {
 }
 
 async fn scratch_db(admin_url: &str, name: &str) -> anyhow::Result<String> {
-    let admin: PgConnectOptions = admin_url.parse()?;
-    let mut conn = admin.connect().await?;
-    conn.execute(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .await?;
-    let target = admin.clone().database(name);
-    create_database_if_missing(&target).await?;
+    let target = support::reset_database(&admin_url.parse()?, name).await?;
     Ok(target.to_url_lossy().to_string())
 }
 
 async fn drop_db(admin_url: &str, name: &str) -> anyhow::Result<()> {
-    let admin: PgConnectOptions = admin_url.parse()?;
-    let mut conn = admin.connect().await?;
-    conn.execute(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .await?;
-    Ok(())
+    support::drop_database(&admin_url.parse()?, name).await
 }
 
 fn settings(sim: &SimServer, db_url: &str) -> anyhow::Result<Settings> {
@@ -305,8 +288,7 @@ async fn list_soak(admin_url: &str, tickets: usize, seconds: u64) -> anyhow::Res
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let admin_url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned());
+    let admin_url = support::server_url();
     let tickets = env_usize("BENCH_TICKETS", 100_000);
     let detail_seconds = env_usize("BENCH_DETAIL_SECONDS", 30) as u64;
     let small = env_usize("BENCH_SMALL_TICKETS", 500);

@@ -14,20 +14,16 @@ use helpdesk_sync::domain::TicketId;
 use helpdesk_sync::feishu::FeishuClient;
 use helpdesk_sync::sim::messages::{Sender, TimeBoundUnit};
 use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
+use helpdesk_sync::store::Store;
 use helpdesk_sync::store::queue::Source;
-use helpdesk_sync::store::{Store, create_database_if_missing};
 use helpdesk_sync::sync::{CycleOptions, run_cycle};
 use serde_json::json;
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+use sqlx::ConnectOptions;
 use tokio_util::sync::CancellationToken;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
+mod support;
+
+use support::env_usize;
 
 /// Detail and messages calls the simulator answered with 200.
 fn calls(sim: &SimServer) -> (usize, usize) {
@@ -149,23 +145,17 @@ async fn scenario(db_url: &str, tickets: usize, unit: TimeBoundUnit) -> anyhow::
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-    let scratch: PgConnectOptions = server
-        .parse::<PgConnectOptions>()?
-        .database(&format!("hsbench_messages_{}", std::process::id()));
-    create_database_if_missing(&scratch).await?;
-    let db_url = scratch.to_url_lossy().to_string();
+    let server = support::server()?;
+    let name = format!("hsbench_messages_{}", std::process::id());
+    let db_url = support::reset_database(&server, &name)
+        .await?
+        .to_url_lossy()
+        .to_string();
     let tickets = env_usize("BENCH_TICKETS", 300);
     let mut result = Ok(());
     for unit in [TimeBoundUnit::Seconds, TimeBoundUnit::Milliseconds] {
         result = result.and(scenario(&db_url, tickets, unit).await);
     }
-    let mut admin = scratch.clone().database("postgres").connect().await?;
-    let drop = format!(
-        "DROP DATABASE IF EXISTS \"hsbench_messages_{}\" WITH (FORCE)",
-        std::process::id()
-    );
-    admin.execute(sqlx::AssertSqlSafe(drop)).await?;
+    support::drop_database(&server, &name).await?;
     result
 }

@@ -13,27 +13,9 @@
 
 use std::time::{Duration, Instant};
 
-use helpdesk_sync::config::Settings;
-use helpdesk_sync::store::{Store, create_database_if_missing};
-use sqlx::postgres::PgConnectOptions;
-use sqlx::{ConnectOptions, Executor};
+mod support;
 
-fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// The analytics benchmark's generator (tickets, people, tags, custom fields, history).
-fn generator() -> String {
-    let source = include_str!("analytics.rs");
-    source
-        .split_once("const GENERATE: &str = r#\"")
-        .and_then(|(_, rest)| rest.split_once("\"#;"))
-        .map(|(sql, _)| sql.to_owned())
-        .expect("benches/analytics.rs defines GENERATE")
-}
+use support::{env_usize, median_time as time, ms};
 
 const CALENDARS: &str = r#"
 INSERT INTO business_calendars (calendar_id, timezone, is_default) VALUES
@@ -53,71 +35,24 @@ INSERT INTO sla_targets (target_id, metric, target_minutes, business_hours, cale
     ('resolution', 'full_resolution', 960, true, 'office', 100, NULL, NULL);
 "#;
 
-async fn time<F, Fut, T>(runs: usize, mut f: F) -> anyhow::Result<(Duration, T)>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<T>>,
-{
-    let mut times = Vec::new();
-    let mut last = None;
-    for _ in 0..runs.max(1) {
-        let started = Instant::now();
-        last = Some(f().await?);
-        times.push(started.elapsed());
-    }
-    times.sort();
-    Ok((times[times.len() / 2], last.expect("ran at least once")))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.0}", d.as_secs_f64() * 1000.0)
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
     let tickets = env_usize("BENCH_TICKETS", 200_000);
     let runs = env_usize("BENCH_RUNS", 3);
-    let server: PgConnectOptions = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-        .parse()?;
+    let server = support::server()?;
     let name = "helpdesk_bench_sla";
-    let mut admin = server.clone().database("postgres").connect().await?;
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await?;
-    let options = server.clone().database(name);
-    create_database_if_missing(&options).await?;
-    let settings = Settings::from_toml_str(
-        "",
-        [(
-            "DATABASE_URL".to_owned(),
-            options.to_url_lossy().to_string(),
-        )],
-    )?;
-    Store::connect(&settings.database).await?.migrate().await?;
-    let store = Store::connect(&settings.database).await?;
+    let options = support::reset_database(&server, name).await?;
+    support::connect(&options).await?.migrate().await?;
+    let store = support::connect(&options).await?;
     let pool = store.pool();
 
+    // The analytics benchmark's helpdesk (tickets, people, tags, custom fields, history).
     let started = Instant::now();
-    sqlx::raw_sql(sqlx::AssertSqlSafe(
-        generator().replace("{tickets}", &tickets.to_string()),
-    ))
-    .execute(pool)
-    .await?;
-    let ids: Vec<String> = sqlx::query_scalar("SELECT ticket_id FROM tickets ORDER BY 1")
-        .fetch_all(pool)
-        .await?;
-    for chunk in ids.chunks(2000) {
-        sqlx::query("SELECT rebuild_ticket_status_stays($1)")
-            .bind(chunk)
-            .execute(pool)
-            .await?;
-    }
+    support::generate(pool, tickets).await?;
+    let (ids, _) = support::rebuild_stays(&store, 2000, false).await?;
     // Planner statistics, as the daemon (and autovacuum) keep them while tables grow: without
     // them every join looks small and the full recompute turns quadratic.
-    sqlx::raw_sql("VACUUM ANALYZE").execute(pool).await?;
+    support::vacuum_analyze(pool).await?;
     println!(
         "{} tickets generated with their stays in {:.1}s",
         ids.len(),
@@ -275,14 +210,5 @@ async fn main() -> anyhow::Result<()> {
         ms(slowest_dashboard)
     );
     drop(store);
-    if std::env::var_os("BENCH_KEEP").is_some() {
-        println!("kept database {name} (BENCH_KEEP)");
-        return Ok(());
-    }
-    admin
-        .execute(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-        )))
-        .await?;
-    Ok(())
+    support::drop_unless_kept(&server, name).await
 }

@@ -1,10 +1,10 @@
-//! The house's layering (see the `//!` map in `src/lib.rs`): a room imports only from its own
-//! layer or below, and no two rooms import each other, directly or around a circle.
+//! The crate's layering (see the `//!` map in `src/lib.rs`): a module imports only from its own
+//! layer or below, and no two modules import each other, directly or around a circle.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-/// Top-level rooms by layer, bottom first.
+/// Top-level modules by layer, bottom first.
 const LAYERS: [&[&str]; 5] = [
     &["config", "domain", "pace", "metrics", "telemetry"],
     &["feishu", "normalize", "store"],
@@ -13,14 +13,14 @@ const LAYERS: [&[&str]; 5] = [
     &["console", "cli", "demo"],
 ];
 
-fn layer_of(room: &str) -> usize {
+fn layer_of(module: &str) -> usize {
     LAYERS
         .iter()
-        .position(|l| l.contains(&room))
-        .unwrap_or_else(|| panic!("room {room} is in no layer: add it to LAYERS and lib.rs"))
+        .position(|l| l.contains(&module))
+        .unwrap_or_else(|| panic!("module {module} is in no layer: add it to LAYERS and lib.rs"))
 }
 
-/// `crate::room` imports of every top-level room, test modules left out.
+/// `crate::module` imports of every top-level module, test modules left out.
 fn imports() -> BTreeMap<String, BTreeSet<String>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
@@ -36,19 +36,19 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
             let Some(first) = rel.iter().next().and_then(|c| c.to_str()) else {
                 continue;
             };
-            let room = first.trim_end_matches(".rs").to_owned();
-            if matches!(room.as_str(), "lib" | "main") {
+            let module = first.trim_end_matches(".rs").to_owned();
+            if matches!(module.as_str(), "lib" | "main") {
                 continue;
             }
             let text = std::fs::read_to_string(&path).expect("read file");
             let code = text.split("#[cfg(test)]").next().unwrap_or_default();
-            let used = graph.entry(room.clone()).or_default();
+            let used = graph.entry(module.clone()).or_default();
             for (i, _) in code.match_indices("crate::") {
                 let name: String = code[i + 7..]
                     .chars()
                     .take_while(|c| c.is_ascii_lowercase() || *c == '_')
                     .collect();
-                if !name.is_empty() && name != room {
+                if !name.is_empty() && name != module {
                     used.insert(name);
                 }
             }
@@ -58,13 +58,13 @@ fn imports() -> BTreeMap<String, BTreeSet<String>> {
 }
 
 #[test]
-fn rooms_import_only_their_own_layer_or_below() {
+fn modules_import_only_their_own_layer_or_below() {
     let graph = imports();
     let mut upward = Vec::new();
-    for (room, used) in &graph {
+    for (module, used) in &graph {
         for target in used {
-            if layer_of(target) > layer_of(room) {
-                upward.push(format!("{room} -> {target}"));
+            if layer_of(target) > layer_of(module) {
+                upward.push(format!("{module} -> {target}"));
             }
         }
     }
@@ -76,30 +76,30 @@ fn no_import_circles() {
     let graph = imports();
     // Depth-first search for a back edge.
     fn visit(
-        room: &str,
+        module: &str,
         graph: &BTreeMap<String, BTreeSet<String>>,
         path: &mut Vec<String>,
         done: &mut BTreeSet<String>,
     ) -> Option<Vec<String>> {
-        if let Some(at) = path.iter().position(|r| r == room) {
+        if let Some(at) = path.iter().position(|r| r == module) {
             return Some(path[at..].to_vec());
         }
-        if done.contains(room) {
+        if done.contains(module) {
             return None;
         }
-        path.push(room.to_owned());
-        for next in graph.get(room).into_iter().flatten() {
+        path.push(module.to_owned());
+        for next in graph.get(module).into_iter().flatten() {
             if let Some(circle) = visit(next, graph, path, done) {
                 return Some(circle);
             }
         }
         path.pop();
-        done.insert(room.to_owned());
+        done.insert(module.to_owned());
         None
     }
     let mut done = BTreeSet::new();
-    for room in graph.keys() {
-        let circle = visit(room, &graph, &mut Vec::new(), &mut done);
+    for module in graph.keys() {
+        let circle = visit(module, &graph, &mut Vec::new(), &mut done);
         assert!(circle.is_none(), "import circle: {circle:?}");
     }
 }

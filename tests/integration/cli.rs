@@ -22,37 +22,34 @@ async fn config_errors_name_the_key_exit_2_and_call_nothing() {
         ("[feishu\n", "TOML"),
     ];
     for (toml, expected) in cases {
-        let ws = Workspace::with_toml(toml, &db);
-        let out = ws.run(&["sync"], &[], None).await;
-        assert_eq!(out.status.code(), Some(2), "{toml}: {}", stderr(&out));
-        assert!(stderr(&out).contains(expected), "{toml}: {}", stderr(&out));
+        let ws = TestConfig::empty(&db).raw(toml).workspace();
+        let out = ws.exec(&["sync"]).await;
+        assert_eq!(out.code, Some(2), "{toml}: {}", out.stderr);
+        assert!(out.stderr.contains(expected), "{toml}: {}", out.stderr);
     }
     // A complete file without the secret: named, exit 2, before any request.
     let c = sim.state.config();
-    let toml = format!(
-        "[feishu]\nbase_url = {:?}\napp_id = {:?}\nhelpdesk_id = {:?}\nhelpdesk_token = \"t\"\n",
-        sim.base_url(),
-        c.app_id,
-        c.helpdesk_id
-    );
-    let ws = Workspace::with_toml(&toml, &db);
-    let out = ws.run(&["sync"], &[], None).await;
-    assert_eq!(out.status.code(), Some(2));
+    let ws = TestConfig::empty(&db)
+        .feishu("base_url", sim.base_url())
+        .feishu("app_id", c.app_id.as_str())
+        .feishu("helpdesk_id", c.helpdesk_id.as_str())
+        .feishu("helpdesk_token", "t")
+        .workspace();
+    let out = ws.exec(&["sync"]).await;
+    assert_eq!(out.code, Some(2));
     assert!(
-        stderr(&out).contains("feishu.app_secret is missing"),
+        out.stderr.contains("feishu.app_secret is missing"),
         "{}",
-        stderr(&out)
+        out.stderr
     );
     assert!(sim.state.requests().is_empty(), "a request was made");
 
-    let out = run_binary(
-        &["--config", "/nonexistent/config.toml", "migrate"],
-        &[],
-        None,
-    )
-    .await;
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("/nonexistent/config.toml does not exist"));
+    let out = exec_binary(&["--config", "/nonexistent/config.toml", "migrate"], &[]).await;
+    assert_eq!(out.code, Some(2));
+    assert!(
+        out.stderr
+            .contains("/nonexistent/config.toml does not exist")
+    );
 }
 
 #[tokio::test]
@@ -63,7 +60,7 @@ async fn enqueue_is_idempotent_and_rejects_bad_input_whole() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let out = ws
         .run(
             &["enqueue", "6626871355780366331", "6626871355780366332"],
@@ -107,9 +104,9 @@ async fn enqueue_is_idempotent_and_rejects_bad_input_whole() {
 #[tokio::test]
 async fn migrate_is_repeatable() {
     let db = TestDb::new().await;
-    let ws = Workspace::with_toml("", &db);
-    assert_ok(&ws.run(&["migrate"], &[], None).await);
-    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    let ws = TestConfig::empty(&db).workspace();
+    ws.exec(&["migrate"]).await.assert_ok();
+    ws.exec(&["migrate"]).await.assert_ok();
     assert_eq!(
         db.count(
             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' AND table_name IN
@@ -311,9 +308,8 @@ async fn status_without_a_config_file_says_what_it_tried_in_one_line() {
 
 #[tokio::test]
 async fn help_lists_every_command() {
-    let out = run_binary(&["--help"], &[], None).await;
-    assert_ok(&out);
-    let text = stdout(&out);
+    let out = exec_binary(&["--help"], &[]).await;
+    let text = &out.assert_ok().stdout;
     for command in [
         "migrate",
         "enqueue",

@@ -6,15 +6,6 @@ use helpdesk_sync::sim::{Fault, SimConfig};
 
 use crate::helpers::*;
 
-const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
-
-async fn wait_exit(child: &mut tokio::process::Child, limit: Duration) -> std::process::ExitStatus {
-    tokio::time::timeout(limit, child.wait())
-        .await
-        .expect("the daemon did not exit in time")
-        .expect("wait for the daemon")
-}
-
 #[tokio::test]
 async fn cycles_follow_the_schedule_and_sigterm_exits_cleanly() {
     let db = TestDb::new().await;
@@ -25,25 +16,18 @@ async fn cycles_follow_the_schedule_and_sigterm_exits_cleanly() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::configured(&sim, &db, "", EVERY_SECOND);
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &lines,
-            "\"cycle finished\""
-        ) >= 2)
-        .await,
-        "fewer than two cycles: {:?}",
-        lines.lock().unwrap()
-    );
+    let ws = TestConfig::new(&sim, &db).every_second().workspace();
+    let mut daemon = ws.daemon();
+    daemon
+        .expect_count("\"cycle finished\"", 2, Duration::from_secs(30))
+        .await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 20);
     // The second cycle found nothing to do: each ticket was fetched once.
     assert_eq!(sim.state.detail_requests(None), 20);
-    terminate(&daemon);
-    let status = wait_exit(&mut daemon, Duration::from_secs(10)).await;
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(10)).await;
     assert!(status.success(), "{status:?}");
-    assert!(count(&lines, "daemon stopped") == 1);
+    assert!(daemon.count("daemon stopped") == 1);
 }
 
 #[tokio::test]
@@ -56,14 +40,12 @@ async fn sigterm_mid_cycle_keeps_everything_fetched_and_leaves_nothing_claimed()
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "detail_requests_per_second = 8.0\n",
-        &format!("{EVERY_SECOND}shutdown_grace = \"5s\"\n"),
-    );
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
+    let ws = TestConfig::new(&sim, &db)
+        .detail_rate(8.0)
+        .every_second()
+        .shutdown_grace("5s")
+        .workspace();
+    let mut daemon = ws.daemon();
     let state = sim.state.clone();
     assert!(
         wait_for(Duration::from_secs(30), || state.detail_requests(None)
@@ -71,9 +53,9 @@ async fn sigterm_mid_cycle_keeps_everything_fetched_and_leaves_nothing_claimed()
         .await
     );
     let asked = Instant::now();
-    terminate(&daemon);
-    let status = wait_exit(&mut daemon, Duration::from_secs(15)).await;
-    assert!(status.success(), "{status:?}: {:?}", lines.lock().unwrap());
+    daemon.sigterm();
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "{status:?}: {:?}", daemon.lines());
     // In-flight requests finish within the grace period (400 ms each here), not the whole queue.
     assert!(
         asked.elapsed() < Duration::from_secs(7),
@@ -117,41 +99,23 @@ async fn two_daemons_on_one_database_never_both_sync() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "detail_requests_per_second = 20.0\n",
-        EVERY_SECOND,
-    );
-    let mut first = ws.spawn_run(&[]);
-    let first_lines = collect_lines(&mut first);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &first_lines,
-            "daemon started"
-        ) == 1)
-        .await
-    );
-    let mut second = ws.spawn_run(&[]);
-    let second_lines = collect_lines(&mut second);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &second_lines,
-            "another helpdesk-sync is syncing"
-        ) == 1)
-        .await,
-        "{:?}",
-        second_lines.lock().unwrap()
-    );
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &first_lines,
-            "\"cycle finished\""
-        ) >= 2)
-        .await
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .detail_rate(20.0)
+        .every_second()
+        .workspace();
+    let mut first = ws.daemon();
+    first
+        .expect_log("daemon started", Duration::from_secs(30))
+        .await;
+    let mut second = ws.daemon();
+    second
+        .expect_log("another helpdesk-sync is syncing", Duration::from_secs(30))
+        .await;
+    first
+        .expect_count("\"cycle finished\"", 2, Duration::from_secs(30))
+        .await;
     assert_eq!(
-        count(&second_lines, "\"cycle finished\""),
+        second.count("\"cycle finished\""),
         0,
         "the second daemon synced too"
     );
@@ -164,28 +128,12 @@ async fn two_daemons_on_one_database_never_both_sync() {
     }
 
     // The first stops; the second takes over.
-    terminate(&first);
-    assert!(
-        wait_exit(&mut first, Duration::from_secs(10))
-            .await
-            .success()
-    );
-    assert!(
-        wait_for(Duration::from_secs(20), || count(
-            &second_lines,
-            "\"cycle finished\""
-        ) >= 1)
-        .await,
-        "{:?}",
-        second_lines.lock().unwrap()
-    );
-    assert_eq!(count(&second_lines, "obtained the helpdesk lock"), 1);
-    terminate(&second);
-    assert!(
-        wait_exit(&mut second, Duration::from_secs(10))
-            .await
-            .success()
-    );
+    first.stop_within(Duration::from_secs(10)).await;
+    second
+        .expect_log("\"cycle finished\"", Duration::from_secs(20))
+        .await;
+    assert_eq!(second.count("obtained the helpdesk lock"), 1);
+    second.stop_within(Duration::from_secs(10)).await;
 }
 
 #[tokio::test]
@@ -203,44 +151,35 @@ async fn a_stalled_cycle_is_ended_and_the_daemon_carries_on() {
         Fault::Delay(Duration::from_secs(30)),
         3,
     ));
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "request_timeout = \"60s\"\n",
-        &format!("{EVERY_SECOND}stall_timeout = \"2s\"\nshutdown_grace = \"1s\"\n"),
-    );
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(&lines, "\"stalled\"")
-            >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    assert!(count(&lines, "made no progress") >= 1);
+    let ws = TestConfig::new(&sim, &db)
+        .request_timeout("60s")
+        .every_second()
+        .stall_timeout("2s")
+        .shutdown_grace("1s")
+        .workspace();
+    let mut daemon = ws.daemon();
+    daemon
+        .expect_log("\"stalled\"", Duration::from_secs(30))
+        .await;
+    assert!(daemon.count("made no progress") >= 1);
     // The faults are used up: the next cycles fetch the tickets.
     assert!(
-        wait_for(Duration::from_secs(30), || {
-            lines.lock().unwrap().iter().any(|l| {
-                l.contains("\"cycle finished\"")
-                    && l.contains("\"outcome\":\"ok\"")
-                    && l.contains("\"changed\":3")
+        daemon
+            .wait_until(Duration::from_secs(30), |lines| {
+                lines.iter().any(|l| {
+                    l.contains("\"cycle finished\"")
+                        && l.contains("\"outcome\":\"ok\"")
+                        && l.contains("\"changed\":3")
+                })
             })
-        })
-        .await,
+            .await,
         "{:?}",
-        lines.lock().unwrap()
+        daemon.lines()
     );
     assert_eq!(
         db.count("SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL")
             .await,
         0
     );
-    terminate(&daemon);
-    assert!(
-        wait_exit(&mut daemon, Duration::from_secs(10))
-            .await
-            .success()
-    );
+    daemon.stop_within(Duration::from_secs(10)).await;
 }

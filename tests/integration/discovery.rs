@@ -5,20 +5,17 @@ use serde_json::json;
 
 use crate::helpers::*;
 
-const FAST: &str = "list_requests_per_second = 500.0\n";
-
 #[tokio::test]
 async fn discovery_reads_past_the_10000_row_cap() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(12_000)).await;
     // Discover everything, fetch a single ticket: this test is about the list side (ids only;
     // storing list rows is tests/integration/list_first.rs).
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        FAST,
-        "max_tickets_per_cycle = 1\nstore_list_rows = false\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_tickets_per_cycle(1)
+        .store_list_rows(false)
+        .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     let text = stdout(&out);
@@ -47,7 +44,7 @@ async fn discovery_reads_past_the_10000_row_cap() {
 async fn after_a_full_sync_only_changes_cost_detail_calls() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(120)).await;
-    let ws = Workspace::configured(&sim, &db, FAST, "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 120);
     assert_eq!(sim.state.detail_requests(None), 120);
@@ -91,7 +88,10 @@ async fn after_a_full_sync_only_changes_cost_detail_calls() {
 async fn the_watermark_survives_restarts_and_only_moves_forward() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(30)).await;
-    let ws = Workspace::configured(&sim, &db, FAST, "discovery_overlap = \"10m\"\n");
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discovery_overlap("10m")
+        .workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let first = watermark(&db).await;
     // A new process: no second backfill, the window starts at the stored watermark.
@@ -120,7 +120,10 @@ async fn the_watermark_survives_restarts_and_only_moves_forward() {
 async fn a_failing_list_api_costs_discovery_only() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(10)).await;
-    let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_attempts = 2\n"), "");
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_attempts(2)
+        .workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let before = watermark(&db).await;
 
@@ -161,12 +164,11 @@ async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
     .execute(&db.pool)
     .await
     .unwrap();
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        FAST,
-        "discover = false\nknown_ids_query = \"SELECT ticket FROM crm_escalations WHERE ticket IS NOT NULL\"\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .known_ids_query("SELECT ticket FROM crm_escalations WHERE ticket IS NOT NULL")
+        .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert!(
@@ -181,12 +183,11 @@ async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
         2
     );
 
-    let broken = Workspace::configured(
-        &sim,
-        &db,
-        FAST,
-        "discover = false\nknown_ids_query = \"SELECT nope FROM nowhere\"\n",
-    );
+    let broken = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .known_ids_query("SELECT nope FROM nowhere")
+        .workspace();
     let file = broken.write_file("ids.txt", &ids_text(&ids[7..8]));
     assert_ok(
         &broken
@@ -216,12 +217,11 @@ async fn known_ids_query_feeds_the_queue_and_a_broken_one_is_contained() {
 async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(10)).await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        FAST,
-        "discover = false\nmax_tickets_per_cycle = 4\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .max_tickets_per_cycle(4)
+        .workspace();
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(

@@ -13,6 +13,8 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection, Executor};
 use tokio::sync::OnceCell;
 
+pub use crate::harness::*;
+
 static SERVER_URL: OnceCell<String> = OnceCell::const_new();
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -197,39 +199,19 @@ pub struct Workspace {
 impl Workspace {
     /// Config for the simulator's real credentials; `feishu_extra` lines (`key = value`)
     /// add to or replace the `[feishu]` defaults.
+    // The tests in this tree build configs with `TestConfig`; kept for tests written against it.
+    #[allow(dead_code)]
     pub fn new(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Self {
         Self::configured(sim, db, feishu_extra, "")
     }
 
     /// Like [`Workspace::new`], with `sync_extra` lines appended to `[sync]`.
+    /// (The string form of [`TestConfig`]: prefer the builder in new tests.)
     pub fn configured(sim: &SimServer, db: &TestDb, feishu_extra: &str, sync_extra: &str) -> Self {
-        let c = sim.state.config();
-        let defaults = [
-            ("base_url", format!("{:?}", sim.base_url())),
-            ("app_id", format!("{:?}", c.app_id)),
-            ("app_secret", format!("{:?}", c.app_secret)),
-            ("helpdesk_id", format!("{:?}", c.helpdesk_id)),
-            ("helpdesk_token", format!("{:?}", c.helpdesk_token)),
-            ("detail_requests_per_second", "200.0".to_owned()),
-            // Under the simulator's default messages limit (50/s).
-            ("message_requests_per_second", "40.0".to_owned()),
-            ("request_timeout", "\"3s\"".to_owned()),
-        ];
-        let overridden = |key: &str| {
-            feishu_extra
-                .lines()
-                .any(|l| l.split('=').next().map(str::trim) == Some(key))
-        };
-        let mut toml = String::from("[feishu]\n");
-        for (key, value) in defaults.iter().filter(|(k, _)| !overridden(k)) {
-            toml.push_str(&format!("{key} = {value}\n"));
-        }
-        toml.push_str(feishu_extra);
-        toml.push_str(&format!(
-            "\n[database]\nurl = {:?}\nmax_connections = 4\n\n[sync]\nbatch_size = 25\n{sync_extra}\n",
-            db.url
-        ));
-        Self::with_toml(&toml, db)
+        TestConfig::new(sim, db)
+            .feishu_lines(feishu_extra)
+            .raw(sync_extra)
+            .workspace()
     }
 
     pub fn with_toml(toml: &str, db: &TestDb) -> Self {

@@ -7,15 +7,9 @@ use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer, max_in_window};
 
 use crate::helpers::*;
 
+// Unused since the harness migration; kept for tests written against it in parallel.
+#[allow(dead_code)]
 const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
-
-fn still_running(child: &mut tokio::process::Child, lines: &std::sync::Mutex<Vec<String>>) {
-    assert!(
-        child.try_wait().expect("child status").is_none(),
-        "the daemon exited: {:?}",
-        lines.lock().unwrap()
-    );
-}
 
 async fn stop(mut child: tokio::process::Child) {
     terminate(&child);
@@ -45,52 +39,37 @@ async fn run_rides_out_a_database_outage_longer_than_the_pool_timeout() {
     let sim = start_sim(unlimited_sim(10)).await;
     let db = TestDb::new().await;
     let proxy = DbProxy::start().await;
-    let mut ws = Workspace::configured(&sim, &db, "", EVERY_SECOND);
+    let mut ws = TestConfig::new(&sim, &db).every_second().workspace();
     ws.db_url = proxy.url(&db);
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &lines,
-            "\"cycle finished\""
-        ) >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
+    let mut daemon = ws.daemon();
+    daemon
+        .expect_log("\"cycle finished\"", Duration::from_secs(30))
+        .await;
 
     proxy.set_down(true);
     tokio::time::sleep(Duration::from_secs(20)).await;
-    still_running(&mut daemon, &lines);
+    daemon.assert_running();
     // Every step waits out the pool's 15 s first: the retry line comes within a minute.
-    assert!(
-        wait_for(Duration::from_secs(60), || count(
-            &lines,
-            "database unreachable; retrying"
-        ) >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    still_running(&mut daemon, &lines);
+    daemon
+        .expect_log("database unreachable; retrying", Duration::from_secs(60))
+        .await;
+    daemon.assert_running();
     // A ticket that changed meanwhile is stored once the database is back.
     let ids = sim.state.ticket_ids();
     sim.state.update_ticket(&ids[3], |t| {
         t["updated_at"] = serde_json::json!(chrono::Utc::now().timestamp_millis());
         t["description"] = serde_json::json!("changed during the outage");
     });
-    let finished_before = count(&lines, "\"outcome\":\"ok\"");
+    let finished_before = daemon.count("\"outcome\":\"ok\"");
     proxy.set_down(false);
-    assert!(
-        wait_for(Duration::from_secs(60), || count(
-            &lines,
-            "\"outcome\":\"ok\""
-        ) > finished_before + 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    still_running(&mut daemon, &lines);
+    daemon
+        .expect_count(
+            "\"outcome\":\"ok\"",
+            finished_before + 2,
+            Duration::from_secs(60),
+        )
+        .await;
+    daemon.assert_running();
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM tickets WHERE ticket_id = '{}' AND raw->>'description' = 'changed during the outage'",
@@ -99,7 +78,7 @@ async fn run_rides_out_a_database_outage_longer_than_the_pool_timeout() {
         .await,
         1
     );
-    stop(daemon).await;
+    daemon.stop().await;
 }
 
 /// Item 4: Postgres restarts while daemon A is mid-cycle and daemon B waits for the lock. B
@@ -115,33 +94,29 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
     let (sim_a, sim_b) = (start_sim(config()).await, start_sim(config()).await);
     let db = TestDb::new().await;
     let proxy = DbProxy::start().await;
-    let pace = "detail_requests_per_second = 10.0\nmax_in_flight = 4\n";
-    let mut ws_a = Workspace::configured(&sim_a, &db, pace, EVERY_SECOND);
+    let paced = |sim: &SimServer| {
+        TestConfig::new(sim, &db)
+            .detail_rate(10.0)
+            .max_in_flight(4)
+            .every_second()
+    };
+    let mut ws_a = paced(&sim_a).workspace();
     ws_a.db_url = proxy.url(&db);
-    let mut ws_b = Workspace::configured(&sim_b, &db, pace, EVERY_SECOND);
+    let mut ws_b = paced(&sim_b).workspace();
     ws_b.db_url = proxy.url(&db);
 
-    let mut a = ws_a.spawn_run(&[]);
-    let a_lines = collect_lines(&mut a);
+    let mut a = ws_a.daemon();
     let state = sim_a.state.clone();
     assert!(
         wait_for(Duration::from_secs(30), || state.detail_requests(None)
             >= 10)
         .await,
         "{:?}",
-        a_lines.lock().unwrap()
+        a.lines()
     );
-    let mut b = ws_b.spawn_run(&[]);
-    let b_lines = collect_lines(&mut b);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &b_lines,
-            "another helpdesk-sync is syncing"
-        ) == 1)
-        .await,
-        "{:?}",
-        b_lines.lock().unwrap()
-    );
+    let mut b = ws_b.daemon();
+    b.expect_log("another helpdesk-sync is syncing", Duration::from_secs(30))
+        .await;
 
     // The restart: every session dies, nothing answers for 2 s.
     let restarted = Instant::now();
@@ -149,20 +124,17 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     proxy.set_down(false);
     assert!(
-        wait_for(Duration::from_secs(5), || count(
-            &a_lines,
-            "lost the helpdesk lock's session"
-        ) >= 1)
-        .await,
+        a.wait_for_log("lost the helpdesk lock's session", Duration::from_secs(5))
+            .await,
         "A did not notice within 5 s: {:?}",
-        a_lines.lock().unwrap()
+        a.lines()
     );
     assert!(restarted.elapsed() < Duration::from_secs(6));
 
     // Everything gets stored, by one or the other.
     assert!(
         wait_for(Duration::from_secs(90), || {
-            count(&a_lines, "\"outcome\":\"ok\"") + count(&b_lines, "\"outcome\":\"ok\"") >= 1
+            a.count("\"outcome\":\"ok\"") + b.count("\"outcome\":\"ok\"") >= 1
         })
         .await
     );
@@ -180,14 +152,9 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
         }
         false
     };
-    assert!(
-        all_stored.await,
-        "A: {:?}\nB: {:?}",
-        a_lines.lock().unwrap(),
-        b_lines.lock().unwrap()
-    );
-    still_running(&mut a, &a_lines);
-    still_running(&mut b, &b_lines);
+    assert!(all_stored.await, "A: {:?}\nB: {:?}", a.lines(), b.lines());
+    a.assert_running();
+    b.assert_running();
 
     let (from_a, from_b) = (detail_instants(&sim_a), detail_instants(&sim_b));
     if let (Some(last_a), Some(first_b)) = (from_a.iter().max(), from_b.iter().min()) {
@@ -197,7 +164,7 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
             "A sent a request {:?} after B's first",
             *last_a - *first_b
         );
-        assert_eq!(count(&b_lines, "obtained the helpdesk lock"), 1);
+        assert_eq!(b.count("obtained the helpdesk lock"), 1);
     }
     // Together, never more than the pace.
     let origin = sim_a.state.started().min(sim_b.state.started());
@@ -209,8 +176,8 @@ async fn a_database_restart_never_lets_two_daemons_sync_at_once() {
             .await,
         0
     );
-    stop(a).await;
-    stop(b).await;
+    a.stop().await;
+    b.stop().await;
 }
 
 /// Item 4, the hard case: the lock holder A is paused (SIGSTOP) mid-cycle and its lock
@@ -225,28 +192,26 @@ async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
     };
     let (sim_a, sim_b) = (start_sim(config()).await, start_sim(config()).await);
     let db = TestDb::new().await;
-    let pace = "detail_requests_per_second = 10.0\nmax_in_flight = 4\n";
-    let ws_a = Workspace::configured(&sim_a, &db, pace, EVERY_SECOND);
-    let ws_b = Workspace::configured(&sim_b, &db, pace, EVERY_SECOND);
-    let mut a = ws_a.spawn_run(&[]);
-    let a_lines = collect_lines(&mut a);
+    let paced = |sim: &SimServer| {
+        TestConfig::new(sim, &db)
+            .detail_rate(10.0)
+            .max_in_flight(4)
+            .every_second()
+            .workspace()
+    };
+    let (ws_a, ws_b) = (paced(&sim_a), paced(&sim_b));
+    let mut a = ws_a.daemon();
     let state = sim_a.state.clone();
     assert!(
         wait_for(Duration::from_secs(30), || state.detail_requests(None)
             >= 10)
         .await
     );
-    let mut b = ws_b.spawn_run(&[]);
-    let b_lines = collect_lines(&mut b);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &b_lines,
-            "another helpdesk-sync is syncing"
-        ) == 1)
-        .await
-    );
+    let b = ws_b.daemon();
+    b.expect_log("another helpdesk-sync is syncing", Duration::from_secs(30))
+        .await;
 
-    signal(&a, "STOP");
+    a.signal("STOP");
     let killed = db
         .count(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_locks
@@ -262,20 +227,13 @@ async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
             >= 5)
         .await,
         "{:?}",
-        b_lines.lock().unwrap()
+        b.lines()
     );
-    assert_eq!(count(&b_lines, "obtained the helpdesk lock"), 1);
+    assert_eq!(b.count("obtained the helpdesk lock"), 1);
     let sent_by_a = sim_a.state.detail_requests(None);
-    signal(&a, "CONT");
-    assert!(
-        wait_for(Duration::from_secs(10), || count(
-            &a_lines,
-            "lost the helpdesk lock's session"
-        ) >= 1)
-        .await,
-        "{:?}",
-        a_lines.lock().unwrap()
-    );
+    a.signal("CONT");
+    a.expect_log("lost the helpdesk lock's session", Duration::from_secs(10))
+        .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(
         sim_a.state.detail_requests(None),
@@ -299,10 +257,10 @@ async fn a_paused_lock_holder_sends_nothing_after_a_new_holder_took_over() {
         }
         false
     };
-    assert!(all_stored.await, "{:?}", b_lines.lock().unwrap());
-    still_running(&mut a, &a_lines);
-    stop(b).await;
-    stop(a).await;
+    assert!(all_stored.await, "{:?}", b.lines());
+    a.assert_running();
+    b.stop().await;
+    a.stop().await;
 }
 
 const FAST: &str = "list_requests_per_second = 500.0\n";
@@ -328,7 +286,10 @@ async fn a_platform_code_on_one_ticket_costs_only_that_ticket() {
         std::iter::repeat_n(Fault::api_code(400, 99991672, "Access denied"), 20),
     );
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 2\n"));
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_in_flight(2)
+        .workspace();
     for cycle in 0..2 {
         let out = ws.run(&["sync"], &[], None).await;
         assert_ok(&out);
@@ -357,12 +318,11 @@ async fn a_platform_code_on_every_ticket_is_fatal_after_three() {
         100,
     ));
     let db = TestDb::new().await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}max_in_flight = 1\n"),
-        "discover = false",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_in_flight(1)
+        .discover(false)
+        .workspace();
     let file = ws.write_file("ids.txt", &ids_text(&sim.state.ticket_ids()));
     assert_ok(
         &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
@@ -398,7 +358,10 @@ async fn token_codes_99991671_and_99991664_refresh_the_token() {
         [Fault::api_code(401, 99991664, "Invalid app access token")],
     );
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_in_flight = 1\n"));
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_in_flight(1)
+        .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 10);
@@ -495,12 +458,11 @@ async fn hostile_ticket_bodies_are_stored_or_poisoned_never_retried_forever() {
     always(6, Fault::ticket_body(&long_user.to_string()));
 
     let db = TestDb::new().await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}max_attempts = 2\n"),
-        "discover = false",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_attempts(2)
+        .discover(false)
+        .workspace();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     let mut log = String::new();
     for _ in 0..3 {
@@ -607,7 +569,7 @@ async fn custom_field_values_of_any_length_are_stored() {
         t["customized_fields"][1]["id"] = serde_json::json!(long_id);
     });
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, FAST);
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
@@ -669,13 +631,15 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
     sim.state
         .inject(&ids[1], std::iter::repeat_n(Fault::raw(200, deep), 100));
     let db = TestDb::new().await;
-    let health = "\n[health]\ndiscovery_stuck_after = \"1s\"\nticket_failing_after = \"1s\"\nqueue_due_after = \"1s\"\n";
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}max_attempts = 1\n"),
-        &format!("schedule = \"0 0 0 1 1 *\"\n{health}[http]\nlisten = \"127.0.0.1:0\"\n"),
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_attempts(1)
+        .rarely()
+        .health("discovery_stuck_after", "1s")
+        .health("ticket_failing_after", "1s")
+        .health("queue_due_after", "1s")
+        .http()
+        .workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let file = ws.write_file("ids.txt", &ids_text(&ids[1..2]));
     for _ in 0..2 {
@@ -736,18 +700,13 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
 
     // The daemon: its first cycle fetches the due ticket (404 → not_found) and fails discovery
     // again; failing and poisoned tickets stay as they are.
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &lines,
-            "\"cycle finished\""
-        ) >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+    let daemon = ws.daemon();
+    daemon
+        .expect_log("\"cycle finished\"", Duration::from_secs(30))
+        .await;
+    let address = daemon
+        .address("HTTP endpoint listening")
+        .expect("HTTP address");
     let ready = reqwest::get(format!("http://{address}/readyz"))
         .await
         .unwrap();
@@ -771,7 +730,7 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
         let line = format!("helpdesk_sync_health_problems{{cause=\"{cause}\"}} {value}");
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
-    stop(daemon).await;
+    daemon.stop().await;
 }
 
 /// Item 10: a token answer with `expire` = i64::MAX panicked (overflow adding to an Instant)
@@ -781,7 +740,7 @@ async fn a_token_that_expires_at_i64_max_is_clamped_not_a_panic() {
     let sim = start_sim(unlimited_sim(5)).await;
     sim.state.inject_token([Fault::TokenExpire(i64::MAX)]);
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, FAST);
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert!(!stderr(&out).contains("panicked"), "{}", stderr(&out));
@@ -817,19 +776,17 @@ async fn token_answers_that_are_not_json_never_echo_the_token() {
     sim.state
         .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, FAST);
-    let out = ws.run(&["sync"], &[("RUST_LOG", "debug")], None).await;
-    assert_ok(&out);
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
+    let out = ws.exec_with(&["sync"], &[("RUST_LOG", "debug")]).await;
+    out.assert_ok();
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 3);
-    let mut seen = format!("{}\n{}", stdout(&out), stderr(&out));
+    let mut seen = out.output();
     assert!(seen.contains("the token response is not JSON"), "{seen}");
     // `check` meets the same answers.
     sim.state
         .inject_token(bodies.iter().map(|b| Fault::raw(200, b.clone())));
     for _ in 0..2 {
-        let check = ws.run(&["check"], &[], None).await;
-        seen.push_str(&stdout(&check));
-        seen.push_str(&stderr(&check));
+        seen.push_str(&ws.exec(&["check"]).await.output());
     }
     let errors: Vec<Option<String>> = sqlx::query_scalar("SELECT error FROM sync_runs")
         .fetch_all(&db.pool)
@@ -872,7 +829,10 @@ async fn a_response_larger_than_the_cap_fails_only_its_ticket() {
         std::iter::repeat_n(Fault::ticket_body(&big.to_string()), 10),
     );
     let db = TestDb::new().await;
-    let ws = Workspace::new(&sim, &db, &format!("{FAST}max_response_bytes = 1048576\n"));
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_response_bytes(1_048_576)
+        .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert_eq!(
@@ -913,7 +873,10 @@ async fn an_older_detail_never_overwrites_a_newer_stored_row() {
     new["status"] = serde_json::json!(new_status);
     sim.state.put_ticket(&ids[0], new);
     let db = TestDb::new().await;
-    let ws = Workspace::configured(&sim, &db, FAST, "discover = false");
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .workspace();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(
         &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
@@ -963,18 +926,13 @@ async fn events_get_503_at_once_while_the_database_is_down() {
     let proxy = DbProxy::start().await;
     let mut ws = crate::events::workspace_with(&sim, &db, "");
     ws.db_url = proxy.url(&db);
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &lines,
-            "\"cycle finished\""
-        ) >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    let address = logged_address(&lines, "receiving webhook events").expect("event address");
+    let daemon = ws.daemon();
+    daemon
+        .expect_log("\"cycle finished\"", Duration::from_secs(30))
+        .await;
+    let address = daemon
+        .address("receiving webhook events")
+        .expect("event address");
     let url = format!("http://{address}/feishu/events");
     let id = sim.state.ticket_ids()[2].clone();
     sim.state
@@ -1016,7 +974,7 @@ async fn events_get_503_at_once_while_the_database_is_down() {
             > before)
         .await
     );
-    stop(daemon).await;
+    daemon.stop().await;
 }
 
 /// Item 6: read-after-write lag. An updated event announces a change the next detail answer
@@ -1028,33 +986,26 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
     use helpdesk_sync::events::{TICKET_CREATED, TICKET_UPDATED};
     let sim = start_sim(unlimited_sim(5)).await;
     let db = TestDb::new().await;
-    let c = sim.state.config();
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        FAST,
-        &format!(
-            "discover = false\n{EVERY_SECOND}\n[http]\nlisten = \"127.0.0.1:0\"\n\n[events]\n\
-             verification_token = {:?}\nencrypt_key = {:?}\n",
-            c.verification_token, c.encrypt_key
-        ),
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .every_second()
+        .http()
+        .events(&sim)
+        .workspace();
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(
         &ws.run(&["enqueue", "--file", file.to_str().unwrap()], &[], None)
             .await,
     );
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
-    assert!(
-        wait_for(Duration::from_secs(30), || count(
-            &lines,
-            "\"cycle finished\""
-        ) >= 1)
-        .await
-    );
-    let address = logged_address(&lines, "receiving webhook events").expect("event address");
+    let daemon = ws.daemon();
+    daemon
+        .expect_log("\"cycle finished\"", Duration::from_secs(30))
+        .await;
+    let address = daemon
+        .address("receiving webhook events")
+        .expect("event address");
     let url = format!("http://{address}/feishu/events");
 
     // An update the API's next answer does not show yet.
@@ -1111,7 +1062,7 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    assert!(caught_up, "{:?}", lines.lock().unwrap());
+    assert!(caught_up, "{:?}", daemon.lines());
     // Each was fetched exactly twice: the lagging answer, then the one that caught up.
     assert_eq!(
         sim.state.detail_requests(Some(&ids[1])),
@@ -1129,7 +1080,7 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
     .unwrap();
     assert_eq!(refetches, 0);
     assert!(due_in_s > 60.0, "back to the normal refresh: {due_in_s}");
-    stop(daemon).await;
+    daemon.stop().await;
 }
 
 /// Item 12: slow clients (one byte, then nothing) held connections forever: 1,100 of them

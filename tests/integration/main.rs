@@ -5,6 +5,7 @@ mod cli;
 mod daemon;
 mod discovery;
 mod events;
+mod harness;
 mod helpers;
 mod hostile;
 mod list_first;

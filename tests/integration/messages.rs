@@ -30,7 +30,7 @@ fn message(n: u64, at: DateTime<Utc>, who: Option<&str>, text: &str) -> Value {
 async fn setup(config: SimConfig) -> (TestDb, SimServer, Workspace) {
     let db = TestDb::new().await;
     let sim = start_sim(config).await;
-    let ws = Workspace::configured(&sim, &db, "", "discover = false\n");
+    let ws = TestConfig::new(&sim, &db).discover(false).workspace();
     (db, sim, ws)
 }
 
@@ -316,7 +316,10 @@ async fn a_failing_conversation_costs_only_its_messages() {
 async fn messages_off_makes_no_message_calls() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(5)).await;
-    let ws = Workspace::configured(&sim, &db, "", "discover = false\nmessages = false\n");
+    let ws = TestConfig::new(&sim, &db)
+        .discover(false)
+        .messages(false)
+        .workspace();
     sync_ids(&ws, &sim.state.ticket_ids()).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
     assert_eq!(sim.state.count_status(Endpoint::Messages, 200), 0);
@@ -332,12 +335,10 @@ async fn the_messages_rate_limit_is_learned_and_respected() {
     };
     let db = TestDb::new().await;
     let sim = start_sim(config).await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "message_requests_per_second = 10.0\n",
-        "discover = false\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .message_rate(10.0)
+        .discover(false)
+        .workspace();
     sync_ids(&ws, &sim.state.ticket_ids()).await;
     let expected: usize = sim
         .state

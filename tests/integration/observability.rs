@@ -17,7 +17,7 @@ async fn status_json(ws: &Workspace) -> (Option<i32>, Value) {
 async fn status_judges_empty_healthy_failed_and_stale_databases() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(10)).await;
-    let ws = Workspace::configured(&sim, &db, "", "");
+    let ws = TestConfig::new(&sim, &db).workspace();
 
     // Not even migrated: a clear message.
     let out = ws.run(&["status"], &[], None).await;
@@ -108,7 +108,7 @@ async fn status_judges_empty_healthy_failed_and_stale_databases() {
 async fn check_names_each_wrong_credential_distinctly() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(3)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let id = sim.state.ticket_ids()[1].clone();
 
     let out = ws.run(&["check", "--ticket", &id], &[], None).await;
@@ -157,13 +157,11 @@ async fn check_names_each_wrong_credential_distinctly() {
     }
     // A missing secret is a configuration problem: exit 2, before any request.
     let before = sim.state.requests().len();
-    let ws = Workspace::with_toml(
-        &format!(
-            "[feishu]\nbase_url = {:?}\napp_id = \"a\"\nhelpdesk_id = \"1\"\n",
-            sim.base_url()
-        ),
-        &db,
-    );
+    let ws = TestConfig::empty(&db)
+        .feishu("base_url", sim.base_url())
+        .feishu("app_id", "a")
+        .feishu("helpdesk_id", "1")
+        .workspace();
     let out = ws.run(&["check"], &[], None).await;
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -179,21 +177,16 @@ async fn metrics_health_and_json_logs_during_a_run() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(25)).await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "",
-        "schedule = \"*/2 * * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
-    );
-    let mut daemon = ws.spawn_run(&[("RUST_LOG", "debug")]);
-    let lines = collect_lines(&mut daemon);
-    let count = |needle: &str| count(&lines, needle);
-    assert!(
-        wait_for(Duration::from_secs(30), || count("\"cycle finished\"") >= 1).await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
-    let address = logged_address(&lines, "HTTP endpoint listening")
+    let ws = TestConfig::new(&sim, &db)
+        .schedule("*/2 * * * * *")
+        .http()
+        .workspace();
+    let mut daemon = Daemon::spawn_with(&ws, &[("RUST_LOG", "debug")]);
+    daemon
+        .expect_log("\"cycle finished\"", Duration::from_secs(30))
+        .await;
+    let address = daemon
+        .address("HTTP endpoint listening")
         .expect("the daemon logs its HTTP address");
     let http = reqwest::Client::new();
     let get = |path: &str| {
@@ -252,14 +245,11 @@ async fn metrics_health_and_json_logs_during_a_run() {
     let ready = get("/readyz").await;
     assert_eq!(ready.status(), 200);
 
-    terminate(&daemon);
-    tokio::time::timeout(Duration::from_secs(10), daemon.wait())
-        .await
-        .expect("exit in time")
-        .unwrap();
+    daemon.sigterm();
+    daemon.wait_exit(Duration::from_secs(10)).await;
     // JSON logs: every line parses; no secret anywhere.
     let c = sim.state.config();
-    let all = lines.lock().unwrap().clone();
+    let all = daemon.lines();
     assert!(all.len() > 5);
     for line in &all {
         let parsed: Value = serde_json::from_str(line)
@@ -282,32 +272,21 @@ async fn readyz_reports_a_fatal_last_cycle() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(3)).await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        "",
-        "schedule = \"0 0 * * * *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
-    );
-    let mut daemon = ws.spawn_run(&[("HELPDESK_SYNC__FEISHU__APP_SECRET", "wrong")]);
-    let lines = collect_lines(&mut daemon);
-    let count = |needle: &str| count(&lines, needle);
-    assert!(
-        wait_for(Duration::from_secs(30), || count("credentials rejected")
-            >= 1)
-        .await
-    );
-    let address = logged_address(&lines, "HTTP endpoint listening").expect("HTTP address");
+    let ws = TestConfig::new(&sim, &db)
+        .schedule("0 0 * * * *")
+        .http()
+        .workspace();
+    let mut daemon = Daemon::spawn_with(&ws, &[("HELPDESK_SYNC__FEISHU__APP_SECRET", "wrong")]);
+    daemon
+        .expect_log("credentials rejected", Duration::from_secs(30))
+        .await;
+    let address = daemon
+        .address("HTTP endpoint listening")
+        .expect("HTTP address");
     let ready = reqwest::get(format!("http://{address}/readyz"))
         .await
         .unwrap();
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("fatal"));
-    terminate(&daemon);
-    assert!(
-        tokio::time::timeout(Duration::from_secs(10), daemon.wait())
-            .await
-            .unwrap()
-            .unwrap()
-            .success()
-    );
+    daemon.stop_within(Duration::from_secs(10)).await;
 }

@@ -23,7 +23,7 @@ async fn table_counts(db: &TestDb) -> Vec<(&'static str, i64)> {
 /// What a fault-free sync of `sim` stores, synced into a database of its own.
 async fn reference_counts(sim: &SimServer) -> Vec<(&'static str, i64)> {
     let db = TestDb::new().await;
-    let ws = Workspace::configured(sim, &db, FAST, "");
+    let ws = TestConfig::new(sim, &db).fast_list().workspace();
     let requests_before = sim.state.requests().len();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let counts = table_counts(&db).await;
@@ -51,8 +51,6 @@ async fn assert_complete(db: &TestDb, sim: &SimServer, reference: &[(&'static st
     );
 }
 
-const FAST: &str = "list_requests_per_second = 500.0\n";
-
 /// Logs go to stderr, the summary to stdout.
 fn all_output(out: &std::process::Output) -> String {
     format!("{}\n{}", stdout(out), stderr(out))
@@ -65,7 +63,10 @@ async fn rate_limit_bursts_are_waited_out_as_told() {
     let sim = start_sim(unlimited_sim(40)).await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(&sim, &db, &format!("{FAST}max_in_flight = 8\n"), "");
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .max_in_flight(8)
+        .workspace();
     let requests_before = sim.state.requests().len();
     sim.state.inject_any([
         Fault::RateLimited { reset_seconds: 2 },
@@ -115,12 +116,10 @@ async fn a_quota_shared_with_another_client_costs_time_not_tickets() {
     })
     .await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}detail_requests_per_second = 9.0\n"),
-        "",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .detail_rate(9.0)
+        .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     let limited = sim.state.count_status(Endpoint::Detail, 429);
@@ -151,7 +150,7 @@ async fn wrong_field_types_are_stored_as_null_with_a_warning() {
         t["tags"] = json!("urgent");
     });
     let db = TestDb::new().await;
-    let ws = Workspace::configured(&sim, &db, FAST, "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 5);
@@ -184,12 +183,10 @@ async fn database_sessions_killed_mid_cycle_lose_nothing() {
     .await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}detail_requests_per_second = 20.0\n"),
-        "",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .detail_rate(20.0)
+        .workspace();
     let details_before = sim.state.detail_requests(None);
     let first = {
         let ws = &ws;
@@ -242,26 +239,22 @@ async fn database_sessions_killed_mid_cycle_lose_nothing() {
 async fn run_waits_for_an_unreachable_database_with_backoff() {
     let sim = start_sim(unlimited_sim(10)).await;
     let db = TestDb::new().await;
-    let mut ws = Workspace::configured(&sim, &db, FAST, "schedule = \"* * * * * *\"\n");
+    let mut ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .every_second()
+        .workspace();
     let later = format!("{}_later", db.name());
     ws.db_url = db.url_for(&later);
 
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
+    let mut daemon = ws.daemon();
     let started = Instant::now();
-    assert!(
-        wait_for(Duration::from_secs(20), || count(
-            &lines,
-            "database unreachable; retrying"
-        ) >= 3)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
+    daemon
+        .expect_count("database unreachable; retrying", 3, Duration::from_secs(20))
+        .await;
     // Attempts at 0, 1 and 3 s: the third cannot come before the 1 + 2 s of backoff.
     assert!(started.elapsed() >= Duration::from_millis(2900));
     {
-        let lines = lines.lock().unwrap();
+        let lines = daemon.lines();
         let line = lines
             .iter()
             .find(|l| l.contains("database unreachable"))
@@ -274,47 +267,28 @@ async fn run_waits_for_an_unreachable_database_with_backoff() {
         );
         assert!(error.contains("does not exist"), "and why: {line}");
     }
-    let attempts = count(&lines, "database unreachable; retrying");
+    let attempts = daemon.count("database unreachable; retrying");
 
     // The database appears: the daemon connects, migrates and syncs.
     let later_db = db.create_sibling(&later).await;
     let state = sim.state.clone();
-    assert!(
-        wait_for(Duration::from_secs(30), || count(&lines, "cycle finished")
-            >= 1)
-        .await,
-        "{:?}",
-        lines.lock().unwrap()
-    );
+    daemon
+        .expect_log("cycle finished", Duration::from_secs(30))
+        .await;
     assert!(state.detail_requests(None) >= 10);
     assert_eq!(later_db.count("SELECT count(*) FROM tickets").await, 10);
-    assert!(count(&lines, "database unreachable; retrying") <= attempts + 1);
-    signal(&daemon, "TERM");
-    let status = tokio::time::timeout(Duration::from_secs(10), daemon.wait())
-        .await
-        .expect("exit in time")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    assert!(daemon.count("database unreachable; retrying") <= attempts + 1);
+    daemon.stop_within(Duration::from_secs(10)).await;
 
     // SIGTERM while still waiting for the database: a clean, prompt exit.
-    let mut ws2 = Workspace::configured(&sim, &db, FAST, "");
+    let mut ws2 = TestConfig::new(&sim, &db).fast_list().workspace();
     ws2.db_url = db.url_for(&format!("{}_never", db.name()));
-    let mut waiting = ws2.spawn_run(&[]);
-    let lines = collect_lines(&mut waiting);
-    assert!(
-        wait_for(Duration::from_secs(20), || count(
-            &lines,
-            "database unreachable; retrying"
-        ) >= 1)
-        .await
-    );
+    let mut waiting = ws2.daemon();
+    waiting
+        .expect_log("database unreachable; retrying", Duration::from_secs(20))
+        .await;
     let asked = Instant::now();
-    signal(&waiting, "TERM");
-    let status = tokio::time::timeout(Duration::from_secs(5), waiting.wait())
-        .await
-        .expect("exit in time")
-        .unwrap();
-    assert!(status.success(), "{status:?}");
+    waiting.stop_within(Duration::from_secs(5)).await;
     assert!(asked.elapsed() < Duration::from_secs(3));
 }
 
@@ -330,23 +304,21 @@ async fn sigkill_mid_batch_then_restart_finishes_without_duplicates() {
     .await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(
-        &sim,
-        &db,
-        &format!("{FAST}detail_requests_per_second = 20.0\n"),
-        "schedule = \"* * * * * *\"\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .detail_rate(20.0)
+        .every_second()
+        .workspace();
     let details_before = sim.state.detail_requests(None);
-    let mut daemon = ws.spawn_run(&[]);
-    let _lines = collect_lines(&mut daemon);
+    let mut daemon = ws.daemon();
     let state = sim.state.clone();
     assert!(
         wait_for(Duration::from_secs(30), || state.detail_requests(None)
             >= details_before + 20)
         .await
     );
-    signal(&daemon, "KILL");
-    let _ = daemon.wait().await;
+    daemon.sigkill();
+    let _ = daemon.child().wait().await;
     let claimed = db
         .count("SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL")
         .await;
@@ -377,7 +349,7 @@ async fn repeated_list_rows_make_no_duplicates() {
     })
     .await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(&sim, &db, FAST, "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 450);
@@ -399,7 +371,7 @@ async fn a_refused_write_rolls_back_its_batch_and_the_ticket_is_retried() {
     let sim = start_sim(unlimited_sim(60)).await;
     let reference = reference_counts(&sim).await;
     let db = TestDb::new().await;
-    let ws = Workspace::configured(&sim, &db, FAST, "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     let ids = sim.state.ticket_ids();
     // A ticket with agents, so the refusal comes after its ticket row was written.
     let refused = (30..60)

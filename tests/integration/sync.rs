@@ -55,7 +55,7 @@ async fn snapshot(db: &TestDb) -> Vec<(String, String)> {
 async fn full_sync_stores_every_ticket_with_its_children() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(60)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
 
@@ -134,7 +134,7 @@ async fn full_sync_stores_every_ticket_with_its_children() {
 async fn resyncing_unchanged_tickets_changes_no_row() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(30)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     let before = snapshot(&db).await;
@@ -161,7 +161,7 @@ async fn resyncing_unchanged_tickets_changes_no_row() {
 async fn an_update_is_reflected_exactly() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(10)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     // Index 1 has tags and custom fields.
@@ -232,7 +232,7 @@ async fn an_update_is_reflected_exactly() {
 async fn deleted_ticket_is_soft_deleted_and_invalid_id_parked() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(5)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     let children_before = db.count("SELECT count(*) FROM ticket_agents").await;
@@ -282,7 +282,7 @@ async fn deleted_ticket_is_soft_deleted_and_invalid_id_parked() {
 async fn transient_failures_are_retried_to_success() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(12)).await;
-    let ws = Workspace::new(&sim, &db, "request_timeout = \"1s\"\n");
+    let ws = TestConfig::new(&sim, &db).request_timeout("1s").workspace();
     let ids = sim.state.ticket_ids();
     sim.state.inject(
         &ids[0],
@@ -312,7 +312,7 @@ async fn transient_failures_are_retried_to_success() {
 async fn a_bad_body_fails_only_its_ticket() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(10)).await;
-    let ws = Workspace::new(&sim, &db, "max_attempts = 2\n");
+    let ws = TestConfig::new(&sim, &db).max_attempts(2).workspace();
     let ids = sim.state.ticket_ids();
     sim.state.inject(&ids[3], [Fault::NotJson, Fault::NotJson]);
     sync_all(&ws, &ids).await;
@@ -352,11 +352,10 @@ async fn a_bad_body_fails_only_its_ticket() {
 async fn a_token_invalidated_mid_run_is_refreshed_once() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(40)).await;
-    let ws = Workspace::new(
-        &sim,
-        &db,
-        "detail_requests_per_second = 40.0\nmax_in_flight = 4\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .detail_rate(40.0)
+        .max_in_flight(4)
+        .workspace();
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(
@@ -386,7 +385,7 @@ async fn a_token_invalidated_mid_run_is_refreshed_once() {
 async fn wrong_helpdesk_token_is_fatal_and_touches_nothing() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(8)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     let before = snapshot(&db).await;
@@ -426,7 +425,7 @@ async fn wrong_helpdesk_token_is_fatal_and_touches_nothing() {
 async fn wrong_app_secret_is_fatal_with_a_clear_message() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(3)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(
@@ -456,7 +455,7 @@ async fn wrong_app_secret_is_fatal_with_a_clear_message() {
 async fn secrets_never_appear_in_output_even_at_trace_level() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(5)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     let file = ws.write_file("ids.txt", &ids_text(&ids));
     assert_ok(
@@ -502,11 +501,10 @@ async fn pacing_never_exceeds_the_api_limit_in_any_second() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::new(
-        &sim,
-        &db,
-        "detail_requests_per_second = 9.0\nmax_in_flight = 16\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .detail_rate(9.0)
+        .max_in_flight(16)
+        .workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 40);
@@ -532,11 +530,10 @@ async fn token_refreshes_do_not_release_a_burst() {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::new(
-        &sim,
-        &db,
-        "detail_requests_per_second = 9.0\nmax_in_flight = 16\n",
-    );
+    let ws = TestConfig::new(&sim, &db)
+        .detail_rate(9.0)
+        .max_in_flight(16)
+        .workspace();
     let ids = sim.state.ticket_ids();
     sync_all(&ws, &ids).await;
     assert_eq!(db.count("SELECT count(*) FROM tickets").await, 45);
@@ -557,7 +554,7 @@ async fn token_refreshes_do_not_release_a_burst() {
 async fn a_database_rejection_fails_only_that_ticket() {
     let db = TestDb::new().await;
     let sim = start_sim(sim_config(20)).await;
-    let ws = Workspace::new(&sim, &db, "");
+    let ws = TestConfig::new(&sim, &db).workspace();
     let ids = sim.state.ticket_ids();
     // Migrate first, then make the database refuse one ticket (like a full disk would a batch).
     assert_ok(&ws.run(&["migrate"], &[], None).await);

@@ -10,7 +10,7 @@ use crate::helpers::*;
 async fn the_catalog_is_synced_and_ticket_values_join_their_options() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(40)).await;
-    let ws = Workspace::configured(&sim, &db, "list_requests_per_second = 500.0\n", "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     // The first two reads fail (twice the retries' worth): the tickets are stored anyway.
     sim.state
         .inject_catalog(std::iter::repeat_n(Fault::InternalError, 6));

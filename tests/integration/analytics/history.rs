@@ -339,7 +339,7 @@ async fn time_stops_at_deletion() {
 async fn spans_tile_every_tickets_life_and_add_up_to_the_resolution() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(80)).await;
-    let ws = Workspace::configured(&sim, &db, "list_requests_per_second = 500.0\n", "");
+    let ws = TestConfig::new(&sim, &db).fast_list().workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     let ids = sim.state.ticket_ids();
     for (i, t) in ids.iter().enumerate().take(30) {

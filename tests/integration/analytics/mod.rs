@@ -78,7 +78,7 @@ pub(super) async fn setup() -> (TestDb, SimServer, Workspace) {
         ..SimConfig::default()
     })
     .await;
-    let ws = Workspace::configured(&sim, &db, "", "discover = false\n");
+    let ws = TestConfig::new(&sim, &db).discover(false).workspace();
     (db, sim, ws)
 }
 
@@ -420,7 +420,7 @@ async fn every_example_query_in_the_docs_runs() {
     let sla = "[sla]\ndefault_calendar = \"all\"\n[sla.calendars.all]\ntimezone = \"UTC\"\nhours = { daily = [\"00:00-24:00\"] }\n\
                [[sla.targets]]\nid = \"resolution\"\nmetric = \"full_resolution\"\nminutes = 60\n\
                business_hours = false\n";
-    let ws = Workspace::configured(&sim, &db, "list_requests_per_second = 500.0\n", sla);
+    let ws = TestConfig::new(&sim, &db).fast_list().raw(sla).workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     // Some status changes, so the history views have something to show.
     for id in sim.state.ticket_ids().iter().take(20) {
@@ -453,7 +453,7 @@ async fn every_example_query_in_the_docs_runs() {
 #[tokio::test]
 async fn every_relation_and_column_has_a_comment() {
     let db = TestDb::new().await;
-    let ws = Workspace::with_toml("", &db);
+    let ws = TestConfig::empty(&db).workspace();
     assert_ok(&ws.run(&["migrate"], &[], None).await);
     let missing: Vec<String> = sqlx::query_scalar(
         "SELECT c.relname FROM pg_class c
@@ -478,7 +478,7 @@ async fn every_relation_and_column_has_a_comment() {
 #[tokio::test]
 async fn the_readme_lists_every_table_and_view() {
     let db = TestDb::new().await;
-    let ws = Workspace::with_toml("", &db);
+    let ws = TestConfig::empty(&db).workspace();
     assert_ok(&ws.run(&["migrate"], &[], None).await);
     let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
         .expect("README.md");

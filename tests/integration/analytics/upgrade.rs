@@ -54,7 +54,7 @@ async fn an_upgrade_corrects_stored_history_and_builds_stays() {
     .await
     .unwrap();
 
-    let ws = Workspace::with_toml("", &db);
+    let ws = TestConfig::empty(&db).workspace();
     assert_ok(&ws.run(&["migrate"], &[], None).await);
 
     let history: Vec<(String, DateTime<Utc>, String)> = sqlx::query_as(
