@@ -14,6 +14,7 @@ use super::Store;
 // Re-exported while `messages`, `sync::writer` and `benches/ingest.rs` still name them here.
 pub use super::failure::FailureDelay;
 pub use super::write::write_records;
+use crate::domain::api_codes::CODE_NOT_FOUND;
 use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
 
 /// Read-after-write lag: a fetch that does not show the update an event announced (or a 404
@@ -191,7 +192,9 @@ async fn record_outcomes<'a>(
             } => (failure, *attempts, None),
         };
         let (status, code, error) = match outcome {
-            TicketOutcome::NotFound { error, .. } => (Some(404), Some(154004), Some(error.clone())),
+            TicketOutcome::NotFound { error, .. } => {
+                (Some(404), Some(CODE_NOT_FOUND), Some(error.clone()))
+            }
             TicketOutcome::Fetched { .. } => (None, None, None),
             _ => (
                 failure.http_status.map(i32::from),
