@@ -15,7 +15,7 @@ use super::Store;
 pub use super::failure::FailureDelay;
 pub use super::write::write_records;
 use crate::domain::api_codes::CODE_NOT_FOUND;
-use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
+use crate::domain::{Batch, BatchReport, MessagesOutcome, TicketOutcome, TicketRecord};
 
 /// Read-after-write lag: a fetch that does not show the update an event announced (or a 404
 /// for a ticket an event just named) is tried again this many times, after
@@ -158,137 +158,208 @@ async fn older_than_stored(
     Ok(older.len())
 }
 
+/// The queue columns one outcome writes (`record_outcomes`).
+struct OutcomeRow {
+    ticket_id: String,
+    outcome: &'static str,
+    http_status: Option<i32>,
+    code: Option<i64>,
+    error: Option<String>,
+    attempts: i32,
+    /// Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
+    due_in: Option<f64>,
+    permanent: bool,
+}
+
+fn outcome_row(outcome: &TicketOutcome) -> OutcomeRow {
+    let (http_status, code, error, attempts, due_in, permanent) = match outcome {
+        TicketOutcome::Fetched {
+            refresh_after,
+            attempts,
+            ..
+        } => (
+            None,
+            None,
+            None,
+            *attempts,
+            Some(refresh_after.as_secs_f64()),
+            false,
+        ),
+        TicketOutcome::NotFound {
+            error, attempts, ..
+        } => (
+            Some(404),
+            Some(CODE_NOT_FOUND),
+            Some(error.clone()),
+            *attempts,
+            None,
+            false,
+        ),
+        TicketOutcome::InvalidId {
+            failure, attempts, ..
+        }
+        | TicketOutcome::Failed {
+            failure, attempts, ..
+        } => (
+            failure.http_status.map(i32::from),
+            failure.code,
+            Some(failure.message.clone()),
+            *attempts,
+            None,
+            failure.permanent,
+        ),
+    };
+    OutcomeRow {
+        ticket_id: outcome.ticket_id().to_owned(),
+        outcome: outcome.label(),
+        http_status,
+        code,
+        error,
+        attempts: attempts as i32,
+        due_in,
+        permanent,
+    }
+}
+
+/// The outcome rows of a batch as the arrays [`RECORD_OUTCOMES`] unnests.
+#[derive(Default)]
+struct OutcomeColumns {
+    ids: Vec<String>,
+    outcomes: Vec<&'static str>,
+    http_statuses: Vec<Option<i32>>,
+    codes: Vec<Option<i64>>,
+    errors: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    due_in: Vec<Option<f64>>,
+    permanent: Vec<bool>,
+}
+
+impl OutcomeColumns {
+    fn push(&mut self, row: OutcomeRow) {
+        self.ids.push(row.ticket_id);
+        self.outcomes.push(row.outcome);
+        self.http_statuses.push(row.http_status);
+        self.codes.push(row.code);
+        self.errors.push(row.error);
+        self.attempts.push(row.attempts);
+        self.due_in.push(row.due_in);
+        self.permanent.push(row.permanent);
+    }
+}
+
+// The predicates of `RECORD_OUTCOMES`, each said once. They read the queue row `s` inside each
+// SET expression rather than once in FROM: computed in FROM they would read the queue row's old
+// version when an event updates it concurrently.
+
+/// This fetch stored the update the queue row asks for (`wanted_updated_at`).
+macro_rules! wanted_update_stored {
+    () => {
+        "EXISTS (SELECT 1 FROM tickets t
+                 WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)"
+    };
+}
+
+/// Enqueued again while we were fetching: the request still stands, unless this fetch stored
+/// the update it asked for.
+macro_rules! request_stands {
+    () => {
+        concat!(
+            "(s.last_enqueued_at > s.last_attempt_at AND NOT ",
+            wanted_update_stored!(),
+            ")"
+        )
+    };
+}
+
+/// Read-after-write lag: an event announced an update (or the ticket itself) that this answer
+/// does not show yet, and the ticket has re-fetches left ($12 = [`LAG_REFETCHES`]; $13 =
+/// [`LAG_REFETCH_BASE`] in seconds).
+macro_rules! lagging {
+    () => {
+        concat!(
+            "(s.lag_refetches < $12 AND (
+                (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT ",
+            wanted_update_stored!(),
+            ")
+                OR (u.outcome = 'not_found' AND EXISTS (
+                    SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                      AND e.received_at > now() - make_interval(secs => $13 * 128)))))"
+        )
+    };
+}
+
+/// Updates the queue rows of a batch from [`OutcomeColumns`] ($1–$7, $11) and the
+/// [`FailureDelay`] ($8 cap, $9 base, $10 poison_after).
+const RECORD_OUTCOMES: &str = concat!(
+    "UPDATE ticket_sync_state s SET
+        last_fetched_at = CASE WHEN u.outcome IN ('ok', 'not_found') THEN now()
+                               ELSE s.last_fetched_at END,
+        last_outcome = u.outcome,
+        last_http_status = u.http_status,
+        last_error_code = u.code,
+        last_error = u.error,
+        last_attempt_count = u.attempts,
+        consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
+                                    ELSE 0 END,
+        -- Fetched again with backoff, a bounded number of times.
+        lag_refetches = CASE WHEN ",
+    lagging!(),
+    " THEN s.lag_refetches + 1 ELSE 0 END,
+        next_due_at = CASE
+            WHEN ",
+    request_stands!(),
+    " THEN LEAST(s.next_due_at, now())
+            WHEN ",
+    lagging!(),
+    " THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
+            -- Poisoned: the same unusable answer again and again.
+            WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
+            THEN 'infinity'
+            WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
+                LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
+            WHEN u.due_in IS NULL THEN 'infinity'
+            ELSE now() + make_interval(secs => u.due_in) END,
+        priority = CASE WHEN ",
+    request_stands!(),
+    " THEN s.priority ELSE 0 END,
+        wanted_updated_at = CASE WHEN ",
+    request_stands!(),
+    " OR ",
+    lagging!(),
+    " THEN s.wanted_updated_at END,
+        claimed_until = NULL,
+        claimed_by = NULL
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
+                 $7::float8[], $11::bool[])
+            AS u(ticket_id, outcome, http_status, code, error, attempts, due_in, permanent)
+     WHERE s.ticket_id = u.ticket_id"
+);
+
 /// Updates the queue rows of the batch: outcome, next due time, claim released.
 async fn record_outcomes<'a>(
     tx: &mut Transaction<'_, Postgres>,
     outcomes: impl Iterator<Item = &'a TicketOutcome>,
     delay: FailureDelay,
 ) -> anyhow::Result<()> {
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    let mut statuses: Vec<Option<i32>> = Vec::new();
-    let mut codes: Vec<Option<i64>> = Vec::new();
-    let mut errors: Vec<Option<String>> = Vec::new();
-    let mut attempts_col: Vec<i32> = Vec::new();
-    // Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
-    let mut due_in: Vec<Option<f64>> = Vec::new();
-    let mut permanent: Vec<bool> = Vec::new();
+    let mut columns = OutcomeColumns::default();
     for outcome in outcomes {
-        ids.push(outcome.ticket_id().to_owned());
-        labels.push(outcome.label());
-        let none = Failure::default();
-        let (failure, attempts, refresh) = match outcome {
-            TicketOutcome::Fetched {
-                refresh_after,
-                attempts,
-                ..
-            } => (&none, *attempts, Some(refresh_after.as_secs_f64())),
-            TicketOutcome::NotFound { attempts, .. } => (&none, *attempts, None),
-            TicketOutcome::InvalidId {
-                failure, attempts, ..
-            }
-            | TicketOutcome::Failed {
-                failure, attempts, ..
-            } => (failure, *attempts, None),
-        };
-        let (status, code, error) = match outcome {
-            TicketOutcome::NotFound { error, .. } => {
-                (Some(404), Some(CODE_NOT_FOUND), Some(error.clone()))
-            }
-            TicketOutcome::Fetched { .. } => (None, None, None),
-            _ => (
-                failure.http_status.map(i32::from),
-                failure.code,
-                Some(failure.message.clone()),
-            ),
-        };
-        statuses.push(status);
-        codes.push(code);
-        errors.push(error);
-        attempts_col.push(attempts as i32);
-        due_in.push(refresh);
-        permanent.push(failure.permanent);
+        columns.push(outcome_row(outcome));
     }
-    sqlx::query(
-        "UPDATE ticket_sync_state s SET
-            last_fetched_at = CASE WHEN u.outcome IN ('ok', 'not_found') THEN now()
-                                   ELSE s.last_fetched_at END,
-            last_outcome = u.outcome,
-            last_http_status = u.http_status,
-            last_error_code = u.code,
-            last_error = u.error,
-            last_attempt_count = u.attempts,
-            consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
-                                        ELSE 0 END,
-            -- Read-after-write lag: an event announced an update (or the ticket itself) that
-            -- this answer does not show yet. Fetched again with backoff, a bounded number of times.
-            lag_refetches = CASE WHEN s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128)))) THEN s.lag_refetches + 1 ELSE 0 END,
-            next_due_at = CASE
-                -- Enqueued again while we were fetching: the request still stands, unless
-                -- this fetch stored the update it asked for. (The same test is repeated for
-                -- priority and wanted_updated_at: computing it once in FROM would read the
-                -- queue row's old version when an event updates it concurrently.)
-                WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
-                THEN LEAST(s.next_due_at, now())
-                WHEN s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
-                THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
-                -- Poisoned: the same unusable answer again and again.
-                WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
-                THEN 'infinity'
-                WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
-                    LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
-                WHEN u.due_in IS NULL THEN 'infinity'
-                ELSE now() + make_interval(secs => u.due_in) END,
-            priority = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
-                THEN s.priority ELSE 0 END,
-            wanted_updated_at = CASE WHEN (s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                OR s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
-                THEN s.wanted_updated_at END,
-            claimed_until = NULL,
-            claimed_by = NULL
-         FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
-                     $7::float8[], $11::bool[])
-                AS u(ticket_id, outcome, http_status, code, error, attempts, due_in, permanent)
-         WHERE s.ticket_id = u.ticket_id",
-    )
-    .bind(&ids)
-    .bind(&labels)
-    .bind(&statuses)
-    .bind(&codes)
-    .bind(&errors)
-    .bind(&attempts_col)
-    .bind(&due_in)
-    .bind(delay.cap.as_secs_f64())
-    .bind(delay.base.as_secs_f64())
-    .bind(delay.poison_after as i32)
-    .bind(&permanent)
-    .bind(LAG_REFETCHES)
-    .bind(LAG_REFETCH_BASE.as_secs_f64())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(RECORD_OUTCOMES)
+        .bind(&columns.ids)
+        .bind(&columns.outcomes)
+        .bind(&columns.http_statuses)
+        .bind(&columns.codes)
+        .bind(&columns.errors)
+        .bind(&columns.attempts)
+        .bind(&columns.due_in)
+        .bind(delay.cap.as_secs_f64())
+        .bind(delay.base.as_secs_f64())
+        .bind(delay.poison_after as i32)
+        .bind(&columns.permanent)
+        .bind(LAG_REFETCHES)
+        .bind(LAG_REFETCH_BASE.as_secs_f64())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
