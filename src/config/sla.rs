@@ -138,150 +138,231 @@ const WEEKDAYS: &[(&str, &[i16])] = &[
 ];
 
 pub(super) fn validate_sla(raw: RawSla) -> Result<SlaSettings, ConfigError> {
-    let mut calendars = Vec::new();
-    for (id, c) in raw.calendars {
-        let key = format!("sla.calendars.{id}");
-        if id.trim().is_empty() {
-            return Err(ConfigError::new("sla.calendars: a calendar name is empty"));
-        }
-        let timezone = c.timezone.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-            ConfigError::new(format!(
-                "{key}.timezone: missing (an IANA name such as \"Asia/Shanghai\")"
-            ))
-        })?;
-        let mut hours: Vec<OpeningInterval> = Vec::new();
-        for (day, intervals) in c.hours {
-            let weekdays = WEEKDAYS
-                .iter()
-                .find(|(name, _)| *name == day)
-                .map(|(_, days)| *days)
-                .ok_or_else(|| {
-                    ConfigError::new(format!(
-                        "{key}.hours.{day}: unknown day (mon, tue, wed, thu, fri, sat, sun, weekdays, daily)"
-                    ))
-                })?;
-            for text in intervals {
-                let (opens_at, closes_at) = parse_interval(&text).ok_or_else(|| {
-                    ConfigError::new(format!(
-                        "{key}.hours.{day}: {text:?} is not an interval like \"09:00-18:00\" \
-                         (24:00 ends the day; \"22:00-06:00\" crosses midnight)"
-                    ))
-                })?;
-                if opens_at == "24:00" || opens_at == closes_at {
-                    return Err(ConfigError::new(format!(
-                        "{key}.hours.{day}: {text:?} opens at 24:00 or is empty"
-                    )));
-                }
-                for &weekday in weekdays {
-                    if hours
-                        .iter()
-                        .any(|h| h.weekday == weekday && h.opens_at == opens_at)
-                    {
-                        return Err(ConfigError::new(format!(
-                            "{key}.hours.{day}: two intervals open at {opens_at} on the same day"
-                        )));
-                    }
-                    hours.push(OpeningInterval {
-                        weekday,
-                        opens_at: opens_at.clone(),
-                        closes_at: closes_at.clone(),
-                    });
-                }
-            }
-        }
-        hours.sort_by(|a, b| (a.weekday, &a.opens_at).cmp(&(b.weekday, &b.opens_at)));
-        let mut holidays = Vec::new();
-        for text in c.holidays {
-            holidays.push(parse_holiday(&text).ok_or_else(|| {
-                ConfigError::new(format!(
-                    "{key}.holidays: {text:?} is not a date like \"2026-10-01\" or a partial \
-                     day like \"2026-12-24 12:00-24:00\" (the closed part)"
-                ))
-            })?);
-        }
-        calendars.push(CalendarSettings {
-            id,
-            timezone,
-            description: c.description,
-            hours,
-            holidays,
-        });
-    }
-    if let Some(default) = &raw.default_calendar
-        && !calendars.iter().any(|c| &c.id == default)
-    {
-        return Err(ConfigError::new(format!(
-            "sla.default_calendar: {default:?} is not a calendar under [sla.calendars]"
-        )));
-    }
+    let calendars = raw
+        .calendars
+        .into_iter()
+        .map(|(id, c)| validate_calendar(id, c))
+        .collect::<Result<Vec<_>, _>>()?;
+    check_default_calendar(raw.default_calendar.as_deref(), &calendars)?;
     let mut targets: Vec<TargetSettings> = Vec::new();
     for (n, t) in raw.targets.into_iter().enumerate() {
-        let key = format!("sla.targets[{n}]");
-        let id =
-            t.id.filter(|i| !i.trim().is_empty())
-                .ok_or_else(|| ConfigError::new(format!("{key}.id: missing")))?;
-        if targets.iter().any(|x| x.id == id) {
-            return Err(ConfigError::new(format!(
-                "{key}.id: {id:?} is used by another target"
-            )));
-        }
-        let metric = t.metric.unwrap_or_default();
-        if !METRICS.contains(&metric.as_str()) {
-            return Err(ConfigError::new(format!(
-                "{key}.metric: {metric:?} must be one of {}",
-                METRICS.join(", ")
-            )));
-        }
-        let minutes = match t.minutes {
-            Some(m) if (1..=i32::MAX as i64).contains(&m) => m as i32,
-            Some(m) => {
-                return Err(ConfigError::new(format!(
-                    "{key}.minutes: {m} must be above 0"
-                )));
-            }
-            None => return Err(ConfigError::new(format!("{key}.minutes: missing"))),
-        };
-        let small = |name: &str, v: Option<i64>| -> Result<Option<i16>, ConfigError> {
-            v.map(|v| {
-                i16::try_from(v).map_err(|_| {
-                    ConfigError::new(format!("{key}.{name}: {v} is not a channel/type code"))
-                })
-            })
-            .transpose()
-        };
-        let custom_field = match (t.custom_field, t.custom_field_value) {
-            (None, None) => None,
-            (Some(f), Some(v)) => Some((f, v)),
-            _ => {
-                return Err(ConfigError::new(format!(
-                    "{key}.custom_field: custom_field and custom_field_value go together"
-                )));
-            }
-        };
-        let priority = match t.priority {
-            None => 100,
-            Some(p) => i32::try_from(p)
-                .map_err(|_| ConfigError::new(format!("{key}.priority: {p} is out of range")))?,
-        };
-        targets.push(TargetSettings {
-            id,
-            metric,
-            minutes,
-            business_hours: t.business_hours.unwrap_or(true),
-            calendar: t.calendar.filter(|c| !c.trim().is_empty()),
-            priority,
-            channel: small("channel", t.channel)?,
-            ticket_type: small("ticket_type", t.ticket_type)?,
-            tag: t.tag,
-            custom_field,
-            description: t.description,
-        });
+        let target = validate_target(n, t, &targets)?;
+        targets.push(target);
     }
     Ok(SlaSettings {
         default_calendar: raw.default_calendar,
         calendars,
         targets,
     })
+}
+
+/// One `[sla.calendars.<id>]`.
+fn validate_calendar(id: String, c: RawCalendar) -> Result<CalendarSettings, ConfigError> {
+    let key = format!("sla.calendars.{id}");
+    if id.trim().is_empty() {
+        return Err(ConfigError::new("sla.calendars: a calendar name is empty"));
+    }
+    let timezone = c.timezone.filter(|t| !t.trim().is_empty()).ok_or_else(|| {
+        ConfigError::new(format!(
+            "{key}.timezone: missing (an IANA name such as \"Asia/Shanghai\")"
+        ))
+    })?;
+    let hours = opening_hours(&key, c.hours)?;
+    let holidays = holidays(&key, c.holidays)?;
+    Ok(CalendarSettings {
+        id,
+        timezone,
+        description: c.description,
+        hours,
+        holidays,
+    })
+}
+
+/// A calendar's `hours`: each day name's intervals, one per weekday it names, sorted by weekday
+/// and opening time.
+fn opening_hours(
+    key: &str,
+    days: BTreeMap<String, Vec<String>>,
+) -> Result<Vec<OpeningInterval>, ConfigError> {
+    let mut hours: Vec<OpeningInterval> = Vec::new();
+    for (day, intervals) in days {
+        let weekdays = weekdays_of(key, &day)?;
+        for text in intervals {
+            let (opens_at, closes_at) = opening_interval(key, &day, &text)?;
+            for &weekday in weekdays {
+                if hours
+                    .iter()
+                    .any(|h| h.weekday == weekday && h.opens_at == opens_at)
+                {
+                    return Err(ConfigError::new(format!(
+                        "{key}.hours.{day}: two intervals open at {opens_at} on the same day"
+                    )));
+                }
+                hours.push(OpeningInterval {
+                    weekday,
+                    opens_at: opens_at.clone(),
+                    closes_at: closes_at.clone(),
+                });
+            }
+        }
+    }
+    hours.sort_by(|a, b| (a.weekday, &a.opens_at).cmp(&(b.weekday, &b.opens_at)));
+    Ok(hours)
+}
+
+/// The ISO weekdays a day name under `hours` stands for.
+fn weekdays_of(key: &str, day: &str) -> Result<&'static [i16], ConfigError> {
+    WEEKDAYS
+        .iter()
+        .find(|(name, _)| *name == day)
+        .map(|(_, days)| *days)
+        .ok_or_else(|| {
+            ConfigError::new(format!(
+                "{key}.hours.{day}: unknown day (mon, tue, wed, thu, fri, sat, sun, weekdays, daily)"
+            ))
+        })
+}
+
+/// One opening interval ("09:00-18:00"): opening and closing time.
+fn opening_interval(key: &str, day: &str, text: &str) -> Result<(String, String), ConfigError> {
+    let (opens_at, closes_at) = parse_interval(text).ok_or_else(|| {
+        ConfigError::new(format!(
+            "{key}.hours.{day}: {text:?} is not an interval like \"09:00-18:00\" \
+             (24:00 ends the day; \"22:00-06:00\" crosses midnight)"
+        ))
+    })?;
+    if opens_at == "24:00" || opens_at == closes_at {
+        return Err(ConfigError::new(format!(
+            "{key}.hours.{day}: {text:?} opens at 24:00 or is empty"
+        )));
+    }
+    Ok((opens_at, closes_at))
+}
+
+/// A calendar's `holidays`.
+fn holidays(key: &str, texts: Vec<String>) -> Result<Vec<Holiday>, ConfigError> {
+    texts
+        .iter()
+        .map(|text| {
+            parse_holiday(text).ok_or_else(|| {
+                ConfigError::new(format!(
+                    "{key}.holidays: {text:?} is not a date like \"2026-10-01\" or a partial \
+                     day like \"2026-12-24 12:00-24:00\" (the closed part)"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// `default_calendar` names a calendar of the section.
+fn check_default_calendar(
+    default: Option<&str>,
+    calendars: &[CalendarSettings],
+) -> Result<(), ConfigError> {
+    if let Some(default) = default
+        && !calendars.iter().any(|c| c.id == default)
+    {
+        return Err(ConfigError::new(format!(
+            "sla.default_calendar: {default:?} is not a calendar under [sla.calendars]"
+        )));
+    }
+    Ok(())
+}
+
+/// `[[sla.targets]]` number `n`; `earlier` are the targets before it (ids are unique).
+fn validate_target(
+    n: usize,
+    t: RawTarget,
+    earlier: &[TargetSettings],
+) -> Result<TargetSettings, ConfigError> {
+    let key = format!("sla.targets[{n}]");
+    let id = target_id(&key, t.id, earlier)?;
+    let metric = target_metric(&key, t.metric)?;
+    let minutes = target_minutes(&key, t.minutes)?;
+    let custom_field = target_custom_field(&key, t.custom_field, t.custom_field_value)?;
+    let priority = target_priority(&key, t.priority)?;
+    Ok(TargetSettings {
+        id,
+        metric,
+        minutes,
+        business_hours: t.business_hours.unwrap_or(true),
+        calendar: t.calendar.filter(|c| !c.trim().is_empty()),
+        priority,
+        channel: small_code(&key, "channel", t.channel)?,
+        ticket_type: small_code(&key, "ticket_type", t.ticket_type)?,
+        tag: t.tag,
+        custom_field,
+        description: t.description,
+    })
+}
+
+fn target_id(
+    key: &str,
+    id: Option<String>,
+    earlier: &[TargetSettings],
+) -> Result<String, ConfigError> {
+    let id = id
+        .filter(|i| !i.trim().is_empty())
+        .ok_or_else(|| ConfigError::new(format!("{key}.id: missing")))?;
+    if earlier.iter().any(|x| x.id == id) {
+        return Err(ConfigError::new(format!(
+            "{key}.id: {id:?} is used by another target"
+        )));
+    }
+    Ok(id)
+}
+
+fn target_metric(key: &str, metric: Option<String>) -> Result<String, ConfigError> {
+    let metric = metric.unwrap_or_default();
+    if !METRICS.contains(&metric.as_str()) {
+        return Err(ConfigError::new(format!(
+            "{key}.metric: {metric:?} must be one of {}",
+            METRICS.join(", ")
+        )));
+    }
+    Ok(metric)
+}
+
+fn target_minutes(key: &str, minutes: Option<i64>) -> Result<i32, ConfigError> {
+    match minutes {
+        Some(m) if (1..=i32::MAX as i64).contains(&m) => Ok(m as i32),
+        Some(m) => Err(ConfigError::new(format!(
+            "{key}.minutes: {m} must be above 0"
+        ))),
+        None => Err(ConfigError::new(format!("{key}.minutes: missing"))),
+    }
+}
+
+fn target_custom_field(
+    key: &str,
+    field: Option<String>,
+    value: Option<String>,
+) -> Result<Option<(String, String)>, ConfigError> {
+    match (field, value) {
+        (None, None) => Ok(None),
+        (Some(f), Some(v)) => Ok(Some((f, v))),
+        _ => Err(ConfigError::new(format!(
+            "{key}.custom_field: custom_field and custom_field_value go together"
+        ))),
+    }
+}
+
+/// Lower wins; 100 when not given.
+fn target_priority(key: &str, priority: Option<i64>) -> Result<i32, ConfigError> {
+    match priority {
+        None => Ok(100),
+        Some(p) => i32::try_from(p)
+            .map_err(|_| ConfigError::new(format!("{key}.priority: {p} is out of range"))),
+    }
+}
+
+/// A channel or ticket type code (`name`), which the tables keep as smallint.
+fn small_code(key: &str, name: &str, v: Option<i64>) -> Result<Option<i16>, ConfigError> {
+    v.map(|v| {
+        i16::try_from(v)
+            .map_err(|_| ConfigError::new(format!("{key}.{name}: {v} is not a channel/type code")))
+    })
+    .transpose()
 }
 
 /// "HH:MM" with 24:00 allowed, normalized to two digits each.

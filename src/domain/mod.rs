@@ -1,6 +1,7 @@
 //! Domain types: strict rows ready for Postgres (built only by `normalize`), fetch outcomes,
 //! the cycle's reports ([`report`]) and the event secrets: the plain data every layer shares.
 
+pub mod api_codes;
 pub mod catalog;
 pub mod listing;
 pub mod messages;

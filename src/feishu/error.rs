@@ -4,25 +4,15 @@
 
 use std::time::Duration;
 
-/// Feishu body code for "request trigger frequency limit".
-pub const CODE_RATE_LIMITED: i64 = 99991400;
-/// Invalid / missing / expired access token: tenant (99991663), access token in general
-/// (99991671) and app (99991664), as the official Go SDK refreshes on; missing (99991661),
-/// user token (99991668), expired (99991677).
-pub const CODES_TOKEN_INVALID: [i64; 6] =
-    [99991663, 99991661, 99991668, 99991677, 99991664, 99991671];
-/// The platform's own codes (permission scope missing, app disabled, IP not allowed…). One
-/// such answer does not say whether it is about the app (every call fails) or about the one
-/// resource: it fails only its call ([`ApiError::PlatformRefused`]); the cycle stops as fatal
-/// once [`PLATFORM_FATAL_STREAK`] tickets in a row got one (then it is the app). On the token
-/// endpoint it is always about the app.
-pub const PLATFORM_CODES: std::ops::RangeInclusive<i64> = 99991000..=99991999;
-/// Tickets in a row answered with a platform code before the cycle treats it as about the app.
+// The Feishu body codes live in `domain::api_codes` (the store records them too).
+pub use crate::domain::api_codes::{
+    CODE_BAD_REQUEST, CODE_INTERNAL, CODE_NOT_FOUND, CODE_RATE_LIMITED, CODE_UNAUTHORIZED,
+    CODES_TOKEN_INVALID, PLATFORM_CODES,
+};
+
+/// Tickets in a row answered with a platform code ([`PLATFORM_CODES`]) before the cycle treats
+/// it as about the app.
 pub const PLATFORM_FATAL_STREAK: u32 = 3;
-pub const CODE_BAD_REQUEST: i64 = 154000;
-pub const CODE_UNAUTHORIZED: i64 = 154001;
-pub const CODE_NOT_FOUND: i64 = 154004;
-pub const CODE_INTERNAL: i64 = 155000;
 
 /// One failed call to the API.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

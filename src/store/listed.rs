@@ -110,7 +110,7 @@ impl Store {
             .filter_map(|id| build(id, stored.get(id)))
             .collect();
         let refs: Vec<&TicketRecord> = records.iter().collect();
-        let changed = super::upsert::write_records(&mut tx, &refs, false).await?;
+        let changed = super::write::write_records(&mut tx, &refs, false).await?;
         let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
         changed_ids.sort_unstable();
         super::messages::ticket_changed(&mut tx, &changed_ids).await?;

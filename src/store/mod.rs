@@ -1,5 +1,6 @@
-//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`) and a
-//! ticket's child rows (`children`), change history and stays (`history`), conversations and
+//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`: the
+//! queue's outcomes; `write`: the rows of tickets whose content changed; `failure`: the retry
+//! delay) and a ticket's child rows (`children`), change history and stays (`history`), conversations and
 //! their lane of the queue (`messages`), discovery positions
 //! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
 //! catalog (`catalog`), the report tables refreshed after a cycle (`reports`), and business
@@ -9,6 +10,7 @@ pub mod catalog;
 pub mod children;
 pub mod discovery;
 pub mod events;
+pub mod failure;
 pub mod history;
 pub mod listed;
 pub mod lock;
@@ -21,6 +23,7 @@ pub mod runs;
 pub mod sla;
 pub mod summary;
 pub mod upsert;
+pub mod write;
 
 use std::time::Duration;
 

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 
 use crate::domain::TicketRecord;
 use crate::store::Store;
-use crate::store::upsert::write_records;
+use crate::store::write::write_records;
 
 /// One stored ticket's raw detail JSON and when it was fetched.
 #[derive(Debug, Clone, sqlx::FromRow)]

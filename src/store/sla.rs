@@ -324,9 +324,29 @@ async fn write_settings(
     sla: &SlaSettings,
 ) -> Result<Written, SeedError> {
     let db = |e: sqlx::Error| SeedError::Database(e.into());
-    let calendar_ids: Vec<&str> = sla.calendars.iter().map(|c| c.id.as_str()).collect();
-    // A target's calendar is seeded with it, or made by hand (seeded ones not in the section
-    // are about to go).
+    check_target_calendars(tx, sla).await?;
+    let mut refused = remove_seeded_rows(tx, sla).await.map_err(db)?;
+    let calendars = write_calendars(tx, sla, &mut refused).await.map_err(db)?;
+    let targets = write_targets(tx, sla, &mut refused).await.map_err(db)?;
+    Ok(Written {
+        calendars,
+        targets,
+        refused,
+    })
+}
+
+/// The ids of the section's calendars.
+fn calendar_ids(sla: &SlaSettings) -> Vec<&str> {
+    sla.calendars.iter().map(|c| c.id.as_str()).collect()
+}
+
+/// A target's calendar is seeded with it, or made by hand (seeded ones not in the section are
+/// about to go).
+async fn check_target_calendars(
+    tx: &mut Transaction<'_, Postgres>,
+    sla: &SlaSettings,
+) -> Result<(), SeedError> {
+    let calendar_ids = calendar_ids(sla);
     for (n, t) in sla.targets.iter().enumerate() {
         let Some(calendar) = &t.calendar else {
             continue;
@@ -339,7 +359,7 @@ async fn write_settings(
             .bind(calendar)
             .fetch_one(&mut **tx)
             .await
-            .map_err(db)?;
+            .map_err(|e| SeedError::Database(e.into()))?;
         if !exists {
             return Err(ConfigError::new(format!(
                 "sla.targets[{n}].calendar: {calendar:?} is neither under [sla.calendars] nor a \
@@ -348,79 +368,112 @@ async fn write_settings(
             .into());
         }
     }
-    let mut refused = Vec::new();
+    Ok(())
+}
+
+/// Removes the seeded rows the section is about to write again or no longer has, and the
+/// default mark when the section names a default calendar. Returns a `refused` line for each
+/// seeded calendar removed from the section that stays (targets made by hand name it).
+async fn remove_seeded_rows(
+    tx: &mut Transaction<'_, Postgres>,
+    sla: &SlaSettings,
+) -> Result<Vec<String>, sqlx::Error> {
+    let calendar_ids = calendar_ids(sla);
     let target_ids: Vec<&str> = sla.targets.iter().map(|t| t.id.as_str()).collect();
     // Targets first: a seeded calendar that is gone may be named by a seeded target.
     sqlx::query("DELETE FROM sla_targets WHERE source = 'config' OR target_id = ANY($1)")
         .bind(&target_ids)
         .execute(&mut **tx)
-        .await
-        .map_err(db)?;
-    // A seeded calendar removed from the section goes, unless a target made by hand still
-    // names it: then it stays (a deletion would fail the whole seeding), and the log says so.
-    let kept: Vec<(String, String)> = sqlx::query_as(
-        "SELECT c.calendar_id, string_agg(t.target_id, ', ' ORDER BY t.target_id)
-           FROM business_calendars c JOIN sla_targets t ON t.calendar_id = c.calendar_id
-          WHERE c.source = 'config' AND c.calendar_id <> ALL($1)
-          GROUP BY c.calendar_id",
-    )
-    .bind(&calendar_ids)
-    .fetch_all(&mut **tx)
-    .await
-    .map_err(db)?;
-    for (calendar, targets) in &kept {
-        refused.push(format!(
-            "sla.calendars.{calendar}: removed from [sla] but kept, because targets made by \
-             hand name it (sla_targets: {targets}); delete or change them to let it go"
-        ));
-    }
+        .await?;
+    let refused = kept_calendars(tx, &calendar_ids).await?;
     sqlx::query(
         "DELETE FROM business_calendars c WHERE source = 'config' AND calendar_id <> ALL($1)
             AND NOT EXISTS (SELECT 1 FROM sla_targets t WHERE t.calendar_id = c.calendar_id)",
     )
     .bind(&calendar_ids)
     .execute(&mut **tx)
-    .await
-    .map_err(db)?;
+    .await?;
     if sla.default_calendar.is_some() {
         sqlx::query("UPDATE business_calendars SET is_default = false WHERE is_default")
             .execute(&mut **tx)
-            .await
-            .map_err(db)?;
+            .await?;
     }
+    Ok(refused)
+}
+
+/// A seeded calendar removed from the section goes, unless a target made by hand still names
+/// it: then it stays (a deletion would fail the whole seeding), and the log says so. Returns
+/// one `refused` line per calendar kept.
+async fn kept_calendars(
+    tx: &mut Transaction<'_, Postgres>,
+    calendar_ids: &[&str],
+) -> Result<Vec<String>, sqlx::Error> {
+    let kept: Vec<(String, String)> = sqlx::query_as(
+        "SELECT c.calendar_id, string_agg(t.target_id, ', ' ORDER BY t.target_id)
+           FROM business_calendars c JOIN sla_targets t ON t.calendar_id = c.calendar_id
+          WHERE c.source = 'config' AND c.calendar_id <> ALL($1)
+          GROUP BY c.calendar_id",
+    )
+    .bind(calendar_ids)
+    .fetch_all(&mut **tx)
+    .await?;
+    Ok(kept
+        .iter()
+        .map(|(calendar, targets)| {
+            format!(
+                "sla.calendars.{calendar}: removed from [sla] but kept, because targets made by \
+                 hand name it (sla_targets: {targets}); delete or change them to let it go"
+            )
+        })
+        .collect())
+}
+
+/// Writes each calendar of the section in its own savepoint; a refused one is named in
+/// `refused`. Returns how many were written.
+async fn write_calendars(
+    tx: &mut Transaction<'_, Postgres>,
+    sla: &SlaSettings,
+    refused: &mut Vec<String>,
+) -> Result<usize, sqlx::Error> {
     let mut calendars = 0;
     for c in &sla.calendars {
-        let mut savepoint = tx.begin().await.map_err(db)?;
+        let mut savepoint = tx.begin().await?;
         match write_calendar(&mut savepoint, sla, c).await {
             Ok(()) => {
-                savepoint.commit().await.map_err(db)?;
+                savepoint.commit().await?;
                 calendars += 1;
             }
             Err(e) => {
-                savepoint.rollback().await.map_err(db)?;
+                savepoint.rollback().await?;
                 refused.push(format!("sla.calendars.{}: {e}", c.id));
             }
         }
     }
+    Ok(calendars)
+}
+
+/// Writes each target of the section in its own savepoint; a refused one is named in
+/// `refused`. Returns how many were written.
+async fn write_targets(
+    tx: &mut Transaction<'_, Postgres>,
+    sla: &SlaSettings,
+    refused: &mut Vec<String>,
+) -> Result<usize, sqlx::Error> {
     let mut targets = 0;
     for (n, t) in sla.targets.iter().enumerate() {
-        let mut savepoint = tx.begin().await.map_err(db)?;
+        let mut savepoint = tx.begin().await?;
         match write_target(&mut savepoint, t).await {
             Ok(()) => {
-                savepoint.commit().await.map_err(db)?;
+                savepoint.commit().await?;
                 targets += 1;
             }
             Err(e) => {
-                savepoint.rollback().await.map_err(db)?;
+                savepoint.rollback().await?;
                 refused.push(format!("sla.targets[{n}] ({}): {e}", t.id));
             }
         }
     }
-    Ok(Written {
-        calendars,
-        targets,
-        refused,
-    })
+    Ok(targets)
 }
 
 async fn write_calendar(

@@ -11,23 +11,17 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome, TicketRecord};
+// Re-exported while `messages`, `sync::writer` and `benches/ingest.rs` still name them here.
+pub use super::failure::FailureDelay;
+pub use super::write::write_records;
+use crate::domain::api_codes::CODE_NOT_FOUND;
+use crate::domain::{Batch, BatchReport, MessagesOutcome, TicketOutcome, TicketRecord};
 
 /// Read-after-write lag: a fetch that does not show the update an event announced (or a 404
 /// for a ticket an event just named) is tried again this many times, after
 /// `LAG_REFETCH_BASE · 2^n` (5 s … 160 s: about 5 minutes in all), before it is taken as is.
 pub const LAG_REFETCHES: i32 = 6;
 pub const LAG_REFETCH_BASE: Duration = Duration::from_secs(5);
-
-/// How long a failed ticket waits before its next try: `base · 2^(failures)`, capped.
-#[derive(Debug, Clone, Copy)]
-pub struct FailureDelay {
-    pub base: Duration,
-    pub cap: Duration,
-    /// After this many failures in a row that will repeat ([`Failure::permanent`]), the
-    /// ticket is poisoned: parked (`next_due_at = 'infinity'`) until enqueued again.
-    pub poison_after: u32,
-}
 
 impl Store {
     /// When the earliest read-after-write re-fetch ([`LAG_REFETCHES`]) is due, if one is
@@ -164,165 +158,182 @@ async fn older_than_stored(
     Ok(older.len())
 }
 
-/// Writes tickets whose content changed (all of them when `force`): ticket rows, child rows and
-/// history. Returns the ids written.
-pub async fn write_records(
-    tx: &mut Transaction<'_, Postgres>,
-    records: &[&TicketRecord],
-    force: bool,
-) -> anyhow::Result<HashSet<String>> {
-    let changed = upsert_tickets(tx, records, force).await?;
-    let changed_records: Vec<&TicketRecord> = records
-        .iter()
-        .copied()
-        .filter(|r| changed.contains(r.ticket.ticket_id.as_str()))
-        .collect();
-    super::children::replace_children(tx, &changed_records).await?;
-    let mut ids: Vec<String> = changed.iter().cloned().collect();
-    ids.sort_unstable();
-    super::history::record_history(tx, &ids).await?;
-    Ok(changed)
+/// The queue columns one outcome writes (`record_outcomes`).
+struct OutcomeRow {
+    ticket_id: String,
+    outcome: &'static str,
+    http_status: Option<i32>,
+    code: Option<i64>,
+    error: Option<String>,
+    attempts: i32,
+    /// Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
+    due_in: Option<f64>,
+    permanent: bool,
 }
 
-/// Inserts or updates ticket rows; returns the ids whose row was written (new or changed).
-/// `force` rewrites unchanged rows too (for re-normalization).
-pub async fn upsert_tickets(
-    tx: &mut Transaction<'_, Postgres>,
-    records: &[&TicketRecord],
-    force: bool,
-) -> anyhow::Result<HashSet<String>> {
-    if records.is_empty() {
-        return Ok(HashSet::new());
+fn outcome_row(outcome: &TicketOutcome) -> OutcomeRow {
+    let (http_status, code, error, attempts, due_in, permanent) = match outcome {
+        TicketOutcome::Fetched {
+            refresh_after,
+            attempts,
+            ..
+        } => (
+            None,
+            None,
+            None,
+            *attempts,
+            Some(refresh_after.as_secs_f64()),
+            false,
+        ),
+        TicketOutcome::NotFound {
+            error, attempts, ..
+        } => (
+            Some(404),
+            Some(CODE_NOT_FOUND),
+            Some(error.clone()),
+            *attempts,
+            None,
+            false,
+        ),
+        TicketOutcome::InvalidId {
+            failure, attempts, ..
+        }
+        | TicketOutcome::Failed {
+            failure, attempts, ..
+        } => (
+            failure.http_status.map(i32::from),
+            failure.code,
+            Some(failure.message.clone()),
+            *attempts,
+            None,
+            failure.permanent,
+        ),
+    };
+    OutcomeRow {
+        ticket_id: outcome.ticket_id().to_owned(),
+        outcome: outcome.label(),
+        http_status,
+        code,
+        error,
+        attempts: attempts as i32,
+        due_in,
+        permanent,
     }
-    macro_rules! column {
-        ($field:ident) => {
-            records
-                .iter()
-                .map(|r| r.ticket.$field.clone())
-                .collect::<Vec<_>>()
-        };
-    }
-    let ids: Vec<String> = records
-        .iter()
-        .map(|r| r.ticket.ticket_id.as_str().to_owned())
-        .collect();
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "INSERT INTO tickets AS t (
-            ticket_id, helpdesk_id, guest_id, ticket_type, status, score, channel, solve,
-            created_at, updated_at, closed_at, closed_by_id, agent_owner_id,
-            dissatisfaction_reason_zh_cn, dissatisfaction_reason_en_us, dissatisfaction_reason_ja_jp,
-            agent_service_duration_minutes, agent_first_response_duration_seconds,
-            bot_service_duration_seconds, agent_resolution_time_seconds, actual_processing_time_seconds,
-            agent_entry_time, agent_first_response_time, agent_last_response_time,
-            raw, fetched_at, deleted_at,
-            content_source, detail_fetched_at, detail_updated_at, tags_known, listed_at, list_raw,
-            list_updated_at)
-         SELECT u.ticket_id, u.helpdesk_id, u.guest_id, u.ticket_type, u.status, u.score, u.channel,
-                u.solve, u.created_at, u.updated_at, u.closed_at, u.closed_by_id, u.agent_owner_id,
-                u.zh_cn, u.en_us, u.ja_jp, u.asd, u.afrd, u.bsd, u.art, u.apt,
-                u.aet, u.afrt, u.alrt, u.raw::jsonb, u.fetched_at, NULL,
-                u.source,
-                CASE WHEN u.source = 'detail' THEN u.fetched_at END,
-                CASE WHEN u.source = 'detail' THEN u.updated_at END,
-                u.source = 'detail',
-                CASE WHEN u.source = 'list' THEN u.fetched_at END,
-                u.list_raw::jsonb,
-                CASE WHEN u.source = 'list' THEN u.updated_at END
-         FROM UNNEST($1::text[], $2::text[], $3::text[], $4::int2[], $5::int2[], $6::int2[],
-                     $7::int2[], $8::int2[], $9::timestamptz[], $10::timestamptz[],
-                     $11::timestamptz[], $12::text[], $13::text[], $14::text[], $15::text[],
-                     $16::text[], $17::float8[], $18::int8[], $19::int8[], $20::int8[],
-                     $21::int8[], $22::timestamptz[], $23::timestamptz[], $24::timestamptz[],
-                     $25::text[], $26::timestamptz[], $28::text[], $29::text[])
-              AS u(ticket_id, helpdesk_id, guest_id, ticket_type, status, score, channel, solve,
-                   created_at, updated_at, closed_at, closed_by_id, agent_owner_id,
-                   zh_cn, en_us, ja_jp, asd, afrd, bsd, art, apt, aet, afrt, alrt, raw, fetched_at,
-                   source, list_raw)
-         ON CONFLICT (ticket_id) DO UPDATE SET
-            helpdesk_id = EXCLUDED.helpdesk_id, guest_id = EXCLUDED.guest_id,
-            ticket_type = EXCLUDED.ticket_type, status = EXCLUDED.status, score = EXCLUDED.score,
-            channel = EXCLUDED.channel, solve = EXCLUDED.solve, created_at = EXCLUDED.created_at,
-            updated_at = EXCLUDED.updated_at, closed_at = EXCLUDED.closed_at,
-            closed_by_id = EXCLUDED.closed_by_id, agent_owner_id = EXCLUDED.agent_owner_id,
-            dissatisfaction_reason_zh_cn = EXCLUDED.dissatisfaction_reason_zh_cn,
-            dissatisfaction_reason_en_us = EXCLUDED.dissatisfaction_reason_en_us,
-            dissatisfaction_reason_ja_jp = EXCLUDED.dissatisfaction_reason_ja_jp,
-            agent_service_duration_minutes = EXCLUDED.agent_service_duration_minutes,
-            agent_first_response_duration_seconds = EXCLUDED.agent_first_response_duration_seconds,
-            bot_service_duration_seconds = EXCLUDED.bot_service_duration_seconds,
-            agent_resolution_time_seconds = EXCLUDED.agent_resolution_time_seconds,
-            actual_processing_time_seconds = EXCLUDED.actual_processing_time_seconds,
-            agent_entry_time = EXCLUDED.agent_entry_time,
-            agent_first_response_time = EXCLUDED.agent_first_response_time,
-            agent_last_response_time = EXCLUDED.agent_last_response_time,
-            raw = EXCLUDED.raw, fetched_at = EXCLUDED.fetched_at,
-            -- A detail proves the ticket exists; re-normalizing (force) proves nothing, and
-            -- neither does a list row (which never writes over a deleted ticket, below).
-            deleted_at = CASE WHEN $27 OR EXCLUDED.content_source = 'list' THEN t.deleted_at
-                              ELSE NULL END,
-            -- Provenance: re-normalizing (force) keeps it; a detail clears the list row.
-            content_source = CASE WHEN $27 THEN t.content_source ELSE EXCLUDED.content_source END,
-            detail_fetched_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'detail'
-                THEN EXCLUDED.detail_fetched_at ELSE t.detail_fetched_at END,
-            detail_updated_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'detail'
-                THEN EXCLUDED.detail_updated_at ELSE t.detail_updated_at END,
-            tags_known = t.tags_known OR (NOT $27 AND EXCLUDED.tags_known),
-            listed_at = COALESCE(EXCLUDED.listed_at, t.listed_at),
-            list_raw = CASE WHEN $27 THEN t.list_raw ELSE EXCLUDED.list_raw END,
-            -- Kept by a detail: the list row it answered is not stored again.
-            list_updated_at = CASE WHEN NOT $27 AND EXCLUDED.content_source = 'list'
-                THEN EXCLUDED.list_updated_at ELSE t.list_updated_at END
-         WHERE $27 OR ((t.raw IS DISTINCT FROM EXCLUDED.raw OR t.deleted_at IS NOT NULL
-                        OR t.content_source IS DISTINCT FROM EXCLUDED.content_source)
-                       AND CASE
-                           -- A list row never brings back a ticket its detail called deleted;
-                           -- whether it is newer was decided under the row lock (listed.rs).
-                           WHEN EXCLUDED.content_source = 'list' THEN t.deleted_at IS NULL
-                           -- A detail always replaces list content, whatever the list's clock
-                           -- says; it never replaces an older detail's (read-after-write lag).
-                           ELSE (EXCLUDED.updated_at < CASE WHEN t.content_source = 'list'
-                                     THEN t.detail_updated_at ELSE t.updated_at END) IS NOT TRUE
-                           END)
-         RETURNING t.ticket_id",
-    )
-    .bind(&ids)
-    .bind(column!(helpdesk_id))
-    .bind(column!(guest_id))
-    .bind(column!(ticket_type))
-    .bind(column!(status))
-    .bind(column!(score))
-    .bind(column!(channel))
-    .bind(column!(solve))
-    .bind(column!(created_at))
-    .bind(column!(updated_at))
-    .bind(column!(closed_at))
-    .bind(column!(closed_by_id))
-    .bind(column!(agent_owner_id))
-    .bind(column!(dissatisfaction_reason_zh_cn))
-    .bind(column!(dissatisfaction_reason_en_us))
-    .bind(column!(dissatisfaction_reason_ja_jp))
-    .bind(column!(agent_service_duration_minutes))
-    .bind(column!(agent_first_response_duration_seconds))
-    .bind(column!(bot_service_duration_seconds))
-    .bind(column!(agent_resolution_time_seconds))
-    .bind(column!(actual_processing_time_seconds))
-    .bind(column!(agent_entry_time))
-    .bind(column!(agent_first_response_time))
-    .bind(column!(agent_last_response_time))
-    .bind(column!(raw))
-    .bind(column!(fetched_at))
-    .bind(force)
-    .bind(
-        records
-            .iter()
-            .map(|r| r.ticket.content_source.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(column!(list_raw))
-    .fetch_all(&mut **tx)
-    .await?;
-    Ok(rows.into_iter().map(|(id,)| id).collect())
 }
+
+/// The outcome rows of a batch as the arrays [`RECORD_OUTCOMES`] unnests.
+#[derive(Default)]
+struct OutcomeColumns {
+    ids: Vec<String>,
+    outcomes: Vec<&'static str>,
+    http_statuses: Vec<Option<i32>>,
+    codes: Vec<Option<i64>>,
+    errors: Vec<Option<String>>,
+    attempts: Vec<i32>,
+    due_in: Vec<Option<f64>>,
+    permanent: Vec<bool>,
+}
+
+impl OutcomeColumns {
+    fn push(&mut self, row: OutcomeRow) {
+        self.ids.push(row.ticket_id);
+        self.outcomes.push(row.outcome);
+        self.http_statuses.push(row.http_status);
+        self.codes.push(row.code);
+        self.errors.push(row.error);
+        self.attempts.push(row.attempts);
+        self.due_in.push(row.due_in);
+        self.permanent.push(row.permanent);
+    }
+}
+
+// The predicates of `RECORD_OUTCOMES`, each said once. They read the queue row `s` inside each
+// SET expression rather than once in FROM: computed in FROM they would read the queue row's old
+// version when an event updates it concurrently.
+
+/// This fetch stored the update the queue row asks for (`wanted_updated_at`).
+macro_rules! wanted_update_stored {
+    () => {
+        "EXISTS (SELECT 1 FROM tickets t
+                 WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)"
+    };
+}
+
+/// Enqueued again while we were fetching: the request still stands, unless this fetch stored
+/// the update it asked for.
+macro_rules! request_stands {
+    () => {
+        concat!(
+            "(s.last_enqueued_at > s.last_attempt_at AND NOT ",
+            wanted_update_stored!(),
+            ")"
+        )
+    };
+}
+
+/// Read-after-write lag: an event announced an update (or the ticket itself) that this answer
+/// does not show yet, and the ticket has re-fetches left ($12 = [`LAG_REFETCHES`]; $13 =
+/// [`LAG_REFETCH_BASE`] in seconds).
+macro_rules! lagging {
+    () => {
+        concat!(
+            "(s.lag_refetches < $12 AND (
+                (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT ",
+            wanted_update_stored!(),
+            ")
+                OR (u.outcome = 'not_found' AND EXISTS (
+                    SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
+                      AND e.received_at > now() - make_interval(secs => $13 * 128)))))"
+        )
+    };
+}
+
+/// Updates the queue rows of a batch from [`OutcomeColumns`] ($1–$7, $11) and the
+/// [`FailureDelay`] ($8 cap, $9 base, $10 poison_after).
+const RECORD_OUTCOMES: &str = concat!(
+    "UPDATE ticket_sync_state s SET
+        last_fetched_at = CASE WHEN u.outcome IN ('ok', 'not_found') THEN now()
+                               ELSE s.last_fetched_at END,
+        last_outcome = u.outcome,
+        last_http_status = u.http_status,
+        last_error_code = u.code,
+        last_error = u.error,
+        last_attempt_count = u.attempts,
+        consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
+                                    ELSE 0 END,
+        -- Fetched again with backoff, a bounded number of times.
+        lag_refetches = CASE WHEN ",
+    lagging!(),
+    " THEN s.lag_refetches + 1 ELSE 0 END,
+        next_due_at = CASE
+            WHEN ",
+    request_stands!(),
+    " THEN LEAST(s.next_due_at, now())
+            WHEN ",
+    lagging!(),
+    " THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
+            -- Poisoned: the same unusable answer again and again.
+            WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
+            THEN 'infinity'
+            WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
+                LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
+            WHEN u.due_in IS NULL THEN 'infinity'
+            ELSE now() + make_interval(secs => u.due_in) END,
+        priority = CASE WHEN ",
+    request_stands!(),
+    " THEN s.priority ELSE 0 END,
+        wanted_updated_at = CASE WHEN ",
+    request_stands!(),
+    " OR ",
+    lagging!(),
+    " THEN s.wanted_updated_at END,
+        claimed_until = NULL,
+        claimed_by = NULL
+     FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
+                 $7::float8[], $11::bool[])
+            AS u(ticket_id, outcome, http_status, code, error, attempts, due_in, permanent)
+     WHERE s.ticket_id = u.ticket_id"
+);
 
 /// Updates the queue rows of the batch: outcome, next due time, claim released.
 async fn record_outcomes<'a>(
@@ -330,129 +341,25 @@ async fn record_outcomes<'a>(
     outcomes: impl Iterator<Item = &'a TicketOutcome>,
     delay: FailureDelay,
 ) -> anyhow::Result<()> {
-    let mut ids = Vec::new();
-    let mut labels = Vec::new();
-    let mut statuses: Vec<Option<i32>> = Vec::new();
-    let mut codes: Vec<Option<i64>> = Vec::new();
-    let mut errors: Vec<Option<String>> = Vec::new();
-    let mut attempts_col: Vec<i32> = Vec::new();
-    // Seconds until due again; NULL = parked ('infinity'). Failed rows compute theirs in SQL.
-    let mut due_in: Vec<Option<f64>> = Vec::new();
-    let mut permanent: Vec<bool> = Vec::new();
+    let mut columns = OutcomeColumns::default();
     for outcome in outcomes {
-        ids.push(outcome.ticket_id().to_owned());
-        labels.push(outcome.label());
-        let none = Failure::default();
-        let (failure, attempts, refresh) = match outcome {
-            TicketOutcome::Fetched {
-                refresh_after,
-                attempts,
-                ..
-            } => (&none, *attempts, Some(refresh_after.as_secs_f64())),
-            TicketOutcome::NotFound { attempts, .. } => (&none, *attempts, None),
-            TicketOutcome::InvalidId {
-                failure, attempts, ..
-            }
-            | TicketOutcome::Failed {
-                failure, attempts, ..
-            } => (failure, *attempts, None),
-        };
-        let (status, code, error) = match outcome {
-            TicketOutcome::NotFound { error, .. } => (Some(404), Some(154004), Some(error.clone())),
-            TicketOutcome::Fetched { .. } => (None, None, None),
-            _ => (
-                failure.http_status.map(i32::from),
-                failure.code,
-                Some(failure.message.clone()),
-            ),
-        };
-        statuses.push(status);
-        codes.push(code);
-        errors.push(error);
-        attempts_col.push(attempts as i32);
-        due_in.push(refresh);
-        permanent.push(failure.permanent);
+        columns.push(outcome_row(outcome));
     }
-    sqlx::query(
-        "UPDATE ticket_sync_state s SET
-            last_fetched_at = CASE WHEN u.outcome IN ('ok', 'not_found') THEN now()
-                                   ELSE s.last_fetched_at END,
-            last_outcome = u.outcome,
-            last_http_status = u.http_status,
-            last_error_code = u.code,
-            last_error = u.error,
-            last_attempt_count = u.attempts,
-            consecutive_failures = CASE WHEN u.outcome = 'failed' THEN s.consecutive_failures + 1
-                                        ELSE 0 END,
-            -- Read-after-write lag: an event announced an update (or the ticket itself) that
-            -- this answer does not show yet. Fetched again with backoff, a bounded number of times.
-            lag_refetches = CASE WHEN s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128)))) THEN s.lag_refetches + 1 ELSE 0 END,
-            next_due_at = CASE
-                -- Enqueued again while we were fetching: the request still stands, unless
-                -- this fetch stored the update it asked for. (The same test is repeated for
-                -- priority and wanted_updated_at: computing it once in FROM would read the
-                -- queue row's old version when an event updates it concurrently.)
-                WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
-                THEN LEAST(s.next_due_at, now())
-                WHEN s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
-                THEN now() + make_interval(secs => $13 * power(2, s.lag_refetches))
-                -- Poisoned: the same unusable answer again and again.
-                WHEN u.outcome = 'failed' AND u.permanent AND s.consecutive_failures + 1 >= $10
-                THEN 'infinity'
-                WHEN u.outcome = 'failed' THEN now() + make_interval(secs =>
-                    LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
-                WHEN u.due_in IS NULL THEN 'infinity'
-                ELSE now() + make_interval(secs => u.due_in) END,
-            priority = CASE WHEN s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at)
-                THEN s.priority ELSE 0 END,
-            wanted_updated_at = CASE WHEN (s.last_enqueued_at > s.last_attempt_at AND NOT EXISTS (
-                    SELECT 1 FROM tickets t
-                    WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                OR s.lag_refetches < $12 AND (
-                    (u.outcome = 'ok' AND s.wanted_updated_at < 'infinity' AND NOT EXISTS (
-                        SELECT 1 FROM tickets t
-                        WHERE t.ticket_id = s.ticket_id AND t.updated_at >= s.wanted_updated_at))
-                    OR (u.outcome = 'not_found' AND EXISTS (
-                        SELECT 1 FROM event_receipts e WHERE e.ticket_id = s.ticket_id
-                          AND e.received_at > now() - make_interval(secs => $13 * 128))))
-                THEN s.wanted_updated_at END,
-            claimed_until = NULL,
-            claimed_by = NULL
-         FROM UNNEST($1::text[], $2::text[], $3::int4[], $4::int8[], $5::text[], $6::int4[],
-                     $7::float8[], $11::bool[])
-                AS u(ticket_id, outcome, http_status, code, error, attempts, due_in, permanent)
-         WHERE s.ticket_id = u.ticket_id",
-    )
-    .bind(&ids)
-    .bind(&labels)
-    .bind(&statuses)
-    .bind(&codes)
-    .bind(&errors)
-    .bind(&attempts_col)
-    .bind(&due_in)
-    .bind(delay.cap.as_secs_f64())
-    .bind(delay.base.as_secs_f64())
-    .bind(delay.poison_after as i32)
-    .bind(&permanent)
-    .bind(LAG_REFETCHES)
-    .bind(LAG_REFETCH_BASE.as_secs_f64())
-    .execute(&mut **tx)
-    .await?;
+    sqlx::query(RECORD_OUTCOMES)
+        .bind(&columns.ids)
+        .bind(&columns.outcomes)
+        .bind(&columns.http_statuses)
+        .bind(&columns.codes)
+        .bind(&columns.errors)
+        .bind(&columns.attempts)
+        .bind(&columns.due_in)
+        .bind(delay.cap.as_secs_f64())
+        .bind(delay.base.as_secs_f64())
+        .bind(delay.poison_after as i32)
+        .bind(&columns.permanent)
+        .bind(LAG_REFETCHES)
+        .bind(LAG_REFETCH_BASE.as_secs_f64())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
