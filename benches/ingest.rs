@@ -15,7 +15,7 @@ use helpdesk_sync::normalize::normalize_ticket;
 use helpdesk_sync::reprocess::reprocess;
 use helpdesk_sync::sim::{generate_ticket, ticket_id};
 use helpdesk_sync::store::Store;
-use helpdesk_sync::store::upsert::write_records;
+use helpdesk_sync::store::write::write_records;
 use serde_json::{Value, json};
 use sqlx::postgres::PgConnectOptions;
 

@@ -71,10 +71,8 @@ fn modules_import_only_their_own_layer_or_below() {
     assert!(upward.is_empty(), "imports pointing up: {upward:?}");
 }
 
-#[test]
-fn no_import_circles() {
-    let graph = imports();
-    // Depth-first search for a back edge.
+/// The first import circle of a graph, if any (depth-first search for a back edge).
+fn find_circle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
     fn visit(
         module: &str,
         graph: &BTreeMap<String, BTreeSet<String>>,
@@ -98,8 +96,93 @@ fn no_import_circles() {
         None
     }
     let mut done = BTreeSet::new();
-    for module in graph.keys() {
-        let circle = visit(module, &graph, &mut Vec::new(), &mut done);
-        assert!(circle.is_none(), "import circle: {circle:?}");
+    graph
+        .keys()
+        .find_map(|module| visit(module, graph, &mut Vec::new(), &mut done))
+}
+
+#[test]
+fn no_import_circles() {
+    let circle = find_circle(&imports());
+    assert!(circle.is_none(), "import circle: {circle:?}");
+}
+
+/// Inside each module folder, which sibling module each file imports (`super::x`,
+/// `self::x` in a folder's own modules, `crate::folder::x`), test modules left out. A folder's
+/// `mod.rs` is its entry point (its children reach its handle types through `super::`), so it
+/// is not a node: the circles looked for are between siblings.
+fn folder_imports() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut folders: BTreeMap<String, BTreeMap<String, BTreeSet<String>>> = BTreeMap::new();
+    let mut stack = vec![src.clone()];
+    while let Some(dir) = stack.pop() {
+        let siblings: BTreeSet<String> = std::fs::read_dir(&dir)
+            .expect("read folder")
+            .filter_map(|e| {
+                let path = e.expect("entry").path();
+                let name = path.file_name()?.to_str()?.to_owned();
+                match name.strip_suffix(".rs") {
+                    Some("mod" | "lib" | "main") => None,
+                    Some(stem) => Some(stem.to_owned()),
+                    None if path.is_dir() => Some(name),
+                    None => None,
+                }
+            })
+            .collect();
+        let folder = dir
+            .strip_prefix(&src)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('/', "::");
+        for entry in std::fs::read_dir(&dir).expect("read folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+                continue;
+            };
+            if folder.is_empty() || !siblings.contains(stem) {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).expect("read file");
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let used = folders
+                .entry(folder.clone())
+                .or_default()
+                .entry(stem.to_owned())
+                .or_default();
+            let absolute = format!("crate::{folder}::");
+            for prefix in ["super::", absolute.as_str()] {
+                for (i, _) in code.match_indices(prefix) {
+                    let name: String = code[i + prefix.len()..]
+                        .chars()
+                        .take_while(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '_')
+                        .collect();
+                    if name != stem && siblings.contains(&name) {
+                        used.insert(name);
+                    }
+                }
+            }
+        }
+    }
+    folders
+}
+
+#[test]
+fn no_import_circles_inside_a_module_folder() {
+    let folders = folder_imports();
+    assert!(
+        folders.get("store").is_some_and(|g| g.len() > 10),
+        "the store folder was read: {:?}",
+        folders.keys()
+    );
+    for (folder, graph) in &folders {
+        let circle = find_circle(graph);
+        assert!(
+            circle.is_none(),
+            "import circle inside src/{folder}/: {circle:?}"
+        );
     }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-use super::upsert::FailureDelay;
+use super::failure::FailureDelay;
 use crate::domain::{MessagesOutcome, TicketId};
 
 /// Messages priority of a ticket a message event named.

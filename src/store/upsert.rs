@@ -11,9 +11,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
-// Re-exported while `messages`, `sync::writer` and `benches/ingest.rs` still name them here.
-pub use super::failure::FailureDelay;
-pub use super::write::write_records;
+use super::failure::FailureDelay;
+use super::write::write_records;
 use crate::domain::api_codes::CODE_NOT_FOUND;
 use crate::domain::{Batch, BatchReport, MessagesOutcome, TicketOutcome, TicketRecord};
 

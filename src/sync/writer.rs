@@ -11,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use crate::domain::{Batch, BatchReport, Failure, MessagesOutcome, TicketOutcome};
 use crate::store::Store;
-use crate::store::upsert::FailureDelay;
+use crate::store::failure::FailureDelay;
 
 /// A failed ticket waits `base · 2^(failures)` (capped) before its next try.
 pub const FAILED_RETRY_DELAY: FailureDelay = FailureDelay {
