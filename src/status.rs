@@ -7,7 +7,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{HealthSettings, Settings};
 use crate::domain::{ListRowsState, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
@@ -223,82 +223,108 @@ pub async fn stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stu
     let h = &settings.health;
     let mut found = Vec::new();
     if settings.sync.discover {
-        let last_error = store
-            .last_run_error(settings.feishu.helpdesk_id.trim())
-            .await?;
-        for scan in store.stalled_scans(h.discovery_stuck_after).await? {
+        found.extend(discovery_stuck(store, settings).await?);
+    }
+    found.extend(tickets_failing(store, h).await?);
+    if settings.sync.messages {
+        found.extend(conversations_failing(store, h).await?);
+    }
+    found.extend(queue_behind(store, h).await?);
+    found.extend(tickets_poisoned(store).await?);
+    Ok(found)
+}
+
+/// `discovery_stuck`: the watermark or an unfinished backfill has not moved for longer than
+/// `health.discovery_stuck_after`, one each, with the last error a run recorded.
+async fn discovery_stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
+    let after = settings.health.discovery_stuck_after;
+    let last_error = store
+        .last_run_error(settings.feishu.helpdesk_id.trim())
+        .await?;
+    let stalled = store.stalled_scans(after).await?;
+    Ok(stalled
+        .into_iter()
+        .map(|scan| {
             let what = if scan.scan == "updated" {
                 "the discovery watermark has not advanced"
             } else {
                 "the history backfill has not moved"
             };
-            found.push(Stuck {
+            Stuck {
                 cause: "discovery_stuck",
                 problem: format!(
                     "{what} for {} (health.discovery_stuck_after = {}); last error: {}",
                     human(Duration::from_secs_f64(scan.age_seconds.max(0.0))),
-                    human(h.discovery_stuck_after),
+                    human(after),
                     last_error.as_deref().unwrap_or("none recorded")
                 ),
-            });
-        }
-    }
+            }
+        })
+        .collect())
+}
+
+/// `tickets_failing`: details failing (still retried) for longer than
+/// `health.ticket_failing_after`.
+async fn tickets_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
     let failing = store.failing_tickets(h.ticket_failing_after).await?;
-    if failing.count > 0 {
-        found.push(Stuck {
-            cause: "tickets_failing",
-            problem: format!(
-                "{} ticket(s) failing for more than {} (health.ticket_failing_after), e.g. {}: {}",
-                failing.count,
-                human(h.ticket_failing_after),
-                failing.example.unwrap_or_default(),
-                failing.error.unwrap_or_default()
-            ),
-        });
-    }
-    if settings.sync.messages {
-        let failing = store
-            .failing_conversations(h.conversation_failing_after)
-            .await?;
-        if failing.count > 0 {
-            found.push(Stuck {
-                cause: "conversations_failing",
-                problem: format!(
-                    "{} conversation(s) failing for more than {} \
-                     (health.conversation_failing_after), e.g. {}: {}",
-                    failing.count,
-                    human(h.conversation_failing_after),
-                    failing.example.unwrap_or_default(),
-                    failing.error.unwrap_or_default()
-                ),
-            });
-        }
-    }
-    if let Some(age_s) = store.oldest_overdue_seconds(h.queue_due_after).await? {
-        found.push(Stuck {
-            cause: "queue_behind",
-            problem: format!(
-                "the oldest due ticket has waited {} (health.queue_due_after = {})",
-                human(Duration::from_secs_f64(age_s.max(0.0))),
-                human(h.queue_due_after)
-            ),
-        });
-    }
+    Ok((failing.count > 0).then(|| Stuck {
+        cause: "tickets_failing",
+        problem: format!(
+            "{} ticket(s) failing for more than {} (health.ticket_failing_after), e.g. {}: {}",
+            failing.count,
+            human(h.ticket_failing_after),
+            failing.example.unwrap_or_default(),
+            failing.error.unwrap_or_default()
+        ),
+    }))
+}
+
+/// `conversations_failing`: conversation reads failing (500s, a scope the app lacks) without a
+/// complete read since, for longer than `health.conversation_failing_after`.
+async fn conversations_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+    let failing = store
+        .failing_conversations(h.conversation_failing_after)
+        .await?;
+    Ok((failing.count > 0).then(|| Stuck {
+        cause: "conversations_failing",
+        problem: format!(
+            "{} conversation(s) failing for more than {} \
+             (health.conversation_failing_after), e.g. {}: {}",
+            failing.count,
+            human(h.conversation_failing_after),
+            failing.example.unwrap_or_default(),
+            failing.error.unwrap_or_default()
+        ),
+    }))
+}
+
+/// `queue_behind`: a ticket has been due for longer than `health.queue_due_after`.
+async fn queue_behind(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+    let oldest_due_s = store.oldest_overdue_seconds(h.queue_due_after).await?;
+    Ok(oldest_due_s.map(|age_s| Stuck {
+        cause: "queue_behind",
+        problem: format!(
+            "the oldest due ticket has waited {} (health.queue_due_after = {})",
+            human(Duration::from_secs_f64(age_s.max(0.0))),
+            human(h.queue_due_after)
+        ),
+    }))
+}
+
+/// `tickets_poisoned`: tickets parked after the same unusable answer too many times in a row.
+async fn tickets_poisoned(store: &Store) -> anyhow::Result<Option<Stuck>> {
     let poisoned = store.poisoned_tickets().await?;
-    if poisoned.count > 0 {
-        found.push(Stuck {
-            cause: "tickets_poisoned",
-            problem: format!(
-                "{} ticket(s) poisoned: the same unusable answer {} times in a row, no \
-                 longer fetched until enqueued again, e.g. {}: {}",
-                poisoned.count,
-                crate::sync::writer::POISON_AFTER_FAILURES,
-                poisoned.example.unwrap_or_default(),
-                poisoned.error.unwrap_or_default()
-            ),
-        });
-    }
-    Ok(found)
+    Ok((poisoned.count > 0).then(|| Stuck {
+        cause: "tickets_poisoned",
+        problem: format!(
+            "{} ticket(s) poisoned: the same unusable answer {} times in a row, no \
+             longer fetched until enqueued again, e.g. {}: {}",
+            poisoned.count,
+            crate::sync::writer::POISON_AFTER_FAILURES,
+            poisoned.example.unwrap_or_default(),
+            poisoned.error.unwrap_or_default()
+        ),
+    }))
 }
 
 /// "3h 4m", "12s": durations for people.
