@@ -66,7 +66,7 @@ pub(super) async fn work_queue(
     writer: &mpsc::Sender<Write>,
 ) -> Result<Worked, CycleError> {
     let options = cycle.options;
-    let (cycle_start, due_at_start) = due_work(cycle).await?;
+    let (cycle_start, due_at_start) = due_work(cycle).await.map_err(CycleError::Database)?;
     let mut tally = Tally::new(cycle, due_at_start);
     let mut queue = Claims::new(cycle, cycle_start);
     let stop = cycle.shutdown.child_token();
@@ -132,7 +132,7 @@ pub(super) async fn work_queue(
 
 /// The cycle's start on the database's clock (not ours: `next_due_at` is written with its
 /// `now()`), and the tickets due then, capped at `max_tickets_per_cycle`.
-async fn due_work(cycle: &Cycle<'_>) -> Result<(DateTime<Utc>, u64), CycleError> {
+async fn due_work(cycle: &Cycle<'_>) -> anyhow::Result<(DateTime<Utc>, u64)> {
     let store = cycle.store;
     let cycle_start: DateTime<Utc> = store.now().await?;
     let mut due_at_start = store.count_due(cycle_start).await?;
