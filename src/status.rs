@@ -7,10 +7,11 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use crate::config::Settings;
+use crate::config::{HealthSettings, Settings};
 use crate::domain::{ListRowsState, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
+pub use crate::store::status::{Parked, RunStatus};
 use crate::store::{MIGRATOR, Store, describe_target};
 
 /// Everything `status` knows; `--json` prints it as is.
@@ -47,28 +48,6 @@ pub struct QueueStatus {
     pub claimed: i64,
     /// Tickets parked (not fetched again until enqueued), by outcome and error code.
     pub parked: Vec<Parked>,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct Parked {
-    pub outcome: Option<String>,
-    pub error_code: Option<i64>,
-    pub tickets: i64,
-}
-
-#[derive(Debug, Serialize, sqlx::FromRow)]
-pub struct RunStatus {
-    pub run_id: i64,
-    pub trigger: String,
-    pub started_at: DateTime<Utc>,
-    pub finished_at: Option<DateTime<Utc>>,
-    pub outcome: String,
-    pub error: Option<String>,
-    pub tickets_changed: Option<i64>,
-    pub tickets_unchanged: Option<i64>,
-    pub tickets_failed: Option<i64>,
-    pub detail_requests: Option<i64>,
-    pub list_requests: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,91 +103,41 @@ struct Runs {
 }
 
 async fn read_queue(store: &Store) -> anyhow::Result<QueueStatus> {
-    let pool = store.pool();
     let counts = store.queue_counts().await?;
-    let claimed: i64 =
-        sqlx::query_scalar("SELECT count(*) FROM ticket_sync_state WHERE claimed_until > now()")
-            .fetch_one(pool)
-            .await?;
-    let parked: Vec<Parked> = sqlx::query_as(
-        "SELECT last_outcome AS outcome, last_error_code AS error_code, count(*) AS tickets
-         FROM ticket_sync_state WHERE next_due_at = 'infinity'
-         GROUP BY 1, 2 ORDER BY 3 DESC",
-    )
-    .fetch_all(pool)
-    .await?;
     Ok(QueueStatus {
         known: counts.known,
         due_now: counts.due_now,
         failed: counts.failed,
-        claimed,
-        parked,
+        claimed: store.claimed_tickets().await?,
+        parked: store.parked_tickets().await?,
     })
 }
 
 async fn read_runs(store: &Store, helpdesk_id: &str) -> anyhow::Result<Runs> {
-    let pool = store.pool();
-    let last: Option<RunStatus> = sqlx::query_as(
-        "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
-                tickets_unchanged, tickets_failed, detail_requests, list_requests
-         FROM sync_runs WHERE helpdesk_id = $1 OR $1 = '' ORDER BY run_id DESC LIMIT 1",
-    )
-    .bind(helpdesk_id)
-    .fetch_optional(pool)
-    .await?;
-    let last_finished: Option<RunStatus> = sqlx::query_as(
-        "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
-                tickets_unchanged, tickets_failed, detail_requests, list_requests
-         FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND finished_at IS NOT NULL
-         ORDER BY run_id DESC LIMIT 1",
-    )
-    .bind(helpdesk_id)
-    .fetch_optional(pool)
-    .await?;
-    let last_ok: Option<DateTime<Utc>> = sqlx::query_scalar(
-        "SELECT max(finished_at) FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND outcome = 'ok'",
-    )
-    .bind(helpdesk_id)
-    .fetch_one(pool)
-    .await?;
     Ok(Runs {
-        last,
-        last_finished,
-        last_ok,
+        last: store.last_run(helpdesk_id).await?,
+        last_finished: store.last_finished_run(helpdesk_id).await?,
+        last_ok: store.last_ok_run_finished_at(helpdesk_id).await?,
     })
 }
 
 async fn read_freshness(store: &Store, stale_after: Duration) -> anyhow::Result<Freshness> {
-    let (open_tickets, oldest_open): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
-        "SELECT count(*), min(s.last_fetched_at)
-         FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
-         WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)",
-    )
-    .fetch_one(store.pool())
-    .await?;
+    let open = store.open_tickets().await?;
     Ok(Freshness {
-        open_tickets,
-        oldest_open_fetched_at: oldest_open,
+        open_tickets: open.count,
+        oldest_open_fetched_at: open.oldest_fetched_at,
         stale_after_seconds: stale_after.as_secs(),
     })
 }
 
 async fn read_discovery(store: &Store, enabled: bool) -> anyhow::Result<DiscoveryStatus> {
-    let pool = store.pool();
-    let watermark: Option<DateTime<Utc>> =
-        sqlx::query_scalar("SELECT max(scanned_until) FROM discovery_state WHERE scan = 'updated'")
-            .fetch_one(pool)
-            .await?;
-    let backfill: Option<(DateTime<Utc>, bool)> = sqlx::query_as(
-        "SELECT scanned_until, completed FROM discovery_state WHERE scan = 'backfill' LIMIT 1",
-    )
-    .fetch_optional(pool)
-    .await?;
+    let watermark = store.discovery_watermark().await?;
+    let backfill = store.backfill_position().await?;
     Ok(DiscoveryStatus {
         enabled,
         watermark,
-        backfill_scanned_until: backfill.map(|b| b.0),
-        backfill_completed: backfill.map(|b| b.1),
+        backfill_scanned_until: backfill.map(|b| b.scanned_until),
+        backfill_completed: backfill.map(|b| b.completed),
     })
 }
 
@@ -291,131 +220,111 @@ pub const STUCK_CAUSES: [&str; 5] = [
 /// "Never stuck in silence": the states in which work keeps failing or waiting while cycles
 /// may still end ok. Read by `status`, `/readyz` and the metric (thresholds: `[health]`).
 pub async fn stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
-    let pool = store.pool();
     let h = &settings.health;
-    let secs = |d: Duration| d.as_secs_f64();
     let mut found = Vec::new();
     if settings.sync.discover {
-        let last_error: Option<String> = sqlx::query_scalar(
-            "SELECT error FROM sync_runs WHERE error IS NOT NULL AND (helpdesk_id = $1 OR $1 = '')
-             ORDER BY run_id DESC LIMIT 1",
-        )
-        .bind(settings.feishu.helpdesk_id.trim())
-        .fetch_optional(pool)
-        .await?
-        .flatten();
-        // The watermark trails the last complete scan; an unfinished backfill's position
-        // is saved whenever it moves.
-        let stuck_scans: Vec<(String, f64)> = sqlx::query_as(
-            "SELECT scan, EXTRACT(EPOCH FROM now() - CASE WHEN scan = 'updated' THEN scanned_until
-                                                          ELSE changed_at END)::float8
-             FROM discovery_state
-             WHERE (scan = 'updated' AND scanned_until < now() - make_interval(secs => $1))
-                OR (scan = 'backfill' AND NOT completed AND changed_at < now() - make_interval(secs => $1))
-             ORDER BY scan",
-        )
-        .bind(secs(h.discovery_stuck_after))
-        .fetch_all(pool)
+        found.extend(discovery_stuck(store, settings).await?);
+    }
+    found.extend(tickets_failing(store, h).await?);
+    if settings.sync.messages {
+        found.extend(conversations_failing(store, h).await?);
+    }
+    found.extend(queue_behind(store, h).await?);
+    found.extend(tickets_poisoned(store).await?);
+    Ok(found)
+}
+
+/// `discovery_stuck`: the watermark or an unfinished backfill has not moved for longer than
+/// `health.discovery_stuck_after`, one each, with the last error a run recorded.
+async fn discovery_stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
+    let after = settings.health.discovery_stuck_after;
+    let last_error = store
+        .last_run_error(settings.feishu.helpdesk_id.trim())
         .await?;
-        for (scan, age_s) in stuck_scans {
-            let what = if scan == "updated" {
+    let stalled = store.stalled_scans(after).await?;
+    Ok(stalled
+        .into_iter()
+        .map(|scan| {
+            let what = if scan.scan == "updated" {
                 "the discovery watermark has not advanced"
             } else {
                 "the history backfill has not moved"
             };
-            found.push(Stuck {
+            Stuck {
                 cause: "discovery_stuck",
                 problem: format!(
                     "{what} for {} (health.discovery_stuck_after = {}); last error: {}",
-                    human(Duration::from_secs_f64(age_s.max(0.0))),
-                    human(h.discovery_stuck_after),
+                    human(Duration::from_secs_f64(scan.age_seconds.max(0.0))),
+                    human(after),
                     last_error.as_deref().unwrap_or("none recorded")
                 ),
-            });
-        }
-    }
-    let (failing, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
-         FROM ticket_sync_state
-         WHERE last_outcome = 'failed' AND next_due_at <> 'infinity'
-           AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)",
-    )
-    .bind(secs(h.ticket_failing_after))
-    .fetch_one(pool)
-    .await?;
-    if failing > 0 {
-        found.push(Stuck {
-            cause: "tickets_failing",
-            problem: format!(
-                "{failing} ticket(s) failing for more than {} (health.ticket_failing_after), e.g. {}: {}",
-                human(h.ticket_failing_after),
-                example.unwrap_or_default(),
-                error.unwrap_or_default()
-            ),
-        });
-    }
-    if settings.sync.messages {
-        // The conversation lane: reads failing (500s, a scope the app lacks) without a
-        // complete read since, for longer than the threshold.
-        let (failing, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
-            "SELECT count(*), min(ticket_id), (array_agg(messages_last_error ORDER BY ticket_id))[1]
-             FROM ticket_sync_state
-             WHERE messages_last_outcome = 'failed'
-               AND COALESCE(messages_fetched_at, first_enqueued_at)
-                   < now() - make_interval(secs => $1)",
-        )
-        .bind(secs(h.conversation_failing_after))
-        .fetch_one(pool)
+            }
+        })
+        .collect())
+}
+
+/// `tickets_failing`: details failing (still retried) for longer than
+/// `health.ticket_failing_after`.
+async fn tickets_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+    let failing = store.failing_tickets(h.ticket_failing_after).await?;
+    Ok((failing.count > 0).then(|| Stuck {
+        cause: "tickets_failing",
+        problem: format!(
+            "{} ticket(s) failing for more than {} (health.ticket_failing_after), e.g. {}: {}",
+            failing.count,
+            human(h.ticket_failing_after),
+            failing.example.unwrap_or_default(),
+            failing.error.unwrap_or_default()
+        ),
+    }))
+}
+
+/// `conversations_failing`: conversation reads failing (500s, a scope the app lacks) without a
+/// complete read since, for longer than `health.conversation_failing_after`.
+async fn conversations_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+    let failing = store
+        .failing_conversations(h.conversation_failing_after)
         .await?;
-        if failing > 0 {
-            found.push(Stuck {
-                cause: "conversations_failing",
-                problem: format!(
-                    "{failing} conversation(s) failing for more than {} \
-                     (health.conversation_failing_after), e.g. {}: {}",
-                    human(h.conversation_failing_after),
-                    example.unwrap_or_default(),
-                    error.unwrap_or_default()
-                ),
-            });
-        }
-    }
-    let oldest_due_s: Option<f64> = sqlx::query_scalar(
-        "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state
-         WHERE next_due_at < now() - make_interval(secs => $1)",
-    )
-    .bind(secs(h.queue_due_after))
-    .fetch_one(pool)
-    .await?;
-    if let Some(age_s) = oldest_due_s {
-        found.push(Stuck {
-            cause: "queue_behind",
-            problem: format!(
-                "the oldest due ticket has waited {} (health.queue_due_after = {})",
-                human(Duration::from_secs_f64(age_s.max(0.0))),
-                human(h.queue_due_after)
-            ),
-        });
-    }
-    let (poisoned, example, error): (i64, Option<String>, Option<String>) = sqlx::query_as(
-        "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
-         FROM ticket_sync_state WHERE last_outcome = 'failed' AND next_due_at = 'infinity'",
-    )
-    .fetch_one(pool)
-    .await?;
-    if poisoned > 0 {
-        found.push(Stuck {
-            cause: "tickets_poisoned",
-            problem: format!(
-                "{poisoned} ticket(s) poisoned: the same unusable answer {} times in a row, no \
-                 longer fetched until enqueued again, e.g. {}: {}",
-                crate::sync::writer::POISON_AFTER_FAILURES,
-                example.unwrap_or_default(),
-                error.unwrap_or_default()
-            ),
-        });
-    }
-    Ok(found)
+    Ok((failing.count > 0).then(|| Stuck {
+        cause: "conversations_failing",
+        problem: format!(
+            "{} conversation(s) failing for more than {} \
+             (health.conversation_failing_after), e.g. {}: {}",
+            failing.count,
+            human(h.conversation_failing_after),
+            failing.example.unwrap_or_default(),
+            failing.error.unwrap_or_default()
+        ),
+    }))
+}
+
+/// `queue_behind`: a ticket has been due for longer than `health.queue_due_after`.
+async fn queue_behind(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+    let oldest_due_s = store.oldest_overdue_seconds(h.queue_due_after).await?;
+    Ok(oldest_due_s.map(|age_s| Stuck {
+        cause: "queue_behind",
+        problem: format!(
+            "the oldest due ticket has waited {} (health.queue_due_after = {})",
+            human(Duration::from_secs_f64(age_s.max(0.0))),
+            human(h.queue_due_after)
+        ),
+    }))
+}
+
+/// `tickets_poisoned`: tickets parked after the same unusable answer too many times in a row.
+async fn tickets_poisoned(store: &Store) -> anyhow::Result<Option<Stuck>> {
+    let poisoned = store.poisoned_tickets().await?;
+    Ok((poisoned.count > 0).then(|| Stuck {
+        cause: "tickets_poisoned",
+        problem: format!(
+            "{} ticket(s) poisoned: the same unusable answer {} times in a row, no \
+             longer fetched until enqueued again, e.g. {}: {}",
+            poisoned.count,
+            crate::sync::writer::POISON_AFTER_FAILURES,
+            poisoned.example.unwrap_or_default(),
+            poisoned.error.unwrap_or_default()
+        ),
+    }))
 }
 
 /// "3h 4m", "12s": durations for people.
@@ -667,11 +576,7 @@ async fn check_database(settings: &Settings) -> Result<String, String> {
     let store = Store::connect(&settings.database)
         .await
         .map_err(|e| format!("{e:#}"))?;
-    let applied: Vec<i64> =
-        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
-            .fetch_all(store.pool())
-            .await
-            .unwrap_or_default();
+    let applied = store.applied_migration_versions().await.unwrap_or_default();
     let pending = MIGRATOR
         .iter()
         .filter(|m| !applied.contains(&m.version))

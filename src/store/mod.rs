@@ -21,6 +21,7 @@ pub mod reporting;
 pub mod reports;
 pub mod runs;
 pub mod sla;
+pub mod status;
 pub mod summary;
 pub mod upsert;
 pub mod write;

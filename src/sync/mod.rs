@@ -46,8 +46,10 @@ pub enum CycleError {
         error: ApiError,
         report: Box<CycleReport>,
     },
+    /// The store failed: a read or claim, a batch the writer committed, or the writer task
+    /// itself. Built only from store results (no blanket conversion from any error).
     #[error("database error during sync: {0:#}")]
-    Database(#[from] anyhow::Error),
+    Database(anyhow::Error),
 }
 
 /// Runs one cycle: every ticket due when it starts is fetched once and written.
@@ -79,7 +81,10 @@ pub async fn run_cycle(
     let writer = Writer::spawn(store, options.batch_size);
     cycle.release_leftover_claims().await?;
     if options.messages {
-        let (observed, ignored_in_a_row) = store.observed_time_unit().await?;
+        let (observed, ignored_in_a_row) = store
+            .observed_time_unit()
+            .await
+            .map_err(CycleError::Database)?;
         cycle.time_unit = messages::TimeUnit::from_observed(observed.as_deref(), ignored_in_a_row);
     }
     cycle.check_credentials().await?;
@@ -109,11 +114,15 @@ struct Cycle<'a> {
 impl Cycle<'_> {
     /// Claims of a process that died (we hold the helpdesk lock) go back to the queue now.
     async fn release_leftover_claims(&self) -> Result<(), CycleError> {
-        let leftover = self.store.release_foreign_claims(self.worker).await?
-            + self
-                .store
+        let store = self.store;
+        let leftover = store
+            .release_foreign_claims(self.worker)
+            .await
+            .map_err(CycleError::Database)?
+            + store
                 .release_message_claims(None, Some(self.worker))
-                .await?;
+                .await
+                .map_err(CycleError::Database)?;
         if leftover > 0 {
             tracing::warn!(
                 tickets = leftover,
@@ -126,8 +135,9 @@ impl Cycle<'_> {
     /// The app credentials, checked once before discovery or claims instead of in every worker.
     async fn check_credentials(&mut self) -> Result<(), CycleError> {
         let store = self.store;
+        let due = async { store.count_due(store.now().await?).await };
         let needs_api =
-            self.options.discovery.is_some() || store.count_due(store.now().await?).await? > 0;
+            self.options.discovery.is_some() || due.await.map_err(CycleError::Database)? > 0;
         if !needs_api {
             return Ok(());
         }
@@ -192,8 +202,9 @@ impl Cycle<'_> {
             .store
             .release_message_claims(Some(self.worker), None)
             .await;
-        let written = written?;
-        let released = released? + released_messages?;
+        let written = written.map_err(CycleError::Database)?;
+        let released = released.map_err(CycleError::Database)?
+            + released_messages.map_err(CycleError::Database)?;
         self.record_time_unit().await;
         if let Some(e) = worked.db_error {
             return Err(CycleError::Database(e));

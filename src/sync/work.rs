@@ -65,20 +65,9 @@ pub(super) async fn work_queue(
     cycle: &Cycle<'_>,
     writer: &mpsc::Sender<Write>,
 ) -> Result<Worked, CycleError> {
-    let (store, options) = (cycle.store, cycle.options);
-    // The database's clock, not ours: `next_due_at` is written with its `now()`.
-    let cycle_start: DateTime<Utc> = store.now().await?;
-    let mut due_at_start = store.count_due(cycle_start).await?;
-    if let Some(max) = options.max_tickets_per_cycle {
-        due_at_start = due_at_start.min(max);
-    }
-    let mut progress = Progress {
-        due_at_start,
-        done: 0,
-        pages_listed: cycle.pages.load(Ordering::Relaxed),
-    };
-    (cycle.on_progress)(progress);
-
+    let options = cycle.options;
+    let (cycle_start, due_at_start) = due_work(cycle).await.map_err(CycleError::Database)?;
+    let mut tally = Tally::new(cycle, due_at_start);
     let mut queue = Claims::new(cycle, cycle_start);
     let stop = cycle.shutdown.child_token();
     // Cancelled when the claim budget is spent (or on a stop): conversation reads stop after
@@ -94,53 +83,17 @@ pub(super) async fn work_queue(
         writer,
         wind_down: &wind_down,
     };
-    let mut in_flight: FuturesUnordered<Running<'_>> = FuturesUnordered::new();
-    let mut messages_running = 0usize;
+    let mut in_flight = InFlight::default();
     let mut grace_deadline: Option<Instant> = None;
-    let mut fatal: Option<ApiError> = None;
-    let mut platform_streak = 0u32;
     loop {
-        let jobs = if winding_down {
-            Vec::new()
-        } else {
-            queue
-                .next_jobs(in_flight.len(), messages_running, &stop)
-                .await
-        };
-        for job in jobs {
-            match job {
-                Job::Detail(raw_id) => match TicketId::parse(&raw_id) {
-                    Ok(id) => {
-                        let detail = fetch_detail(cycle.client, id, options, &stop);
-                        in_flight.push(Box::pin(async move { (false, detail.await) }));
-                    }
-                    Err(e) => {
-                        if writer
-                            .send(Write::Ticket(invalid_id(raw_id, &e)))
-                            .await
-                            .is_err()
-                        {
-                            stop.cancel();
-                        }
-                    }
-                },
-                Job::Messages(claim) => {
-                    messages_running += 1;
-                    let messages = fetch_messages(&step, claim, &stop);
-                    in_flight.push(Box::pin(async move { (true, messages.await) }));
-                }
-            }
+        if !winding_down {
+            let jobs = queue
+                .next_jobs(in_flight.len(), in_flight.messages, &stop)
+                .await;
+            in_flight.start(jobs, cycle, &step, writer, &stop).await;
         }
         if in_flight.is_empty() {
-            // Details just stored may have made conversations due: commit, and look again.
-            if queue.messages_on()
-                && !stop.is_cancelled()
-                && !winding_down
-                && queue.look_again_after_flush()
-            {
-                if !flush(writer).await {
-                    break;
-                }
+            if look_again(&mut queue, writer, &stop, winding_down).await {
                 continue;
             }
             break;
@@ -149,19 +102,8 @@ pub(super) async fn work_queue(
         tokio::select! {
             next = in_flight.next() => {
                 let Some((in_messages_lane, fetched)) = next else { continue };
-                if in_messages_lane {
-                    messages_running -= 1;
-                } else {
-                    progress.done += 1;
-                }
-                (cycle.on_progress)(progress);
                 queue.job_done();
-                if let Some(error) = platform_refusals(&fetched, &mut platform_streak) {
-                    tracing::error!(error = %error, "every recent ticket was refused with a platform code; stopping the cycle");
-                    fatal.get_or_insert(error);
-                    stop.cancel();
-                }
-                if deliver(fetched, writer, &mut fatal, &stop).await.is_break() {
+                if tally.job_finished(in_messages_lane, fetched, writer, &stop).await.is_break() {
                     break;
                 }
             }
@@ -183,9 +125,148 @@ pub(super) async fn work_queue(
     Ok(Worked {
         due_at_start,
         claimed: queue.claimed,
-        fatal,
+        fatal: tally.fatal,
         db_error: queue.db_error,
     })
+}
+
+/// The cycle's start on the database's clock (not ours: `next_due_at` is written with its
+/// `now()`), and the tickets due then, capped at `max_tickets_per_cycle`.
+async fn due_work(cycle: &Cycle<'_>) -> anyhow::Result<(DateTime<Utc>, u64)> {
+    let store = cycle.store;
+    let cycle_start: DateTime<Utc> = store.now().await?;
+    let mut due_at_start = store.count_due(cycle_start).await?;
+    if let Some(max) = cycle.options.max_tickets_per_cycle {
+        due_at_start = due_at_start.min(max);
+    }
+    Ok((cycle_start, due_at_start))
+}
+
+/// Nothing in flight. Details just stored may have made conversations due: with the
+/// conversation lane on, commit and look again (once per quiet spell). False: the work is done
+/// (or the writer is gone).
+async fn look_again(
+    queue: &mut Claims<'_>,
+    writer: &mpsc::Sender<Write>,
+    stop: &CancellationToken,
+    winding_down: bool,
+) -> bool {
+    queue.messages_on()
+        && !stop.is_cancelled()
+        && !winding_down
+        && queue.look_again_after_flush()
+        && flush(writer).await
+}
+
+/// The jobs running; `messages` of them read conversations (a lane kept to half the slots).
+#[derive(Default)]
+struct InFlight<'a> {
+    jobs: FuturesUnordered<Running<'a>>,
+    messages: usize,
+}
+
+impl<'a> InFlight<'a> {
+    fn len(&self) -> usize {
+        self.jobs.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Starts claimed jobs. A queue entry that is not a ticket id goes to the writer without a
+    /// request (the writer gone stops the cycle).
+    async fn start(
+        &mut self,
+        jobs: Vec<Job>,
+        cycle: &'a Cycle<'a>,
+        step: &'a MessagesStep<'a>,
+        writer: &mpsc::Sender<Write>,
+        stop: &'a CancellationToken,
+    ) {
+        for job in jobs {
+            match job {
+                Job::Detail(raw_id) => match TicketId::parse(&raw_id) {
+                    Ok(id) => {
+                        let detail = fetch_detail(cycle.client, id, cycle.options, stop);
+                        self.jobs
+                            .push(Box::pin(async move { (false, detail.await) }));
+                    }
+                    Err(e) => {
+                        if writer
+                            .send(Write::Ticket(invalid_id(raw_id, &e)))
+                            .await
+                            .is_err()
+                        {
+                            stop.cancel();
+                        }
+                    }
+                },
+                Job::Messages(claim) => {
+                    self.messages += 1;
+                    let messages = fetch_messages(step, claim, stop);
+                    self.jobs
+                        .push(Box::pin(async move { (true, messages.await) }));
+                }
+            }
+        }
+    }
+
+    /// The next job to finish, and whether it was in the messages lane.
+    async fn next(&mut self) -> Option<(bool, Fetched)> {
+        let (in_messages_lane, fetched) = self.jobs.next().await?;
+        if in_messages_lane {
+            self.messages -= 1;
+        }
+        Some((in_messages_lane, fetched))
+    }
+}
+
+/// What finished jobs came to so far: progress, the platform-refusal streak, a fatal error.
+struct Tally<'a> {
+    cycle: &'a Cycle<'a>,
+    progress: Progress,
+    platform_streak: u32,
+    fatal: Option<ApiError>,
+}
+
+impl<'a> Tally<'a> {
+    /// Reports the starting progress.
+    fn new(cycle: &'a Cycle<'a>, due_at_start: u64) -> Self {
+        let progress = Progress {
+            due_at_start,
+            done: 0,
+            pages_listed: cycle.pages.load(Ordering::Relaxed),
+        };
+        (cycle.on_progress)(progress);
+        Self {
+            cycle,
+            progress,
+            platform_streak: 0,
+            fatal: None,
+        }
+    }
+
+    /// A job finished: progress reported (details count), a run of platform refusals stops the
+    /// cycle, the outcome goes to the writer.
+    async fn job_finished(
+        &mut self,
+        in_messages_lane: bool,
+        fetched: Fetched,
+        writer: &mpsc::Sender<Write>,
+        stop: &CancellationToken,
+    ) -> ControlFlow<()> {
+        if !in_messages_lane {
+            self.progress.done += 1;
+        }
+        (self.cycle.on_progress)(self.progress);
+        if let Some(error) = platform_refusals(&fetched, &mut self.platform_streak) {
+            tracing::error!(error = %error, "every recent ticket was refused with a platform code; stopping the cycle");
+            self.fatal.get_or_insert(error);
+            stop.cancel();
+        }
+        deliver(fetched, writer, &mut self.fatal, stop).await
+    }
 }
 
 /// A finished job's result: the outcome to the writer, or the stop it calls for.
@@ -338,14 +419,14 @@ impl<'a> Claims<'a> {
         self.pending.drain(..n).collect()
     }
 
-    /// Claims up to `room` details and, with the conversation lane on, messages for up to half
+    /// Claims up to `slots` details and, with the conversation lane on, messages for up to half
     /// the slots.
-    async fn claim(&mut self, room: usize, messages_running: usize) -> anyhow::Result<()> {
+    async fn claim(&mut self, slots: usize, messages_running: usize) -> anyhow::Result<()> {
         let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
         let allowed = options
             .max_tickets_per_cycle
-            .map_or(room as u64, |max| max.saturating_sub(self.claimed))
-            .min(room as u64) as usize;
+            .map_or(slots as u64, |max| max.saturating_sub(self.claimed))
+            .min(slots as u64) as usize;
         let details = if allowed == 0 {
             Vec::new()
         } else {
@@ -357,14 +438,14 @@ impl<'a> Claims<'a> {
         let found_details = !details.is_empty();
         self.pending
             .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
-        let messages_room = (options.max_in_flight / 2)
+        let messages_slots = (options.max_in_flight / 2)
             .max(1)
             .saturating_sub(messages_running)
-            .min(room.saturating_sub(self.pending.len()));
+            .min(slots.saturating_sub(self.pending.len()));
         let mut found_messages = false;
-        if options.messages && messages_room > 0 {
+        if options.messages && messages_slots > 0 {
             let claims = store
-                .claim_messages_due(messages_room, options.claim_lease, worker)
+                .claim_messages_due(messages_slots, options.claim_lease, worker)
                 .await?;
             found_messages = !claims.is_empty();
             self.pending.extend(claims.into_iter().map(Job::Messages));

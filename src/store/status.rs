@@ -1,0 +1,268 @@
+//! The reads behind `status`, `/readyz` and the health metric: the queue's claims and parked
+//! tickets, the last runs, open tickets' freshness, discovery positions, and the states in which
+//! work keeps failing or waiting. Plain rows; judging them is `status`'s job.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::Store;
+
+/// Tickets parked (not fetched again until enqueued) with one outcome and error code.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Parked {
+    pub outcome: Option<String>,
+    pub error_code: Option<i64>,
+    pub tickets: i64,
+}
+
+/// A `sync_runs` row as `status` shows it.
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct RunStatus {
+    pub run_id: i64,
+    pub trigger: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub outcome: String,
+    pub error: Option<String>,
+    pub tickets_changed: Option<i64>,
+    pub tickets_unchanged: Option<i64>,
+    pub tickets_failed: Option<i64>,
+    pub detail_requests: Option<i64>,
+    pub list_requests: Option<i64>,
+}
+
+/// Open (not deleted, not closed) tickets and the oldest successful fetch among them.
+#[derive(Debug)]
+pub struct OpenTickets {
+    pub count: i64,
+    pub oldest_fetched_at: Option<DateTime<Utc>>,
+}
+
+/// Where the history backfill stands.
+#[derive(Debug, Clone, Copy)]
+pub struct BackfillPosition {
+    pub scanned_until: DateTime<Utc>,
+    pub completed: bool,
+}
+
+/// A discovery scan that has not moved for longer than asked.
+#[derive(Debug)]
+pub struct StalledScan {
+    /// `updated` (the watermark) or `backfill`.
+    pub scan: String,
+    /// Since the watermark (`updated`) or the backfill's last move.
+    pub age_seconds: f64,
+}
+
+/// Tickets in one failing state: how many, the lowest id, and that ticket's last error.
+#[derive(Debug)]
+pub struct FailingTickets {
+    pub count: i64,
+    pub example: Option<String>,
+    pub error: Option<String>,
+}
+
+impl From<(i64, Option<String>, Option<String>)> for FailingTickets {
+    fn from((count, example, error): (i64, Option<String>, Option<String>)) -> Self {
+        Self {
+            count,
+            example,
+            error,
+        }
+    }
+}
+
+impl Store {
+    /// Tickets claimed by a worker whose lease has not run out.
+    pub async fn claimed_tickets(&self) -> anyhow::Result<i64> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT count(*) FROM ticket_sync_state WHERE claimed_until > now()",
+            )
+            .fetch_one(&self.pool)
+            .await?,
+        )
+    }
+
+    /// Parked tickets by outcome and error code, the largest group first.
+    pub async fn parked_tickets(&self) -> anyhow::Result<Vec<Parked>> {
+        Ok(sqlx::query_as(
+            "SELECT last_outcome AS outcome, last_error_code AS error_code, count(*) AS tickets
+             FROM ticket_sync_state WHERE next_due_at = 'infinity'
+             GROUP BY 1, 2 ORDER BY 3 DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// The last run started for `helpdesk_id` (any helpdesk when empty).
+    pub async fn last_run(&self, helpdesk_id: &str) -> anyhow::Result<Option<RunStatus>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
+                    tickets_unchanged, tickets_failed, detail_requests, list_requests
+             FROM sync_runs WHERE helpdesk_id = $1 OR $1 = '' ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(helpdesk_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// The last run of `helpdesk_id` (any helpdesk when empty) that finished.
+    pub async fn last_finished_run(&self, helpdesk_id: &str) -> anyhow::Result<Option<RunStatus>> {
+        Ok(sqlx::query_as(
+            "SELECT run_id, trigger, started_at, finished_at, outcome, error, tickets_changed,
+                    tickets_unchanged, tickets_failed, detail_requests, list_requests
+             FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND finished_at IS NOT NULL
+             ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(helpdesk_id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// When the last successful run of `helpdesk_id` (any helpdesk when empty) finished.
+    pub async fn last_ok_run_finished_at(
+        &self,
+        helpdesk_id: &str,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(finished_at) FROM sync_runs WHERE (helpdesk_id = $1 OR $1 = '') AND outcome = 'ok'",
+        )
+        .bind(helpdesk_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The last error any run of `helpdesk_id` (any helpdesk when empty) recorded.
+    pub async fn last_run_error(&self, helpdesk_id: &str) -> anyhow::Result<Option<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT error FROM sync_runs WHERE error IS NOT NULL AND (helpdesk_id = $1 OR $1 = '')
+             ORDER BY run_id DESC LIMIT 1",
+        )
+        .bind(helpdesk_id)
+        .fetch_optional(&self.pool)
+        .await?
+        .flatten())
+    }
+
+    /// Open tickets (status below 50, not deleted) and their oldest successful fetch.
+    pub async fn open_tickets(&self) -> anyhow::Result<OpenTickets> {
+        let (count, oldest_fetched_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "SELECT count(*), min(s.last_fetched_at)
+             FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
+             WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(OpenTickets {
+            count,
+            oldest_fetched_at,
+        })
+    }
+
+    /// How far the `updated` scan has scanned (the discovery watermark).
+    pub async fn discovery_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+        Ok(sqlx::query_scalar(
+            "SELECT max(scanned_until) FROM discovery_state WHERE scan = 'updated'",
+        )
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// The history backfill's position, once it started.
+    pub async fn backfill_position(&self) -> anyhow::Result<Option<BackfillPosition>> {
+        let row: Option<(DateTime<Utc>, bool)> = sqlx::query_as(
+            "SELECT scanned_until, completed FROM discovery_state WHERE scan = 'backfill' LIMIT 1",
+        )
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(scanned_until, completed)| BackfillPosition {
+            scanned_until,
+            completed,
+        }))
+    }
+
+    /// Scans that have not moved for more than `after`: the watermark trails the last complete
+    /// scan; an unfinished backfill's position is saved whenever it moves.
+    pub async fn stalled_scans(&self, after: Duration) -> anyhow::Result<Vec<StalledScan>> {
+        let rows: Vec<(String, f64)> = sqlx::query_as(
+            "SELECT scan, EXTRACT(EPOCH FROM now() - CASE WHEN scan = 'updated' THEN scanned_until
+                                                          ELSE changed_at END)::float8
+             FROM discovery_state
+             WHERE (scan = 'updated' AND scanned_until < now() - make_interval(secs => $1))
+                OR (scan = 'backfill' AND NOT completed AND changed_at < now() - make_interval(secs => $1))
+             ORDER BY scan",
+        )
+        .bind(after.as_secs_f64())
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(scan, age_seconds)| StalledScan { scan, age_seconds })
+            .collect())
+    }
+
+    /// Tickets whose detail has failed (still retried) with no success for more than `after`.
+    pub async fn failing_tickets(&self, after: Duration) -> anyhow::Result<FailingTickets> {
+        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
+             FROM ticket_sync_state
+             WHERE last_outcome = 'failed' AND next_due_at <> 'infinity'
+               AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)",
+        )
+        .bind(after.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// Tickets whose conversation reads have failed (500s, a scope the app lacks) without a
+    /// complete read since, for more than `after`.
+    pub async fn failing_conversations(&self, after: Duration) -> anyhow::Result<FailingTickets> {
+        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT count(*), min(ticket_id), (array_agg(messages_last_error ORDER BY ticket_id))[1]
+             FROM ticket_sync_state
+             WHERE messages_last_outcome = 'failed'
+               AND COALESCE(messages_fetched_at, first_enqueued_at)
+                   < now() - make_interval(secs => $1)",
+        )
+        .bind(after.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// How long (seconds) the oldest ticket due for more than `after` has waited; None when
+    /// none has waited that long.
+    pub async fn oldest_overdue_seconds(&self, after: Duration) -> anyhow::Result<Option<f64>> {
+        Ok(sqlx::query_scalar(
+            "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state
+             WHERE next_due_at < now() - make_interval(secs => $1)",
+        )
+        .bind(after.as_secs_f64())
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Tickets parked after failing: no longer fetched until enqueued again.
+    pub async fn poisoned_tickets(&self) -> anyhow::Result<FailingTickets> {
+        let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
+            "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
+             FROM ticket_sync_state WHERE last_outcome = 'failed' AND next_due_at = 'infinity'",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.into())
+    }
+
+    /// The versions of the migrations applied successfully (an error when there is no schema).
+    pub async fn applied_migration_versions(&self) -> anyhow::Result<Vec<i64>> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+}
