@@ -1,10 +1,12 @@
-//! Postgres: connection, migrations, the work queue (`queue`), batched upserts (`upsert`: the
-//! queue's outcomes; `write`: the rows of tickets whose content changed; `failure`: the retry
-//! delay) and a ticket's child rows (`children`), change history and stays (`history`), conversations and
-//! their lane of the queue (`messages`), discovery positions
-//! (`discovery`), webhook event receipts (`events`), run records (`runs`), the custom field
-//! catalog (`catalog`), the report tables refreshed after a cycle (`reports`), and business
-//! hours and SLA results (`sla`).
+//! Postgres, the only module that speaks SQL: connection, migrations and the reporting
+//! definitions (`reporting`), the work queue (`queue`), batched upserts (`upsert`: the queue's
+//! outcomes; `write`: the rows of tickets whose content changed; `failure`: the retry delay) and
+//! a ticket's child rows (`children`), change history and stays (`history`), list rows and
+//! their verification (`listed`), conversations and their lane of the queue (`messages`),
+//! discovery positions (`discovery`), webhook event receipts (`events`), run records (`runs`),
+//! the helpdesk lock (`lock`), the custom field catalog (`catalog`), the report tables
+//! refreshed after a cycle (`reports`), business hours and SLA results (`sla`), and what the
+//! operator and the demo read: `status`, `summary`, `raw` (stored JSON for `reprocess`).
 
 pub mod catalog;
 pub mod children;
