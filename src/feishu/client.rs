@@ -257,8 +257,7 @@ impl FeishuClient {
         query: &MessagesQuery,
         token: SecretString,
     ) -> Result<MessagesPage, ApiError> {
-        let mut url = self.base_url.clone();
-        url.set_path(TICKETS_PATH);
+        let mut url = self.url(TICKETS_PATH);
         url.path_segments_mut()
             .map(|mut p| {
                 p.push(id.as_str());
@@ -277,15 +276,13 @@ impl FeishuClient {
                 pairs.append_pair("time_end", &end.to_string());
             }
         }
-        self.stats.message_requests.fetch_add(1, Ordering::Relaxed);
-        let request = self
-            .http
-            .get(url)
-            .headers(self.auth_headers(&token))
-            .send()
-            .await;
-        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
-        parse_messages_response(status, &headers, &body)
+        self.get(
+            url,
+            &token,
+            &self.stats.message_requests,
+            parse_messages_response,
+        )
+        .await
     }
 
     /// One page of the custom field catalog (`page_token` from the previous page), with the
@@ -307,8 +304,7 @@ impl FeishuClient {
         page_token: Option<&str>,
         token: SecretString,
     ) -> Result<CatalogPage, ApiError> {
-        let mut url = self.base_url.clone();
-        url.set_path(CATALOG_PATH);
+        let mut url = self.url(CATALOG_PATH);
         {
             let mut query = url.query_pairs_mut();
             query.append_pair("page_size", &CATALOG_PAGE_SIZE.to_string());
@@ -316,15 +312,13 @@ impl FeishuClient {
                 query.append_pair("page_token", page_token);
             }
         }
-        self.stats.catalog_requests.fetch_add(1, Ordering::Relaxed);
-        let request = self
-            .http
-            .get(url)
-            .headers(self.auth_headers(&token))
-            .send()
-            .await;
-        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
-        parse_catalog_response(status, &headers, &body)
+        self.get(
+            url,
+            &token,
+            &self.stats.catalog_requests,
+            parse_catalog_response,
+        )
+        .await
     }
 
     /// `POST /events/subscribe` for the ticket events (idempotent on Feishu's side), with the
@@ -338,8 +332,7 @@ impl FeishuClient {
     }
 
     async fn subscribe_once(&self, token: SecretString) -> Result<(), ApiError> {
-        let mut url = self.base_url.clone();
-        url.set_path(EVENTS_SUBSCRIBE_PATH);
+        let url = self.url(EVENTS_SUBSCRIBE_PATH);
         let events: Vec<serde_json::Value> = TICKET_EVENT_SUBSCRIPTIONS
             .iter()
             .map(|(kind, subtype)| serde_json::json!({"type": kind, "subtype": subtype}))
@@ -510,22 +503,19 @@ impl FeishuClient {
         id: &TicketId,
         token: SecretString,
     ) -> Result<String, ApiError> {
-        let mut url = self.base_url.clone();
-        url.set_path(TICKETS_PATH);
+        let mut url = self.url(TICKETS_PATH);
         url.path_segments_mut()
             .map(|mut p| {
                 p.push(id.as_str());
             })
             .ok();
-        self.stats.detail_requests.fetch_add(1, Ordering::Relaxed);
-        let request = self
-            .http
-            .get(url)
-            .headers(self.auth_headers(&token))
-            .send()
-            .await;
-        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
-        parse_ticket_response(status, &headers, &body)
+        self.get(
+            url,
+            &token,
+            &self.stats.detail_requests,
+            parse_ticket_response,
+        )
+        .await
     }
 
     /// One GET of a list page with `token`.
@@ -534,8 +524,7 @@ impl FeishuClient {
         query: &ListQuery,
         token: SecretString,
     ) -> Result<ListPage, ApiError> {
-        let mut url = self.base_url.clone();
-        url.set_path(TICKETS_PATH);
+        let mut url = self.url(TICKETS_PATH);
         let (start_key, end_key) = match query.field {
             TimeField::Updated => ("update_time_start", "update_time_end"),
             TimeField::Created => ("create_time_start", "create_time_end"),
@@ -545,15 +534,35 @@ impl FeishuClient {
             .append_pair("page_size", &query.page_size.to_string())
             .append_pair(start_key, &query.start_ms.to_string())
             .append_pair(end_key, &query.end_ms.to_string());
-        self.stats.list_requests.fetch_add(1, Ordering::Relaxed);
+        self.get(url, &token, &self.stats.list_requests, parse_list_response)
+            .await
+    }
+
+    /// `path` on the configured base URL.
+    fn url(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        url.set_path(path);
+        url
+    }
+
+    /// The tail every GET shares: counted in `requests`, sent with `token`'s headers, the body
+    /// read (at most `feishu.max_response_bytes`) and handed to `parse`, which classifies it.
+    async fn get<T>(
+        &self,
+        url: reqwest::Url,
+        token: &SecretString,
+        requests: &AtomicU64,
+        parse: fn(u16, &HeaderMap, &[u8]) -> Result<T, ApiError>,
+    ) -> Result<T, ApiError> {
+        requests.fetch_add(1, Ordering::Relaxed);
         let request = self
             .http
             .get(url)
-            .headers(self.auth_headers(&token))
+            .headers(self.auth_headers(token))
             .send()
             .await;
         let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
-        parse_list_response(status, &headers, &body)
+        parse(status, &headers, &body)
     }
 
     fn auth_headers(&self, token: &SecretString) -> HeaderMap {
@@ -597,8 +606,7 @@ impl FeishuClient {
 
     async fn request_token_once(&self) -> Result<(SecretString, Duration), ApiError> {
         self.stats.token_requests.fetch_add(1, Ordering::Relaxed);
-        let mut url = self.base_url.clone();
-        url.set_path(TOKEN_PATH);
+        let url = self.url(TOKEN_PATH);
         let body = serde_json::json!({
             "app_id": self.credentials.app_id,
             "app_secret": self.credentials.app_secret.expose_secret(),
