@@ -136,9 +136,10 @@ impl std::fmt::Debug for FeishuClient {
 }
 
 impl FeishuClient {
+    /// A client for `settings`. reqwest is built without a default TLS crypto provider: the
+    /// process must have installed one (`rustls::crypto::ring::default_provider()
+    /// .install_default()`; `cli::main` does, before any command runs), else this panics.
     pub fn new(settings: &FeishuSettings, credentials: Credentials) -> anyhow::Result<Self> {
-        // reqwest is built without a default crypto provider; ring is the lean one.
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
