@@ -54,45 +54,6 @@ pub struct MessagesPage {
     pub items: Vec<String>,
 }
 
-/// Maps a messages response to a page or an error.
-pub fn parse_messages_response(
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-) -> Result<MessagesPage, ApiError> {
-    let data: MessagesData = response_data(status, headers, body, "messages")?;
-    Ok(MessagesPage {
-        total: match data.total {
-            Lenient::Value(t) if t >= 0 => Some(t as u64),
-            _ => None,
-        },
-        items: data
-            .messages
-            .unwrap_or_default()
-            .into_iter()
-            .map(|m| m.get().to_owned())
-            .collect(),
-    })
-}
-
-/// The `data` of a successful response (`what` names the endpoint in errors).
-fn response_data<T: serde::de::DeserializeOwned>(
-    status: u16,
-    headers: &HeaderMap,
-    body: &[u8],
-    what: &str,
-) -> Result<T, ApiError> {
-    check_envelope(status, headers, body)?;
-    let parsed: DataBody<T> = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
-        http_status: status,
-        detail: e.to_string(),
-    })?;
-    parsed.data.ok_or_else(|| ApiError::BadBody {
-        http_status: status,
-        detail: format!("no data in the {what} response"),
-    })
-}
-
 /// One page of the custom field catalog: each item as raw JSON text.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatalogPage {
@@ -101,32 +62,51 @@ pub struct CatalogPage {
     pub next_page_token: Option<String>,
 }
 
-/// Maps a catalog response to a page or an error.
-pub fn parse_catalog_response(
+/// Maps a detail response to the ticket's JSON text or an error.
+pub fn parse_ticket_response(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<CatalogPage, ApiError> {
-    let data: CatalogData = response_data(status, headers, body, "catalog")?;
-    let next_page_token = match (data.has_more, data.next_page_token) {
-        (Lenient::Value(true), Lenient::Value(token)) if !token.is_empty() => Some(token),
-        (Lenient::Value(true), _) => {
+) -> Result<String, ApiError> {
+    check_envelope(status, headers, body)?;
+    let detail: TicketDetailBody = match serde_json::from_slice(body) {
+        Ok(detail) => detail,
+        // A key twice in the envelope (`"data"`): read as a JSON value, the last one counts.
+        Err(e) if e.to_string().starts_with("duplicate field") => {
+            return ticket_from_value(status, body);
+        }
+        Err(e) => {
             return Err(ApiError::BadBody {
                 http_status: status,
-                detail: "has_more without a next_page_token".into(),
+                detail: e.to_string(),
             });
         }
-        _ => None,
     };
-    Ok(CatalogPage {
-        items: data
-            .items
-            .unwrap_or_default()
-            .into_iter()
-            .map(|item| item.get().to_owned())
-            .collect(),
-        next_page_token,
-    })
+    match detail.data.and_then(|d| d.ticket) {
+        Some(ticket) if ticket.get().trim_start().starts_with('{') => Ok(ticket.get().to_owned()),
+        Some(_) => Err(ApiError::BadBody {
+            http_status: status,
+            detail: "data.ticket is not an object".into(),
+        }),
+        None => Err(ApiError::BadBody {
+            http_status: status,
+            detail: "no data.ticket in the response".into(),
+        }),
+    }
+}
+
+/// `data.ticket` through a JSON value (duplicate keys: the last one counts).
+fn ticket_from_value(status: u16, body: &[u8]) -> Result<String, ApiError> {
+    let bad = |detail: String| ApiError::BadBody {
+        http_status: status,
+        detail,
+    };
+    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
+    match value.get("data").and_then(|d| d.get("ticket")) {
+        Some(ticket) if ticket.is_object() => Ok(ticket.to_string()),
+        Some(_) => Err(bad("data.ticket is not an object".into())),
+        None => Err(bad("no data.ticket in the response".into())),
+    }
 }
 
 /// Maps a list response to a page or an error.
@@ -175,6 +155,56 @@ pub fn parse_list_response(
     }
     Ok(page)
 }
+
+/// Maps a messages response to a page or an error.
+pub fn parse_messages_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<MessagesPage, ApiError> {
+    let data: MessagesData = response_data(status, headers, body, "messages")?;
+    Ok(MessagesPage {
+        total: match data.total {
+            Lenient::Value(t) if t >= 0 => Some(t as u64),
+            _ => None,
+        },
+        items: data
+            .messages
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| m.get().to_owned())
+            .collect(),
+    })
+}
+
+/// Maps a catalog response to a page or an error.
+pub fn parse_catalog_response(
+    status: u16,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<CatalogPage, ApiError> {
+    let data: CatalogData = response_data(status, headers, body, "catalog")?;
+    let next_page_token = match (data.has_more, data.next_page_token) {
+        (Lenient::Value(true), Lenient::Value(token)) if !token.is_empty() => Some(token),
+        (Lenient::Value(true), _) => {
+            return Err(ApiError::BadBody {
+                http_status: status,
+                detail: "has_more without a next_page_token".into(),
+            });
+        }
+        _ => None,
+    };
+    Ok(CatalogPage {
+        items: data
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|item| item.get().to_owned())
+            .collect(),
+        next_page_token,
+    })
+}
+
 /// Maps a token response to the token and its lifetime (clamped), or an error that never
 /// quotes the body (it may hold the token).
 pub fn parse_token_response(
@@ -252,51 +282,6 @@ pub fn parse_token_response(
     Ok((SecretString::from(token), expire))
 }
 
-/// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we
-/// did not ask for (no `Accept-Encoding` is sent) is a bad body, named as such.
-pub(super) fn plain_body(status: u16, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
-    const BOM: &[u8] = b"\xEF\xBB\xBF";
-    if body.starts_with(BOM) {
-        return Ok(body.slice(BOM.len()..));
-    }
-    if body.starts_with(&[0x1f, 0x8b]) {
-        return Err(ApiError::BadBody {
-            http_status: status,
-            detail: format!("a gzip body we did not ask for ({} bytes)", body.len()),
-        });
-    }
-    Ok(body)
-}
-
-fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
-    parse_rate_limit_reset(
-        headers
-            .get("x-ogw-ratelimit-reset")
-            .and_then(|v| v.to_str().ok()),
-    )
-    .map(|d| d.min(MAX_RATE_LIMIT_WAIT))
-}
-
-fn lenient_code(code: &Lenient<i64>) -> Option<i64> {
-    match code {
-        Lenient::Value(c) => Some(*c),
-        _ => None,
-    }
-}
-
-/// A body that is not JSON: classified by HTTP status alone. Its preview (80 bytes) has
-/// token-shaped values redacted.
-fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError {
-    let preview = redact_tokens(&String::from_utf8_lossy(&body[..body.len().min(80)]));
-    match classify(status, None, &preview, reset) {
-        Some(ApiError::BadBody { .. }) | None => ApiError::BadBody {
-            http_status: status,
-            detail: format!("not JSON ({} bytes): {preview:?}", body.len()),
-        },
-        Some(other) => other,
-    }
-}
-
 /// The part every response shares: a JSON envelope whose status and `code` say success.
 pub(super) fn check_envelope(
     status: u16,
@@ -317,51 +302,67 @@ pub(super) fn check_envelope(
     }
 }
 
-/// Maps a detail response to the ticket's JSON text or an error.
-pub fn parse_ticket_response(
+/// The `data` of a successful response (`what` names the endpoint in errors).
+fn response_data<T: serde::de::DeserializeOwned>(
     status: u16,
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<String, ApiError> {
+    what: &str,
+) -> Result<T, ApiError> {
     check_envelope(status, headers, body)?;
-    let detail: TicketDetailBody = match serde_json::from_slice(body) {
-        Ok(detail) => detail,
-        // A key twice in the envelope (`"data"`): read as a JSON value, the last one counts.
-        Err(e) if e.to_string().starts_with("duplicate field") => {
-            return ticket_from_value(status, body);
-        }
-        Err(e) => {
-            return Err(ApiError::BadBody {
-                http_status: status,
-                detail: e.to_string(),
-            });
-        }
-    };
-    match detail.data.and_then(|d| d.ticket) {
-        Some(ticket) if ticket.get().trim_start().starts_with('{') => Ok(ticket.get().to_owned()),
-        Some(_) => Err(ApiError::BadBody {
+    let parsed: DataBody<T> = serde_json::from_slice(body).map_err(|e| ApiError::BadBody {
+        http_status: status,
+        detail: e.to_string(),
+    })?;
+    parsed.data.ok_or_else(|| ApiError::BadBody {
+        http_status: status,
+        detail: format!("no data in the {what} response"),
+    })
+}
+
+/// A body that is not JSON: classified by HTTP status alone. Its preview (80 bytes) has
+/// token-shaped values redacted.
+fn non_json_error(status: u16, body: &[u8], reset: Option<Duration>) -> ApiError {
+    let preview = redact_tokens(&String::from_utf8_lossy(&body[..body.len().min(80)]));
+    match classify(status, None, &preview, reset) {
+        Some(ApiError::BadBody { .. }) | None => ApiError::BadBody {
             http_status: status,
-            detail: "data.ticket is not an object".into(),
-        }),
-        None => Err(ApiError::BadBody {
-            http_status: status,
-            detail: "no data.ticket in the response".into(),
-        }),
+            detail: format!("not JSON ({} bytes): {preview:?}", body.len()),
+        },
+        Some(other) => other,
     }
 }
 
-/// `data.ticket` through a JSON value (duplicate keys: the last one counts).
-fn ticket_from_value(status: u16, body: &[u8]) -> Result<String, ApiError> {
-    let bad = |detail: String| ApiError::BadBody {
-        http_status: status,
-        detail,
-    };
-    let value: serde_json::Value = serde_json::from_slice(body).map_err(|e| bad(e.to_string()))?;
-    match value.get("data").and_then(|d| d.get("ticket")) {
-        Some(ticket) if ticket.is_object() => Ok(ticket.to_string()),
-        Some(_) => Err(bad("data.ticket is not an object".into())),
-        None => Err(bad("no data.ticket in the response".into())),
+fn rate_limit_reset(headers: &HeaderMap) -> Option<Duration> {
+    parse_rate_limit_reset(
+        headers
+            .get("x-ogw-ratelimit-reset")
+            .and_then(|v| v.to_str().ok()),
+    )
+    .map(|d| d.min(MAX_RATE_LIMIT_WAIT))
+}
+
+fn lenient_code(code: &Lenient<i64>) -> Option<i64> {
+    match code {
+        Lenient::Value(c) => Some(*c),
+        _ => None,
     }
+}
+
+/// The body as JSON text can start: a UTF-8 byte order mark is dropped; a compressed body we
+/// did not ask for (no `Accept-Encoding` is sent) is a bad body, named as such.
+pub(super) fn plain_body(status: u16, body: bytes::Bytes) -> Result<bytes::Bytes, ApiError> {
+    const BOM: &[u8] = b"\xEF\xBB\xBF";
+    if body.starts_with(BOM) {
+        return Ok(body.slice(BOM.len()..));
+    }
+    if body.starts_with(&[0x1f, 0x8b]) {
+        return Err(ApiError::BadBody {
+            http_status: status,
+            detail: format!("a gzip body we did not ask for ({} bytes)", body.len()),
+        });
+    }
+    Ok(body)
 }
 
 #[cfg(test)]
