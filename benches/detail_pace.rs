@@ -101,6 +101,7 @@ async fn run(db_url: &str, tickets: usize, rate: f64, in_flight: usize) -> anyho
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    support::install_crypto_provider();
     // `cargo bench` passes --bench; nothing else to parse.
     let server = support::server()?;
     let name = format!("hsbench_{}", std::process::id());

@@ -288,6 +288,7 @@ async fn list_soak(admin_url: &str, tickets: usize, seconds: u64) -> anyhow::Res
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    support::install_crypto_provider();
     let admin_url = support::server_url();
     let tickets = env_usize("BENCH_TICKETS", 100_000);
     let detail_seconds = env_usize("BENCH_DETAIL_SECONDS", 30) as u64;

@@ -145,6 +145,7 @@ async fn scenario(db_url: &str, tickets: usize, unit: TimeBoundUnit) -> anyhow::
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    support::install_crypto_provider();
     let server = support::server()?;
     let name = format!("hsbench_messages_{}", std::process::id());
     let db_url = support::reset_database(&server, &name)

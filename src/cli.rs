@@ -184,8 +184,11 @@ impl CliError {
     }
 }
 
-/// Runs the command and turns the result into an exit code.
+/// Runs the command and turns the result into an exit code. Installs the process-wide TLS
+/// crypto provider first (reqwest is built without one; ring is the lean one): every HTTP
+/// client of the process relies on it.
 pub fn main(cli: Cli) -> ExitCode {
+    let _ = rustls::crypto::ring::default_provider().install_default();
     // sqlx reports Postgres NOTICEs (e.g. "relation already exists, skipping") at info.
     let default_filter = match cli.command {
         Command::Demo { .. } => "warn",
@@ -661,7 +664,6 @@ async fn simulate(
             config.verification_token,
             config.encrypt_key,
         );
-        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()

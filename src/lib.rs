@@ -15,8 +15,8 @@
 //!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
 //! 2. The outside world:
 //!    - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
-//!      (requests, retries), [`feishu::error`] (the error policy table), [`feishu::wire`]
-//!      (lenient JSON types).
+//!      (requests, retries), [`feishu::parse`] (answers to pages, tickets, tokens or errors; no
+//!      I/O), [`feishu::error`] (the error policy table), [`feishu::wire`] (lenient JSON types).
 //!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks);
 //!      [`normalize::listed`]: a list row laid over stored content, compared with its detail.
 //!    - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),

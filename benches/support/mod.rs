@@ -15,6 +15,12 @@ use sqlx::{ConnectOptions, Executor};
 /// The server when `DATABASE_URL` is not set (the README's setup).
 pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432/postgres";
 
+/// The process-wide TLS crypto provider, as the binary's entry point (`cli::main`) installs
+/// it: a bench that builds a `FeishuClient` calls this first. Idempotent.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A size or count from the environment variable `name`, else `default`.
 pub fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -4,7 +4,7 @@
 #![no_main]
 
 use helpdesk_sync::domain::{ListTrust, TicketId};
-use helpdesk_sync::feishu::client::parse_list_response;
+use helpdesk_sync::feishu::parse::parse_list_response;
 use helpdesk_sync::normalize::listed::{compare_with_detail, merge_list_row, normalize_list_row};
 use libfuzzer_sys::fuzz_target;
 

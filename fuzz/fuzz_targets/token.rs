@@ -3,7 +3,7 @@
 //! (it may be the tenant token; `sync_runs.error`, `check` and the logs show errors).
 #![no_main]
 
-use helpdesk_sync::feishu::client::parse_token_response;
+use helpdesk_sync::feishu::parse::parse_token_response;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -3,7 +3,7 @@
 #![no_main]
 
 use helpdesk_sync::domain::TicketId;
-use helpdesk_sync::feishu::client::{parse_list_response, parse_ticket_response};
+use helpdesk_sync::feishu::parse::{parse_list_response, parse_ticket_response};
 use helpdesk_sync::normalize::{normalize_ticket, repair_surrogate_escapes};
 use libfuzzer_sys::fuzz_target;
 

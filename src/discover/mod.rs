@@ -22,7 +22,8 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 
 use crate::domain::{DiscoveryReport, TicketId};
-use crate::feishu::client::{ListPage, ListQuery, ListedTicket, MAX_PAGE_SIZE, TimeField};
+use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
+use crate::feishu::parse::{ListPage, ListedTicket};
 use crate::feishu::{ApiError, FeishuClient};
 use crate::normalize::epoch_to_datetime;
 use crate::store::Store;

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 
 use crate::domain::{ListTrust, TicketId, TicketRecord};
-use crate::feishu::client::ListedTicket;
+use crate::feishu::parse::ListedTicket;
 use crate::normalize::epoch_to_datetime;
 use crate::normalize::listed::normalize_list_row;
 use crate::store::Store;

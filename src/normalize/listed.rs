@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_seed_example_normalizes_from_a_list_row_without_tags() {
-        let detail = crate::feishu::client::parse_ticket_response(
+        let detail = crate::feishu::parse::parse_ticket_response(
             200,
             &reqwest::header::HeaderMap::new(),
             include_bytes!("../../tests/fixtures/seed_ticket_detail.json"),
@@ -175,7 +175,7 @@ mod tests {
         for entry in std::fs::read_dir(&dir).unwrap() {
             let body = std::fs::read(entry.unwrap().path()).unwrap();
             let headers = reqwest::header::HeaderMap::new();
-            let Ok(page) = crate::feishu::client::parse_list_response(200, &headers, &body) else {
+            let Ok(page) = crate::feishu::parse::parse_list_response(200, &headers, &body) else {
                 continue;
             };
             for row in &page.tickets {

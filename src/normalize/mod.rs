@@ -564,7 +564,7 @@ mod tests {
 
     /// The seed's example response, taken apart by the client's own response parser.
     fn seed_ticket_json() -> String {
-        crate::feishu::client::parse_ticket_response(
+        crate::feishu::parse::parse_ticket_response(
             200,
             &reqwest::header::HeaderMap::new(),
             SEED.as_bytes(),

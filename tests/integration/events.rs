@@ -59,7 +59,7 @@ pub(crate) fn workspace_with(sim: &SimServer, db: &TestDb, feishu_extra: &str) -
 }
 
 pub(crate) fn http() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    install_crypto_provider();
     reqwest::Client::new()
 }
 

@@ -14,6 +14,13 @@ use crate::helpers::{
     TestDb, Workspace, collect_lines, count, logged_address, run_binary, signal, wait_for,
 };
 
+/// The process-wide TLS crypto provider, as the binary's entry point (`cli::main`) installs it:
+/// an HTTP client built in the test process (reqwest, `FeishuClient`) needs one. Idempotent;
+/// `start_sim` and `TestDb::new` call it, so every test has it.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// A value written into a TOML config: strings quoted, numbers and booleans as they are.
 pub trait TomlValue {
     fn toml(&self) -> String;

@@ -72,6 +72,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub async fn new() -> Self {
+        install_crypto_provider();
         let base: PgConnectOptions = server_url().await.parse().expect("DATABASE_URL");
         let name = format!(
             "hstest_{}_{}_{}",
@@ -184,6 +185,7 @@ impl Drop for TestDb {
 
 /// A simulator on a random local port.
 pub async fn start_sim(config: SimConfig) -> SimServer {
+    install_crypto_provider();
     SimServer::start(config, "127.0.0.1:0".parse().expect("addr"))
         .await
         .expect("start simulator")

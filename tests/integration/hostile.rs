@@ -614,7 +614,6 @@ async fn custom_field_values_of_any_length_are_stored() {
 /// daemon's `/readyz` answers 503 naming them and `/metrics` sets `health_problems{cause}`.
 #[tokio::test]
 async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = start_sim(unlimited_sim(5)).await;
     let ids = sim.state.ticket_ids();
     // Failing, ticket-level, every time.
@@ -1090,7 +1089,6 @@ async fn events_ahead_of_the_api_are_fetched_again_until_it_catches_up() {
 #[tokio::test]
 async fn slow_http_clients_cannot_exhaust_the_listener() {
     use tokio::io::AsyncWriteExt;
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let sim = start_sim(unlimited_sim(2)).await;
     let db = TestDb::new().await;
     let ws = Workspace::configured(

@@ -174,7 +174,6 @@ async fn check_names_each_wrong_credential_distinctly() {
 
 #[tokio::test]
 async fn metrics_health_and_json_logs_during_a_run() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(25)).await;
     let ws = TestConfig::new(&sim, &db)
@@ -269,7 +268,6 @@ async fn metrics_health_and_json_logs_during_a_run() {
 
 #[tokio::test]
 async fn readyz_reports_a_fatal_last_cycle() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(3)).await;
     let ws = TestConfig::new(&sim, &db)
