@@ -212,12 +212,19 @@ async fn demo_twice_leaves_the_same_tables_and_a_config_that_status_reads() {
     let config = dir.path().join("helpdesk-sync-demo.toml");
     let text = std::fs::read_to_string(&config).expect("the demo leaves its config");
     assert!(text.contains("[sla]") && text.contains(db.name()), "{text}");
-    let status = run_binary(
-        &["--config", config.to_str().unwrap(), "status", "--json"],
-        &[],
-        None,
-    )
-    .await;
+    // As a user would run it: the database is the one in the file (DATABASE_URL, set by CI,
+    // would override it).
+    let with_config = |args: &[&str]| {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_helpdesk-sync"));
+        command
+            .args(["--config", config.to_str().unwrap()])
+            .args(args)
+            .env_remove("DATABASE_URL")
+            .env_remove("HELPDESK_SYNC_CONFIG")
+            .stdin(std::process::Stdio::null());
+        command.output()
+    };
+    let status = with_config(&["status", "--json"]).await.unwrap();
     let json = stdout(&status);
     assert!(
         json.contains("\"queue\""),
@@ -225,14 +232,7 @@ async fn demo_twice_leaves_the_same_tables_and_a_config_that_status_reads() {
         stderr(&status)
     );
     // migrate through it keeps the demo's SLA targets (they are in the file).
-    assert_ok(
-        &run_binary(
-            &["--config", config.to_str().unwrap(), "migrate"],
-            &[],
-            None,
-        )
-        .await,
-    );
+    assert_ok(&with_config(&["migrate"]).await.unwrap());
     assert_eq!(db.count("SELECT count(*) FROM sla_targets").await, 2);
 }
 

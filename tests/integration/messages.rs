@@ -755,7 +755,8 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
     };
     let tickets = || try_count("SELECT count(*) FROM tickets");
     let mut stored = false;
-    for _ in 0..300 {
+    // Coarse: a first install on a loaded machine (migrations, discovery, 120 details).
+    for _ in 0..1200 {
         if tickets().await == 120 {
             stored = true;
             break;
@@ -785,8 +786,10 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
     }
     let found_after = found_after.expect("the new ticket was never stored");
     eprintln!("new ticket stored after {found_after:?}; conversations unread then: {unread_then}");
+    // Measured 16 s (5 s schedule, claimed reads finishing at 2/s); before the claim budget it
+    // waited for the whole backlog (121 s). Coarse, so a loaded machine does not fail it.
     assert!(
-        found_after < Duration::from_secs(20),
+        found_after < Duration::from_secs(60),
         "the new ticket waited {found_after:?} for the conversation backlog"
     );
     assert!(
