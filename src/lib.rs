@@ -50,23 +50,23 @@
 
 pub mod cli;
 pub mod config;
-pub mod console;
-pub mod demo;
-pub mod discover;
+pub(crate) mod console;
+pub(crate) mod demo;
+pub(crate) mod discover;
 pub mod domain;
 pub mod events;
 pub mod feishu;
-pub mod http;
-pub mod metrics;
+pub(crate) mod http;
+pub(crate) mod metrics;
 pub mod normalize;
-pub mod pace;
+pub(crate) mod pace;
 pub mod reprocess;
-pub mod scheduler;
+pub(crate) mod scheduler;
 pub mod sim;
-pub mod status;
+pub(crate) mod status;
 pub mod store;
 pub mod sync;
-pub mod telemetry;
+pub(crate) mod telemetry;
 
 /// The `application_name` of our database sessions (how operators spot us in `pg_stat_activity`).
 pub const APP_NAME: &str = "helpdesk-sync";

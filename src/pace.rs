@@ -167,6 +167,7 @@ impl Pacer {
     }
 
     /// The current pace in requests per second.
+    #[cfg(test)]
     pub fn current_rate(&self) -> f64 {
         self.adaptive.lock().unwrap_or_else(|p| p.into_inner()).rate
     }
@@ -183,6 +184,8 @@ impl Pacer {
         Some(slot)
     }
 
+    /// How many waits a shared pause caused (the tests read it).
+    #[cfg(test)]
     pub fn pause_waits(&self) -> u64 {
         self.pause_waits.load(Ordering::Relaxed)
     }
