@@ -10,7 +10,8 @@
 //!      targets); secrets redacted.
 //!    - [`domain`]: strict row types ([`domain::TicketRecord`]), fetch outcomes, and the plain
 //!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys;
-//!      [`domain::listing`]: content provenance and the trust verified in list rows).
+//!      [`domain::listing`]: content provenance and the trust verified in list rows;
+//!      [`domain::api_codes`]: Feishu's error codes, one constant each).
 //!    - [`pace`]: the shared rate limiter and the retry backoff policy.
 //!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
 //! 2. The outside world:
@@ -19,13 +20,19 @@
 //!      I/O), [`feishu::error`] (the error policy table), [`feishu::wire`] (lenient JSON types).
 //!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks);
 //!      [`normalize::listed`]: a list row laid over stored content, compared with its detail.
-//!    - [`store`]: Postgres: connection and migrations, [`store::queue`] (known ids, claims),
-//!      [`store::upsert`] (batched transactional writes) and [`store::children`] (a ticket's
-//!      child rows), [`store::history`] (versions, status transitions), [`store::discovery`]
-//!      (scan positions, change detection), [`store::events`] (event receipts),
-//!      [`store::listed`] (list rows written under a lock, their verification by details),
-//!      [`store::runs`] (`sync_runs`), [`store::sla`] (SLA results refreshed on write, the full
-//!      recompute after calendar or target edits, seeding `[sla]`).
+//!    - [`store`]: Postgres, and all of the SQL: connection and migrations,
+//!      [`store::reporting`] (the `reporting` schema's view definitions, `migrations/reporting/`,
+//!      and the read-only role), [`store::queue`] (known ids, claims), [`store::upsert`] (the
+//!      queue's outcomes of a batch), [`store::write`] (the rows of changed tickets, in one
+//!      transaction) and [`store::children`] (a ticket's child rows), [`store::history`]
+//!      (versions, status transitions), [`store::discovery`] (scan positions, change detection),
+//!      [`store::events`] (event receipts), [`store::listed`] (list rows written under a lock,
+//!      their verification by details), [`store::messages`] (conversations), [`store::runs`]
+//!      (`sync_runs`), [`store::lock`] (the helpdesk lock's advisory lock and fence),
+//!      [`store::sla`] (SLA results refreshed on write, the full recompute after calendar or
+//!      target edits, seeding `[sla]`), [`store::status`] (what `status` and `check` read),
+//!      [`store::summary`] (the demo's closing numbers), [`store::raw`] (stored JSON for
+//!      `reprocess`).
 //! 3. The work:
 //!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark; its `rows`
 //!      step stores each listed ticket's content at once) and the operator's known-ids query.
@@ -37,7 +44,7 @@
 //!    - [`reprocess`]: rebuild the normalized tables from stored raw JSON (no API calls).
 //! 4. The services:
 //!    - [`scheduler`]: the `run` daemon: cron loop, [`scheduler::lock`] (one syncer per
-//!      helpdesk), [`scheduler::watch`] (heartbeat, systemd watchdog, stall watch), shutdown,
+//!      helpdesk: renewals, takeover, the send lease), [`scheduler::watch`] (heartbeat, systemd watchdog, stall watch), shutdown,
 //!      the wake-up for webhook events.
 //!    - [`http`]: `/metrics`, `/healthz`, `/readyz` and the event path for `run`.
 //!    - [`status`]: the `status` and `check` commands (operator's view).
@@ -46,7 +53,11 @@
 //!    - [`console`]: terminal progress bar and cycle summaries, shared by `cli` and `demo`.
 //!    - [`cli`]: the command line (`migrate`, `enqueue`, `sync`, `run`, `status`, `check`,
 //!      `reprocess`, `subscribe-events`, `simulate`, `demo`) and exit codes.
-//!    - [`demo`]: the `demo` command: simulator + real pipeline into a local database.
+//!    - [`demo`]: the `demo` command: simulator + real pipeline into a local database of its own
+//!      (made anew every run), and the config file it leaves.
+//!
+//! Modules only the crate uses are `pub(crate)`; the public ones are what the tests, benches,
+//! fuzz targets and the binary use.
 
 pub mod cli;
 pub mod config;
