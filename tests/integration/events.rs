@@ -10,11 +10,6 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-/// Once a year: only the start-up cycle and events cause cycles in these tests.
-// Unused since the harness migration (`TestConfig::rarely`); kept for tests written in parallel.
-#[allow(dead_code)]
-const RARELY: &str = "schedule = \"0 0 0 1 1 *\"\n";
-
 /// A daemon with events on, its log lines, and its event URL.
 pub(crate) struct Daemon {
     daemon: crate::harness::Daemon,

@@ -201,8 +201,6 @@ pub struct Workspace {
 impl Workspace {
     /// Config for the simulator's real credentials; `feishu_extra` lines (`key = value`)
     /// add to or replace the `[feishu]` defaults.
-    // The tests in this tree build configs with `TestConfig`; kept for tests written against it.
-    #[allow(dead_code)]
     pub fn new(sim: &SimServer, db: &TestDb, feishu_extra: &str) -> Self {
         Self::configured(sim, db, feishu_extra, "")
     }
@@ -273,11 +271,6 @@ fn command(args: &[&str], env: &[(&str, &str)]) -> tokio::process::Command {
         cmd.env(k, v);
     }
     cmd
-}
-
-/// Sends SIGTERM to a child.
-pub fn terminate(child: &tokio::process::Child) {
-    signal(child, "TERM");
 }
 
 /// Sends signal `name` (TERM, KILL, ...) to a child.

@@ -7,19 +7,6 @@ use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer, max_in_window};
 
 use crate::helpers::*;
 
-// Unused since the harness migration; kept for tests written against it in parallel.
-#[allow(dead_code)]
-const EVERY_SECOND: &str = "schedule = \"* * * * * *\"\n";
-
-async fn stop(mut child: tokio::process::Child) {
-    terminate(&child);
-    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
-        .await
-        .expect("the daemon did not exit in time")
-        .expect("wait for the daemon");
-    assert!(status.success(), "{status:?}");
-}
-
 /// Detail requests a simulator answered, as instants on the test's clock.
 fn detail_instants(sim: &SimServer) -> Vec<Instant> {
     let started = sim.state.started();
@@ -1097,8 +1084,8 @@ async fn slow_http_clients_cannot_exhaust_the_listener() {
         FAST,
         "schedule = \"0 0 0 1 1 *\"\n\n[http]\nlisten = \"127.0.0.1:0\"\n",
     );
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
+    let daemon = ws.daemon();
+    let lines = daemon.log();
     assert!(
         wait_for(Duration::from_secs(30), || count(
             &lines,
@@ -1152,5 +1139,5 @@ async fn slow_http_clients_cannot_exhaust_the_listener() {
         lines.lock().unwrap()
     );
     drop(slow);
-    stop(daemon).await;
+    daemon.stop().await;
 }

@@ -652,8 +652,8 @@ async fn every_conversation_failing_is_a_health_problem() {
             "{problems}"
         );
         // The daemon's /readyz and /metrics name the same cause.
-        let mut daemon = ws.spawn_run(&[]);
-        let lines = collect_lines(&mut daemon);
+        let mut daemon = ws.daemon();
+        let lines = daemon.log();
         assert!(
             wait_for(Duration::from_secs(30), || count(
                 &lines,
@@ -684,8 +684,8 @@ async fn every_conversation_failing_is_a_health_problem() {
             metrics.contains("helpdesk_sync_health_problems{cause=\"conversations_failing\"} 1"),
             "{metrics}"
         );
-        terminate(&daemon);
-        let _ = tokio::time::timeout(Duration::from_secs(15), daemon.wait()).await;
+        daemon.sigterm();
+        let _ = tokio::time::timeout(Duration::from_secs(15), daemon.child().wait()).await;
     }
 }
 
@@ -741,8 +741,8 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
         "list_requests_per_second = 500.0\n",
         "schedule = \"*/5 * * * * *\"\n",
     );
-    let mut daemon = ws.spawn_run(&[]);
-    let lines = collect_lines(&mut daemon);
+    let mut daemon = ws.daemon();
+    let lines = daemon.log();
     // The daemon creates the tables: until then, 0.
     let try_count = |sql: &'static str| {
         let pool = db.pool.clone();
@@ -833,6 +833,6 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
     .await
     .unwrap();
     assert!(not_ok.is_empty(), "{not_ok:?}");
-    terminate(&daemon);
-    let _ = tokio::time::timeout(Duration::from_secs(15), daemon.wait()).await;
+    daemon.sigterm();
+    let _ = tokio::time::timeout(Duration::from_secs(15), daemon.child().wait()).await;
 }
