@@ -56,8 +56,10 @@ pub enum DiscoveryError {
         "the list window {start_ms}..{end_ms} kept changing while it was paged; read again next cycle"
     )]
     Unstable { start_ms: i64, end_ms: i64 },
+    /// The store failed (a scan position, list rows, the queue). Built only from store results
+    /// (no blanket conversion from any error).
     #[error("database: {0:#}")]
-    Database(#[from] anyhow::Error),
+    Database(anyhow::Error),
 }
 
 /// Runs the backfill if one is due, then the incremental scan. `on_progress` is called with
@@ -70,7 +72,9 @@ pub async fn discover(
     stop: &CancellationToken,
 ) -> Result<DiscoveryReport, DiscoveryError> {
     let rows = match options.store_list_rows {
-        true => rows::RowStore::new(store).await?,
+        true => rows::RowStore::new(store)
+            .await
+            .map_err(DiscoveryError::Database)?,
         false => None,
     };
     let mut run = Discovery {
@@ -83,17 +87,30 @@ pub async fn discover(
         report: DiscoveryReport::default(),
     };
     let helpdesk_id = options.helpdesk_id.as_str();
-    let now = store.now().await?;
-    let updated = store.scan_state(helpdesk_id, Scan::Updated).await?;
-    let backfill = store.scan_state(helpdesk_id, Scan::Backfill).await?;
+    let now = store.now().await.map_err(DiscoveryError::Database)?;
+    let updated = store
+        .scan_state(helpdesk_id, Scan::Updated)
+        .await
+        .map_err(DiscoveryError::Database)?;
+    let backfill = store
+        .scan_state(helpdesk_id, Scan::Backfill)
+        .await
+        .map_err(DiscoveryError::Database)?;
     if let Some(range) = plan_backfill(options, updated.as_ref(), backfill.as_ref(), now) {
         run.backfill(range).await?;
         if updated.is_none() {
             // Changes made while the backfill ran are picked up from its start on.
-            store.save_watermark(helpdesk_id, range.2).await?;
+            store
+                .save_watermark(helpdesk_id, range.2)
+                .await
+                .map_err(DiscoveryError::Database)?;
         }
     }
-    if let Some(state) = store.scan_state(helpdesk_id, Scan::Updated).await? {
+    if let Some(state) = store
+        .scan_state(helpdesk_id, Scan::Updated)
+        .await
+        .map_err(DiscoveryError::Database)?
+    {
         run.incremental(state.scanned_until, now).await?;
     }
     Ok(run.report)
@@ -134,7 +151,8 @@ impl<'s> Discovery<'s> {
         tracing::info!(from = %resume, to = %end, "scanning ticket history by create time");
         store
             .save_backfill(helpdesk_id, start, resume, end, false)
-            .await?;
+            .await
+            .map_err(DiscoveryError::Database)?;
         self.scanner(TimeField::Created)
             .scan(resume, end, |until| async move {
                 store
@@ -144,7 +162,8 @@ impl<'s> Discovery<'s> {
             .await?;
         store
             .save_backfill(helpdesk_id, start, end, end, true)
-            .await?;
+            .await
+            .map_err(DiscoveryError::Database)?;
         self.report.backfill_completed = true;
         Ok(())
     }
@@ -168,7 +187,10 @@ impl<'s> Discovery<'s> {
                 store.save_watermark(helpdesk_id, until).await
             })
             .await?;
-        store.save_watermark(helpdesk_id, now).await?;
+        store
+            .save_watermark(helpdesk_id, now)
+            .await
+            .map_err(DiscoveryError::Database)?;
         Ok(())
     }
 }
@@ -250,7 +272,9 @@ impl Scanner<'_, '_> {
         while let Some((start, end)) = pieces.pop() {
             match self.read_piece(start, end).await? {
                 Piece::Read => {
-                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH)).await?;
+                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH))
+                        .await
+                        .map_err(DiscoveryError::Database)?;
                     (self.on_progress)(self.report.pages);
                 }
                 // Halves overlap by one millisecond: whether the API's bounds are inclusive is
@@ -422,13 +446,20 @@ impl Scanner<'_, '_> {
             }
         }
         if let Some(rows) = self.rows.as_deref_mut() {
-            self.report.stored_from_list += rows.store(&unique).await?;
+            self.report.stored_from_list += rows
+                .store(&unique)
+                .await
+                .map_err(DiscoveryError::Database)?;
         }
         let listed: BTreeMap<String, Option<DateTime<Utc>>> = unique
             .iter()
             .map(|(id, t)| (id.clone(), t.updated_at_ms.and_then(epoch_to_datetime)))
             .collect();
-        let noted = self.store.note_listed(&listed).await?;
+        let noted = self
+            .store
+            .note_listed(&listed)
+            .await
+            .map_err(DiscoveryError::Database)?;
         if count {
             self.report.listed += tickets.len() as u64;
             self.report.queued += noted.queued;
