@@ -397,13 +397,22 @@ impl Daemon {
         assert!(status.success(), "{status:?}: {:?}", self.lines());
     }
 
+    /// SIGKILL, and wait for the process to be gone (a crash, as tests stage it).
+    pub async fn kill(mut self) {
+        self.sigkill();
+        let _ = self.child.wait().await;
+    }
+
+    /// SIGTERM, and wait up to `limit` for the exit, whatever it is (for tests done with the
+    /// daemon; [`Daemon::stop`] also asserts a clean exit).
+    pub async fn terminate(mut self, limit: Duration) {
+        self.sigterm();
+        let _ = tokio::time::timeout(limit, self.child.wait()).await;
+    }
+
     /// SIGTERM, then a clean exit within 30 s.
     pub async fn stop(mut self) {
         self.stop_within(Duration::from_secs(30)).await;
-    }
-
-    pub fn child(&mut self) -> &mut tokio::process::Child {
-        &mut self.child
     }
 }
 

@@ -652,7 +652,7 @@ async fn every_conversation_failing_is_a_health_problem() {
             "{problems}"
         );
         // The daemon's /readyz and /metrics name the same cause.
-        let mut daemon = ws.daemon();
+        let daemon = ws.daemon();
         let lines = daemon.log();
         assert!(
             wait_for(Duration::from_secs(30), || count(
@@ -684,8 +684,7 @@ async fn every_conversation_failing_is_a_health_problem() {
             metrics.contains("helpdesk_sync_health_problems{cause=\"conversations_failing\"} 1"),
             "{metrics}"
         );
-        daemon.sigterm();
-        let _ = tokio::time::timeout(Duration::from_secs(15), daemon.child().wait()).await;
+        daemon.terminate(Duration::from_secs(15)).await;
     }
 }
 
@@ -741,7 +740,7 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
         "list_requests_per_second = 500.0\n",
         "schedule = \"*/5 * * * * *\"\n",
     );
-    let mut daemon = ws.daemon();
+    let daemon = ws.daemon();
     let lines = daemon.log();
     // The daemon creates the tables: until then, 0.
     let try_count = |sql: &'static str| {
@@ -833,6 +832,5 @@ async fn a_conversation_backlog_does_not_hold_discovery_hostage() {
     .await
     .unwrap();
     assert!(not_ok.is_empty(), "{not_ok:?}");
-    daemon.sigterm();
-    let _ = tokio::time::timeout(Duration::from_secs(15), daemon.child().wait()).await;
+    daemon.terminate(Duration::from_secs(15)).await;
 }

@@ -197,16 +197,14 @@ async fn runs_left_running_by_a_killed_worker_are_closed_as_abandoned() {
     );
     for _ in 0..2 {
         let before = sim.state.detail_requests(None);
-        let mut daemon = ws.daemon();
-        let _lines = daemon.log();
+        let daemon = ws.daemon();
         let state = sim.state.clone();
         assert!(
             wait_for(Duration::from_secs(30), || state.detail_requests(None)
                 >= before + 5)
             .await
         );
-        daemon.sigkill();
-        let _ = daemon.child().wait().await;
+        daemon.kill().await;
     }
     let running = "SELECT count(*) FROM sync_runs WHERE outcome = 'running'";
     assert!(
@@ -263,7 +261,7 @@ async fn a_run_completion_the_database_refused_is_written_when_it_comes_back() {
     ] {
         sqlx::query(sql).execute(&db.pool).await.unwrap();
     }
-    let mut daemon = ws.daemon();
+    let daemon = ws.daemon();
     let lines = daemon.log();
     assert!(
         wait_for(Duration::from_secs(60), || count(
@@ -293,8 +291,7 @@ async fn a_run_completion_the_database_refused_is_written_when_it_comes_back() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    daemon.sigterm();
-    let _ = tokio::time::timeout(Duration::from_secs(30), daemon.child().wait()).await;
+    daemon.terminate(Duration::from_secs(30)).await;
     assert!(done, "{:?}", lines.lock().unwrap());
     assert_eq!(
         db.count("SELECT count(*) FROM sync_runs WHERE outcome = 'running'")

@@ -310,15 +310,14 @@ async fn sigkill_mid_batch_then_restart_finishes_without_duplicates() {
         .every_second()
         .workspace();
     let details_before = sim.state.detail_requests(None);
-    let mut daemon = ws.daemon();
+    let daemon = ws.daemon();
     let state = sim.state.clone();
     assert!(
         wait_for(Duration::from_secs(30), || state.detail_requests(None)
             >= details_before + 20)
         .await
     );
-    daemon.sigkill();
-    let _ = daemon.child().wait().await;
+    daemon.kill().await;
     let claimed = db
         .count("SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL")
         .await;
