@@ -385,7 +385,9 @@ impl Daemon {
             Err(CycleError::Fatal { report, .. }) => Some(report.as_ref()),
             Err(CycleError::Database(_)) => None,
         };
-        self.shared.metrics.observe_cycle(outcome, report);
+        self.shared
+            .metrics
+            .observe_cycle(&self.helpdesk_id, outcome, report);
         *self
             .shared
             .last_outcome
