@@ -222,11 +222,6 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// One API request of the app's own (the tenant token): no helpdesk.
-    pub fn observe_request(&self, endpoint: &str, outcome: &str, seconds: f64) {
-        self.observe_helpdesk_request("", endpoint, outcome, seconds);
-    }
-
     /// One API request made for `helpdesk` (its id; empty: the app's own) and how long it
     /// took; `outcome` is `ok` or the error's label (`ApiError::outcome_label`: a Feishu code,
     /// `http_NNN`, `timeout`, `transport`). Latency is by endpoint only: the API answers every
@@ -391,7 +386,7 @@ mod tests {
         m.observe_helpdesk_request("71", "detail", &ApiError::Timeout.outcome_label(), 10.0);
         let not_found = crate::feishu::error::classify(404, Some(154004), "gone", None).unwrap();
         m.observe_helpdesk_request("72", "detail", &not_found.outcome_label(), 0.1);
-        m.observe_request("token", "ok", 0.1);
+        m.observe_helpdesk_request("", "token", "ok", 0.1);
         m.rate_limit_wait();
         m.token_refresh();
         m.set_helpdesks([("71", "IT"), ("72", "HR")]);
@@ -406,7 +401,11 @@ mod tests {
                 parked: 0,
             },
         );
-        m.set_health("72", &["last_run_failed", "queue_behind"], &["last_run_failed"]);
+        m.set_health(
+            "72",
+            &["last_run_failed", "queue_behind"],
+            &["last_run_failed"],
+        );
         let text = m.encode();
         for line in [
             "helpdesk_sync_api_requests_total{helpdesk=\"71\",endpoint=\"detail\",outcome=\"ok\"} 1",

@@ -75,7 +75,9 @@ pub struct HelpdeskName {
 impl std::fmt::Display for HelpdeskName {
     /// `helpdesk IT (7000000000000000002)`, or `helpdesk 7000000000000000002` without a name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.name.is_empty() || self.name == self.id {
+        if self.id.is_empty() {
+            write!(f, "every helpdesk (none configured)")
+        } else if self.name.is_empty() || self.name == self.id {
             write!(f, "helpdesk {}", self.id)
         } else {
             write!(f, "helpdesk {} ({})", self.name, self.id)
@@ -84,12 +86,24 @@ impl std::fmt::Display for HelpdeskName {
 }
 
 /// The configured helpdesks, in config order.
+/// The configured helpdesks, in config order; with none configured, one with an empty id
+/// (reads then cover every helpdesk in the database).
 pub fn helpdesk_names(settings: &Settings) -> Vec<HelpdeskName> {
-    let id = settings.feishu.helpdesk_id.trim().to_owned();
-    vec![HelpdeskName {
-        name: id.clone(),
-        id,
-    }]
+    let names: Vec<HelpdeskName> = settings
+        .helpdesks()
+        .iter()
+        .map(|h| HelpdeskName {
+            id: h.id.clone(),
+            name: h.name.clone(),
+        })
+        .collect();
+    if names.is_empty() {
+        return vec![HelpdeskName {
+            id: String::new(),
+            name: String::new(),
+        }];
+    }
+    names
 }
 
 /// List-first ingestion: on or off, the tickets waiting for the detail that verifies them, and
@@ -592,7 +606,10 @@ fn render_helpdesk(out: &mut String, h: &HelpdeskStatus, ago: &dyn Fn(DateTime<U
     render_queue(out, &h.queue);
     render_freshness(out, &h.freshness, ago);
     render_discovery(out, &h.discovery, ago);
-    out.push_str(&format!("  lock:      {}\n", describe_lock(h.lock.as_ref(), ago)));
+    out.push_str(&format!(
+        "  lock:      {}\n",
+        describe_lock(h.lock.as_ref(), ago)
+    ));
 }
 
 /// A lock renewed longer ago than this has no live holder (holders renew every second).
@@ -602,18 +619,22 @@ fn describe_lock(lock: Option<&LockState>, ago: &dyn Fn(DateTime<Utc>) -> String
     match lock {
         None => "never taken".to_owned(),
         Some(LockState { holder: None, .. }) => "free (released)".to_owned(),
-        Some(l @ LockState {
-            holder: Some(holder),
-            ..
-        }) if l.renewed_seconds_ago <= LOCK_ALIVE_WITHIN_S => format!(
+        Some(
+            l @ LockState {
+                holder: Some(holder),
+                ..
+            },
+        ) if l.renewed_seconds_ago <= LOCK_ALIVE_WITHIN_S => format!(
             "held by {holder} (epoch {}) for {}",
             l.epoch,
             ago(l.taken_at)
         ),
-        Some(l @ LockState {
-            holder: Some(holder),
-            ..
-        }) => format!(
+        Some(
+            l @ LockState {
+                holder: Some(holder),
+                ..
+            },
+        ) => format!(
             "free: its last holder {holder} (epoch {}) stopped renewing it {} ago",
             l.epoch,
             ago(l.renewed_at)
@@ -772,11 +793,19 @@ pub struct Step {
 fn helpdesk_credentials(
     settings: &Settings,
 ) -> Result<Vec<(HelpdeskName, crate::config::Credentials)>, crate::config::ConfigError> {
-    let credentials = settings.feishu.credentials()?;
-    Ok(helpdesk_names(settings)
+    // The app's keys first, then a helpdesk at all: their errors name `feishu.*`.
+    settings.feishu.app_credentials()?;
+    settings
+        .select_helpdesks(None)?
         .into_iter()
-        .map(|h| (h, credentials.clone()))
-        .collect())
+        .map(|h| {
+            let name = HelpdeskName {
+                id: h.id.clone(),
+                name: h.name.clone(),
+            };
+            Ok((name, h.credentials(&settings.feishu)?))
+        })
+        .collect()
 }
 
 /// Runs the checks after the config loaded; stops at the first failed step (later steps need

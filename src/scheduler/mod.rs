@@ -129,7 +129,7 @@ async fn serve_http(
             store: store.clone(),
             wake: shared.wake.clone(),
             metrics: shared.metrics.clone(),
-            helpdesk_id: settings.feishu.helpdesk_id.trim().to_owned(),
+            helpdesks: settings.helpdesks().iter().map(|h| h.id.clone()).collect(),
             messages: settings.sync.messages,
         };
         (settings.events.path.clone(), state)

@@ -203,15 +203,24 @@ async fn metrics_health_and_json_logs_during_a_run() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
-    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"ok\"}") >= 25.0);
-    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"list\",outcome=\"ok\"}") >= 1.0);
+    // Per-helpdesk series carry the helpdesk id; the app's token requests carry none.
+    let desk = sim.state.config().helpdesk_id.clone();
+    let of = |series: &str, labels: &str| format!("{series}{{helpdesk=\"{desk}\",{labels}}}");
+    assert!(value(&of("helpdesk_sync_api_requests_total", "endpoint=\"detail\",outcome=\"ok\"")) >= 25.0);
+    assert!(value(&of("helpdesk_sync_api_requests_total", "endpoint=\"list\",outcome=\"ok\"")) >= 1.0);
+    assert!(value("helpdesk_sync_api_requests_total{helpdesk=\"\",endpoint=\"token\",outcome=\"ok\"}") >= 1.0);
     assert!(value("helpdesk_sync_api_request_duration_seconds_count{endpoint=\"detail\"}") >= 25.0);
-    assert!(value("helpdesk_sync_tickets_written_total{result=\"changed\"}") >= 25.0);
-    assert_eq!(value("helpdesk_sync_queue_tickets{state=\"known\"}"), 25.0);
-    assert!(value("helpdesk_sync_cycles_total{outcome=\"ok\"}") >= 1.0);
+    assert!(value(&of("helpdesk_sync_tickets_written_total", "result=\"changed\"")) >= 25.0);
+    assert_eq!(value(&of("helpdesk_sync_queue_tickets", "state=\"known\"")), 25.0);
+    assert!(value(&of("helpdesk_sync_cycles_total", "outcome=\"ok\"")) >= 1.0);
     assert!(value("helpdesk_sync_token_refreshes_total") >= 1.0);
+    assert_eq!(
+        value(&format!("helpdesk_sync_helpdesk_info{{helpdesk=\"{desk}\",name=\"{desk}\"}}")),
+        1.0
+    );
+    assert_eq!(value(&of("helpdesk_sync_health_problems", "cause=\"last_run_failed\"")), 0.0);
     let now = chrono::Utc::now().timestamp() as f64;
-    let last = value("helpdesk_sync_last_success_timestamp_seconds");
+    let last = value(&format!("helpdesk_sync_last_success_timestamp_seconds{{helpdesk=\"{desk}\"}}"));
     assert!((now - last).abs() < 60.0, "last success {last}, now {now}");
     // Every series the Grafana dashboard charts exists.
     let dashboard: Value = serde_json::from_str(
