@@ -287,7 +287,12 @@ mod tests {
 
     fn load(toml: &str, env: &[(&str, &str)]) -> Result<Settings, String> {
         let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string()));
-        Settings::from_toml_str(&format!("{APP}{toml}"), env).map_err(|e| e.to_string())
+        // Top-level keys (`helpdesks = []`) go before the `[feishu]` table.
+        let text = match toml.strip_prefix("TOP:") {
+            Some(top) => format!("{top}{APP}"),
+            None => format!("{APP}{toml}"),
+        };
+        Settings::from_toml_str(&text, env).map_err(|e| e.to_string())
     }
 
     const TWO: &str = "[[helpdesks]]\nname = \"IT\"\nhelpdesk_id = \"7000000000000000001\"\n\
@@ -410,7 +415,7 @@ mod tests {
                 "feishu.helpdesk_id",
             ),
             (
-                "helpdesks = []\n".to_owned(),
+                "TOP:helpdesks = []\n".to_owned(),
                 "helpdesks: the list is empty",
             ),
             (entry("1", "", ""), "helpdesks[0].helpdesk_token"),
