@@ -185,9 +185,10 @@ async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Re
 
 /// The store for `helpdesk`'s queue (the unscoped one when the event's helpdesk is not known).
 fn scoped(state: &EventState, helpdesk: Option<&str>) -> Store {
-    // TODO(core26 merge): state.store.for_helpdesk(id)
-    let _ = helpdesk;
-    state.store.clone()
+    match helpdesk {
+        Some(id) => state.store.for_helpdesk(id),
+        None => state.store.clone(),
+    }
 }
 
 fn ignored(state: &EventState) -> Response {

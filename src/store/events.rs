@@ -116,10 +116,3 @@ impl Store {
         Ok(done.rows_affected())
     }
 }
-
-// TODO(core26 merge): Store::helpdesk comes with core26's store; delete this then.
-impl Store {
-    fn helpdesk(&self) -> Option<&str> {
-        None
-    }
-}
