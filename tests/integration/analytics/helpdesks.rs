@@ -509,3 +509,109 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
         )
     );
 }
+
+/// A database a single-helpdesk release synced, upgraded: BI queries with the old column
+/// names read the same rows (one per day, one per person), now with the helpdesk beside them,
+/// before and after the backlog's next refresh.
+#[tokio::test]
+async fn an_upgraded_single_helpdesk_database_keeps_its_rows_for_bi() {
+    let db = TestDb::new().await;
+    migrate_before(&db, "20261206230141").await;
+    // As the release before stored them: helpdesk 7001; T1 (guest Ann) created 2026-01-01
+    // and open since; T2 (owner Ben) created 2026-01-02 and closed 2026-01-03 12:00.
+    sqlx::raw_sql(
+        "INSERT INTO helpdesk_users (user_id, name, last_seen_at)
+         VALUES ('ou_ann', 'Ann', now()), ('ou_ben', 'Ben', now());
+         INSERT INTO tickets (ticket_id, helpdesk_id, status, created_at, updated_at, closed_at,
+                              guest_id, agent_owner_id, raw, fetched_at)
+         VALUES ('1001', '7001', 2, '2026-01-01 00:00Z', '2026-01-01 00:00Z', NULL, 'ou_ann',
+                 NULL, '{}', '2026-01-01 00:00Z'),
+                ('1002', '7001', 51, '2026-01-02 00:00Z', '2026-01-03 12:00Z',
+                 '2026-01-03 12:00Z', NULL, 'ou_ben', '{}', '2026-01-03 13:00Z');
+         INSERT INTO ticket_status_history
+             (ticket_id, from_status, to_status, changed_at, changed_at_source, observed_at)
+         VALUES ('1001', NULL, 2, '2026-01-01 00:00Z', 'updated_at', '2026-01-01 00:10Z'),
+                ('1002', NULL, 2, '2026-01-02 00:00Z', 'updated_at', '2026-01-02 00:10Z'),
+                ('1002', 2, 51, '2026-01-03 12:00Z', 'updated_at', '2026-01-03 13:00Z');
+         SELECT rebuild_ticket_status_stays(ARRAY['1001', '1002']);
+         SELECT refresh_daily_backlog();",
+    )
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let ws = TestConfig::empty(&db).workspace();
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+
+    let today = Utc::now().date_naive();
+    let d = |day: u32| NaiveDate::from_ymd_opt(2026, 1, day).unwrap();
+    let days = (today - d(1)).num_days() + 1;
+    // By hand: open at the end of Jan 1: T1; Jan 2: T1 and T2; from Jan 3 on: T1.
+    let expected_backlog = |day: NaiveDate| if day == d(2) { 2 } else { 1 };
+    for round in ["after the upgrade", "after the next refresh"] {
+        let totals: Vec<(NaiveDate, i32)> =
+            sqlx::query_as("SELECT day, open_tickets FROM reporting.backlog_totals ORDER BY day")
+                .fetch_all(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(totals.len() as i64, days, "{round}: one row per day");
+        for (day, open) in &totals {
+            assert_eq!(*open, expected_backlog(*day), "{round}: {day}");
+        }
+        assert_eq!(
+            db.count(
+                "SELECT count(*) FROM reporting.backlog_totals
+                 WHERE helpdesk_id IS DISTINCT FROM '7001' OR helpdesk_name <> '7001'"
+            )
+            .await,
+            0,
+            "{round}: the helpdesk, named by its id until the daemon registers its name"
+        );
+        assert_eq!(
+            db.count("SELECT count(*) FROM reporting.backlog WHERE helpdesk_id = '7001'")
+                .await,
+            days,
+            "{round}: one group a day (status 2, no owner, no channel)"
+        );
+        sqlx::query("SELECT refresh_daily_backlog()")
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+
+    // daily_stats: one row per day; T1 created Jan 1, T2 created Jan 2 and closed Jan 3
+    // after 36 hours.
+    let daily: Vec<(NaiveDate, i64, i64, Option<f64>)> = sqlx::query_as(
+        "SELECT day, tickets_created, tickets_closed, resolution_seconds_median
+         FROM reporting.daily_stats WHERE day <= '2026-01-04' ORDER BY day",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        daily,
+        vec![
+            (d(1), 1, 0, None),
+            (d(2), 1, 0, None),
+            (d(3), 0, 1, Some(129_600.0)),
+            (d(4), 0, 0, None),
+        ]
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.daily_stats").await,
+        days
+    );
+
+    // people: one row per person, as before, with the roles they had.
+    let people: Vec<(String, String, Option<String>)> =
+        sqlx::query_as("SELECT user_id, role, helpdesk_id FROM reporting.people ORDER BY user_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        people,
+        vec![
+            ("ou_ann".into(), "guest".into(), Some("7001".into())),
+            ("ou_ben".into(), "agent".into(), Some("7001".into())),
+        ]
+    );
+}
