@@ -131,6 +131,30 @@ priority = 200
 helpdesk = "IT"
 "#;
 
+/// reporting.sla: ticket, target, started, due, elapsed, breached, calendar, helpdesk id, name.
+type SlaRow = (
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    String,
+    String,
+);
+/// reporting.tickets: ticket, helpdesk id, calendar, first reply (wall clock, business), name.
+type TicketRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+/// reporting.people: person, helpdesk id, name, role, is_agent, is_guest.
+type PersonRow = (String, Option<String>, Option<String>, String, bool, bool);
+
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
@@ -208,17 +232,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     let pool = &db.pool;
 
     // SLA: each ticket's clock, by hand above.
-    let sla: Vec<(
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-        Option<bool>,
-        Option<String>,
-        String,
-        String,
-    )> = sqlx::query_as(
+    let sla: Vec<SlaRow> = sqlx::query_as(
         "SELECT ticket_id, target_id, started_at, breach_at, elapsed_seconds, is_breached,
                     calendar_id, helpdesk_id, helpdesk_name
              FROM reporting.sla ORDER BY ticket_id, target_id",
@@ -255,14 +269,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     );
 
     // tickets: the business columns in each helpdesk's calendar; the helpdesk appended.
-    let tickets: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        String,
-    )> = sqlx::query_as(
+    let tickets: Vec<TicketRow> = sqlx::query_as(
         "SELECT ticket_id, helpdesk_id, business_calendar_id, first_reply_seconds,
                     first_reply_business_seconds, helpdesk_name
              FROM reporting.tickets ORDER BY ticket_id",
@@ -329,7 +336,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     );
 
     // people: one row per person and helpdesk; Bob works in both.
-    let people: Vec<(String, Option<String>, Option<String>, String, bool, bool)> = sqlx::query_as(
+    let people: Vec<PersonRow> = sqlx::query_as(
         "SELECT user_id, helpdesk_id, helpdesk_name, role, is_agent, is_guest
              FROM reporting.people ORDER BY user_id, helpdesk_id",
     )
