@@ -25,6 +25,20 @@ pub(super) struct RawSettings {
     #[serde(default)]
     pub(super) sla: super::sla::RawSla,
     pub(super) health: RawHealth,
+    /// `[[helpdesks]]`: None when the file has no such list (the single-helpdesk keys apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) helpdesks: Option<Vec<RawHelpdesk>>,
+}
+
+/// One `[[helpdesks]]` entry, before validation.
+#[derive(Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawHelpdesk {
+    pub(super) name: Option<String>,
+    pub(super) helpdesk_id: Option<Scalar>,
+    #[serde(skip_serializing)]
+    pub(super) helpdesk_token: Option<Scalar>,
+    pub(super) helpdesk_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -66,6 +80,7 @@ pub(super) struct RawFeishu {
     #[serde(skip_serializing)]
     pub(super) helpdesk_token: Option<Scalar>,
     pub(super) helpdesk_token_file: Option<PathBuf>,
+    pub(super) helpdesk_name: Option<String>,
     pub(super) detail_requests_per_second: Option<f64>,
     pub(super) list_requests_per_second: Option<f64>,
     pub(super) list_requests_per_minute: Option<i64>,
@@ -130,6 +145,7 @@ pub(super) const TEXT_KEYS: &[&str] = &[
     "feishu.helpdesk_id",
     "feishu.helpdesk_token",
     "feishu.helpdesk_token_file",
+    "feishu.helpdesk_name",
     "feishu.request_timeout",
     "database.url",
     "sync.open_refresh",

@@ -2,6 +2,7 @@
 //! variables (and `DATABASE_URL`), checked once at start so a bad value never reaches the network.
 
 mod file;
+mod helpdesks;
 mod secret;
 mod sla;
 mod values;
@@ -16,6 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::PgConnectOptions;
 
 use file::{EnvOverride, RawSettings, Scalar, TEXT_KEYS, describe_figment_error};
+pub use helpdesks::HelpdeskSettings;
 pub use secret::Credentials;
 use secret::SecretSource;
 pub use sla::{CalendarSettings, Holiday, METRICS, OpeningInterval, SlaSettings, TargetSettings};
@@ -47,6 +49,8 @@ pub struct Settings {
     /// Business calendars and SLA targets to seed (`[sla]`; empty when absent).
     pub sla: SlaSettings,
     pub health: HealthSettings,
+    /// The helpdesks this daemon copies, in config order (see [`Settings::helpdesks`]).
+    helpdesks: Vec<HelpdeskSettings>,
 }
 
 /// When `status`, `/readyz` and the `health_problems` metric call the copy stuck (`[health]`).
@@ -109,9 +113,10 @@ pub struct FeishuSettings {
     pub app_id: String,
     /// Where the app secret comes from; resolved by [`FeishuSettings::credentials`].
     app_secret: SecretSource,
-    /// The helpdesk whose tickets we copy.
+    /// The helpdesk whose tickets we copy; with `[[helpdesks]]`, the first of them (see
+    /// [`Settings::helpdesks`] for all).
     pub helpdesk_id: String,
-    /// Where the helpdesk token comes from.
+    /// Where the helpdesk token comes from (the first helpdesk's with `[[helpdesks]]`).
     helpdesk_token: SecretSource,
     /// Pace for `GET /tickets/:id` (documented limit 10/s; keep a margin).
     pub detail_requests_per_second: f64,
@@ -217,6 +222,7 @@ impl Settings {
         let mut database_url_env = None;
         let mut env_keys: Vec<String> = Vec::new();
         let mut prefixed_database_url = false;
+        let mut entry_overrides = Vec::new();
         for (name, value) in env {
             if name == "DATABASE_URL" {
                 database_url_env = Some(value);
@@ -226,6 +232,10 @@ impl Settings {
                 continue;
             };
             let key = rest.to_ascii_lowercase().replace("__", ".");
+            if let Some(entry) = helpdesks::EntryOverride::parse(&name, &key, &value) {
+                entry_overrides.push(entry?);
+                continue;
+            }
             prefixed_database_url |= key == "database.url";
             env_keys.push(key.clone());
             // Text keys stay text (a numeric secret is still a secret); the rest parse like TOML.
@@ -243,6 +253,7 @@ impl Settings {
         }
         let mut raw: RawSettings = figment.extract().map_err(describe_figment_error)?;
         prefer_environment_secrets(&mut raw, &env_keys);
+        helpdesks::apply_overrides(&mut raw.helpdesks, entry_overrides)?;
         // DATABASE_URL overrides the file; the prefixed variable, more specific, overrides both.
         let database_url_env = database_url_env.filter(|_| !prefixed_database_url);
         Self::validate(raw, database_url_env)
@@ -251,8 +262,16 @@ impl Settings {
     fn validate(raw: RawSettings, database_url_env: Option<String>) -> Result<Self, ConfigError> {
         let http = validate_http(raw.http)?;
         let events = validate_events(raw.events, &http)?;
+        let helpdesks = helpdesks::validate_helpdesks(raw.helpdesks, &raw.feishu)?;
+        let mut feishu = validate_feishu(raw.feishu)?;
+        // Code that serves one helpdesk reads `feishu.helpdesk_id`: the first of the list.
+        if let Some(first) = helpdesks.first() {
+            feishu.helpdesk_id = first.id.clone();
+            feishu.helpdesk_token = first.token_source();
+        }
         Ok(Self {
-            feishu: validate_feishu(raw.feishu)?,
+            helpdesks,
+            feishu,
             database: validate_database(raw.database, database_url_env)?,
             sync: validate_sync(raw.sync)?,
             http,
@@ -526,7 +545,74 @@ fn validate_events(e: file::RawEvents, http: &HttpSettings) -> Result<EventSetti
     Ok(events)
 }
 
+impl Settings {
+    /// The helpdesks this daemon copies, in config order: the `[[helpdesks]]` entries, or the
+    /// one helpdesk of `feishu.helpdesk_id` (empty when neither is configured; commands that
+    /// need a helpdesk fail then, naming `feishu.helpdesk_id`). Ids and names are unique.
+    pub fn helpdesks(&self) -> &[HelpdeskSettings] {
+        &self.helpdesks
+    }
+
+    /// The helpdesks a command works on: the one `pick` names (`--helpdesk`, by id or name),
+    /// or all of them. Fails (exit 2) when none is configured or `pick` names none.
+    pub fn select_helpdesks(
+        &self,
+        pick: Option<&str>,
+    ) -> Result<Vec<&HelpdeskSettings>, ConfigError> {
+        if self.helpdesks.is_empty() {
+            return Err(ConfigError::new(format!(
+                "feishu.helpdesk_id is missing: set it in the config file or \
+                 {ENV_PREFIX}FEISHU__HELPDESK_ID, or list the helpdesks under [[helpdesks]]"
+            )));
+        }
+        let Some(pick) = pick else {
+            return Ok(self.helpdesks.iter().collect());
+        };
+        match self.helpdesks.iter().find(|h| h.is_named(pick)) {
+            Some(h) => Ok(vec![h]),
+            None => Err(ConfigError::new(format!(
+                "--helpdesk {pick:?} names no configured helpdesk (configured: {})",
+                self.helpdesks
+                    .iter()
+                    .map(|h| format!("{} ({})", h.id, h.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+}
+
+impl Settings {
+    /// These settings with only the helpdesk `pick` names (`--helpdesk`, id or name), which
+    /// also becomes `feishu.helpdesk_id`; unchanged for None. Fails (exit 2) when `pick`
+    /// names no configured helpdesk.
+    pub fn restricted_to(&self, pick: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(pick) = pick else {
+            return Ok(self.clone());
+        };
+        let chosen = self.select_helpdesks(Some(pick))?[0].clone();
+        let mut settings = self.clone();
+        settings.feishu.helpdesk_id = chosen.id.clone();
+        settings.feishu.helpdesk_token = chosen.token_source();
+        settings.helpdesks = vec![chosen];
+        Ok(settings)
+    }
+}
+
 impl FeishuSettings {
+    /// The app's id and secret, read now (files included). Fails naming the missing key.
+    pub fn app_credentials(&self) -> Result<(String, SecretString), ConfigError> {
+        if self.app_id.trim().is_empty() {
+            return Err(ConfigError::new(format!(
+                "feishu.app_id is missing: set it in the config file or {ENV_PREFIX}FEISHU__APP_ID"
+            )));
+        }
+        Ok((
+            self.app_id.trim().to_owned(),
+            self.app_secret.resolve("feishu.app_secret")?,
+        ))
+    }
+
     /// The app and helpdesk credentials, read now (files included). Fails naming the missing key.
     pub fn credentials(&self) -> Result<Credentials, ConfigError> {
         if self.app_id.trim().is_empty() {

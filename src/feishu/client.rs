@@ -105,53 +105,53 @@ struct Call<'a> {
     token_refreshed: bool,
 }
 
-pub struct FeishuClient {
+/// What every helpdesk of one Feishu app shares, because Feishu counts its limits per app
+/// (per tenant, per endpoint): one HTTP connection pool, one tenant token, one pacer per
+/// endpoint. Each helpdesk sends through its own [`FeishuClient`] made by
+/// [`FeishuClient::for_helpdesk`]; the sum of their requests keeps to the pacers' rates.
+pub struct FeishuApp {
+    /// The connection pool every helpdesk's requests go through.
     http: reqwest::Client,
+    /// `https://open.feishu.cn` (or the simulator).
     base_url: reqwest::Url,
-    credentials: Credentials,
-    /// `base64(helpdesk_id:helpdesk_token)`, marked sensitive so `Debug` never shows it.
-    helpdesk_auth: HeaderValue,
+    /// The app's tenant token, fetched once for every helpdesk.
     tokens: TokenCache,
+    /// `GET /tickets/:id`, for every helpdesk together (documented 10/s per app).
     detail_pacer: Arc<Pacer>,
+    /// `GET /tickets` and the event subscription (50/s and 1000/min per app).
     list_pacer: Arc<Pacer>,
+    /// The custom field catalog's pages.
     catalog_pacer: Pacer,
+    /// Conversations (`GET /tickets/:id/messages`).
     message_pacer: Pacer,
+    /// Attempts per call for retryable failures (`feishu.max_attempts`).
     max_attempts: u32,
-    stats: ClientStats,
-    /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
-    metrics: Option<Arc<Metrics>>,
-    /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
-    lease: SendLease,
     /// The largest response body read (`feishu.max_response_bytes`).
     max_response_bytes: usize,
 }
 
-impl std::fmt::Debug for FeishuClient {
+impl std::fmt::Debug for FeishuApp {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FeishuClient")
+        f.debug_struct("FeishuApp")
             .field("base_url", &self.base_url.as_str())
-            .field("credentials", &self.credentials)
             .finish_non_exhaustive()
     }
 }
 
-impl FeishuClient {
-    /// A client for `settings`. reqwest is built without a default TLS crypto provider: the
-    /// process must have installed one (`rustls::crypto::ring::default_provider()
+impl FeishuApp {
+    /// The shared part for `settings`' app. reqwest is built without a default TLS crypto
+    /// provider: the process must have installed one (`rustls::crypto::ring::default_provider()
     /// .install_default()`; `cli::main` does, before any command runs), else this panics.
-    pub fn new(settings: &FeishuSettings, credentials: Credentials) -> anyhow::Result<Self> {
+    pub fn new(settings: &FeishuSettings) -> anyhow::Result<Arc<Self>> {
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(10)))
             .pool_max_idle_per_host(settings.max_in_flight)
             .user_agent(concat!("helpdesk-sync/", env!("CARGO_PKG_VERSION")))
             .build()?;
-        let helpdesk_auth = helpdesk_auth_value(&credentials)?;
-        Ok(Self {
+        Ok(Arc::new(Self {
             http,
             base_url: settings.base_url.clone(),
-            credentials,
-            helpdesk_auth,
             tokens: TokenCache::default(),
             detail_pacer: Arc::new(Pacer::per_second(settings.detail_requests_per_second)),
             list_pacer: Arc::new(Pacer::with_minute_cap(
@@ -161,11 +161,57 @@ impl FeishuClient {
             catalog_pacer: Pacer::per_second(CATALOG_REQUESTS_PER_SECOND),
             message_pacer: Pacer::per_second(settings.message_requests_per_second),
             max_attempts: settings.max_attempts,
+            max_response_bytes: settings.max_response_bytes,
+        }))
+    }
+}
+
+/// One helpdesk's handle on the app ([`FeishuApp`]): its authorization header, its counters,
+/// and the permission to send its helpdesk lock gives ([`SendLease`]).
+pub struct FeishuClient {
+    /// The part every helpdesk of the app shares (token, pacers, connections).
+    app: Arc<FeishuApp>,
+    /// The app's and this helpdesk's credentials (the token request; redaction).
+    credentials: Credentials,
+    /// `base64(helpdesk_id:helpdesk_token)`, marked sensitive so `Debug` never shows it.
+    helpdesk_auth: HeaderValue,
+    /// This helpdesk's requests, for its cycle reports.
+    stats: ClientStats,
+    /// Prometheus metrics, when the process serves them (`run` with `[http] listen`).
+    metrics: Option<Arc<Metrics>>,
+    /// Checked right before each request: a syncer whose helpdesk lock lapsed sends nothing.
+    lease: SendLease,
+}
+
+impl FeishuClient {
+    /// A client for one helpdesk with an app of its own (one helpdesk, tests, `check`).
+    /// Needs a TLS crypto provider installed, as [`FeishuApp::new`] says.
+    pub fn new(settings: &FeishuSettings, credentials: Credentials) -> anyhow::Result<Self> {
+        Self::for_helpdesk(FeishuApp::new(settings)?, credentials)
+    }
+
+    /// `credentials`' helpdesk sending through `app`, whose token and pacers it shares with
+    /// every other helpdesk made from the same app.
+    pub fn for_helpdesk(app: Arc<FeishuApp>, credentials: Credentials) -> anyhow::Result<Self> {
+        let helpdesk_auth = helpdesk_auth_value(&credentials)?;
+        Ok(Self {
+            app,
+            credentials,
+            helpdesk_auth,
             stats: ClientStats::default(),
             metrics: None,
             lease: SendLease::default(),
-            max_response_bytes: settings.max_response_bytes,
         })
+    }
+
+    /// The shared part, to make the other helpdesks' clients from.
+    pub fn app(&self) -> &Arc<FeishuApp> {
+        &self.app
+    }
+
+    /// The helpdesk this client sends for.
+    pub fn helpdesk_id(&self) -> &str {
+        &self.credentials.helpdesk_id
     }
 
     /// Sends only while `lease` is valid (the helpdesk lock's, see `scheduler::lock`).
@@ -183,7 +229,17 @@ impl FeishuClient {
     fn observe(&self, endpoint: &str, result: Result<(), &ApiError>, started: std::time::Instant) {
         if let Some(m) = &self.metrics {
             let outcome = result.map_or_else(ApiError::outcome_label, |()| "ok".to_owned());
-            m.observe_request(endpoint, &outcome, started.elapsed().as_secs_f64());
+            // The token is the app's; every other request is for this client's helpdesk.
+            let helpdesk = match endpoint {
+                "token" => "",
+                _ => self.credentials.helpdesk_id.as_str(),
+            };
+            m.observe_helpdesk_request(
+                helpdesk,
+                endpoint,
+                &outcome,
+                started.elapsed().as_secs_f64(),
+            );
         }
     }
 
@@ -203,7 +259,7 @@ impl FeishuClient {
 
     /// Obtains a tenant token now (used by `check`-style callers and to fail fast on bad secrets).
     pub async fn tenant_token(&self) -> Result<SecretString, ApiError> {
-        self.tokens.get_or_fetch(|| self.request_token()).await
+        self.app.tokens.get_or_fetch(|| self.request_token()).await
     }
 
     /// Fetches one ticket with the full error policy: rate-limit waits, backoff retries,
@@ -211,7 +267,7 @@ impl FeishuClient {
     pub async fn fetch_ticket(&self, id: &TicketId, stop: &CancellationToken) -> TicketFetch {
         let (result, attempts) = self
             .with_policy(
-                &self.detail_pacer,
+                &self.app.detail_pacer,
                 "detail",
                 Some(id.as_str()),
                 stop,
@@ -227,7 +283,7 @@ impl FeishuClient {
         query: &ListQuery,
         stop: &CancellationToken,
     ) -> Result<ListPage, ApiError> {
-        self.with_policy(&self.list_pacer, "list", None, stop, |token| {
+        self.with_policy(&self.app.list_pacer, "list", None, stop, |token| {
             self.list_once(query, token)
         })
         .await
@@ -242,7 +298,7 @@ impl FeishuClient {
         stop: &CancellationToken,
     ) -> Result<MessagesPage, ApiError> {
         self.with_policy(
-            &self.message_pacer,
+            &self.app.message_pacer,
             "messages",
             Some(id.as_str()),
             stop,
@@ -293,7 +349,7 @@ impl FeishuClient {
         page_token: Option<&str>,
         stop: &CancellationToken,
     ) -> Result<CatalogPage, ApiError> {
-        self.with_policy(&self.catalog_pacer, "catalog", None, stop, |token| {
+        self.with_policy(&self.app.catalog_pacer, "catalog", None, stop, |token| {
             self.catalog_once(page_token, token)
         })
         .await
@@ -325,7 +381,7 @@ impl FeishuClient {
     /// `POST /events/subscribe` for the ticket events (idempotent on Feishu's side), with the
     /// list endpoint's pacing and the usual error policy.
     pub async fn subscribe_ticket_events(&self, stop: &CancellationToken) -> Result<(), ApiError> {
-        self.with_policy(&self.list_pacer, "subscribe", None, stop, |token| {
+        self.with_policy(&self.app.list_pacer, "subscribe", None, stop, |token| {
             self.subscribe_once(token)
         })
         .await
@@ -340,6 +396,7 @@ impl FeishuClient {
             .collect();
         let body = serde_json::json!({ "events": events }).to_string();
         let request = self
+            .app
             .http
             .post(url)
             .headers(self.auth_headers(&token))
@@ -350,7 +407,7 @@ impl FeishuClient {
             .body(body)
             .send()
             .await;
-        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
+        let (status, headers, body) = read_response(request, self.app.max_response_bytes).await?;
         check_envelope(status, &headers, &body)
     }
 
@@ -394,7 +451,7 @@ impl FeishuClient {
             }
             call.attempts += 1;
             // The wait for the grant may have outlived that token: take the newest one.
-            let token = token.map(|t| self.tokens.try_current().unwrap_or(t));
+            let token = token.map(|t| self.app.tokens.try_current().unwrap_or(t));
             let (token, result) = match token {
                 Ok(token) => {
                     let sent = std::time::Instant::now();
@@ -471,7 +528,7 @@ impl FeishuClient {
                     "tenant token rejected; fetching a new one"
                 );
                 if let Some(token) = token {
-                    self.tokens.invalidate(&token).await;
+                    self.app.tokens.invalidate(&token).await;
                 }
                 Ok(())
             }
@@ -479,7 +536,7 @@ impl FeishuClient {
             Disposition::RefreshTokenOnce => Err(error),
             Disposition::RetryWithBackoff => {
                 call.failed_attempts += 1;
-                if call.failed_attempts >= self.max_attempts {
+                if call.failed_attempts >= self.app.max_attempts {
                     return Err(error);
                 }
                 self.stats.retries.fetch_add(1, Ordering::Relaxed);
@@ -541,7 +598,7 @@ impl FeishuClient {
 
     /// `path` on the configured base URL.
     fn url(&self, path: &str) -> reqwest::Url {
-        let mut url = self.base_url.clone();
+        let mut url = self.app.base_url.clone();
         url.set_path(path);
         url
     }
@@ -557,12 +614,13 @@ impl FeishuClient {
     ) -> Result<T, ApiError> {
         requests.fetch_add(1, Ordering::Relaxed);
         let request = self
+            .app
             .http
             .get(url)
             .headers(self.auth_headers(token))
             .send()
             .await;
-        let (status, headers, body) = read_response(request, self.max_response_bytes).await?;
+        let (status, headers, body) = read_response(request, self.app.max_response_bytes).await?;
         parse(status, &headers, &body)
     }
 
@@ -581,7 +639,7 @@ impl FeishuClient {
     /// helpdesk token and its header value, the app secret) or any token-shaped value: an
     /// answer may echo what it was sent, and errors are logged, printed and stored.
     fn redacted(&self, error: ApiError, sent: Option<&SecretString>) -> ApiError {
-        let current = self.tokens.try_current();
+        let current = self.app.tokens.try_current();
         let mut secrets = vec![
             self.credentials.app_secret.expose_secret(),
             self.credentials.helpdesk_token.expose_secret(),
@@ -613,6 +671,7 @@ impl FeishuClient {
             "app_secret": self.credentials.app_secret.expose_secret(),
         });
         let response = self
+            .app
             .http
             .post(url)
             .header(
@@ -622,7 +681,7 @@ impl FeishuClient {
             .body(body.to_string())
             .send()
             .await;
-        let (status, headers, bytes) = read_response(response, self.max_response_bytes).await?;
+        let (status, headers, bytes) = read_response(response, self.app.max_response_bytes).await?;
         let (token, expire) = parse_token_response(status, &headers, &bytes)?;
         tracing::debug!(
             expire_secs = expire.as_secs(),

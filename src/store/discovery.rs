@@ -152,10 +152,12 @@ impl Store {
                            IS DISTINCT FROM
                            l.updated_at - list_clock_offset_ms() * interval '1 millisecond'))
              )
-             INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, listed_updated_at)
-             SELECT ticket_id, 'discovery', CASE WHEN is_new THEN $3 ELSE $4 END, updated_at
+             INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, listed_updated_at,
+                                                 helpdesk_id)
+             SELECT ticket_id, 'discovery', CASE WHEN is_new THEN $3 ELSE $4 END, updated_at, $5
              FROM todo ORDER BY ticket_id
              ON CONFLICT (ticket_id) DO UPDATE SET
+                helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
                 next_due_at = CASE
                     WHEN s.last_outcome IN ('failed', 'invalid_id')
                      AND s.listed_updated_at IS NOT DISTINCT FROM EXCLUDED.listed_updated_at
@@ -173,6 +175,7 @@ impl Store {
         .bind(&updated)
         .bind(PRIORITY_EXPLICIT)
         .bind(PRIORITY_CHANGED)
+        .bind(self.helpdesk())
         .fetch_all(&self.pool)
         .await?;
         Ok(Noted {
@@ -208,12 +211,13 @@ impl Store {
         ids.sort_unstable();
         ids.dedup();
         let added = sqlx::query(
-            "INSERT INTO ticket_sync_state (ticket_id, source, priority)
-             SELECT id, 'query', $2 FROM UNNEST($1::text[]) AS id
+            "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
+             SELECT id, 'query', $2, $3 FROM UNNEST($1::text[]) AS id
              ON CONFLICT (ticket_id) DO NOTHING",
         )
         .bind(&ids)
         .bind(PRIORITY_EXPLICIT)
+        .bind(self.helpdesk())
         .execute(&self.pool)
         .await?;
         Ok(added.rows_affected())

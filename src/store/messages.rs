@@ -72,6 +72,7 @@ impl Store {
                      JOIN tickets t ON t.ticket_id = s.ticket_id AND t.deleted_at IS NULL
                      WHERE s.messages_due_at <= now()
                        AND (s.messages_claimed_until IS NULL OR s.messages_claimed_until < now())
+                       AND ($4::text IS NULL OR s.helpdesk_id = $4)
                      ORDER BY s.messages_priority DESC, s.messages_due_at, s.ticket_id
                      LIMIT $1
                      FOR UPDATE OF s SKIP LOCKED)
@@ -98,6 +99,7 @@ impl Store {
         .bind(limit as i64)
         .bind(lease.as_secs_f64())
         .bind(worker)
+        .bind(self.helpdesk())
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;
@@ -125,10 +127,12 @@ impl Store {
             "UPDATE ticket_sync_state SET messages_claimed_until = NULL, messages_claimed_by = NULL
              WHERE messages_claimed_by IS NOT NULL
                AND ($1::text IS NULL OR messages_claimed_by = $1)
-               AND ($2::text IS NULL OR messages_claimed_by <> $2)",
+               AND ($2::text IS NULL OR messages_claimed_by <> $2)
+               AND ($3::text IS NULL OR helpdesk_id = $3)",
         )
         .bind(worker)
         .bind(except)
+        .bind(self.helpdesk())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -191,15 +195,17 @@ impl Store {
         }
         sqlx::query(
             "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, messages_priority,
-                                                 messages_requested_at)
-             VALUES ($1, 'event', $2, $2, now())
+                                                 messages_requested_at, helpdesk_id)
+             VALUES ($1, 'event', $2, $2, now(), $3)
              ON CONFLICT (ticket_id) DO UPDATE
-                SET messages_due_at = LEAST(COALESCE(s.messages_due_at, 'infinity'), now()),
+                SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                    messages_due_at = LEAST(COALESCE(s.messages_due_at, 'infinity'), now()),
                     messages_priority = GREATEST(s.messages_priority, EXCLUDED.messages_priority),
                     messages_requested_at = now()",
         )
         .bind(ticket_id.as_str())
         .bind(PRIORITY_MESSAGE_EVENT)
+        .bind(self.helpdesk())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

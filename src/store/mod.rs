@@ -50,6 +50,11 @@ pub struct Store {
     /// epoch is current (`sync_lock`), so a holder that lost its lock without noticing yet
     /// cannot claim work beside the new one.
     fence: std::sync::Arc<std::sync::Mutex<Option<lock::Fence>>>,
+    /// The helpdesk this handle works for ([`Store::for_helpdesk`]): queue rows it adds carry
+    /// it, and its claims, releases and counts see only that helpdesk's rows, so helpdesks
+    /// synced side by side in one process never touch each other's work. None: every
+    /// helpdesk (migrate, status, and the queue rows of a database not yet adopted).
+    helpdesk: Option<std::sync::Arc<str>>,
 }
 
 /// Tickets written by this process, and the count at which statistics are refreshed next.
@@ -103,11 +108,28 @@ impl Store {
             pool,
             growth: Default::default(),
             fence: Default::default(),
+            helpdesk: None,
         })
     }
 
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// The same database for one helpdesk: its own fence (its lock is its own), queue rows
+    /// added and claimed as that helpdesk's. Share the pool; clone it per helpdesk once.
+    pub fn for_helpdesk(&self, helpdesk_id: &str) -> Self {
+        Self {
+            pool: self.pool.clone(),
+            growth: self.growth.clone(),
+            fence: Default::default(),
+            helpdesk: Some(helpdesk_id.into()),
+        }
+    }
+
+    /// The helpdesk this handle is for ([`Store::for_helpdesk`]), None for every helpdesk.
+    pub fn helpdesk(&self) -> Option<&str> {
+        self.helpdesk.as_deref()
     }
 
     /// Set by the helpdesk lock when taken (every clone of this store shares it).

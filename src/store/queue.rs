@@ -55,10 +55,11 @@ impl Store {
         let mut report = EnqueueReport::default();
         for chunk in unique.chunks(10_000) {
             let rows: Vec<(bool,)> = sqlx::query_as(
-                "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority)
-                 SELECT id, $2, $3 FROM UNNEST($1::text[]) AS id
+                "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, helpdesk_id)
+                 SELECT id, $2, $3, $4 FROM UNNEST($1::text[]) AS id
                  ON CONFLICT (ticket_id) DO UPDATE
-                    SET next_due_at = LEAST(s.next_due_at, now()),
+                    SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                        next_due_at = LEAST(s.next_due_at, now()),
                         priority = GREATEST(s.priority, EXCLUDED.priority),
                         last_enqueued_at = now(),
                         wanted_updated_at = 'infinity'
@@ -67,6 +68,7 @@ impl Store {
             .bind(chunk)
             .bind(source.as_str())
             .bind(PRIORITY_EXPLICIT)
+            .bind(self.helpdesk())
             .fetch_all(&self.pool)
             .await?;
             let added = rows.iter().filter(|(inserted,)| *inserted).count() as u64;
@@ -92,6 +94,7 @@ impl Store {
                  SELECT ticket_id FROM ticket_sync_state
                  WHERE (next_due_at <= $2 OR (priority >= $5 AND next_due_at <= now()))
                    AND (claimed_until IS NULL OR claimed_until < now())
+                   AND ($8::text IS NULL OR helpdesk_id = $8)
                    AND ($6::text IS NULL OR EXISTS (
                         SELECT 1 FROM sync_lock WHERE helpdesk_id = $6 AND epoch = $7))
                  ORDER BY priority DESC, next_due_at, ticket_id
@@ -111,6 +114,7 @@ impl Store {
         .bind(super::events::PRIORITY_EVENT)
         .bind(fence.as_ref().map(|f| f.helpdesk_id.as_str()))
         .bind(fence.as_ref().map(|f| f.epoch))
+        .bind(self.helpdesk())
         .fetch_all(&self.pool)
         .await?;
         let mut rows = rows;
@@ -128,9 +132,28 @@ impl Store {
     /// Releases every claim `worker` still holds (end of a cycle: those tickets were not written).
     pub async fn release_all_claims(&self, worker: &str) -> anyhow::Result<u64> {
         let done = sqlx::query(
-            "UPDATE ticket_sync_state SET claimed_until = NULL, claimed_by = NULL WHERE claimed_by = $1",
+            "UPDATE ticket_sync_state SET claimed_until = NULL, claimed_by = NULL
+             WHERE claimed_by = $1 AND ($2::text IS NULL OR helpdesk_id = $2)",
         )
         .bind(worker)
+        .bind(self.helpdesk())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Queue rows no helpdesk owns yet (queued before several helpdesks were supported, or
+    /// by a path that did not know the helpdesk) become `helpdesk_id`'s: the helpdesk of their
+    /// stored ticket when there is one, else this one (the first configured helpdesk calls
+    /// this). Returns the rows adopted.
+    pub async fn adopt_unowned_queue_rows(&self, helpdesk_id: &str) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE ticket_sync_state s
+                SET helpdesk_id = COALESCE(
+                    (SELECT t.helpdesk_id FROM tickets t WHERE t.ticket_id = s.ticket_id), $1)
+              WHERE s.helpdesk_id IS NULL",
+        )
+        .bind(helpdesk_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -148,9 +171,11 @@ impl Store {
     pub async fn release_foreign_claims(&self, worker: &str) -> anyhow::Result<u64> {
         let done = sqlx::query(
             "UPDATE ticket_sync_state SET claimed_until = NULL, claimed_by = NULL
-             WHERE claimed_by IS NOT NULL AND claimed_by <> $1",
+             WHERE claimed_by IS NOT NULL AND claimed_by <> $1
+               AND ($2::text IS NULL OR helpdesk_id = $2)",
         )
         .bind(worker)
+        .bind(self.helpdesk())
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
@@ -158,11 +183,14 @@ impl Store {
 
     /// Tickets due at `due_by`.
     pub async fn count_due(&self, due_by: DateTime<Utc>) -> anyhow::Result<u64> {
-        let n: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= $1")
-                .bind(due_by)
-                .fetch_one(&self.pool)
-                .await?;
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM ticket_sync_state
+                 WHERE next_due_at <= $1 AND ($2::text IS NULL OR helpdesk_id = $2)",
+        )
+        .bind(due_by)
+        .bind(self.helpdesk())
+        .fetch_one(&self.pool)
+        .await?;
         Ok(n as u64)
     }
 
@@ -172,8 +200,9 @@ impl Store {
                     count(*) FILTER (WHERE next_due_at <= now()),
                     count(*) FILTER (WHERE last_outcome = 'failed'),
                     count(*) FILTER (WHERE next_due_at = 'infinity')
-             FROM ticket_sync_state",
+             FROM ticket_sync_state WHERE ($1::text IS NULL OR helpdesk_id = $1)",
         )
+        .bind(self.helpdesk())
         .fetch_one(&self.pool)
         .await?;
         Ok(QueueCounts {

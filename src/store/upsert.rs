@@ -28,8 +28,10 @@ impl Store {
     pub async fn next_lag_refetch_at(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
         Ok(sqlx::query_scalar(
             "SELECT min(next_due_at) FROM ticket_sync_state
-             WHERE lag_refetches > 0 AND next_due_at < 'infinity'",
+             WHERE lag_refetches > 0 AND next_due_at < 'infinity'
+               AND ($1::text IS NULL OR helpdesk_id = $1)",
         )
+        .bind(self.helpdesk())
         .fetch_one(&self.pool)
         .await?)
     }
