@@ -622,3 +622,109 @@ async fn an_upgraded_single_helpdesk_database_keeps_its_rows_for_bi() {
         ]
     );
 }
+
+/// Two helpdesks of one simulated app synced by one daemon (`[[helpdesks]]`): each view and
+/// daily series splits them as the simulator's own tickets say.
+#[tokio::test]
+async fn two_simulated_helpdesks_synced_together_split_in_the_daily_series() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(30).with_helpdesks(2)).await;
+    let c = sim.state.config().clone();
+    let helpdesks = c.helpdesks();
+    let mut raw = String::new();
+    for h in &helpdesks {
+        raw.push_str(&format!(
+            "\n[[helpdesks]]\nname = {:?}\nhelpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n",
+            h.name, h.helpdesk_id, h.helpdesk_token
+        ));
+    }
+    let ws = TestConfig::empty(&db)
+        .feishu("base_url", sim.base_url())
+        .feishu("app_id", c.app_id.as_str())
+        .feishu("app_secret", c.app_secret.as_str())
+        .detail_rate(200.0)
+        .message_rate(40.0)
+        .request_timeout("3s")
+        .set("database", "url", db.url.as_str())
+        .set("database", "max_connections", 4)
+        .sync("batch_size", 25)
+        .fast_list()
+        .raw(&raw)
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    // What the daemon registers at start, from the same [[helpdesks]].
+    store(&db)
+        .await
+        .register_helpdesks(
+            &helpdesks
+                .iter()
+                .map(|h| named(&h.helpdesk_id, &h.name))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+
+    let today = Utc::now().date_naive();
+    let mut open_in_all = 0;
+    for h in &helpdesks {
+        let ids = sim.state.helpdesk_ticket_ids(&h.helpdesk_id);
+        assert_eq!(ids.len(), 30);
+        // Open now: the simulator's tickets of this helpdesk with an open status.
+        let open = ids
+            .iter()
+            .filter(|id| sim.state.ticket(id).unwrap()["status"].as_i64().unwrap() < 50)
+            .count() as i64;
+        open_in_all += open;
+        let name = h.name.replace('\'', "''");
+        let hd = &h.helpdesk_id;
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM reporting.tickets
+                 WHERE helpdesk_id = '{hd}' AND helpdesk_name = '{name}'"
+            ))
+            .await,
+            30,
+            "{}",
+            h.name
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT COALESCE(sum(tickets_created), 0)::bigint FROM reporting.daily_stats
+                 WHERE helpdesk_id = '{hd}' AND helpdesk_name = '{name}'"
+            ))
+            .await,
+            30,
+            "{}: every ticket created on some day",
+            h.name
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT open_tickets::bigint FROM reporting.backlog_totals
+                 WHERE helpdesk_id = '{hd}' AND day = '{today}'"
+            ))
+            .await,
+            open,
+            "{}: open today",
+            h.name
+        );
+    }
+    assert_eq!(
+        db.count(&format!(
+            "SELECT open_tickets::bigint FROM reporting.backlog_totals_all WHERE day = '{today}'"
+        ))
+        .await,
+        open_in_all
+    );
+    // Two rows a day in the per-helpdesk series, one in the whole database's.
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.daily_stats").await,
+        2 * db.count("SELECT count(*) FROM daily_ticket_stats").await
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.backlog_totals")
+            .await,
+        2 * db
+            .count("SELECT count(*) FROM reporting.backlog_totals_all")
+            .await
+    );
+}
