@@ -27,8 +27,8 @@ use crate::store::runs::Trigger;
 use crate::sync::{
     CycleError, CycleOptions, CycleReport, finish_recorded, run_cycle, start_recorded,
 };
-use tracing::Instrument;
 use crate::telemetry::{self, LogFormat};
+use tracing::Instrument;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -542,10 +542,7 @@ async fn enqueue(
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     crate::scheduler::adopt_unowned(&store, settings).await;
-    let report = store
-        .for_helpdesk(&target.id)
-        .enqueue(&ids, source)
-        .await?;
+    let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
         report.added + report.requeued,
@@ -616,19 +613,22 @@ async fn sync_once(
         });
     };
     let options = CycleOptions::from_settings(settings, since);
-    let cycles = chosen.iter().enumerate().map(|(index, (helpdesk, credentials))| {
-        let span = tracing::info_span!("helpdesk", helpdesk = %helpdesk.name);
-        sync_helpdesk(
-            &store,
-            &app,
-            helpdesk,
-            credentials.clone(),
-            &options,
-            &shutdown,
-            move |p| show(index, p),
-        )
-        .instrument(span)
-    });
+    let cycles = chosen
+        .iter()
+        .enumerate()
+        .map(|(index, (helpdesk, credentials))| {
+            let span = tracing::info_span!("helpdesk", helpdesk = %helpdesk.name);
+            sync_helpdesk(
+                &store,
+                &app,
+                helpdesk,
+                credentials.clone(),
+                &options,
+                &shutdown,
+                move |p| show(index, p),
+            )
+            .instrument(span)
+        });
     let results = futures::future::join_all(cycles).await;
     progress.finish();
     let several = chosen.len() > 1;

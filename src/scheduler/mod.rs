@@ -87,11 +87,8 @@ pub async fn run_daemon(
         schedule = %settings.sync.schedule,
         "daemon started"
     );
-    let loops = helpdesks
-        .into_iter()
-        .zip(wakes)
-        .enumerate()
-        .map(|(index, ((helpdesk, credentials), wake))| {
+    let loops = helpdesks.into_iter().zip(wakes).enumerate().map(
+        |(index, ((helpdesk, credentials), wake))| {
             let daemon = Daemon {
                 lease: SendLease::lapsed(),
                 client: None,
@@ -121,7 +118,8 @@ pub async fn run_daemon(
                 result
             }
             .instrument(span)
-        });
+        },
+    );
     let results = futures::future::join_all(loops).await;
     forward.abort();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
@@ -479,18 +477,14 @@ impl Daemon {
         if self.adopts_unowned {
             // Events accepted by an older binary, or by a path that did not know the helpdesk.
             if let Err(e) = store.adopt_unowned_queue_rows(&self.helpdesk_id).await {
-                tracing::warn!(error = format!("{e:#}"), "cannot adopt queue rows without a helpdesk");
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot adopt queue rows without a helpdesk"
+                );
             }
         }
         let run_id = start_recorded(store, &self.helpdesk_id, trigger).await;
-        let result = run_cycle(
-            store,
-            client,
-            options,
-            &on_progress,
-            cycle_stop.clone(),
-        )
-        .await;
+        let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
         watcher.abort();
         fence.abort();
         let stalled =
