@@ -141,9 +141,13 @@ pub enum Command {
         /// Address to listen on
         #[arg(long, default_value = "127.0.0.1:8090")]
         listen: SocketAddr,
-        /// Number of generated tickets
+        /// Number of generated tickets (of each helpdesk)
         #[arg(long, default_value_t = 500)]
         tickets: usize,
+        /// Number of helpdesks the simulated app serves (each its own token and tickets; the
+        /// rate limits are the app's, shared by all)
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=99))]
+        helpdesks: u16,
         /// Added latency per ticket request, e.g. 300ms
         #[arg(long, default_value = "0ms", value_parser = duration_arg)]
         latency: Duration,
@@ -258,6 +262,7 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Simulate {
             listen,
             tickets,
+            helpdesks,
             latency,
             jitter,
             detail_limit,
@@ -270,7 +275,8 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
                 jitter,
                 detail_limit_per_second: detail_limit.max(1),
                 ..SimConfig::default()
-            };
+            }
+            .with_helpdesks(usize::from(helpdesks));
             if change_every.is_zero() {
                 return Err(CliError::Input("--change-every must be above 0".into()));
             }
@@ -744,22 +750,7 @@ async fn simulate(
     let server = SimServer::start(config.clone(), listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
-    println!(
-        "Simulated Feishu Helpdesk with {} tickets on {} (Ctrl-C to stop)\n\n\
-         Point a config at it:\n\n\
-         [feishu]\nbase_url = \"{}\"\napp_id = \"{}\"\napp_secret = \"{}\"\n\
-         helpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n\n\
-         Ticket ids: {} .. {}",
-        config.tickets,
-        server.addr,
-        server.base_url(),
-        config.app_id,
-        config.app_secret,
-        config.helpdesk_id,
-        config.helpdesk_token,
-        crate::sim::ticket_id(0),
-        crate::sim::ticket_id(config.tickets.saturating_sub(1)),
-    );
+    println!("{}", config.describe(server.addr));
     let stop = shutdown_on_signal();
     if let Some(url) = events_to {
         let parsed = reqwest::Url::parse(&url)

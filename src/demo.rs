@@ -288,7 +288,7 @@ async fn demo_events(
         store: store.clone(),
         wake: wake.clone(),
         metrics: metrics.clone(),
-        helpdesk_id: c.helpdesk_id.clone(),
+        helpdesks: vec![c.helpdesk_id.clone()],
         messages: settings.sync.messages,
     };
     let state = crate::http::HttpState {

@@ -1,7 +1,7 @@
 //! The daemon's HTTP endpoint: `/metrics` (Prometheus text), `/healthz` (the process answers),
-//! `/readyz` (the database answers, the last cycle did not fail, and nothing is stuck:
-//! [`crate::status::stuck`]), and the webhook event
-//! path when `[events]` is configured (handled in [`crate::events`]).
+//! `/readyz` (the database answers, and every helpdesk is healthy: its last run did not fail
+//! and nothing is stuck, [`crate::status::health`]; an unhealthy helpdesk is named), and the
+//! webhook event path when `[events]` is configured (handled in [`crate::events`]).
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -27,24 +27,27 @@ pub struct HttpState {
     pub last_outcome: Arc<Mutex<Option<String>>>,
     /// The event path and its state, when events are configured.
     pub events: Option<(String, crate::events::EventState)>,
-    /// For the stuck-state checks (`[health]`, [`crate::status::stuck`]); None skips them.
+    /// The helpdesks and the health checks (`[health]`, [`crate::status::health`]); None
+    /// skips them (and the per-helpdesk queue series).
     pub settings: Option<Arc<crate::config::Settings>>,
 }
 
-/// The stuck states now (also set on the `health_problems` metric); None when they could not
-/// be read within 2 s or there are no settings to judge by.
-async fn stuck_now(state: &HttpState) -> Option<Vec<crate::status::Stuck>> {
+/// Every helpdesk's health now (also set on the `health_problems` metric); None when it could
+/// not be read within 2 s or there are no settings to judge by.
+async fn health_now(state: &HttpState) -> Option<Vec<crate::status::HelpdeskHealth>> {
     let settings = state.settings.as_ref()?;
-    let read = crate::status::stuck(&state.store, settings);
-    let stuck = tokio::time::timeout(Duration::from_secs(2), read)
+    let read = crate::status::helpdesks_health(&state.store, settings);
+    let health = tokio::time::timeout(Duration::from_secs(2), read)
         .await
         .ok()?
         .ok()?;
-    let found: Vec<&str> = stuck.iter().map(|s| s.cause).collect();
-    state
-        .metrics
-        .set_health(&crate::status::STUCK_CAUSES, &found);
-    Some(stuck)
+    for h in &health {
+        let found: Vec<&str> = h.found.iter().map(|s| s.cause).collect();
+        state
+            .metrics
+            .set_health(&h.helpdesk.id, &crate::status::HEALTH_CAUSES, &found);
+    }
+    Some(health)
 }
 
 /// Binds `listen` and serves until `shutdown`; returns the bound address (port 0 → a free one).
@@ -175,19 +178,26 @@ async fn within_request_timeout(
 }
 
 async fn metrics(State(state): State<HttpState>) -> Response {
-    // Queue depth is read at scrape time (one indexed count), bounded so a slow database
-    // cannot hang the scrape; on timeout the last values are served.
-    if let Ok(Ok(counts)) =
-        tokio::time::timeout(Duration::from_secs(2), state.store.queue_counts()).await
-    {
-        state.metrics.set_queue(&counts);
+    // Queue depth is read at scrape time (one indexed count per helpdesk), bounded so a slow
+    // database cannot hang the scrape; on timeout the last values are served.
+    if let Some(settings) = &state.settings {
+        let names = crate::status::helpdesk_names(settings);
+        state
+            .metrics
+            .set_helpdesks(names.iter().map(|h| (h.id.as_str(), h.name.as_str())));
+        for h in &names {
+            let read = state.store.helpdesk_queue_counts(&h.id);
+            if let Ok(Ok(counts)) = tokio::time::timeout(Duration::from_secs(2), read).await {
+                state.metrics.set_queue(&h.id, &counts);
+            }
+        }
     }
     if let Ok(Ok(list_rows)) =
         tokio::time::timeout(Duration::from_secs(2), state.store.list_rows_state()).await
     {
         state.metrics.set_list_rows(&list_rows);
     }
-    stuck_now(&state).await;
+    health_now(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -207,6 +217,22 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     }
+    // Each unhealthy helpdesk named, one line per cause: `not ready: <cause>: helpdesk IT
+    // (7000…2): <why>`.
+    let lines: String = health_now(&state)
+        .await
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|h| {
+            h.found
+                .iter()
+                .map(move |s| format!("not ready: {}: {}: {}\n", s.cause, h.helpdesk, s.problem))
+        })
+        .collect();
+    if !lines.is_empty() {
+        return (StatusCode::SERVICE_UNAVAILABLE, lines).into_response();
+    }
+    // The process's own view, for a last cycle the database could not record.
     let last = state
         .last_outcome
         .lock()
@@ -219,14 +245,5 @@ async fn readyz(State(state): State<HttpState>) -> Response {
         )
             .into_response();
     }
-    match stuck_now(&state).await {
-        Some(stuck) if !stuck.is_empty() => {
-            let lines: String = stuck
-                .iter()
-                .map(|s| format!("not ready: {}: {}\n", s.cause, s.problem))
-                .collect();
-            (StatusCode::SERVICE_UNAVAILABLE, lines).into_response()
-        }
-        _ => "ready\n".into_response(),
-    }
+    "ready\n".into_response()
 }

@@ -1,5 +1,12 @@
 //! Prometheus metrics (the `prometheus-client` crate), served by `run` on `/metrics`.
 //! Every name starts with `helpdesk_sync_`; `deploy/grafana-dashboard.json` charts them.
+//!
+//! Labels: what belongs to one helpdesk (its queue, cycles, tickets written, last success,
+//! health causes, and the API requests made for it) carries `helpdesk` = the helpdesk id;
+//! `helpdesk_info{helpdesk, name}` maps ids to display names. What the app shares (the tenant
+//! token, rate-limit waits, latency by endpoint, webhook deliveries, list-row trust) has no
+//! `helpdesk` label: the budget is per app, and an event's helpdesk is not trusted as a label
+//! before it is known to be one of ours (a flood of made-up ids must not grow the series).
 
 use std::sync::atomic::AtomicU64;
 
@@ -14,6 +21,8 @@ use crate::domain::{CycleReport, ListRowsState, QueueCounts};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// The helpdesk the request was for (its id); empty for the app's own (token) requests.
+    pub helpdesk: String,
     /// detail, list or token.
     pub endpoint: String,
     /// ok, a Feishu code (e.g. 154004), http_NNN, timeout or transport.
@@ -26,20 +35,46 @@ pub struct EndpointLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HelpdeskLabels {
+    /// The helpdesk id (`helpdesk_id` of `[[helpdesks]]` or `feishu.helpdesk_id`).
+    pub helpdesk: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    /// The helpdesk id.
+    pub helpdesk: String,
+    /// Its display name (`name` of `[[helpdesks]]`; the id when none is configured).
+    pub name: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    /// The helpdesk id.
+    pub helpdesk: String,
     /// changed, unchanged, not_found, invalid or failed.
     pub result: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StateLabels {
+    /// The helpdesk id.
+    pub helpdesk: String,
     /// known, due, failed, parked.
     pub state: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct OutcomeLabels {
+pub struct CycleLabels {
+    /// The helpdesk id.
+    pub helpdesk: String,
     /// ok, interrupted, stalled, fatal, failed.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    /// queued, current, duplicate, ignored, unauthorized, malformed, error.
     pub outcome: String,
 }
 
@@ -53,8 +88,9 @@ pub struct Metrics {
     api_request_seconds: HistogramFamily,
     tickets_written: Family<ResultLabels, Counter>,
     queue_tickets: Family<StateLabels, Gauge>,
-    cycles: Family<OutcomeLabels, Counter>,
-    last_success: Gauge<f64, AtomicU64>,
+    cycles: Family<CycleLabels, Counter>,
+    last_success: Family<HelpdeskLabels, Gauge<f64, AtomicU64>>,
+    helpdesk_info: Family<InfoLabels, Gauge>,
     rate_limit_waits: Counter,
     token_refreshes: Counter,
     events: Family<OutcomeLabels, Counter>,
@@ -79,7 +115,10 @@ pub struct FieldLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CauseLabels {
-    /// discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing.
+    /// The helpdesk id.
+    pub helpdesk: String,
+    /// last_run_failed, discovery_stuck, tickets_failing, queue_behind, tickets_poisoned,
+    /// conversations_failing.
     pub cause: String,
 }
 
@@ -97,7 +136,8 @@ impl Default for Metrics {
             tickets_written: Family::default(),
             queue_tickets: Family::default(),
             cycles: Family::default(),
-            last_success: Gauge::default(),
+            last_success: Family::default(),
+            helpdesk_info: Family::default(),
             rate_limit_waits: Counter::default(),
             token_refreshes: Counter::default(),
             events: Family::default(),
@@ -109,7 +149,7 @@ impl Default for Metrics {
         };
         registry.register(
             "api_requests",
-            "Feishu API requests by endpoint and outcome (ok, a Feishu error code, http_NNN, timeout, transport)",
+            "Feishu API requests by helpdesk (empty for the app's token requests), endpoint and outcome (ok, a Feishu error code, http_NNN, timeout, transport)",
             m.api_requests.clone(),
         );
         registry.register(
@@ -119,23 +159,28 @@ impl Default for Metrics {
         );
         registry.register(
             "tickets_written",
-            "Tickets processed by result (changed, unchanged, not_found, invalid, failed)",
+            "Tickets processed by helpdesk and result (changed, unchanged, not_found, invalid, failed)",
             m.tickets_written.clone(),
         );
         registry.register(
             "queue_tickets",
-            "Tickets in the queue by state (known, due, failed, parked)",
+            "Tickets in the queue by helpdesk and state (known, due, failed, parked)",
             m.queue_tickets.clone(),
         );
         registry.register(
             "cycles",
-            "Finished sync cycles by outcome (ok, interrupted, stalled, fatal, failed)",
+            "Finished sync cycles by helpdesk and outcome (ok, interrupted, stalled, fatal, failed)",
             m.cycles.clone(),
         );
         registry.register(
             "last_success_timestamp_seconds",
-            "Unix time when the last cycle finished ok",
+            "Unix time when the helpdesk's last cycle finished ok",
             m.last_success.clone(),
+        );
+        registry.register(
+            "helpdesk_info",
+            "1 for each configured helpdesk: its id (helpdesk) and display name (name)",
+            m.helpdesk_info.clone(),
         );
         registry.register(
             "rate_limit_waits",
@@ -169,7 +214,7 @@ impl Default for Metrics {
         );
         registry.register(
             "health_problems",
-            "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing; thresholds in [health]), else 0",
+            "1 while the helpdesk's copy is unhealthy this way (last_run_failed, discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing; thresholds in [health]), else 0",
             m.health_problems.clone(),
         );
         Self { registry, ..m }
@@ -177,11 +222,20 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// One API request and how long it took; `outcome` is `ok` or the error's label
-    /// (`ApiError::outcome_label`: a Feishu code, `http_NNN`, `timeout`, `transport`).
-    pub fn observe_request(&self, endpoint: &str, outcome: &str, seconds: f64) {
+    /// One API request made for `helpdesk` (its id; empty: the app's own) and how long it
+    /// took; `outcome` is `ok` or the error's label (`ApiError::outcome_label`: a Feishu code,
+    /// `http_NNN`, `timeout`, `transport`). Latency is by endpoint only: the API answers every
+    /// helpdesk alike, and a histogram per helpdesk would multiply its buckets.
+    pub fn observe_helpdesk_request(
+        &self,
+        helpdesk: &str,
+        endpoint: &str,
+        outcome: &str,
+        seconds: f64,
+    ) {
         self.api_requests
             .get_or_create(&RequestLabels {
+                helpdesk: helpdesk.to_owned(),
                 endpoint: endpoint.to_owned(),
                 outcome: outcome.to_owned(),
             })
@@ -210,10 +264,24 @@ impl Metrics {
             .inc();
     }
 
-    /// A finished cycle: its outcome, its tickets, and the success time when ok.
-    pub fn observe_cycle(&self, outcome: &str, report: Option<&CycleReport>) {
+    /// The configured helpdesks: `helpdesk_info{helpdesk, name} 1` each.
+    pub fn set_helpdesks<'a>(&self, helpdesks: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        for (id, name) in helpdesks {
+            self.helpdesk_info
+                .get_or_create(&InfoLabels {
+                    helpdesk: id.to_owned(),
+                    name: name.to_owned(),
+                })
+                .set(1);
+        }
+    }
+
+    /// A finished cycle of `helpdesk` (its id): its outcome, its tickets, and the success time
+    /// when ok.
+    pub fn observe_cycle(&self, helpdesk: &str, outcome: &str, report: Option<&CycleReport>) {
         self.cycles
-            .get_or_create(&OutcomeLabels {
+            .get_or_create(&CycleLabels {
+                helpdesk: helpdesk.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();
@@ -228,6 +296,7 @@ impl Metrics {
             ] {
                 self.tickets_written
                     .get_or_create(&ResultLabels {
+                        helpdesk: helpdesk.to_owned(),
                         result: result.to_owned(),
                     })
                     .inc_by(n);
@@ -235,11 +304,15 @@ impl Metrics {
         }
         if outcome == "ok" {
             self.last_success
+                .get_or_create(&HelpdeskLabels {
+                    helpdesk: helpdesk.to_owned(),
+                })
                 .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
         }
     }
 
-    pub fn set_queue(&self, counts: &QueueCounts) {
+    /// The queue of `helpdesk` (its id) by state.
+    pub fn set_queue(&self, helpdesk: &str, counts: &QueueCounts) {
         for (state, n) in [
             ("known", counts.known),
             ("due", counts.due_now),
@@ -248,6 +321,7 @@ impl Metrics {
         ] {
             self.queue_tickets
                 .get_or_create(&StateLabels {
+                    helpdesk: helpdesk.to_owned(),
                     state: state.to_owned(),
                 })
                 .set(n);
@@ -278,12 +352,13 @@ impl Metrics {
         self.list_rows_unverified.set(state.unverified_tickets);
     }
 
-    /// Each of `causes` to 1 when it is `found`, else 0.
-    pub fn set_health(&self, causes: &[&str], found: &[&str]) {
+    /// Each of `causes` of `helpdesk` (its id) to 1 when it is `found`, else 0.
+    pub fn set_health(&self, helpdesk: &str, causes: &[&str], found: &[&str]) {
         for &cause in causes {
             let on = found.contains(&cause);
             self.health_problems
                 .get_or_create(&CauseLabels {
+                    helpdesk: helpdesk.to_owned(),
                     cause: cause.to_owned(),
                 })
                 .set(i64::from(on));
@@ -307,26 +382,52 @@ mod tests {
     #[test]
     fn series_are_named_and_labelled() {
         let m = Metrics::default();
-        m.observe_request("detail", "ok", 0.3);
-        m.observe_request("detail", &ApiError::Timeout.outcome_label(), 10.0);
+        m.observe_helpdesk_request("71", "detail", "ok", 0.3);
+        m.observe_helpdesk_request("71", "detail", &ApiError::Timeout.outcome_label(), 10.0);
         let not_found = crate::feishu::error::classify(404, Some(154004), "gone", None).unwrap();
-        m.observe_request("detail", &not_found.outcome_label(), 0.1);
+        m.observe_helpdesk_request("72", "detail", &not_found.outcome_label(), 0.1);
+        m.observe_helpdesk_request("", "token", "ok", 0.1);
         m.rate_limit_wait();
         m.token_refresh();
-        m.observe_cycle("ok", Some(&CycleReport::default()));
+        m.set_helpdesks([("71", "IT"), ("72", "HR")]);
+        m.observe_cycle("71", "ok", Some(&CycleReport::default()));
+        m.observe_cycle("72", "fatal", None);
+        m.set_queue(
+            "72",
+            &QueueCounts {
+                known: 5,
+                due_now: 2,
+                failed: 1,
+                parked: 0,
+            },
+        );
+        m.set_health(
+            "72",
+            &["last_run_failed", "queue_behind"],
+            &["last_run_failed"],
+        );
         let text = m.encode();
         for line in [
-            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"ok\"} 1",
-            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"timeout\"} 1",
-            "helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"154004\"} 1",
+            "helpdesk_sync_api_requests_total{helpdesk=\"71\",endpoint=\"detail\",outcome=\"ok\"} 1",
+            "helpdesk_sync_api_requests_total{helpdesk=\"71\",endpoint=\"detail\",outcome=\"timeout\"} 1",
+            "helpdesk_sync_api_requests_total{helpdesk=\"72\",endpoint=\"detail\",outcome=\"154004\"} 1",
+            "helpdesk_sync_api_requests_total{helpdesk=\"\",endpoint=\"token\",outcome=\"ok\"} 1",
             "helpdesk_sync_api_request_duration_seconds_count{endpoint=\"detail\"} 3",
             "helpdesk_sync_rate_limit_waits_total 1",
             "helpdesk_sync_token_refreshes_total 1",
-            "helpdesk_sync_cycles_total{outcome=\"ok\"} 1",
+            "helpdesk_sync_helpdesk_info{helpdesk=\"71\",name=\"IT\"} 1",
+            "helpdesk_sync_helpdesk_info{helpdesk=\"72\",name=\"HR\"} 1",
+            "helpdesk_sync_cycles_total{helpdesk=\"71\",outcome=\"ok\"} 1",
+            "helpdesk_sync_cycles_total{helpdesk=\"72\",outcome=\"fatal\"} 1",
+            "helpdesk_sync_tickets_written_total{helpdesk=\"71\",result=\"changed\"} 0",
+            "helpdesk_sync_queue_tickets{helpdesk=\"72\",state=\"due\"} 2",
+            "helpdesk_sync_health_problems{helpdesk=\"72\",cause=\"last_run_failed\"} 1",
+            "helpdesk_sync_health_problems{helpdesk=\"72\",cause=\"queue_behind\"} 0",
         ] {
             assert!(text.contains(line), "missing {line} in\n{text}");
         }
-        assert!(text.contains("helpdesk_sync_last_success_timestamp_seconds "));
+        assert!(text.contains("helpdesk_sync_last_success_timestamp_seconds{helpdesk=\"71\"} "));
+        assert!(!text.contains("helpdesk_sync_last_success_timestamp_seconds{helpdesk=\"72\"}"));
     }
 
     #[test]

@@ -1,6 +1,8 @@
-//! The operator's view. `status`: the queue, the last run, freshness and discovery, with a
-//! verdict usable as a monitoring probe. `check`: config → database → token → list → detail,
-//! one line per step with OK or the exact reason.
+//! The operator's view. `status`: per helpdesk the queue, the last run, freshness, discovery
+//! and the lock, with a verdict usable as a monitoring probe (an unhealthy helpdesk is named;
+//! any unhealthy helpdesk makes the whole status unhealthy). `check`: config → database →
+//! token (the app's) → list (each helpdesk) → detail, one line per step with OK or the exact
+//! reason.
 
 use std::time::Duration;
 
@@ -11,21 +13,97 @@ use crate::config::{HealthSettings, Settings};
 use crate::domain::{ListRowsState, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
-pub use crate::store::status::{Parked, RunStatus};
+pub use crate::store::status::{LockState, Parked, RunStatus};
 use crate::store::{MIGRATOR, Store, describe_target};
 
 /// Everything `status` knows; `--json` prints it as is.
 #[derive(Debug, Serialize)]
 pub struct StatusReport {
+    /// Every helpdesk healthy.
     pub healthy: bool,
-    /// Why not healthy, one sentence each.
+    /// Why not healthy, one sentence each; with several helpdesks each starts with the
+    /// helpdesk it is about (`helpdesk IT (7000…2): …`).
     pub problems: Vec<String>,
+    /// The queue of every helpdesk together (with one helpdesk: its queue, as before several
+    /// helpdesks existed; scripts reading `queue.known` keep working).
+    pub queue: QueueStatus,
+    /// The last run of any helpdesk.
+    pub last_run: Option<RunStatus>,
+    /// The last successful run of any helpdesk.
+    pub last_ok_run_finished_at: Option<DateTime<Utc>>,
+    /// Open tickets of every helpdesk.
+    pub freshness: Freshness,
+    /// The least advanced helpdesk's discovery.
+    pub discovery: DiscoveryStatus,
+    /// List-first ingestion (the app's: one verification for every helpdesk).
+    pub list_rows: ListRowsStatus,
+    /// Each configured helpdesk on its own, in config order.
+    pub helpdesks: Vec<HelpdeskStatus>,
+}
+
+/// One helpdesk's part of the status.
+#[derive(Debug, Serialize)]
+pub struct HelpdeskStatus {
+    /// The helpdesk id (the key of its queue rows, runs, lock and watermark).
+    pub helpdesk_id: String,
+    /// Its display name (the id when none is configured).
+    pub name: String,
+    /// No problem below.
+    pub healthy: bool,
+    /// Why this helpdesk is not healthy, one sentence each (without the helpdesk's name).
+    pub problems: Vec<String>,
+    /// The `health_problems` causes that hold ([`HEALTH_CAUSES`]).
+    pub causes: Vec<&'static str>,
     pub queue: QueueStatus,
     pub last_run: Option<RunStatus>,
     pub last_ok_run_finished_at: Option<DateTime<Utc>>,
     pub freshness: Freshness,
     pub discovery: DiscoveryStatus,
-    pub list_rows: ListRowsStatus,
+    /// Who holds its lock (None before anyone took it).
+    pub lock: Option<LockState>,
+}
+
+/// A configured helpdesk as the operator's view names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelpdeskName {
+    /// The helpdesk id.
+    pub id: String,
+    /// The display name (the id when none is configured).
+    pub name: String,
+}
+
+impl std::fmt::Display for HelpdeskName {
+    /// `helpdesk IT (7000000000000000002)`, or `helpdesk 7000000000000000002` without a name.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.id.is_empty() {
+            write!(f, "every helpdesk (none configured)")
+        } else if self.name.is_empty() || self.name == self.id {
+            write!(f, "helpdesk {}", self.id)
+        } else {
+            write!(f, "helpdesk {} ({})", self.name, self.id)
+        }
+    }
+}
+
+/// The configured helpdesks, in config order.
+/// The configured helpdesks, in config order; with none configured, one with an empty id
+/// (reads then cover every helpdesk in the database).
+pub fn helpdesk_names(settings: &Settings) -> Vec<HelpdeskName> {
+    let names: Vec<HelpdeskName> = settings
+        .helpdesks()
+        .iter()
+        .map(|h| HelpdeskName {
+            id: h.id.clone(),
+            name: h.name.clone(),
+        })
+        .collect();
+    if names.is_empty() {
+        return vec![HelpdeskName {
+            id: String::new(),
+            name: String::new(),
+        }];
+    }
+    names
 }
 
 /// List-first ingestion: on or off, the tickets waiting for the detail that verifies them, and
@@ -67,31 +145,103 @@ pub struct DiscoveryStatus {
     pub backfill_completed: Option<bool>,
 }
 
-/// Reads the status and judges it.
+/// What `status` reads for one helpdesk (or, with an empty id, for all of them together).
+struct Sections {
+    queue: QueueStatus,
+    runs: Runs,
+    freshness: Freshness,
+    discovery: DiscoveryStatus,
+}
+
+async fn read_sections(
+    store: &Store,
+    settings: &Settings,
+    helpdesk_id: &str,
+) -> anyhow::Result<Sections> {
+    Ok(Sections {
+        queue: read_queue(store, helpdesk_id).await?,
+        runs: read_runs(store, helpdesk_id).await?,
+        freshness: read_freshness(store, helpdesk_id, settings.sync.open_refresh * 2).await?,
+        discovery: read_discovery(store, helpdesk_id, settings.sync.discover).await?,
+    })
+}
+
+/// Reads the status of every helpdesk and judges it.
 pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<StatusReport> {
     let now: DateTime<Utc> = store.now().await?;
-    let helpdesk_id = settings.feishu.helpdesk_id.trim();
-    let queue = read_queue(store).await?;
-    let runs = read_runs(store, helpdesk_id).await?;
-    let freshness = read_freshness(store, settings.sync.open_refresh * 2).await?;
-    let discovery = read_discovery(store, settings.sync.discover).await?;
+    let names = helpdesk_names(settings);
+    let several = names.len() > 1;
+    let mut helpdesks = Vec::with_capacity(names.len());
+    let mut problems = Vec::new();
+    for h in &names {
+        let one = helpdesk_status(store, settings, now, h).await?;
+        problems.extend(one.problems.iter().map(|p| {
+            if several {
+                format!("{h}: {p}")
+            } else {
+                p.clone()
+            }
+        }));
+        helpdesks.push(one);
+    }
+    // With one helpdesk the totals are its own; with several, the whole database's.
+    let all = read_sections(
+        store,
+        settings,
+        if several { "" } else { names[0].id.as_str() },
+    )
+    .await?;
     let list_state = store.list_rows_state().await?;
     let list_rows = ListRowsStatus {
         enabled: settings.sync.discover && settings.sync.store_list_rows,
         degraded: list_state.trust().is_disabled(),
         state: list_state,
     };
-    let mut problems = judge(settings, now, &runs, &freshness);
-    problems.extend(stuck(store, settings).await?.into_iter().map(|s| s.problem));
     Ok(StatusReport {
         healthy: problems.is_empty(),
         problems,
-        queue,
-        last_run: runs.last,
-        last_ok_run_finished_at: runs.last_ok,
-        freshness,
-        discovery,
+        queue: all.queue,
+        last_run: all.runs.last,
+        last_ok_run_finished_at: all.runs.last_ok,
+        freshness: all.freshness,
+        discovery: all.discovery,
         list_rows,
+        helpdesks,
+    })
+}
+
+/// One helpdesk's sections, problems and health causes.
+async fn helpdesk_status(
+    store: &Store,
+    settings: &Settings,
+    now: DateTime<Utc>,
+    h: &HelpdeskName,
+) -> anyhow::Result<HelpdeskStatus> {
+    let s = read_sections(store, settings, &h.id).await?;
+    let mut problems = judge(settings, now, &s.runs, &s.freshness);
+    let health = health(store, settings, &h.id).await?;
+    let mut causes = Vec::new();
+    for found in health {
+        if !causes.contains(&found.cause) {
+            causes.push(found.cause);
+        }
+        // The failed last run is already among `judge`'s sentences.
+        if found.cause != "last_run_failed" {
+            problems.push(found.problem);
+        }
+    }
+    Ok(HelpdeskStatus {
+        helpdesk_id: h.id.clone(),
+        name: h.name.clone(),
+        healthy: problems.is_empty(),
+        problems,
+        causes,
+        queue: s.queue,
+        last_run: s.runs.last,
+        last_ok_run_finished_at: s.runs.last_ok,
+        freshness: s.freshness,
+        discovery: s.discovery,
+        lock: store.lock_state(&h.id).await?,
     })
 }
 
@@ -102,14 +252,14 @@ struct Runs {
     last_ok: Option<DateTime<Utc>>,
 }
 
-async fn read_queue(store: &Store) -> anyhow::Result<QueueStatus> {
-    let counts = store.queue_counts().await?;
+async fn read_queue(store: &Store, helpdesk_id: &str) -> anyhow::Result<QueueStatus> {
+    let counts = store.helpdesk_queue_counts(helpdesk_id).await?;
     Ok(QueueStatus {
         known: counts.known,
         due_now: counts.due_now,
         failed: counts.failed,
-        claimed: store.claimed_tickets().await?,
-        parked: store.parked_tickets().await?,
+        claimed: store.claimed_tickets(helpdesk_id).await?,
+        parked: store.parked_tickets(helpdesk_id).await?,
     })
 }
 
@@ -121,8 +271,12 @@ async fn read_runs(store: &Store, helpdesk_id: &str) -> anyhow::Result<Runs> {
     })
 }
 
-async fn read_freshness(store: &Store, stale_after: Duration) -> anyhow::Result<Freshness> {
-    let open = store.open_tickets().await?;
+async fn read_freshness(
+    store: &Store,
+    helpdesk_id: &str,
+    stale_after: Duration,
+) -> anyhow::Result<Freshness> {
+    let open = store.open_tickets(helpdesk_id).await?;
     Ok(Freshness {
         open_tickets: open.count,
         oldest_open_fetched_at: open.oldest_fetched_at,
@@ -130,9 +284,13 @@ async fn read_freshness(store: &Store, stale_after: Duration) -> anyhow::Result<
     })
 }
 
-async fn read_discovery(store: &Store, enabled: bool) -> anyhow::Result<DiscoveryStatus> {
-    let watermark = store.discovery_watermark().await?;
-    let backfill = store.backfill_position().await?;
+async fn read_discovery(
+    store: &Store,
+    helpdesk_id: &str,
+    enabled: bool,
+) -> anyhow::Result<DiscoveryStatus> {
+    let watermark = store.discovery_watermark(helpdesk_id).await?;
+    let backfill = store.backfill_position(helpdesk_id).await?;
     Ok(DiscoveryStatus {
         enabled,
         watermark,
@@ -166,14 +324,9 @@ fn judge(
         _ => {}
     }
     if let Some(run) = &runs.last_finished
-        && matches!(run.outcome.as_str(), "fatal" | "failed")
+        && let Some(problem) = failed_run(run)
     {
-        problems.push(format!(
-            "the last run (#{}) ended {}: {}",
-            run.run_id,
-            run.outcome,
-            run.error.as_deref().unwrap_or("no error recorded")
-        ));
+        problems.push(problem);
     }
     if let Some(oldest) = freshness.oldest_open_fetched_at
         && age(oldest) > stale_after
@@ -198,18 +351,31 @@ fn judge(
     problems
 }
 
-/// A way the copy is stuck, named for the `health_problems` metric.
+/// "the last run (#N) ended fatal: why" when the last finished run failed (a rejected token,
+/// say), else None.
+fn failed_run(run: &RunStatus) -> Option<String> {
+    matches!(run.outcome.as_str(), "fatal" | "failed").then(|| {
+        format!(
+            "the last run (#{}) ended {}: {}",
+            run.run_id,
+            run.outcome,
+            run.error.as_deref().unwrap_or("no error recorded")
+        )
+    })
+}
+
+/// A way a helpdesk's copy is unhealthy, named for the `health_problems` metric.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stuck {
-    /// `discovery_stuck`, `tickets_failing`, `queue_behind`, `tickets_poisoned`,
-    /// `conversations_failing`.
+    /// One of [`HEALTH_CAUSES`].
     pub cause: &'static str,
     /// One sentence naming the cause and the setting whose threshold it passed.
     pub problem: String,
 }
 
-/// Every `cause` [`stuck`] can report (the metric shows 0 for the others).
-pub const STUCK_CAUSES: [&str; 5] = [
+/// Every `cause` [`health`] can report (the metric shows 0 for the others).
+pub const HEALTH_CAUSES: [&str; 6] = [
+    "last_run_failed",
     "discovery_stuck",
     "tickets_failing",
     "queue_behind",
@@ -217,31 +383,68 @@ pub const STUCK_CAUSES: [&str; 5] = [
     "conversations_failing",
 ];
 
-/// "Never stuck in silence": the states in which work keeps failing or waiting while cycles
-/// may still end ok. Read by `status`, `/readyz` and the metric (thresholds: `[health]`).
-pub async fn stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
+/// One helpdesk's health: what [`HEALTH_CAUSES`] holds for it, with one sentence each.
+#[derive(Debug, Clone)]
+pub struct HelpdeskHealth {
+    pub helpdesk: HelpdeskName,
+    /// Empty: healthy.
+    pub found: Vec<Stuck>,
+}
+
+/// The health of every configured helpdesk, in config order (read by `/readyz` and the
+/// `health_problems` metric).
+pub async fn helpdesks_health(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<Vec<HelpdeskHealth>> {
+    let mut all = Vec::new();
+    for helpdesk in helpdesk_names(settings) {
+        let found = health(store, settings, &helpdesk.id).await?;
+        all.push(HelpdeskHealth { helpdesk, found });
+    }
+    Ok(all)
+}
+
+/// "Never stuck in silence" for `helpdesk_id`: its last finished run failed (a rejected
+/// token, say), or work keeps failing or waiting while cycles may still end ok. Read by
+/// `status`, `/readyz` and the metric (thresholds: `[health]`).
+pub async fn health(
+    store: &Store,
+    settings: &Settings,
+    helpdesk_id: &str,
+) -> anyhow::Result<Vec<Stuck>> {
     let h = &settings.health;
     let mut found = Vec::new();
+    if let Some(run) = store.last_finished_run(helpdesk_id).await?
+        && let Some(problem) = failed_run(&run)
+    {
+        found.push(Stuck {
+            cause: "last_run_failed",
+            problem,
+        });
+    }
     if settings.sync.discover {
-        found.extend(discovery_stuck(store, settings).await?);
+        found.extend(discovery_stuck(store, settings, helpdesk_id).await?);
     }
-    found.extend(tickets_failing(store, h).await?);
+    found.extend(tickets_failing(store, helpdesk_id, h).await?);
     if settings.sync.messages {
-        found.extend(conversations_failing(store, h).await?);
+        found.extend(conversations_failing(store, helpdesk_id, h).await?);
     }
-    found.extend(queue_behind(store, h).await?);
-    found.extend(tickets_poisoned(store).await?);
+    found.extend(queue_behind(store, helpdesk_id, h).await?);
+    found.extend(tickets_poisoned(store, helpdesk_id).await?);
     Ok(found)
 }
 
 /// `discovery_stuck`: the watermark or an unfinished backfill has not moved for longer than
 /// `health.discovery_stuck_after`, one each, with the last error a run recorded.
-async fn discovery_stuck(store: &Store, settings: &Settings) -> anyhow::Result<Vec<Stuck>> {
+async fn discovery_stuck(
+    store: &Store,
+    settings: &Settings,
+    helpdesk_id: &str,
+) -> anyhow::Result<Vec<Stuck>> {
     let after = settings.health.discovery_stuck_after;
-    let last_error = store
-        .last_run_error(settings.feishu.helpdesk_id.trim())
-        .await?;
-    let stalled = store.stalled_scans(after).await?;
+    let last_error = store.last_run_error(helpdesk_id).await?;
+    let stalled = store.stalled_scans(helpdesk_id, after).await?;
     Ok(stalled
         .into_iter()
         .map(|scan| {
@@ -265,8 +468,14 @@ async fn discovery_stuck(store: &Store, settings: &Settings) -> anyhow::Result<V
 
 /// `tickets_failing`: details failing (still retried) for longer than
 /// `health.ticket_failing_after`.
-async fn tickets_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
-    let failing = store.failing_tickets(h.ticket_failing_after).await?;
+async fn tickets_failing(
+    store: &Store,
+    helpdesk_id: &str,
+    h: &HealthSettings,
+) -> anyhow::Result<Option<Stuck>> {
+    let failing = store
+        .failing_tickets(helpdesk_id, h.ticket_failing_after)
+        .await?;
     Ok((failing.count > 0).then(|| Stuck {
         cause: "tickets_failing",
         problem: format!(
@@ -281,9 +490,13 @@ async fn tickets_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Op
 
 /// `conversations_failing`: conversation reads failing (500s, a scope the app lacks) without a
 /// complete read since, for longer than `health.conversation_failing_after`.
-async fn conversations_failing(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
+async fn conversations_failing(
+    store: &Store,
+    helpdesk_id: &str,
+    h: &HealthSettings,
+) -> anyhow::Result<Option<Stuck>> {
     let failing = store
-        .failing_conversations(h.conversation_failing_after)
+        .failing_conversations(helpdesk_id, h.conversation_failing_after)
         .await?;
     Ok((failing.count > 0).then(|| Stuck {
         cause: "conversations_failing",
@@ -299,8 +512,14 @@ async fn conversations_failing(store: &Store, h: &HealthSettings) -> anyhow::Res
 }
 
 /// `queue_behind`: a ticket has been due for longer than `health.queue_due_after`.
-async fn queue_behind(store: &Store, h: &HealthSettings) -> anyhow::Result<Option<Stuck>> {
-    let oldest_due_s = store.oldest_overdue_seconds(h.queue_due_after).await?;
+async fn queue_behind(
+    store: &Store,
+    helpdesk_id: &str,
+    h: &HealthSettings,
+) -> anyhow::Result<Option<Stuck>> {
+    let oldest_due_s = store
+        .oldest_overdue_seconds(helpdesk_id, h.queue_due_after)
+        .await?;
     Ok(oldest_due_s.map(|age_s| Stuck {
         cause: "queue_behind",
         problem: format!(
@@ -312,8 +531,8 @@ async fn queue_behind(store: &Store, h: &HealthSettings) -> anyhow::Result<Optio
 }
 
 /// `tickets_poisoned`: tickets parked after the same unusable answer too many times in a row.
-async fn tickets_poisoned(store: &Store) -> anyhow::Result<Option<Stuck>> {
-    let poisoned = store.poisoned_tickets().await?;
+async fn tickets_poisoned(store: &Store, helpdesk_id: &str) -> anyhow::Result<Option<Stuck>> {
+    let poisoned = store.poisoned_tickets(helpdesk_id).await?;
     Ok((poisoned.count > 0).then(|| Stuck {
         cause: "tickets_poisoned",
         problem: format!(
@@ -338,21 +557,33 @@ pub fn human(d: Duration) -> String {
     }
 }
 
-/// The human form of [`StatusReport`].
+/// The human form of [`StatusReport`]. With one helpdesk, today's layout plus its name and
+/// lock; with several, the app's lines, then one block per helpdesk.
 pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
     let ago = |at: DateTime<Utc>| human((now - at).to_std().unwrap_or_default());
     let mut out = format!(
         "helpdesk-sync status: {}\n",
         if r.healthy { "OK" } else { "UNHEALTHY" }
     );
-    render_runs(&mut out, r, &ago);
-    render_queue(&mut out, &r.queue);
-    render_freshness(&mut out, &r.freshness, &ago);
-    render_discovery(&mut out, &r.discovery, &ago);
-    out.push_str(&format!(
-        "  list rows: {}\n",
-        describe_list_rows(&r.list_rows)
-    ));
+    let list_rows = format!("  list rows: {}\n", describe_list_rows(&r.list_rows));
+    match r.helpdesks.as_slice() {
+        [one] => {
+            out.push_str(&format!("  helpdesk:  {}\n", name_of(one)));
+            render_helpdesk(&mut out, one, &ago);
+            out.push_str(&list_rows);
+        }
+        several => {
+            out.push_str(&list_rows);
+            for h in several {
+                out.push_str(&format!(
+                    "{}: {}\n",
+                    name_of(h),
+                    if h.healthy { "OK" } else { "UNHEALTHY" }
+                ));
+                render_helpdesk(&mut out, h, &ago);
+            }
+        }
+    }
     if !r.problems.is_empty() {
         out.push_str("problems:\n");
         for p in &r.problems {
@@ -362,8 +593,62 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
     out
 }
 
-fn render_runs(out: &mut String, r: &StatusReport, ago: &dyn Fn(DateTime<Utc>) -> String) {
-    match &r.last_run {
+fn name_of(h: &HelpdeskStatus) -> HelpdeskName {
+    HelpdeskName {
+        id: h.helpdesk_id.clone(),
+        name: h.name.clone(),
+    }
+}
+
+/// A helpdesk's lines: runs, queue, freshness, discovery, lock.
+fn render_helpdesk(out: &mut String, h: &HelpdeskStatus, ago: &dyn Fn(DateTime<Utc>) -> String) {
+    render_runs(out, h.last_run.as_ref(), h.last_ok_run_finished_at, ago);
+    render_queue(out, &h.queue);
+    render_freshness(out, &h.freshness, ago);
+    render_discovery(out, &h.discovery, ago);
+    out.push_str(&format!(
+        "  lock:      {}\n",
+        describe_lock(h.lock.as_ref(), ago)
+    ));
+}
+
+/// A lock renewed longer ago than this has no live holder (holders renew every second).
+const LOCK_ALIVE_WITHIN_S: f64 = 10.0;
+
+fn describe_lock(lock: Option<&LockState>, ago: &dyn Fn(DateTime<Utc>) -> String) -> String {
+    match lock {
+        None => "never taken".to_owned(),
+        Some(LockState { holder: None, .. }) => "free (released)".to_owned(),
+        Some(
+            l @ LockState {
+                holder: Some(holder),
+                ..
+            },
+        ) if l.renewed_seconds_ago <= LOCK_ALIVE_WITHIN_S => format!(
+            "held by {holder} (epoch {}) for {}",
+            l.epoch,
+            ago(l.taken_at)
+        ),
+        Some(
+            l @ LockState {
+                holder: Some(holder),
+                ..
+            },
+        ) => format!(
+            "free: its last holder {holder} (epoch {}) stopped renewing it {} ago",
+            l.epoch,
+            ago(l.renewed_at)
+        ),
+    }
+}
+
+fn render_runs(
+    out: &mut String,
+    last_run: Option<&RunStatus>,
+    last_ok: Option<DateTime<Utc>>,
+    ago: &dyn Fn(DateTime<Utc>) -> String,
+) {
+    match last_run {
         Some(run) => {
             let when = match run.finished_at {
                 Some(f) => format!(
@@ -391,7 +676,7 @@ fn render_runs(out: &mut String, r: &StatusReport, ago: &dyn Fn(DateTime<Utc>) -
         }
         None => out.push_str("  last run:  none recorded\n"),
     }
-    if let Some(at) = r.last_ok_run_finished_at {
+    if let Some(at) = last_ok {
         out.push_str(&format!("  last ok:   {} ago\n", ago(at)));
     }
 }
@@ -503,7 +788,28 @@ pub struct Step {
     pub result: Result<String, String>,
 }
 
-/// Runs the checks after the config loaded; stops at the first failure (later steps need it).
+/// Each configured helpdesk with its credentials (the app's and its token), read now; fails
+/// naming the missing key.
+fn helpdesk_credentials(
+    settings: &Settings,
+) -> Result<Vec<(HelpdeskName, crate::config::Credentials)>, crate::config::ConfigError> {
+    // The app's keys first, then a helpdesk at all: their errors name `feishu.*`.
+    settings.feishu.app_credentials()?;
+    settings
+        .select_helpdesks(None)?
+        .into_iter()
+        .map(|h| {
+            let name = HelpdeskName {
+                id: h.id.clone(),
+                name: h.name.clone(),
+            };
+            Ok((name, h.credentials(&settings.feishu)?))
+        })
+        .collect()
+}
+
+/// Runs the checks after the config loaded; stops at the first failed step (later steps need
+/// it). The list is checked for every helpdesk (one `list` line each) before stopping.
 pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> {
     let mut steps = Vec::new();
     let mut passed = |name: &'static str, result: Result<String, String>| {
@@ -511,8 +817,8 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
         steps.push(Step { name, result });
         ok
     };
-    let credentials = match settings.feishu.credentials() {
-        Ok(c) => c,
+    let helpdesks = match helpdesk_credentials(settings) {
+        Ok(h) => h,
         Err(e) => {
             passed("config", Err(e.to_string()));
             return steps;
@@ -520,7 +826,15 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
     };
     passed(
         "config",
-        Ok(format!("feishu.base_url {}", settings.feishu.base_url)),
+        Ok(format!(
+            "feishu.base_url {}{}",
+            settings.feishu.base_url,
+            if helpdesks.len() > 1 {
+                format!("; {} helpdesks", helpdesks.len())
+            } else {
+                String::new()
+            }
+        )),
     );
     if !passed("database", check_database(settings).await) {
         return steps;
@@ -529,21 +843,37 @@ pub async fn check(settings: &Settings, ticket: Option<&TicketId>) -> Vec<Step> 
     let mut quick = settings.feishu.clone();
     quick.max_attempts = 1;
     quick.request_timeout = quick.request_timeout.min(Duration::from_secs(10));
-    let client = match FeishuClient::new(&quick, credentials) {
-        Ok(c) => c,
-        Err(e) => {
-            passed("token", Err(format!("{e:#}")));
-            return steps;
+    let mut clients = Vec::with_capacity(helpdesks.len());
+    for (h, credentials) in helpdesks {
+        match FeishuClient::new(&quick, credentials) {
+            Ok(c) => clients.push((h, c)),
+            Err(e) => {
+                passed("token", Err(format!("{e:#}")));
+                return steps;
+            }
         }
-    };
-    if !passed("token", check_token(&client, settings).await)
-        || !passed("list", check_list(&client, settings).await)
-    {
+    }
+    let several = clients.len() > 1;
+    // The tenant token is the app's: one check for every helpdesk.
+    if !passed("token", check_token(&clients[0].1, settings).await) {
+        return steps;
+    }
+    let mut lists_ok = true;
+    for (h, client) in &clients {
+        let result = check_list(client, h).await;
+        let result = if several {
+            result.map_err(|e| format!("{h}: {e}"))
+        } else {
+            result
+        };
+        lists_ok &= passed("list", result);
+    }
+    if !lists_ok {
         return steps;
     }
     passed("list rows", check_list_rows(settings).await);
     if let Some(id) = ticket {
-        passed("detail", check_detail(&client, id).await);
+        passed("detail", check_detail(&clients, id).await);
     }
     steps
 }
@@ -605,7 +935,7 @@ async fn check_token(client: &FeishuClient, settings: &Settings) -> Result<Strin
 }
 
 /// The helpdesk id and token open the list: one ticket updated in the last day.
-async fn check_list(client: &FeishuClient, settings: &Settings) -> Result<String, String> {
+async fn check_list(client: &FeishuClient, helpdesk: &HelpdeskName) -> Result<String, String> {
     let now = Utc::now();
     let query = ListQuery {
         field: TimeField::Updated,
@@ -620,8 +950,7 @@ async fn check_list(client: &FeishuClient, settings: &Settings) -> Result<String
         .await
         .map(|page| {
             format!(
-                "helpdesk {} answers; {} tickets updated in the last 24 hours",
-                settings.feishu.helpdesk_id,
+                "{helpdesk} answers; {} tickets updated in the last 24 hours",
                 page.total
                     .map_or_else(|| "an unstated number of".to_owned(), |t| t.to_string())
             )
@@ -629,27 +958,42 @@ async fn check_list(client: &FeishuClient, settings: &Settings) -> Result<String
         .map_err(|e| e.to_string())
 }
 
-/// One ticket fetched and normalized.
-async fn check_detail(client: &FeishuClient, id: &TicketId) -> Result<String, String> {
+/// One ticket fetched and normalized, from the first helpdesk that has it.
+async fn check_detail(
+    clients: &[(HelpdeskName, FeishuClient)],
+    id: &TicketId,
+) -> Result<String, String> {
     let never = tokio_util::sync::CancellationToken::new();
-    let raw = client
-        .fetch_ticket(id, &never)
-        .await
-        .result
-        .map_err(|e| e.to_string())?;
-    crate::normalize::normalize_ticket(id, &raw, Utc::now())
-        .map(|n| {
-            format!(
-                "ticket {id}: status {}, {} warning(s) in its fields",
-                n.record
-                    .ticket
-                    .status
-                    .map(|s| s.to_string())
-                    .unwrap_or_else(|| "unknown".into()),
-                n.warnings.len()
-            )
-        })
-        .map_err(|e| e.to_string())
+    let mut errors = Vec::new();
+    for (helpdesk, client) in clients {
+        let raw = match client.fetch_ticket(id, &never).await.result {
+            Ok(raw) => raw,
+            Err(e) if clients.len() > 1 => {
+                errors.push(format!("{helpdesk}: {e}"));
+                continue;
+            }
+            Err(e) => return Err(e.to_string()),
+        };
+        let found_in = if clients.len() > 1 {
+            format!(" in {helpdesk}")
+        } else {
+            String::new()
+        };
+        return crate::normalize::normalize_ticket(id, &raw, Utc::now())
+            .map(|n| {
+                format!(
+                    "ticket {id}{found_in}: status {}, {} warning(s) in its fields",
+                    n.record
+                        .ticket
+                        .status
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "unknown".into()),
+                    n.warnings.len()
+                )
+            })
+            .map_err(|e| e.to_string());
+    }
+    Err(errors.join("; "))
 }
 
 #[cfg(test)]

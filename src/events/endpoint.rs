@@ -24,8 +24,9 @@ pub struct EventState {
     pub store: Store,
     /// Wakes the daemon's worker for a prompt cycle.
     pub wake: Arc<Notify>,
-    /// Ours: events about another helpdesk's tickets (same app) are acknowledged and ignored.
-    pub helpdesk_id: String,
+    /// The configured helpdesks' ids: an event about a ticket of one of them is queued in that
+    /// helpdesk's queue; events about any other helpdesk (same app) are acknowledged and ignored.
+    pub helpdesks: Vec<String>,
     /// `sync.messages`: message events queue a fetch of the conversation.
     pub messages: bool,
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -50,8 +51,23 @@ fn refuse(state: &EventState, rejection: &Rejection) -> Response {
     (rejection.status(), format!("{label}\n")).into_response()
 }
 
-/// A verified delivery: the challenge answered, other types and other helpdesks acknowledged
-/// and ignored, ticket events recorded.
+/// The helpdesk an event is for, among ours: the one it names; the only one when it names none.
+/// `Err` names an unknown helpdesk; `Ok(None)`: several helpdesks and the event names none (the
+/// ticket's queue row says which, if it is known).
+fn our_helpdesk<'a>(state: &'a EventState, named: Option<&str>) -> Result<Option<&'a str>, ()> {
+    match (named, state.helpdesks.as_slice()) {
+        (Some(theirs), ours) => ours
+            .iter()
+            .find(|id| id.as_str() == theirs)
+            .map(|id| Some(id.as_str()))
+            .ok_or(()),
+        (None, [only]) => Ok(Some(only.as_str())),
+        (None, _) => Ok(None),
+    }
+}
+
+/// A verified delivery: the challenge answered, other types and unknown helpdesks acknowledged
+/// and ignored, ticket events recorded in their helpdesk's queue.
 async fn answer(state: &EventState, event: Event) -> Response {
     match event {
         Event::Challenge(challenge) => {
@@ -76,7 +92,7 @@ async fn answer(state: &EventState, event: Event) -> Response {
             event_type,
             helpdesk_id: Some(theirs),
             ..
-        } if theirs != state.helpdesk_id => {
+        } if our_helpdesk(state, Some(&theirs)).is_err() => {
             tracing::debug!(
                 event_id,
                 event_type,
@@ -90,25 +106,53 @@ async fn answer(state: &EventState, event: Event) -> Response {
             event_type,
             ticket_id,
             updated_at,
-            ..
-        } => record_ticket_event(state, &event_id, &event_type, &ticket_id, updated_at).await,
+            helpdesk_id,
+        } => {
+            let helpdesk = our_helpdesk(state, helpdesk_id.as_deref()).unwrap_or_default();
+            let event = TicketEvent {
+                event_id: &event_id,
+                event_type: &event_type,
+                ticket_id: &ticket_id,
+                helpdesk,
+            };
+            record_ticket_event(state, &event, updated_at).await
+        }
         Event::Message {
             event_id,
             event_type,
             ticket_id,
-            ..
-        } => record_message_event(state, &event_id, &event_type, &ticket_id).await,
+            helpdesk_id,
+        } => {
+            let helpdesk = our_helpdesk(state, helpdesk_id.as_deref()).unwrap_or_default();
+            let event = TicketEvent {
+                event_id: &event_id,
+                event_type: &event_type,
+                ticket_id: &ticket_id,
+                helpdesk,
+            };
+            record_message_event(state, &event).await
+        }
     }
+}
+
+/// A ticket or message event of one of our helpdesks, to record.
+struct TicketEvent<'a> {
+    event_id: &'a str,
+    event_type: &'a str,
+    ticket_id: &'a TicketId,
+    /// Its helpdesk (None: several configured and the event names none).
+    helpdesk: Option<&'a str>,
 }
 
 /// Records the receipt and makes the ticket's messages due now, then acknowledges and wakes the
 /// worker (with message fetching off, the event is acknowledged and ignored).
-async fn record_message_event(
-    state: &EventState,
-    event_id: &str,
-    event_type: &str,
-    ticket_id: &TicketId,
-) -> Response {
+async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Response {
+    let TicketEvent {
+        event_id,
+        event_type,
+        ticket_id,
+        helpdesk,
+    } = *event;
     if !state.messages {
         tracing::debug!(
             event_id,
@@ -116,13 +160,19 @@ async fn record_message_event(
         );
         return ignored(state);
     }
-    let recorded = state
-        .store
-        .record_message_event(event_id, event_type, ticket_id);
+    let store = scoped(state, helpdesk);
+    let recorded = store.record_message_event(event_id, event_type, ticket_id);
     match within_db_timeout(recorded).await {
         Ok(queued) => {
             let label = if queued { "queued" } else { "duplicate" };
-            tracing::info!(event_id, event_type, ticket_id = %ticket_id, outcome = label, "message event");
+            tracing::info!(
+                event_id,
+                event_type,
+                ticket_id = %ticket_id,
+                helpdesk_id = helpdesk,
+                outcome = label,
+                "message event"
+            );
             state.metrics.event(label);
             if queued {
                 state.wake.notify_one();
@@ -130,6 +180,14 @@ async fn record_message_event(
             axum::Json(json!({})).into_response()
         }
         Err(error) => cannot_record(state, event_id, &error),
+    }
+}
+
+/// The store for `helpdesk`'s queue (the unscoped one when the event's helpdesk is not known).
+fn scoped(state: &EventState, helpdesk: Option<&str>) -> Store {
+    match helpdesk {
+        Some(id) => state.store.for_helpdesk(id),
+        None => state.store.clone(),
     }
 }
 
@@ -142,25 +200,25 @@ fn ignored(state: &EventState) -> Response {
 /// worker. Not recorded = not acknowledged: Feishu delivers it again.
 async fn record_ticket_event(
     state: &EventState,
-    event_id: &str,
-    event_type: &str,
-    ticket_id: &TicketId,
+    event: &TicketEvent<'_>,
     updated_at: Option<DateTime<Utc>>,
 ) -> Response {
-    let recorded = state
-        .store
-        .record_event(event_id, event_type, ticket_id, updated_at);
+    let TicketEvent {
+        event_id,
+        event_type,
+        ticket_id,
+        helpdesk,
+    } = *event;
+    let store = scoped(state, helpdesk);
+    let recorded = store.record_event(event_id, event_type, ticket_id, updated_at);
     match within_db_timeout(recorded).await {
         Ok(recorded) => {
-            let label = match recorded {
-                Recorded::Duplicate => "duplicate",
-                Recorded::Queued => "queued",
-                Recorded::AlreadyCurrent => "current",
-            };
+            let label = outcome_label(recorded);
             tracing::info!(
                 event_id,
                 event_type,
                 ticket_id = %ticket_id,
+                helpdesk_id = helpdesk,
                 outcome = label,
                 "ticket event"
             );
@@ -171,6 +229,18 @@ async fn record_ticket_event(
             axum::Json(json!({})).into_response()
         }
         Err(error) => cannot_record(state, event_id, &error),
+    }
+}
+
+/// The `events_total` outcome of a recorded event.
+fn outcome_label(recorded: Recorded) -> &'static str {
+    match recorded {
+        Recorded::Duplicate => "duplicate",
+        Recorded::Queued => "queued",
+        Recorded::AlreadyCurrent => "current",
+        // Several helpdesks, the event named none, and the ticket is not known yet: discovery
+        // will find it in its helpdesk.
+        Recorded::NoHelpdesk => "ignored",
     }
 }
 

@@ -229,7 +229,17 @@ impl FeishuClient {
     fn observe(&self, endpoint: &str, result: Result<(), &ApiError>, started: std::time::Instant) {
         if let Some(m) = &self.metrics {
             let outcome = result.map_or_else(ApiError::outcome_label, |()| "ok".to_owned());
-            m.observe_request(endpoint, &outcome, started.elapsed().as_secs_f64());
+            // The token is the app's; every other request is for this client's helpdesk.
+            let helpdesk = match endpoint {
+                "token" => "",
+                _ => self.credentials.helpdesk_id.as_str(),
+            };
+            m.observe_helpdesk_request(
+                helpdesk,
+                endpoint,
+                &outcome,
+                started.elapsed().as_secs_f64(),
+            );
         }
     }
 

@@ -190,7 +190,7 @@ async fn serve_http(
             store: store.clone(),
             wake: shared.wake.clone(),
             metrics: shared.metrics.clone(),
-            helpdesk_id: settings.feishu.helpdesk_id.trim().to_owned(),
+            helpdesks: settings.helpdesks().iter().map(|h| h.id.clone()).collect(),
             messages: settings.sync.messages,
         };
         (settings.events.path.clone(), state)
@@ -495,7 +495,9 @@ impl Daemon {
             Err(CycleError::Fatal { report, .. }) => Some(report.as_ref()),
             Err(CycleError::Database(_)) => None,
         };
-        self.shared.metrics.observe_cycle(outcome, report);
+        self.shared
+            .metrics
+            .observe_cycle(&self.helpdesk_id, outcome, report);
         *self
             .shared
             .last_outcome

@@ -36,6 +36,30 @@ pub fn ticket_id(index: usize) -> String {
     (FIRST_TICKET_ID + index as u64).to_string()
 }
 
+/// How far apart the ticket numbering of two helpdesks starts: helpdesk `h` (0 = the first)
+/// numbers its tickets from `h * HELPDESK_TICKET_STRIDE`, so ticket ids stay unique across
+/// helpdesks (and 19 digits long, as the real ones are).
+pub const HELPDESK_TICKET_STRIDE: usize = 1_000_000_000;
+
+/// The id of ticket `index` of helpdesk number `helpdesk` (0 = the first, whose ids are
+/// [`ticket_id`]'s).
+pub fn helpdesk_ticket_id(helpdesk: usize, index: usize) -> String {
+    ticket_id(helpdesk * HELPDESK_TICKET_STRIDE + index)
+}
+
+/// The id of custom field `n` (1, 2, 3) in helpdesk number `helpdesk`'s catalog: each
+/// helpdesk has its own fields (the first helpdesk's are `679428120000000000n`).
+fn field_id(helpdesk: usize, n: u64) -> String {
+    (6_794_281_200_000_000_000u64 + helpdesk as u64 * 100 + n).to_string()
+}
+
+/// The first author id of internal notes in helpdesk number `helpdesk`'s tickets (the first
+/// helpdesk's authors are `7262656095919128578` and `…579`, as the seed's example; the others'
+/// differ, so per-author figures of the first helpdesk stay what they were).
+fn note_author(helpdesk: usize) -> u64 {
+    7_262_656_095_919_128_578u64 + helpdesk as u64 * 100
+}
+
 fn user(kind: &str, n: u32, rng: &mut StdRng) -> Value {
     let mut u = json!({
         "id": format!("ou_{kind}{n:028x}"),
@@ -54,6 +78,19 @@ fn user(kind: &str, n: u32, rng: &mut StdRng) -> Value {
 
 /// Ticket number `index`, created at or before `now_ms`. Deterministic for a given index.
 pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
+    generate_helpdesk_ticket(0, HELPDESK_ID, index, now_ms)
+}
+
+/// Ticket number `index` of helpdesk number `helpdesk` (0 = the first: exactly
+/// [`generate_ticket`]'s), whose id is `helpdesk_id`: its id is [`helpdesk_ticket_id`], its
+/// custom fields are that helpdesk's, its note authors its own. Deterministic.
+pub fn generate_helpdesk_ticket(
+    helpdesk: usize,
+    helpdesk_id: &str,
+    index: usize,
+    now_ms: i64,
+) -> Value {
+    let index = helpdesk * HELPDESK_TICKET_STRIDE + index;
     let mut rng = StdRng::seed_from_u64(0x5eed ^ index as u64);
     let id = ticket_id(index);
     // Spread over the last 90 days.
@@ -86,7 +123,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
 
     let mut t = json!({
         "ticket_id": id,
-        "helpdesk_id": HELPDESK_ID,
+        "helpdesk_id": helpdesk_id,
         "guest": guest,
         "ticket_type": if human { 2 } else { 1 },
         "status": status,
@@ -138,11 +175,11 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
         t["closed_by"] = Value::Null;
     }
     match index % 4 {
-        0 => t["comments"] = comment(index, 0, created_at, &mut rng),
+        0 => t["comments"] = comment(helpdesk, index, 0, created_at, &mut rng),
         1 => {
             t["comments"] = json!([
-                comment(index, 0, created_at, &mut rng),
-                comment(index, 1, created_at, &mut rng)
+                comment(helpdesk, index, 0, created_at, &mut rng),
+                comment(helpdesk, index, 1, created_at, &mut rng)
             ])
         }
         2 => t["comments"] = Value::Null,
@@ -160,10 +197,10 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
     }
     if !index.is_multiple_of(5) {
         t["customized_fields"] = json!([
-            {"id": "6794281200000000001", "value": PLATFORMS[index % PLATFORMS.len()],
+            {"id": field_id(helpdesk, 1), "value": PLATFORMS[index % PLATFORMS.len()],
              "key_name": "platform", "display_name": "Platform", "position": 1,
              "required": true, "editable": true},
-            {"id": "6794281200000000002", "value": format!("order-{}", 100000 + index),
+            {"id": field_id(helpdesk, 2), "value": format!("order-{}", 100000 + index),
              "key_name": "order_no", "display_name": "Order number", "position": 2,
              "required": false, "editable": true},
         ]);
@@ -172,7 +209,7 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
             let category = CATEGORIES[(index / 4) % CATEGORIES.len()];
             if let Some(fields) = t["customized_fields"].as_array_mut() {
                 fields.push(json!(
-                    {"id": "6794281200000000003", "value": category, "key_name": "category",
+                    {"id": field_id(helpdesk, 3), "value": category, "key_name": "category",
                      "display_name": "Category", "position": 3, "required": false,
                      "editable": true}));
             }
@@ -187,6 +224,12 @@ pub fn generate_ticket(index: usize, now_ms: i64) -> Value {
 /// The custom field catalog that goes with the generated tickets (`ticket_customized_fields`
 /// items as the API documents them: position and times as text, options nested three deep).
 pub fn catalog() -> Vec<Value> {
+    helpdesk_catalog(0, HELPDESK_ID)
+}
+
+/// The custom field catalog of helpdesk number `helpdesk` (0 = the first: exactly
+/// [`catalog`]'s), whose id is `helpdesk_id`: the same fields under that helpdesk's own ids.
+pub fn helpdesk_catalog(helpdesk: usize, helpdesk_id: &str) -> Vec<Value> {
     let option = |tag: &str, name: &str, children: Vec<Value>| {
         let mut o = json!({"tag": tag, "display_name": name});
         if !children.is_empty() {
@@ -195,7 +238,7 @@ pub fn catalog() -> Vec<Value> {
         o
     };
     let common = |id: &str, key: &str, name: &str, position: &str, kind: &str| {
-        json!({"ticket_customized_field_id": id, "helpdesk_id": HELPDESK_ID, "key_name": key,
+        json!({"ticket_customized_field_id": id, "helpdesk_id": helpdesk_id, "key_name": key,
                "display_name": name, "position": position, "field_type": kind,
                "description": format!("{name} of the request"), "visible": true,
                "editable": true, "required": key == "platform",
@@ -204,7 +247,7 @@ pub fn catalog() -> Vec<Value> {
                "updated_by": {"id": "ou_admin0000000000000000000000000", "name": "Admin"}})
     };
     let mut platform = common(
-        "6794281200000000001",
+        &field_id(helpdesk, 1),
         "platform",
         "Platform",
         "1",
@@ -216,14 +259,14 @@ pub fn catalog() -> Vec<Value> {
         .collect::<Vec<_>>()});
     platform["dropdown_allow_multiple"] = json!(false);
     let order = common(
-        "6794281200000000002",
+        &field_id(helpdesk, 2),
         "order_no",
         "Order number",
         "2",
         "string",
     );
     let mut category = common(
-        "6794281200000000003",
+        &field_id(helpdesk, 3),
         "category",
         "Category",
         "3",
@@ -338,7 +381,7 @@ pub fn message(
     m
 }
 
-fn comment(index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {
+fn comment(helpdesk: usize, index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {
     json!({
         "content": format!("Internal note {k} on ticket {index}"),
         "created_at": created_at + rng.random_range(60_000..3_600_000),
@@ -346,7 +389,7 @@ fn comment(index: usize, k: u64, created_at: i64, rng: &mut StdRng) -> Value {
         "user_avatar_url": "https://sim.invalid/avatar/note.png",
         "user_name": "Agent Note",
         // Above 2^53 and sent as a JSON integer, like the seed's example.
-        "user_id": 7262656095919128578u64 + k,
+        "user_id": note_author(helpdesk) + k,
     })
 }
 
@@ -365,6 +408,43 @@ mod tests {
             let n = normalize_ticket(&id, &t.to_string(), chrono::Utc::now()).unwrap();
             assert!(n.warnings.is_empty(), "ticket {i}: {:?}", n.warnings);
         }
+    }
+
+    #[test]
+    fn another_helpdesks_tickets_are_its_own() {
+        let now = 1_790_000_000_000;
+        let ids: Vec<String> = catalog()
+            .iter()
+            .map(|f| f["ticket_customized_field_id"].as_str().unwrap().to_owned())
+            .collect();
+        let theirs = helpdesk_catalog(1, "7000000000000000001");
+        assert!(
+            theirs
+                .iter()
+                .all(|f| f["helpdesk_id"] == json!("7000000000000000001"))
+        );
+        for i in 0..100 {
+            let t = generate_helpdesk_ticket(1, "7000000000000000001", i, now);
+            let id = helpdesk_ticket_id(1, i);
+            assert_eq!(t["ticket_id"].to_string().trim_matches('"'), id);
+            assert_ne!(id, ticket_id(i));
+            assert_eq!(t["helpdesk_id"], json!("7000000000000000001"));
+            for field in t["customized_fields"].as_array().into_iter().flatten() {
+                assert!(!ids.contains(&field["id"].as_str().unwrap().to_owned()));
+                assert!(
+                    theirs
+                        .iter()
+                        .any(|f| f["ticket_customized_field_id"] == field["id"])
+                );
+            }
+            let parsed = TicketId::parse(&id).unwrap();
+            let n = normalize_ticket(&parsed, &t.to_string(), chrono::Utc::now()).unwrap();
+            assert!(n.warnings.is_empty(), "ticket {i}: {:?}", n.warnings);
+        }
+        assert_eq!(
+            generate_helpdesk_ticket(0, HELPDESK_ID, 7, now),
+            generate_ticket(7, now)
+        );
     }
 
     #[test]

@@ -20,15 +20,19 @@ pub(super) async fn subscribe(
     body: axum::body::Bytes,
 ) -> Response {
     let arrived = Instant::now();
-    if let Err(response) = state.check_auth(&headers) {
-        state.record(
-            arrived,
-            Endpoint::Subscribe,
-            None,
-            response.status().as_u16(),
-        );
-        return *response;
-    }
+    let helpdesk = match state.check_auth(&headers) {
+        Ok(h) => h,
+        Err(response) => {
+            state.record(
+                arrived,
+                Endpoint::Subscribe,
+                None,
+                response.status().as_u16(),
+                Some(&headers),
+            );
+            return *response;
+        }
+    };
     let parsed: Option<Vec<(String, String)>> =
         serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
             v.get("events")?
@@ -43,15 +47,20 @@ pub(super) async fn subscribe(
                 .collect()
         });
     let Some(events) = parsed.filter(|e| !e.is_empty()) else {
-        state.record(arrived, Endpoint::Subscribe, None, 400);
+        state.record(arrived, Endpoint::Subscribe, None, 400, Some(&headers));
         return api_error(
             StatusCode::BAD_REQUEST,
             99992402,
             "field validation failed: events",
         );
     };
-    lock(&state.subscriptions).extend(events);
-    state.record(arrived, Endpoint::Subscribe, None, 200);
+    let helpdesk_id = state.helpdesks()[helpdesk].helpdesk_id.clone();
+    lock(&state.subscriptions).extend(
+        events
+            .into_iter()
+            .map(|(kind, sub)| (helpdesk_id.clone(), kind, sub)),
+    );
+    state.record(arrived, Endpoint::Subscribe, None, 200, Some(&headers));
     axum::Json(json!({"code": 0, "msg": "success", "data": {}})).into_response()
 }
 

@@ -47,6 +47,7 @@ pub(super) async fn messages(
         Endpoint::Messages,
         Some(id),
         response.status().as_u16(),
+        Some(&headers),
     );
     response
 }
@@ -62,9 +63,10 @@ async fn messages_response(
     if let Some(reset) = state.over_limit(Endpoint::Messages, limit, arrived) {
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
     }
-    if let Err(denied) = state.check_auth(headers) {
-        return *denied;
-    }
+    let helpdesk = match state.check_auth(headers) {
+        Ok(h) => h,
+        Err(denied) => return *denied,
+    };
     state.latency().await;
     let fault = lock(&state.message_faults)
         .get_mut(id)
@@ -96,7 +98,8 @@ async fn messages_response(
             "field validation failed: page_size",
         );
     };
-    if state.ticket(id).is_none() {
+    // Another helpdesk's ticket is not found through this helpdesk's token.
+    if state.ticket_in(helpdesk, id).is_none() {
         return api_error(StatusCode::NOT_FOUND, 154004, "Resource not found");
     }
     let to_ms = |v: i64| match state.config.message_time_unit {
@@ -193,7 +196,11 @@ impl SimState {
 
     /// The `helpdesk.ticket_message.created_v1` event of `message` on ticket `id`, shaped as
     /// the official SDKs model it.
+    /// It names the ticket's helpdesk (the first helpdesk for an unknown ticket).
     pub fn message_event(&self, id: &str, message: &Value, event_id: &str) -> Value {
+        let helpdesk_id = self
+            .ticket_helpdesk(id)
+            .unwrap_or_else(|| self.config.helpdesk_id.clone());
         json!({
             "schema": "2.0",
             "header": {
@@ -212,7 +219,7 @@ impl SimState {
                 "sender_id": {"open_id": message["user_id"], "user_id": "u_x", "union_id": "on_x"},
                 "sender_type": if message["user_id"].is_null() { 2 } else { 1 },
                 "text": message["content"],
-                "ticket": {"ticket_id": id, "helpdesk_id": self.config.helpdesk_id},
+                "ticket": {"ticket_id": id, "helpdesk_id": helpdesk_id},
                 "event_id": event_id,
                 "chat_id": format!("oc_{id}"),
                 "content": {"content": message["content"], "msg_type": message["message_type"]},

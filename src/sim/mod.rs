@@ -3,6 +3,13 @@
 //! answered with 429 + 99991400 + `x-ogw-ratelimit-*` headers, latency), the event
 //! subscription endpoint, the custom field catalog, ticket conversations ([`messages`]), signed
 //! and encrypted webhook events sent to a URL ([`events`]), plus fault injection. Used by `simulate`, `demo` and the integration tests.
+//!
+//! One simulator is one app serving several helpdesks, as Feishu does: the first is
+//! [`SimConfig::helpdesk_id`], the others [`SimConfig::extra_helpdesks`]. Each has its own
+//! token, tickets, conversations and custom field catalog; the `X-Lark-Helpdesk-Authorization`
+//! header chooses which one a request reads. Rate limits are the app's: every helpdesk's
+//! requests count against one window per endpoint. Every request is logged
+//! ([`SimState::requests`]) with its arrival, endpoint, helpdesk and answer.
 
 pub mod data;
 pub mod events;
@@ -25,26 +32,40 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use data::{HELPDESK_ID, generate_ticket, ticket_id};
+pub use data::{HELPDESK_ID, generate_ticket, helpdesk_ticket_id, ticket_id};
 
 /// How the simulator behaves.
 #[derive(Debug, Clone)]
 pub struct SimConfig {
-    /// Number of generated tickets.
+    /// Number of generated tickets of the first helpdesk.
     pub tickets: usize,
+    /// The app's id: the token endpoint checks it.
     pub app_id: String,
+    /// The app's secret: the token endpoint checks it.
     pub app_secret: String,
+    /// The first helpdesk's id (what its tickets carry in `helpdesk_id`).
     pub helpdesk_id: String,
+    /// The first helpdesk's token (its `X-Lark-Helpdesk-Authorization` is
+    /// base64 `helpdesk_id:helpdesk_token`).
     pub helpdesk_token: String,
+    /// The first helpdesk's display name (for what `simulate` and `demo` print; the API never
+    /// sends it).
+    pub helpdesk_name: String,
+    /// The app's other helpdesks, each with its own token, tickets, conversations and custom
+    /// field catalog (empty: one helpdesk, as before). Their requests count against the same
+    /// per-app limits as the first helpdesk's.
+    pub extra_helpdesks: Vec<SimHelpdesk>,
     /// Added before every ticket response.
     pub latency: Duration,
     /// Uniform ± jitter around `latency`.
     pub jitter: Duration,
-    /// Detail endpoint limit per sliding second (documented: 10).
+    /// Detail endpoint limit per sliding second (documented: 10), for the app: the sum over
+    /// every helpdesk.
     pub detail_limit_per_second: usize,
-    /// List endpoint limit per sliding second (documented: 50).
+    /// List endpoint limit per sliding second (documented: 50), for the app (all helpdesks).
     pub list_limit_per_second: usize,
-    /// List endpoint limit per sliding minute (documented: 1000), enforced as well.
+    /// List endpoint limit per sliding minute (documented: 1000), enforced as well, for the app
+    /// (all helpdesks).
     pub list_limit_per_minute: usize,
     /// Lifetime of issued tenant tokens.
     pub token_ttl: Duration,
@@ -69,7 +90,8 @@ pub struct SimConfig {
     pub verification_token: String,
     /// The app's event Encrypt Key (events are encrypted and signed with it).
     pub encrypt_key: String,
-    /// Messages endpoint limit per sliding second (the real one's is "special", unpublished).
+    /// Messages endpoint limit per sliding second (the real one's is "special", unpublished),
+    /// for the app (all helpdesks).
     pub message_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
@@ -95,6 +117,8 @@ impl Default for SimConfig {
             app_secret: "simulated-app-secret".into(),
             helpdesk_id: HELPDESK_ID.into(),
             helpdesk_token: "simulated-helpdesk-token".into(),
+            helpdesk_name: "Helpdesk".into(),
+            extra_helpdesks: Vec::new(),
             latency: Duration::ZERO,
             jitter: Duration::ZERO,
             detail_limit_per_second: 10,
@@ -118,6 +142,122 @@ impl Default for SimConfig {
             message_pages_repeat: false,
         }
     }
+}
+
+/// One more helpdesk of the simulated app (see [`SimConfig::extra_helpdesks`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimHelpdesk {
+    /// Display name (for what `simulate` and `demo` print and write into configs).
+    pub name: String,
+    /// Its id: what its tickets and catalog carry in `helpdesk_id`, and the first half of its
+    /// `X-Lark-Helpdesk-Authorization` header.
+    pub helpdesk_id: String,
+    /// Its token: the second half of that header.
+    pub helpdesk_token: String,
+    /// Number of generated tickets (ids unique across helpdesks, see
+    /// [`data::helpdesk_ticket_id`]).
+    pub tickets: usize,
+}
+
+impl SimHelpdesk {
+    /// Extra helpdesk number `n` (1, 2, …: the first helpdesk is number 0) with `tickets`
+    /// tickets: name "Helpdesk n+1", id `70000000000000000nn`, token
+    /// `simulated-helpdesk-token-n`.
+    pub fn numbered(n: usize, tickets: usize) -> Self {
+        Self {
+            name: format!("Helpdesk {}", n + 1),
+            helpdesk_id: (7_000_000_000_000_000_000u64 + n as u64).to_string(),
+            helpdesk_token: format!("simulated-helpdesk-token-{n}"),
+            tickets,
+        }
+    }
+}
+
+impl SimConfig {
+    /// The same simulator serving `count` helpdesks (at least one): the first keeps its id
+    /// and token and is named "Helpdesk 1"; the others are [`SimHelpdesk::numbered`], each with
+    /// [`Self::tickets`] tickets. One helpdesk leaves the config as it is.
+    pub fn with_helpdesks(self, count: usize) -> Self {
+        if count <= 1 {
+            return self;
+        }
+        let tickets = self.tickets;
+        Self {
+            helpdesk_name: "Helpdesk 1".into(),
+            extra_helpdesks: (1..count)
+                .map(|n| SimHelpdesk::numbered(n, tickets))
+                .collect(),
+            ..self
+        }
+    }
+
+    /// What `simulate` prints for a simulator listening on `addr`: how to point a config at
+    /// it (the single-helpdesk keys for one helpdesk, else one `[[helpdesks]]` table each) and
+    /// the ticket ids of each helpdesk.
+    pub fn describe(&self, addr: SocketAddr) -> String {
+        let base_url = format!("http://{addr}");
+        if self.extra_helpdesks.is_empty() {
+            return format!(
+                "Simulated Feishu Helpdesk with {} tickets on {addr} (Ctrl-C to stop)\n\n\
+                 Point a config at it:\n\n\
+                 [feishu]\nbase_url = \"{base_url}\"\napp_id = \"{}\"\napp_secret = \"{}\"\n\
+                 helpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n\n\
+                 Ticket ids: {} .. {}",
+                self.tickets,
+                self.app_id,
+                self.app_secret,
+                self.helpdesk_id,
+                self.helpdesk_token,
+                ticket_id(0),
+                ticket_id(self.tickets.saturating_sub(1)),
+            );
+        }
+        let helpdesks = self.helpdesks();
+        let mut text = format!(
+            "Simulated Feishu app with {} helpdesks on {addr} (Ctrl-C to stop; the rate limits \
+             are the app's, shared by every helpdesk)\n\n\
+             Point a config at it:\n\n\
+             [feishu]\nbase_url = \"{base_url}\"\napp_id = \"{}\"\napp_secret = \"{}\"\n",
+            helpdesks.len(),
+            self.app_id,
+            self.app_secret,
+        );
+        for helpdesk in &helpdesks {
+            text.push_str(&format!(
+                "\n[[helpdesks]]\nname = {:?}\nhelpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n",
+                helpdesk.name, helpdesk.helpdesk_id, helpdesk.helpdesk_token,
+            ));
+        }
+        text.push('\n');
+        for (h, helpdesk) in helpdesks.iter().enumerate() {
+            text.push_str(&format!(
+                "\n{}: {} tickets, ids {} .. {}",
+                helpdesk.name,
+                helpdesk.tickets,
+                helpdesk_ticket_id(h, 0),
+                helpdesk_ticket_id(h, helpdesk.tickets.saturating_sub(1)),
+            ));
+        }
+        text
+    }
+
+    /// Every helpdesk the simulator serves, the first ([`SimConfig::helpdesk_id`]) first.
+    pub fn helpdesks(&self) -> Vec<SimHelpdesk> {
+        let first = SimHelpdesk {
+            name: self.helpdesk_name.clone(),
+            helpdesk_id: self.helpdesk_id.clone(),
+            helpdesk_token: self.helpdesk_token.clone(),
+            tickets: self.tickets,
+        };
+        std::iter::once(first)
+            .chain(self.extra_helpdesks.iter().cloned())
+            .collect()
+    }
+}
+
+/// The `X-Lark-Helpdesk-Authorization` value for a helpdesk: base64 of `id:token`.
+pub fn helpdesk_auth(helpdesk_id: &str, helpdesk_token: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{helpdesk_id}:{helpdesk_token}"))
 }
 
 /// The `total` a list answer reports.
@@ -214,11 +354,41 @@ pub(crate) fn raw_response(status: u16, headers: Vec<(String, String)>, body: Ve
 pub struct RequestRecord {
     /// When it arrived, since the simulator started.
     pub arrived: Duration,
+    /// Which endpoint it asked.
     pub endpoint: Endpoint,
+    /// The ticket in its path (detail, messages), if any.
     pub ticket_id: Option<String>,
+    /// The HTTP status answered.
     pub status: u16,
+    /// The helpdesk its `X-Lark-Helpdesk-Authorization` header named (decoded, whether its
+    /// token was right or not); None for the token endpoint and for a missing or unreadable
+    /// header.
+    pub helpdesk_id: Option<String>,
 }
 
+/// How a request was answered, roughly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Answer {
+    /// HTTP 2xx (an HTTP 200 carrying a non-zero code, as a wrong app secret's, counts here).
+    Ok,
+    /// HTTP 429: over a rate limit.
+    RateLimited,
+    /// Any other status.
+    Error,
+}
+
+impl RequestRecord {
+    /// How it was answered (from [`Self::status`]).
+    pub fn answer(&self) -> Answer {
+        match self.status {
+            200..=299 => Answer::Ok,
+            429 => Answer::RateLimited,
+            _ => Answer::Error,
+        }
+    }
+}
+
+/// The simulator's endpoints, as its request log names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Endpoint {
     Token,
@@ -233,7 +403,14 @@ pub enum Endpoint {
 pub struct SimState {
     config: SimConfig,
     started: Instant,
-    tickets: Mutex<BTreeMap<String, Value>>,
+    /// Every helpdesk served, the first first; a helpdesk's number is its place here.
+    helpdesks: Vec<SimHelpdesk>,
+    /// Each helpdesk's `X-Lark-Helpdesk-Authorization` value, by helpdesk number.
+    helpdesk_headers: Vec<String>,
+    /// Helpdesks whose token is revoked (by id): their requests answer 401/154001.
+    revoked: Mutex<HashSet<String>>,
+    /// Each helpdesk's tickets by id, by helpdesk number (ids unique across helpdesks).
+    tickets: Mutex<Vec<BTreeMap<String, Value>>>,
     tokens: Mutex<HashMap<String, Instant>>,
     issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
@@ -242,7 +419,8 @@ pub struct SimState {
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
     token_faults: Mutex<VecDeque<Fault>>,
-    catalog: Mutex<Vec<Value>>,
+    /// Each helpdesk's custom field catalog, by helpdesk number.
+    catalog: Mutex<Vec<Vec<Value>>>,
     catalog_faults: Mutex<VecDeque<Fault>>,
     messages: Mutex<HashMap<String, Vec<Value>>>,
     message_faults: Mutex<HashMap<String, VecDeque<Fault>>>,
@@ -250,7 +428,8 @@ pub struct SimState {
     windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
     /// Per-minute sliding windows (the list endpoint's second limit).
     minute_windows: Mutex<HashMap<Endpoint, VecDeque<Instant>>>,
-    subscriptions: Mutex<std::collections::BTreeSet<(String, String)>>,
+    /// Event subscriptions as (helpdesk id, type, subtype).
+    subscriptions: Mutex<std::collections::BTreeSet<(String, String, String)>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -260,17 +439,31 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl SimState {
     pub fn new(config: SimConfig) -> Self {
         let now_ms = chrono::Utc::now().timestamp_millis();
-        let tickets: BTreeMap<String, Value> = (0..config.tickets)
-            .map(|i| (ticket_id(i), generate_ticket(i, now_ms)))
-            .collect();
-        let messages = tickets
-            .values()
-            .enumerate()
-            .map(|(i, t)| (ticket_id(i), data::generate_messages(i, t)))
+        let helpdesks = config.helpdesks();
+        let mut tickets = Vec::with_capacity(helpdesks.len());
+        let mut messages = HashMap::new();
+        let mut catalogs = Vec::with_capacity(helpdesks.len());
+        for (h, helpdesk) in helpdesks.iter().enumerate() {
+            let mut own = BTreeMap::new();
+            for i in 0..helpdesk.tickets {
+                let ticket = data::generate_helpdesk_ticket(h, &helpdesk.helpdesk_id, i, now_ms);
+                let global = h * data::HELPDESK_TICKET_STRIDE + i;
+                messages.insert(ticket_id(global), data::generate_messages(global, &ticket));
+                own.insert(ticket_id(global), ticket);
+            }
+            tickets.push(own);
+            catalogs.push(data::helpdesk_catalog(h, &helpdesk.helpdesk_id));
+        }
+        let helpdesk_headers = helpdesks
+            .iter()
+            .map(|h| helpdesk_auth(&h.helpdesk_id, &h.helpdesk_token))
             .collect();
         Self {
             config,
             started: Instant::now(),
+            helpdesks,
+            helpdesk_headers,
+            revoked: Mutex::new(HashSet::new()),
             tickets: Mutex::new(tickets),
             tokens: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
@@ -279,7 +472,7 @@ impl SimState {
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
-            catalog: Mutex::new(data::catalog()),
+            catalog: Mutex::new(catalogs),
             catalog_faults: Mutex::new(VecDeque::new()),
             messages: Mutex::new(messages),
             message_faults: Mutex::new(HashMap::new()),
@@ -300,31 +493,102 @@ impl SimState {
         self.started
     }
 
-    /// All ticket ids, in order.
+    /// Every helpdesk served, the first first (name, id, token, generated ticket count).
+    pub fn helpdesks(&self) -> &[SimHelpdesk] {
+        &self.helpdesks
+    }
+
+    /// The number of the helpdesk whose id is `helpdesk_id` (0 = the first).
+    fn helpdesk_number(&self, helpdesk_id: &str) -> Option<usize> {
+        self.helpdesks
+            .iter()
+            .position(|h| h.helpdesk_id == helpdesk_id)
+    }
+
+    /// All ticket ids of every helpdesk, the first helpdesk's first, each helpdesk's in order.
     pub fn ticket_ids(&self) -> Vec<String> {
-        lock(&self.tickets).keys().cloned().collect()
+        lock(&self.tickets)
+            .iter()
+            .flat_map(|own| own.keys().cloned())
+            .collect()
     }
 
+    /// The ticket ids of the helpdesk whose id is `helpdesk_id`, in order (none for an
+    /// unknown id).
+    pub fn helpdesk_ticket_ids(&self, helpdesk_id: &str) -> Vec<String> {
+        let Some(h) = self.helpdesk_number(helpdesk_id) else {
+            return Vec::new();
+        };
+        lock(&self.tickets)
+            .get(h)
+            .map(|own| own.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// The id of the helpdesk ticket `id` belongs to.
+    pub fn ticket_helpdesk(&self, id: &str) -> Option<String> {
+        let h = lock(&self.tickets)
+            .iter()
+            .position(|own| own.contains_key(id))?;
+        Some(self.helpdesks[h].helpdesk_id.clone())
+    }
+
+    /// Ticket `id`, whichever helpdesk it belongs to.
     pub fn ticket(&self, id: &str) -> Option<Value> {
-        lock(&self.tickets).get(id).cloned()
+        lock(&self.tickets)
+            .iter()
+            .find_map(|own| own.get(id).cloned())
     }
 
-    /// Changes a ticket and bumps its `updated_at` to now.
+    /// Ticket `id` if it belongs to helpdesk number `h`.
+    fn ticket_in(&self, h: usize, id: &str) -> Option<Value> {
+        lock(&self.tickets)
+            .get(h)
+            .and_then(|own| own.get(id).cloned())
+    }
+
+    /// Changes a ticket (of any helpdesk) and bumps its `updated_at` to now.
     pub fn update_ticket(&self, id: &str, change: impl FnOnce(&mut Value)) {
-        if let Some(t) = lock(&self.tickets).get_mut(id) {
+        let mut tickets = lock(&self.tickets);
+        if let Some(t) = tickets.iter_mut().find_map(|own| own.get_mut(id)) {
             change(t);
             t["updated_at"] = json!(chrono::Utc::now().timestamp_millis());
         }
     }
 
-    /// Adds or replaces a ticket as given.
+    /// Adds or replaces a ticket as given: a ticket already there stays in its helpdesk; a new
+    /// one goes to the helpdesk its `helpdesk_id` names, else to the first.
     pub fn put_ticket(&self, id: &str, ticket: Value) {
-        lock(&self.tickets).insert(id.to_owned(), ticket);
+        let mut tickets = lock(&self.tickets);
+        let h = tickets
+            .iter()
+            .position(|own| own.contains_key(id))
+            .or_else(|| {
+                ticket["helpdesk_id"]
+                    .as_str()
+                    .and_then(|hd| self.helpdesk_number(hd))
+            })
+            .unwrap_or(0);
+        tickets[h].insert(id.to_owned(), ticket);
     }
 
-    /// Deletes a ticket: its detail answers 404/154004 from now on.
+    /// Deletes a ticket (of any helpdesk): its detail answers 404/154004 from now on.
     pub fn delete_ticket(&self, id: &str) {
-        lock(&self.tickets).remove(id);
+        for own in lock(&self.tickets).iter_mut() {
+            own.remove(id);
+        }
+    }
+
+    /// Revokes the token of helpdesk `helpdesk_id`: its requests answer 401/154001 (as a
+    /// wrong helpdesk token does) until [`Self::restore_helpdesk_token`]; the other helpdesks
+    /// go on.
+    pub fn revoke_helpdesk_token(&self, helpdesk_id: &str) {
+        lock(&self.revoked).insert(helpdesk_id.to_owned());
+    }
+
+    /// Accepts helpdesk `helpdesk_id`'s token again (after [`Self::revoke_helpdesk_token`]).
+    pub fn restore_helpdesk_token(&self, helpdesk_id: &str) {
+        lock(&self.revoked).remove(helpdesk_id);
     }
 
     /// Deletes a ticket from the detail endpoint only: its detail answers 404/154004 from now
@@ -361,9 +625,18 @@ impl SimState {
         lock(&self.list_faults).extend(faults);
     }
 
-    /// Replaces the custom field catalog (`ticket_customized_fields` items).
+    /// Replaces the first helpdesk's custom field catalog (`ticket_customized_fields` items).
     pub fn set_catalog(&self, items: Vec<Value>) {
-        *lock(&self.catalog) = items;
+        lock(&self.catalog)[0] = items;
+    }
+
+    /// Replaces helpdesk `helpdesk_id`'s custom field catalog; false for an unknown helpdesk.
+    pub fn set_helpdesk_catalog(&self, helpdesk_id: &str, items: Vec<Value>) -> bool {
+        let Some(h) = self.helpdesk_number(helpdesk_id) else {
+            return false;
+        };
+        lock(&self.catalog)[h] = items;
+        true
     }
 
     /// Queues faults for the next catalog requests (InternalError, NotJson, RateLimited).
@@ -376,8 +649,30 @@ impl SimState {
         lock(&self.tokens).clear();
     }
 
+    /// Every request answered so far, in arrival order (all helpdesks, all answers).
     pub fn requests(&self) -> Vec<RequestRecord> {
         lock(&self.log).clone()
+    }
+
+    /// The most requests to `endpoint` (every helpdesk's, whatever the answer) that arrived
+    /// within any sliding window of `width`: what the app sent against a per-app limit.
+    pub fn max_requests_in_window(&self, endpoint: Endpoint, width: Duration) -> usize {
+        self.max_requests_in_window_where(width, |r| r.endpoint == endpoint)
+    }
+
+    /// The most requests `keep` selects that arrived within any sliding window of `width`
+    /// (e.g. one helpdesk's, or only those answered 200).
+    pub fn max_requests_in_window_where(
+        &self,
+        width: Duration,
+        keep: impl Fn(&RequestRecord) -> bool,
+    ) -> usize {
+        let times: Vec<Duration> = lock(&self.log)
+            .iter()
+            .filter(|r| keep(r))
+            .map(|r| r.arrived)
+            .collect();
+        max_in_window(&times, width)
     }
 
     /// Detail requests answered, in total and for one ticket.
@@ -397,9 +692,23 @@ impl SimState {
             .count()
     }
 
-    /// Event subscriptions made through `POST /events/subscribe`, as (type, subtype).
+    /// Event subscriptions made through `POST /events/subscribe` by any helpdesk, as (type,
+    /// subtype), each once.
     pub fn subscriptions(&self) -> Vec<(String, String)> {
-        lock(&self.subscriptions).iter().cloned().collect()
+        let all: std::collections::BTreeSet<(String, String)> = lock(&self.subscriptions)
+            .iter()
+            .map(|(_, kind, sub)| (kind.clone(), sub.clone()))
+            .collect();
+        all.into_iter().collect()
+    }
+
+    /// Event subscriptions helpdesk `helpdesk_id` made, as (type, subtype).
+    pub fn helpdesk_subscriptions(&self, helpdesk_id: &str) -> Vec<(String, String)> {
+        lock(&self.subscriptions)
+            .iter()
+            .filter(|(h, _, _)| h == helpdesk_id)
+            .map(|(_, kind, sub)| (kind.clone(), sub.clone()))
+            .collect()
     }
 
     /// The most requests to `endpoint` that arrived within any sliding one-second window.
@@ -412,18 +721,22 @@ impl SimState {
         max_in_window(&times, Duration::from_secs(1))
     }
 
+    /// Logs a request; `headers` give its helpdesk (None: the token endpoint).
     pub(crate) fn record(
         &self,
         arrived: Instant,
         endpoint: Endpoint,
         ticket_id: Option<String>,
         status: u16,
+        headers: Option<&HeaderMap>,
     ) {
+        let helpdesk_id = headers.and_then(claimed_helpdesk);
         lock(&self.log).push(RequestRecord {
             arrived: arrived - self.started,
             endpoint,
             ticket_id,
             status,
+            helpdesk_id,
         });
     }
 
@@ -450,15 +763,9 @@ impl SimState {
         lock(&self.any_faults).pop_front()
     }
 
-    fn expected_helpdesk_auth(&self) -> String {
-        base64::engine::general_purpose::STANDARD.encode(format!(
-            "{}:{}",
-            self.config.helpdesk_id, self.config.helpdesk_token
-        ))
-    }
-
-    /// Checks both auth headers; the error response when they fail.
-    pub(crate) fn check_auth(&self, headers: &HeaderMap) -> Result<(), Box<Response>> {
+    /// Checks both auth headers; the number of the helpdesk they select, or the error response
+    /// when they fail (a wrong or revoked helpdesk token: 401/154001).
+    pub(crate) fn check_auth(&self, headers: &HeaderMap) -> Result<usize, Box<Response>> {
         let bearer = headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -483,14 +790,16 @@ impl SimState {
         let helpdesk = headers
             .get("x-lark-helpdesk-authorization")
             .and_then(|v| v.to_str().ok());
-        if helpdesk != Some(self.expected_helpdesk_auth().as_str()) {
-            return Err(Box::new(api_error(
+        let selected = helpdesk
+            .and_then(|sent| self.helpdesk_headers.iter().position(|h| h == sent))
+            .filter(|h| !lock(&self.revoked).contains(&self.helpdesks[*h].helpdesk_id));
+        selected.ok_or_else(|| {
+            Box::new(api_error(
                 StatusCode::UNAUTHORIZED,
                 154001,
                 "Unauthorized, please check you have the correct access",
-            )));
-        }
-        Ok(())
+            ))
+        })
     }
 
     async fn latency(&self) {
@@ -536,6 +845,21 @@ fn over_window(
     }
     window.push_back(now);
     None
+}
+
+/// The helpdesk id an `X-Lark-Helpdesk-Authorization` header names (base64 `id:token`), if
+/// it can be read.
+fn claimed_helpdesk(headers: &HeaderMap) -> Option<String> {
+    let sent = headers
+        .get("x-lark-helpdesk-authorization")?
+        .to_str()
+        .ok()?;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(sent)
+        .ok()?;
+    let text = String::from_utf8(decoded).ok()?;
+    let (id, _) = text.split_once(':')?;
+    Some(id.to_owned())
 }
 
 /// The largest number of timestamps inside any half-open window `[t, t + width)`.
@@ -610,7 +934,13 @@ async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> R
     let arrived = Instant::now();
     tokio::time::sleep(state.config.token_latency).await;
     if let Some(response) = state.token_fault() {
-        state.record(arrived, Endpoint::Token, None, response.status().as_u16());
+        state.record(
+            arrived,
+            Endpoint::Token,
+            None,
+            response.status().as_u16(),
+            None,
+        );
         return response;
     }
     let request: Option<TokenRequest> = serde_json::from_slice(&body).ok();
@@ -635,7 +965,13 @@ async fn token(State(state): State<Arc<SimState>>, body: axum::body::Bytes) -> R
             .into_response()
         }
     };
-    state.record(arrived, Endpoint::Token, None, response.status().as_u16());
+    state.record(
+        arrived,
+        Endpoint::Token,
+        None,
+        response.status().as_u16(),
+        None,
+    );
     response
 }
 
@@ -651,6 +987,7 @@ async fn ticket_detail(
         Endpoint::Detail,
         Some(id),
         response.status().as_u16(),
+        Some(&headers),
     );
     response
 }
@@ -665,9 +1002,10 @@ async fn detail_response(
     if let Some(reset) = state.over_limit(Endpoint::Detail, limit, arrived) {
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
     }
-    if let Err(denied) = state.check_auth(headers) {
-        return *denied;
-    }
+    let helpdesk = match state.check_auth(headers) {
+        Ok(h) => h,
+        Err(denied) => return *denied,
+    };
     state.latency().await;
     match state.next_fault(id) {
         None => {}
@@ -725,7 +1063,8 @@ async fn detail_response(
         );
     }
     let gone = lock(&state.detail_gone).contains(id);
-    match state.ticket(id).filter(|_| !gone) {
+    // Another helpdesk's ticket is not found through this helpdesk's token.
+    match state.ticket_in(helpdesk, id).filter(|_| !gone) {
         Some(ticket) => {
             axum::Json(json!({"code": 0, "msg": "success", "data": {"ticket": ticket}}))
                 .into_response()
@@ -741,7 +1080,13 @@ async fn ticket_list(
 ) -> Response {
     let arrived = Instant::now();
     let response = list_response(&state, &query, &headers, arrived).await;
-    state.record(arrived, Endpoint::List, None, response.status().as_u16());
+    state.record(
+        arrived,
+        Endpoint::List,
+        None,
+        response.status().as_u16(),
+        Some(&headers),
+    );
     response
 }
 
@@ -762,9 +1107,10 @@ async fn list_response(
     if let Some(reset) = state.over_minute_limit(Endpoint::List, per_minute, arrived) {
         return rate_limited(StatusCode::TOO_MANY_REQUESTS, per_minute, reset);
     }
-    if let Err(denied) = state.check_auth(headers) {
-        return *denied;
-    }
+    let helpdesk = match state.check_auth(headers) {
+        Ok(h) => h,
+        Err(denied) => return *denied,
+    };
     state.latency().await;
     match lock(&state.list_faults).pop_front() {
         Some(Fault::InternalError) => {
@@ -819,7 +1165,7 @@ async fn list_response(
         .filter_map(|(_, v)| v.parse().ok())
         .collect();
     let tickets = lock(&state.tickets);
-    let mut matching: Vec<&Value> = tickets
+    let mut matching: Vec<&Value> = tickets[helpdesk]
         .values()
         .filter(|t| {
             let within = |field: &str, r: Option<(i64, i64)>| {
@@ -917,7 +1263,13 @@ async fn catalog(
 ) -> Response {
     let arrived = Instant::now();
     let response = catalog_response(&state, &query, &headers).await;
-    state.record(arrived, Endpoint::Catalog, None, response.status().as_u16());
+    state.record(
+        arrived,
+        Endpoint::Catalog,
+        None,
+        response.status().as_u16(),
+        Some(&headers),
+    );
     response
 }
 
@@ -942,9 +1294,10 @@ async fn catalog_response(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Response {
-    if let Err(denied) = state.check_auth(headers) {
-        return *denied;
-    }
+    let helpdesk = match state.check_auth(headers) {
+        Ok(h) => h,
+        Err(denied) => return *denied,
+    };
     state.latency().await;
     let fault = lock(&state.catalog_faults).pop_front();
     if let Some(response) = fault_response(fault, 10) {
@@ -971,7 +1324,8 @@ async fn catalog_response(
             None => return api_error(StatusCode::BAD_REQUEST, 154000, "invalid page_token"),
         },
     };
-    let items = lock(&state.catalog);
+    let catalogs = lock(&state.catalog);
+    let items = &catalogs[helpdesk];
     let end = (start + page_size).min(items.len());
     let page: Vec<&Value> = items.get(start..end).unwrap_or_default().iter().collect();
     let has_more = end < items.len();
@@ -1090,6 +1444,11 @@ impl SimServer {
         Ok(Self { addr, state, stop })
     }
 
+    /// Every request answered so far (see [`SimState::requests`]).
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.state.requests()
+    }
+
     /// `http://127.0.0.1:PORT`, for `feishu.base_url`.
     pub fn base_url(&self) -> String {
         format!("http://{}", self.addr)
@@ -1115,6 +1474,283 @@ mod tests {
             max_in_window(&[ms(0), ms(10), ms(20), ms(2000)], ms(1000)),
             3
         );
+    }
+
+    /// A simulator with a second helpdesk ("IT"), 3 tickets each, and a valid tenant token.
+    fn two_helpdesks(config: SimConfig) -> (Arc<SimState>, String) {
+        let state = Arc::new(SimState::new(SimConfig {
+            tickets: 3,
+            extra_helpdesks: vec![SimHelpdesk {
+                name: "IT".into(),
+                ..SimHelpdesk::numbered(1, 3)
+            }],
+            ..config
+        }));
+        let token = state.issue_token();
+        (state, token)
+    }
+
+    fn headers(token: &str, helpdesk_id: &str, helpdesk_token: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(
+            "authorization",
+            HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+        );
+        h.insert(
+            "x-lark-helpdesk-authorization",
+            HeaderValue::from_str(&helpdesk_auth(helpdesk_id, helpdesk_token)).unwrap(),
+        );
+        h
+    }
+
+    async fn body(response: Response) -> (u16, Value) {
+        let status = response.status().as_u16();
+        let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    async fn detail(state: &Arc<SimState>, id: &str, h: &HeaderMap) -> (u16, Value) {
+        body(ticket_detail(State(state.clone()), Path(id.to_owned()), h.clone()).await).await
+    }
+
+    async fn list(state: &Arc<SimState>, h: &HeaderMap) -> (u16, Value) {
+        let query = vec![("page_size".to_owned(), "100".to_owned())];
+        body(ticket_list(State(state.clone()), Query(query), h.clone()).await).await
+    }
+
+    #[tokio::test]
+    async fn the_helpdesk_header_selects_tickets_catalog_and_conversations() {
+        let (state, token) = two_helpdesks(SimConfig::default());
+        let [first, it] = state.helpdesks() else {
+            panic!("two helpdesks expected")
+        };
+        let (first, it) = (first.clone(), it.clone());
+        assert_eq!(first.helpdesk_id, HELPDESK_ID);
+        let a = headers(&token, &first.helpdesk_id, &first.helpdesk_token);
+        let b = headers(&token, &it.helpdesk_id, &it.helpdesk_token);
+        let a_ids = state.helpdesk_ticket_ids(&first.helpdesk_id);
+        let b_ids = state.helpdesk_ticket_ids(&it.helpdesk_id);
+        assert_eq!(a_ids, (0..3).map(ticket_id).collect::<Vec<_>>());
+        assert_eq!(
+            b_ids,
+            (0..3).map(|i| helpdesk_ticket_id(1, i)).collect::<Vec<_>>()
+        );
+        assert_eq!(state.ticket_ids().len(), 6);
+        assert_eq!(
+            state.ticket_helpdesk(&b_ids[0]),
+            Some(it.helpdesk_id.clone())
+        );
+
+        // Each helpdesk's list shows its own tickets, each carrying its helpdesk's id.
+        for (h, ids, helpdesk_id) in [
+            (&a, &a_ids, &first.helpdesk_id),
+            (&b, &b_ids, &it.helpdesk_id),
+        ] {
+            let (status, answer) = list(&state, h).await;
+            assert_eq!(status, 200, "{answer}");
+            let rows = answer["data"]["tickets"].as_array().unwrap();
+            let mut listed: Vec<String> = rows
+                .iter()
+                .map(|t| t["ticket_id"].to_string().trim_matches('"').to_owned())
+                .collect();
+            listed.sort();
+            assert_eq!(&listed, ids);
+            assert!(rows.iter().all(|t| t["helpdesk_id"] == json!(helpdesk_id)));
+        }
+
+        // A ticket is found through its own helpdesk only.
+        let (status, answer) = detail(&state, &b_ids[1], &b).await;
+        assert_eq!(status, 200);
+        assert_eq!(
+            answer["data"]["ticket"]["helpdesk_id"],
+            json!(it.helpdesk_id)
+        );
+        assert_eq!(detail(&state, &b_ids[1], &a).await.0, 404);
+        assert_eq!(detail(&state, &a_ids[1], &b).await.0, 404);
+        assert_eq!(detail(&state, &a_ids[1], &a).await.0, 200);
+
+        // Each helpdesk has its own catalog.
+        let catalog_of =
+            |h: &HeaderMap| catalog(State(state.clone()), Query(Vec::new()), h.clone());
+        let (_, own) = body(catalog_of(&b).await).await;
+        let items = own["data"]["items"].as_array().unwrap();
+        assert_eq!(items.len(), 3);
+        assert!(
+            items
+                .iter()
+                .all(|i| i["helpdesk_id"] == json!(it.helpdesk_id))
+        );
+        let (_, theirs) = body(catalog_of(&a).await).await;
+        assert_ne!(
+            items[0]["ticket_customized_field_id"],
+            theirs["data"]["items"][0]["ticket_customized_field_id"]
+        );
+
+        // A token of no helpdesk: the real API's 401/154001.
+        let wrong = headers(&token, &it.helpdesk_id, "not-its-token");
+        let (status, answer) = detail(&state, &b_ids[0], &wrong).await;
+        assert_eq!((status, answer["code"].clone()), (401, json!(154001)));
+
+        // The log names the helpdesk each request claimed.
+        let log = state.requests();
+        let of = |id: &str| {
+            log.iter()
+                .filter(|r| r.helpdesk_id.as_deref() == Some(id))
+                .count()
+        };
+        assert_eq!(of(&first.helpdesk_id), 4);
+        assert_eq!(of(&it.helpdesk_id), 5);
+        assert_eq!(log.last().unwrap().answer(), Answer::Error);
+        assert!(log.iter().take(2).all(|r| r.answer() == Answer::Ok));
+    }
+
+    #[tokio::test]
+    async fn rate_limits_are_the_apps_summed_over_helpdesks() {
+        let (state, token) = two_helpdesks(SimConfig {
+            list_limit_per_second: 100,
+            list_limit_per_minute: 5,
+            ..SimConfig::default()
+        });
+        let hs = state.helpdesks().to_vec();
+        let a = headers(&token, &hs[0].helpdesk_id, &hs[0].helpdesk_token);
+        let b = headers(&token, &hs[1].helpdesk_id, &hs[1].helpdesk_token);
+        // Twelve detail requests in the same instant, six per helpdesk: the app gets ten.
+        let now = Instant::now();
+        let mut statuses = Vec::new();
+        for k in 0..12 {
+            let (h, id) = if k % 2 == 0 {
+                (&a, ticket_id(0))
+            } else {
+                (&b, helpdesk_ticket_id(1, 0))
+            };
+            let response = detail_response(&state, &id, h, now).await;
+            statuses.push(response.status().as_u16());
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 10);
+        assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2);
+        // The list's minute limit (here 5) is the app's too: 3 + 3 requests, one refused.
+        let mut list_statuses = Vec::new();
+        for k in 0..6 {
+            let h = if k < 3 { &a } else { &b };
+            let response = list_response(&state, &[], h, now).await;
+            list_statuses.push(response.status().as_u16());
+        }
+        assert_eq!(list_statuses, [200, 200, 200, 200, 200, 429]);
+    }
+
+    #[test]
+    fn window_maximum_counts_every_helpdesk() {
+        let state = SimState::new(SimConfig {
+            tickets: 0,
+            extra_helpdesks: vec![SimHelpdesk::numbered(1, 0)],
+            ..SimConfig::default()
+        });
+        let helpdesk = |id: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                "x-lark-helpdesk-authorization",
+                HeaderValue::from_str(&helpdesk_auth(id, "whatever")).unwrap(),
+            );
+            h
+        };
+        let (a, b) = (
+            helpdesk(HELPDESK_ID),
+            helpdesk(&SimHelpdesk::numbered(1, 0).helpdesk_id),
+        );
+        let at = |ms: u64| state.started() + Duration::from_millis(ms);
+        // A at 0, 400, 900 ms; B at 500, 950, 1400 ms; a list request between.
+        for (ms, h) in [
+            (0, &a),
+            (400, &a),
+            (500, &b),
+            (900, &a),
+            (950, &b),
+            (1400, &b),
+        ] {
+            state.record(at(ms), Endpoint::Detail, None, 200, Some(h));
+        }
+        state.record(at(600), Endpoint::List, None, 200, Some(&a));
+        let second = Duration::from_secs(1);
+        assert_eq!(state.max_requests_in_window(Endpoint::Detail, second), 5);
+        assert_eq!(
+            state.max_requests_in_window(Endpoint::Detail, Duration::from_millis(100)),
+            2
+        );
+        assert_eq!(
+            state.max_requests_in_window(Endpoint::Detail, Duration::from_secs(60)),
+            6
+        );
+        assert_eq!(state.max_requests_in_window(Endpoint::List, second), 1);
+        let only_b = state.max_requests_in_window_where(second, |r| {
+            r.endpoint == Endpoint::Detail && r.helpdesk_id.as_deref() != Some(HELPDESK_ID)
+        });
+        assert_eq!(only_b, 3);
+        assert_eq!(state.max_per_second(Endpoint::Detail), 5);
+    }
+
+    #[tokio::test]
+    async fn a_revoked_helpdesk_token_fails_that_helpdesk_only() {
+        let (state, token) = two_helpdesks(SimConfig::default());
+        let hs = state.helpdesks().to_vec();
+        let a = headers(&token, &hs[0].helpdesk_id, &hs[0].helpdesk_token);
+        let b = headers(&token, &hs[1].helpdesk_id, &hs[1].helpdesk_token);
+        state.revoke_helpdesk_token(&hs[1].helpdesk_id);
+        let (status, answer) = list(&state, &b).await;
+        assert_eq!((status, answer["code"].clone()), (401, json!(154001)));
+        let (status, _) = detail(&state, &helpdesk_ticket_id(1, 0), &b).await;
+        assert_eq!(status, 401);
+        assert_eq!(list(&state, &a).await.0, 200);
+        assert_eq!(detail(&state, &ticket_id(0), &a).await.0, 200);
+        state.restore_helpdesk_token(&hs[1].helpdesk_id);
+        assert_eq!(list(&state, &b).await.0, 200);
+    }
+
+    #[test]
+    fn events_and_changes_work_for_every_helpdesks_tickets() {
+        let (state, _) = two_helpdesks(SimConfig::default());
+        let it = state.helpdesks()[1].helpdesk_id.clone();
+        let id = helpdesk_ticket_id(1, 2);
+        state.update_ticket(&id, |t| t["status"] = json!(4));
+        assert_eq!(state.ticket(&id).unwrap()["status"], json!(4));
+        let updated = state.ticket_event(crate::events::TICKET_UPDATED, &id, "ev-1");
+        assert_eq!(updated["event"]["object"]["helpdesk_id"], json!(it));
+        let created = state.ticket_event(crate::events::TICKET_CREATED, &id, "ev-2");
+        assert_eq!(created["event"]["helpdesk_id"], json!(it));
+        let message = state.add_message(&id, messages::Sender::Guest, "hello");
+        let event = state.message_event(&id, &message, "ev-3");
+        assert_eq!(event["event"]["ticket"]["helpdesk_id"], json!(it));
+        let first = state.message_event(&ticket_id(0), &message, "ev-4");
+        assert_eq!(first["event"]["ticket"]["helpdesk_id"], json!(HELPDESK_ID));
+        // A new ticket goes to the helpdesk it names.
+        let mut new = state.ticket(&id).unwrap();
+        new["helpdesk_id"] = json!(it);
+        state.put_ticket(&helpdesk_ticket_id(1, 3), new);
+        assert_eq!(state.helpdesk_ticket_ids(&it).len(), 4);
+        state.delete_ticket(&helpdesk_ticket_id(1, 3));
+        assert_eq!(state.helpdesk_ticket_ids(&it).len(), 3);
+    }
+
+    #[test]
+    fn describe_prints_every_helpdesks_config() {
+        let addr: SocketAddr = "127.0.0.1:8090".parse().unwrap();
+        let one = SimConfig::default().with_helpdesks(1);
+        assert!(one.extra_helpdesks.is_empty());
+        let text = one.describe(addr);
+        assert!(
+            text.contains("helpdesk_id = \"6626871355780366330\""),
+            "{text}"
+        );
+        assert!(!text.contains("[[helpdesks]]"), "{text}");
+        let three = SimConfig::default().with_helpdesks(3);
+        let text = three.describe(addr);
+        assert_eq!(text.matches("[[helpdesks]]").count(), 3, "{text}");
+        for h in three.helpdesks() {
+            assert!(text.contains(&format!("helpdesk_token = \"{}\"", h.helpdesk_token)));
+            assert!(text.contains(&format!("name = {:?}", h.name)));
+        }
+        assert!(text.contains(&helpdesk_ticket_id(2, 499)), "{text}");
     }
 
     #[test]

@@ -21,10 +21,16 @@ pub enum Recorded {
     Queued,
     /// The stored copy is already at least as new as the event says: nothing to fetch.
     AlreadyCurrent,
+    /// The store serves every helpdesk (several are configured and the event named none) and
+    /// the ticket is not queued yet, so its helpdesk is unknown: nothing recorded (discovery
+    /// finds the ticket in its helpdesk).
+    NoHelpdesk,
 }
 
 impl Store {
     /// Records the event and enqueues its ticket unless the stored copy is already current.
+    /// A new queue row is this store's helpdesk's ([`Store::for_helpdesk`]); a known ticket
+    /// stays in its helpdesk's queue.
     pub async fn record_event(
         &self,
         event_id: &str,
@@ -50,10 +56,16 @@ impl Store {
         // Lock the queue row first: a fetch of this ticket being written now either commits
         // before we look at the stored copy (and we see it), or writes after us (and sees our
         // request, keeping the ticket due unless its fetch stored the update asked for).
-        sqlx::query("SELECT 1 FROM ticket_sync_state WHERE ticket_id = $1 FOR UPDATE")
-            .bind(ticket_id.as_str())
-            .fetch_optional(&mut *tx)
-            .await?;
+        let queued: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM ticket_sync_state WHERE ticket_id = $1 FOR UPDATE")
+                .bind(ticket_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let helpdesk = self.helpdesk();
+        if queued.is_none() && helpdesk.is_none() {
+            tx.rollback().await?;
+            return Ok(Recorded::NoHelpdesk);
+        }
         let current: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM tickets
                             WHERE ticket_id = $1 AND deleted_at IS NULL
@@ -72,10 +84,11 @@ impl Store {
             return Ok(Recorded::AlreadyCurrent);
         }
         sqlx::query(
-            "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority)
-             VALUES ($1, 'event', $2)
+            "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, helpdesk_id)
+             VALUES ($1, 'event', $2, $4)
              ON CONFLICT (ticket_id) DO UPDATE
-                SET next_due_at = LEAST(s.next_due_at, now()),
+                SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                    next_due_at = LEAST(s.next_due_at, now()),
                     priority = GREATEST(s.priority, EXCLUDED.priority),
                     last_enqueued_at = now(),
                     -- The newest update asked for; unknown (NULL) = fetch again regardless.
@@ -85,6 +98,7 @@ impl Store {
         .bind(ticket_id.as_str())
         .bind(PRIORITY_EVENT)
         .bind(updated_at)
+        .bind(helpdesk)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -1,6 +1,7 @@
-//! The reads behind `status`, `/readyz` and the health metric: the queue's claims and parked
-//! tickets, the last runs, open tickets' freshness, discovery positions, and the states in which
-//! work keeps failing or waiting. Plain rows; judging them is `status`'s job.
+//! The reads behind `status`, `/readyz` and the health metric, each for one helpdesk (an empty
+//! helpdesk id: all of them): the queue's counts, claims and parked tickets, the lock, the last
+//! runs, open tickets' freshness, discovery positions, and the states in which work keeps
+//! failing or waiting. Plain rows; judging them is `status`'s job.
 
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::Store;
+use crate::domain::QueueCounts;
 
 /// Tickets parked (not fetched again until enqueued) with one outcome and error code.
 #[derive(Debug, Serialize, sqlx::FromRow)]
@@ -31,6 +33,22 @@ pub struct RunStatus {
     pub tickets_failed: Option<i64>,
     pub detail_requests: Option<i64>,
     pub list_requests: Option<i64>,
+}
+
+/// Who holds a helpdesk's lock (`sync_lock`).
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct LockState {
+    /// `host:pid:nonce` of the holder; None after a clean release.
+    pub holder: Option<String>,
+    /// Raised by every new holder.
+    pub epoch: i64,
+    /// When the holder took it.
+    pub taken_at: DateTime<Utc>,
+    /// When the holder last renewed it (every second while alive).
+    pub renewed_at: DateTime<Utc>,
+    /// Seconds since `renewed_at`, by the database's clock.
+    #[serde(skip)]
+    pub renewed_seconds_ago: f64,
 }
 
 /// Open (not deleted, not closed) tickets and the oldest successful fetch among them.
@@ -75,25 +93,62 @@ impl From<(i64, Option<String>, Option<String>)> for FailingTickets {
 }
 
 impl Store {
-    /// Tickets claimed by a worker whose lease has not run out.
-    pub async fn claimed_tickets(&self) -> anyhow::Result<i64> {
-        Ok(
-            sqlx::query_scalar(
-                "SELECT count(*) FROM ticket_sync_state WHERE claimed_until > now()",
-            )
-            .fetch_one(&self.pool)
-            .await?,
+    /// The queue of `helpdesk_id` (every helpdesk's when empty) by state.
+    pub async fn helpdesk_queue_counts(&self, helpdesk_id: &str) -> anyhow::Result<QueueCounts> {
+        let (known, due_now, failed, parked): (i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT count(*),
+                    count(*) FILTER (WHERE next_due_at <= now()),
+                    count(*) FILTER (WHERE last_outcome = 'failed'),
+                    count(*) FILTER (WHERE next_due_at = 'infinity')
+             FROM ticket_sync_state WHERE helpdesk_id = $1 OR $1 = ''",
         )
+        .bind(helpdesk_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(QueueCounts {
+            known,
+            due_now,
+            failed,
+            parked,
+        })
     }
 
-    /// Parked tickets by outcome and error code, the largest group first.
-    pub async fn parked_tickets(&self) -> anyhow::Result<Vec<Parked>> {
+    /// Tickets of `helpdesk_id` (any helpdesk when empty) claimed by a worker whose lease has
+    /// not run out.
+    pub async fn claimed_tickets(&self, helpdesk_id: &str) -> anyhow::Result<i64> {
+        Ok(sqlx::query_scalar(
+            "SELECT count(*) FROM ticket_sync_state
+             WHERE claimed_until > now() AND (helpdesk_id = $1 OR $1 = '')",
+        )
+        .bind(helpdesk_id)
+        .fetch_one(&self.pool)
+        .await?)
+    }
+
+    /// Parked tickets of `helpdesk_id` (any helpdesk when empty) by outcome and error code,
+    /// the largest group first.
+    pub async fn parked_tickets(&self, helpdesk_id: &str) -> anyhow::Result<Vec<Parked>> {
         Ok(sqlx::query_as(
             "SELECT last_outcome AS outcome, last_error_code AS error_code, count(*) AS tickets
-             FROM ticket_sync_state WHERE next_due_at = 'infinity'
+             FROM ticket_sync_state
+             WHERE next_due_at = 'infinity' AND (helpdesk_id = $1 OR $1 = '')
              GROUP BY 1, 2 ORDER BY 3 DESC",
         )
+        .bind(helpdesk_id)
         .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Who holds the lock of `helpdesk_id`, since when, and when it last proved alive; None
+    /// before anyone took it.
+    pub async fn lock_state(&self, helpdesk_id: &str) -> anyhow::Result<Option<LockState>> {
+        Ok(sqlx::query_as(
+            "SELECT holder, epoch, taken_at, renewed_at,
+                    EXTRACT(EPOCH FROM now() - renewed_at)::float8 AS renewed_seconds_ago
+             FROM sync_lock WHERE helpdesk_id = $1",
+        )
+        .bind(helpdesk_id)
+        .fetch_optional(&self.pool)
         .await?)
     }
 
@@ -147,13 +202,16 @@ impl Store {
         .flatten())
     }
 
-    /// Open tickets (status below 50, not deleted) and their oldest successful fetch.
-    pub async fn open_tickets(&self) -> anyhow::Result<OpenTickets> {
+    /// Open tickets (status below 50, not deleted) of `helpdesk_id` (any helpdesk when empty)
+    /// and their oldest successful fetch.
+    pub async fn open_tickets(&self, helpdesk_id: &str) -> anyhow::Result<OpenTickets> {
         let (count, oldest_fetched_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             "SELECT count(*), min(s.last_fetched_at)
              FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
-             WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)",
+             WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)
+               AND (s.helpdesk_id = $1 OR $1 = '')",
         )
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(OpenTickets {
@@ -162,20 +220,33 @@ impl Store {
         })
     }
 
-    /// How far the `updated` scan has scanned (the discovery watermark).
-    pub async fn discovery_watermark(&self) -> anyhow::Result<Option<DateTime<Utc>>> {
+    /// How far the `updated` scan of `helpdesk_id` (the least advanced helpdesk when empty)
+    /// has scanned (the discovery watermark).
+    pub async fn discovery_watermark(
+        &self,
+        helpdesk_id: &str,
+    ) -> anyhow::Result<Option<DateTime<Utc>>> {
         Ok(sqlx::query_scalar(
-            "SELECT max(scanned_until) FROM discovery_state WHERE scan = 'updated'",
+            "SELECT min(scanned_until) FROM discovery_state
+             WHERE scan = 'updated' AND (helpdesk_id = $1 OR $1 = '')",
         )
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?)
     }
 
-    /// The history backfill's position, once it started.
-    pub async fn backfill_position(&self) -> anyhow::Result<Option<BackfillPosition>> {
+    /// The history backfill's position for `helpdesk_id` (the least advanced helpdesk's when
+    /// empty), once it started.
+    pub async fn backfill_position(
+        &self,
+        helpdesk_id: &str,
+    ) -> anyhow::Result<Option<BackfillPosition>> {
         let row: Option<(DateTime<Utc>, bool)> = sqlx::query_as(
-            "SELECT scanned_until, completed FROM discovery_state WHERE scan = 'backfill' LIMIT 1",
+            "SELECT scanned_until, completed FROM discovery_state
+             WHERE scan = 'backfill' AND (helpdesk_id = $1 OR $1 = '')
+             ORDER BY completed, scanned_until DESC LIMIT 1",
         )
+        .bind(helpdesk_id)
         .fetch_optional(&self.pool)
         .await?;
         Ok(row.map(|(scanned_until, completed)| BackfillPosition {
@@ -186,16 +257,24 @@ impl Store {
 
     /// Scans that have not moved for more than `after`: the watermark trails the last complete
     /// scan; an unfinished backfill's position is saved whenever it moves.
-    pub async fn stalled_scans(&self, after: Duration) -> anyhow::Result<Vec<StalledScan>> {
+    /// Of `helpdesk_id` only (every helpdesk's when empty).
+    pub async fn stalled_scans(
+        &self,
+        helpdesk_id: &str,
+        after: Duration,
+    ) -> anyhow::Result<Vec<StalledScan>> {
         let rows: Vec<(String, f64)> = sqlx::query_as(
             "SELECT scan, EXTRACT(EPOCH FROM now() - CASE WHEN scan = 'updated' THEN scanned_until
                                                           ELSE changed_at END)::float8
              FROM discovery_state
-             WHERE (scan = 'updated' AND scanned_until < now() - make_interval(secs => $1))
-                OR (scan = 'backfill' AND NOT completed AND changed_at < now() - make_interval(secs => $1))
+             WHERE ((scan = 'updated' AND scanned_until < now() - make_interval(secs => $1))
+                 OR (scan = 'backfill' AND NOT completed
+                     AND changed_at < now() - make_interval(secs => $1)))
+               AND (helpdesk_id = $2 OR $2 = '')
              ORDER BY scan",
         )
         .bind(after.as_secs_f64())
+        .bind(helpdesk_id)
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
@@ -204,54 +283,77 @@ impl Store {
             .collect())
     }
 
-    /// Tickets whose detail has failed (still retried) with no success for more than `after`.
-    pub async fn failing_tickets(&self, after: Duration) -> anyhow::Result<FailingTickets> {
+    /// Tickets of `helpdesk_id` (any helpdesk when empty) whose detail has failed (still
+    /// retried) with no success for more than `after`.
+    pub async fn failing_tickets(
+        &self,
+        helpdesk_id: &str,
+        after: Duration,
+    ) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
             "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
              FROM ticket_sync_state
              WHERE last_outcome = 'failed' AND next_due_at <> 'infinity'
-               AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)",
+               AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)
+               AND (helpdesk_id = $2 OR $2 = '')",
         )
         .bind(after.as_secs_f64())
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
 
-    /// Tickets whose conversation reads have failed (500s, a scope the app lacks) without a
-    /// complete read since, for more than `after`.
-    pub async fn failing_conversations(&self, after: Duration) -> anyhow::Result<FailingTickets> {
+    /// Tickets of `helpdesk_id` (any helpdesk when empty) whose conversation reads have failed
+    /// (500s, a scope the app lacks) without a complete read since, for more than `after`.
+    pub async fn failing_conversations(
+        &self,
+        helpdesk_id: &str,
+        after: Duration,
+    ) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
             "SELECT count(*), min(ticket_id), (array_agg(messages_last_error ORDER BY ticket_id))[1]
              FROM ticket_sync_state
              WHERE messages_last_outcome = 'failed'
                AND COALESCE(messages_fetched_at, first_enqueued_at)
-                   < now() - make_interval(secs => $1)",
+                   < now() - make_interval(secs => $1)
+               AND (helpdesk_id = $2 OR $2 = '')",
         )
         .bind(after.as_secs_f64())
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
 
-    /// How long (seconds) the oldest ticket due for more than `after` has waited; None when
-    /// none has waited that long.
-    pub async fn oldest_overdue_seconds(&self, after: Duration) -> anyhow::Result<Option<f64>> {
+    /// How long (seconds) the oldest ticket of `helpdesk_id` (any helpdesk when empty) due
+    /// for more than `after` has waited; None when none has waited that long.
+    pub async fn oldest_overdue_seconds(
+        &self,
+        helpdesk_id: &str,
+        after: Duration,
+    ) -> anyhow::Result<Option<f64>> {
         Ok(sqlx::query_scalar(
             "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state
-             WHERE next_due_at < now() - make_interval(secs => $1)",
+             WHERE next_due_at < now() - make_interval(secs => $1)
+               AND (helpdesk_id = $2 OR $2 = '')",
         )
         .bind(after.as_secs_f64())
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?)
     }
 
-    /// Tickets parked after failing: no longer fetched until enqueued again.
-    pub async fn poisoned_tickets(&self) -> anyhow::Result<FailingTickets> {
+    /// Tickets of `helpdesk_id` (any helpdesk when empty) parked after failing: no longer
+    /// fetched until enqueued again.
+    pub async fn poisoned_tickets(&self, helpdesk_id: &str) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
             "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
-             FROM ticket_sync_state WHERE last_outcome = 'failed' AND next_due_at = 'infinity'",
+             FROM ticket_sync_state
+             WHERE last_outcome = 'failed' AND next_due_at = 'infinity'
+               AND (helpdesk_id = $1 OR $1 = '')",
         )
+        .bind(helpdesk_id)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())

@@ -494,3 +494,92 @@ async fn a_read_after_write_refetch_comes_at_its_own_time_not_the_next_tick() {
     assert_eq!(sim.state.detail_requests(None), requests + 2);
     daemon.stop().await;
 }
+
+/// Issue 26: one event path for every configured helpdesk. An event about a ticket of either
+/// helpdesk is queued in that helpdesk's queue (and fetched with its token); one about a
+/// helpdesk not configured is acknowledged and ignored, as before.
+#[tokio::test]
+async fn one_event_path_queues_each_helpdesks_tickets_in_its_own_queue() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let ws = crate::observability::helpdesks_config(&sim, &db)
+        .fast_list()
+        .rarely()
+        .http()
+        .events(&sim)
+        .workspace();
+    let daemon = Daemon::start(&ws).await;
+    let client = http();
+    let mut changed = Vec::new();
+    for (n, desk) in desks.iter().enumerate() {
+        let id = sim.state.helpdesk_ticket_ids(&desk.helpdesk_id)[0].clone();
+        sim.state.update_ticket(&id, |t| t["status"] = json!(4));
+        let event = sim
+            .state
+            .ticket_event(TICKET_UPDATED, &id, &format!("ev-desk-{n}"));
+        assert_eq!(
+            event["event"]["object"]["helpdesk_id"],
+            desk.helpdesk_id.as_str()
+        );
+        let status = sim.state.deliver_event(&client, &daemon.url, &event).await;
+        assert_eq!(status.unwrap(), 200);
+        changed.push((id, desk.helpdesk_id.clone()));
+    }
+    // Each in its own helpdesk's queue, both receipts recorded.
+    for (id, desk) in &changed {
+        let queued: Option<String> =
+            sqlx::query_scalar("SELECT helpdesk_id FROM ticket_sync_state WHERE ticket_id = $1")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(queued.as_deref(), Some(desk.as_str()), "{id}");
+    }
+    assert_eq!(db.count("SELECT count(*) FROM event_receipts").await, 2);
+
+    // A helpdesk of the same app that is not configured: acknowledged, not recorded.
+    let id = &changed[0].0;
+    let mut foreign = sim
+        .state
+        .ticket_event(TICKET_UPDATED, id, "ev-unknown-desk");
+    foreign["event"]["object"]["helpdesk_id"] = json!("7000000000000000099");
+    let status = sim
+        .state
+        .deliver_event(&client, &daemon.url, &foreign)
+        .await;
+    assert_eq!(status.unwrap(), 200);
+    assert_eq!(db.count("SELECT count(*) FROM event_receipts").await, 2);
+    let metrics = client
+        .get(daemon.url.replace("/feishu/events", "/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "helpdesk_sync_events_total{outcome=\"queued\"} 2",
+        "helpdesk_sync_events_total{outcome=\"ignored\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} in\n{metrics}");
+    }
+
+    // Both fetched, each with its own helpdesk's token, within the event's cycle.
+    let stored = |id: String| {
+        let db = &db;
+        async move { stored_status(db, &id).await }
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (id, _) in &changed {
+        while stored(id.clone()).await != Some(4) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            stored(id.clone()).await,
+            Some(4),
+            "{id} fetched after its event"
+        );
+    }
+    daemon.stop().await;
+}

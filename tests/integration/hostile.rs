@@ -713,7 +713,10 @@ async fn stuck_states_turn_status_readyz_and_the_metric_unhealthy() {
         ("tickets_poisoned", 1),
         ("queue_behind", 0),
     ] {
-        let line = format!("helpdesk_sync_health_problems{{cause=\"{cause}\"}} {value}");
+        let line = format!(
+            "helpdesk_sync_health_problems{{helpdesk=\"{}\",cause=\"{cause}\"}} {value}",
+            sim.state.config().helpdesk_id
+        );
         assert!(metrics.contains(&line), "{line}\n{metrics}");
     }
     daemon.stop().await;

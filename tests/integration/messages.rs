@@ -681,7 +681,10 @@ async fn every_conversation_failing_is_a_health_problem() {
             .await
             .unwrap();
         assert!(
-            metrics.contains("helpdesk_sync_health_problems{cause=\"conversations_failing\"} 1"),
+            metrics.contains(&format!(
+                "helpdesk_sync_health_problems{{helpdesk=\"{}\",cause=\"conversations_failing\"}} 1",
+                sim.state.config().helpdesk_id
+            )),
             "{metrics}"
         );
         daemon.terminate(Duration::from_secs(15)).await;

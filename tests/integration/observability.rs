@@ -203,15 +203,55 @@ async fn metrics_health_and_json_logs_during_a_run() {
             .and_then(|v| v.parse().ok())
             .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
     };
-    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"detail\",outcome=\"ok\"}") >= 25.0);
-    assert!(value("helpdesk_sync_api_requests_total{endpoint=\"list\",outcome=\"ok\"}") >= 1.0);
+    // Per-helpdesk series carry the helpdesk id; the app's token requests carry none.
+    let desk = sim.state.config().helpdesk_id.clone();
+    let of = |series: &str, labels: &str| format!("{series}{{helpdesk=\"{desk}\",{labels}}}");
+    assert!(
+        value(&of(
+            "helpdesk_sync_api_requests_total",
+            "endpoint=\"detail\",outcome=\"ok\""
+        )) >= 25.0
+    );
+    assert!(
+        value(&of(
+            "helpdesk_sync_api_requests_total",
+            "endpoint=\"list\",outcome=\"ok\""
+        )) >= 1.0
+    );
+    assert!(
+        value("helpdesk_sync_api_requests_total{helpdesk=\"\",endpoint=\"token\",outcome=\"ok\"}")
+            >= 1.0
+    );
     assert!(value("helpdesk_sync_api_request_duration_seconds_count{endpoint=\"detail\"}") >= 25.0);
-    assert!(value("helpdesk_sync_tickets_written_total{result=\"changed\"}") >= 25.0);
-    assert_eq!(value("helpdesk_sync_queue_tickets{state=\"known\"}"), 25.0);
-    assert!(value("helpdesk_sync_cycles_total{outcome=\"ok\"}") >= 1.0);
+    assert!(
+        value(&of(
+            "helpdesk_sync_tickets_written_total",
+            "result=\"changed\""
+        )) >= 25.0
+    );
+    assert_eq!(
+        value(&of("helpdesk_sync_queue_tickets", "state=\"known\"")),
+        25.0
+    );
+    assert!(value(&of("helpdesk_sync_cycles_total", "outcome=\"ok\"")) >= 1.0);
     assert!(value("helpdesk_sync_token_refreshes_total") >= 1.0);
+    assert_eq!(
+        value(&format!(
+            "helpdesk_sync_helpdesk_info{{helpdesk=\"{desk}\",name=\"{desk}\"}}"
+        )),
+        1.0
+    );
+    assert_eq!(
+        value(&of(
+            "helpdesk_sync_health_problems",
+            "cause=\"last_run_failed\""
+        )),
+        0.0
+    );
     let now = chrono::Utc::now().timestamp() as f64;
-    let last = value("helpdesk_sync_last_success_timestamp_seconds");
+    let last = value(&format!(
+        "helpdesk_sync_last_success_timestamp_seconds{{helpdesk=\"{desk}\"}}"
+    ));
     assert!((now - last).abs() < 60.0, "last success {last}, now {now}");
     // Every series the Grafana dashboard charts exists.
     let dashboard: Value = serde_json::from_str(
@@ -287,4 +327,134 @@ async fn readyz_reports_a_fatal_last_cycle() {
     assert_eq!(ready.status(), 503);
     assert!(ready.text().await.unwrap().contains("fatal"));
     daemon.stop_within(Duration::from_secs(10)).await;
+}
+
+/// A config for every helpdesk the simulator serves: the app in `[feishu]`, one
+/// `[[helpdesks]]` table each (name, id, token), fast pacing.
+pub(crate) fn helpdesks_config(sim: &helpdesk_sync::sim::SimServer, db: &TestDb) -> TestConfig {
+    let c = sim.state.config();
+    let mut config = TestConfig::empty(db)
+        .feishu("base_url", sim.base_url())
+        .feishu("app_id", c.app_id.as_str())
+        .feishu("app_secret", c.app_secret.as_str())
+        .detail_rate(200.0)
+        .message_rate(40.0)
+        .request_timeout("3s")
+        .set("database", "url", db.url.as_str())
+        .set("database", "max_connections", 4)
+        .sync("batch_size", 25);
+    for h in c.helpdesks() {
+        config = config.raw(&format!(
+            "[[helpdesks]]\nname = {:?}\nhelpdesk_id = {:?}\nhelpdesk_token = {:?}\n",
+            h.name, h.helpdesk_id, h.helpdesk_token
+        ));
+    }
+    config
+}
+
+/// Issue 26: with two helpdesks, `status` judges each on its own rows (queue, runs, lock) and
+/// names the unhealthy one; the healthy one stays OK, and the exit code is 1.
+#[tokio::test]
+async fn status_names_the_unhealthy_helpdesk_among_several() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(3).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let (ok, broken) = (&desks[0], &desks[1]);
+    let ws = helpdesks_config(&sim, &db).workspace();
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    // One good run each, then the second helpdesk's token is rejected.
+    for (desk, outcome, error) in [
+        (ok, "ok", None),
+        (broken, "ok", None),
+        (
+            broken,
+            "fatal",
+            Some("helpdesk authorization rejected (feishu.helpdesk_token): 401"),
+        ),
+    ] {
+        sqlx::query(
+            "INSERT INTO sync_runs (helpdesk_id, trigger, worker, started_at, finished_at,
+                                    outcome, error)
+             VALUES ($1, 'schedule', 'test:1:0', now(), now(), $2, $3)",
+        )
+        .bind(&desk.helpdesk_id)
+        .bind(outcome)
+        .bind(error)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    // Three queued tickets for the first, one for the second.
+    for (id, desk) in [("11", ok), ("12", ok), ("13", ok), ("21", broken)] {
+        sqlx::query(
+            "INSERT INTO ticket_sync_state (ticket_id, source, helpdesk_id) VALUES ($1, 'cli', $2)",
+        )
+        .bind(format!("66268713557803{id}"))
+        .bind(&desk.helpdesk_id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(1), "{json:#}");
+    assert_eq!(json["healthy"], false);
+    let problems: Vec<&str> = json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let named = format!("helpdesk {} ({}): ", broken.name, broken.helpdesk_id);
+    assert!(
+        problems.iter().any(|p| p.starts_with(&named)
+            && p.contains("ended fatal")
+            && p.contains("helpdesk authorization rejected")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().all(|p| p.starts_with(&named)),
+        "only the broken helpdesk is named: {problems:#?}"
+    );
+    let each = json["helpdesks"].as_array().unwrap();
+    assert_eq!(each.len(), 2);
+    assert_eq!(each[0]["helpdesk_id"], ok.helpdesk_id.as_str());
+    assert_eq!(each[0]["name"], ok.name.as_str());
+    assert_eq!(each[0]["healthy"], true, "{json:#}");
+    assert_eq!(each[0]["queue"]["known"], 3);
+    assert_eq!(each[1]["healthy"], false);
+    assert_eq!(each[1]["queue"]["known"], 1);
+    assert_eq!(each[1]["last_run"]["outcome"], "fatal");
+    assert_eq!(each[1]["causes"], serde_json::json!(["last_run_failed"]));
+    // The whole database's totals stay at the top.
+    assert_eq!(json["queue"]["known"], 4);
+
+    let out = ws.run(&["status"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    for line in [
+        "helpdesk-sync status: UNHEALTHY".to_owned(),
+        format!("helpdesk {} ({}): OK", ok.name, ok.helpdesk_id),
+        format!(
+            "helpdesk {} ({}): UNHEALTHY",
+            broken.name, broken.helpdesk_id
+        ),
+        "  queue:     3 known".to_owned(),
+        "  queue:     1 known".to_owned(),
+        format!("  - {named}the last run"),
+    ] {
+        assert!(text.contains(&line), "missing {line:?} in\n{text}");
+    }
+
+    // The second recovers: every helpdesk healthy, exit 0.
+    sqlx::query(
+        "INSERT INTO sync_runs (helpdesk_id, trigger, worker, started_at, finished_at, outcome)
+         VALUES ($1, 'schedule', 'test:1:0', now(), now(), 'ok')",
+    )
+    .bind(&broken.helpdesk_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(0), "{json:#}");
 }
