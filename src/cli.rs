@@ -312,6 +312,7 @@ async fn migrate(settings: &Settings) -> Result<(), CliError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     println!("database schema is up to date");
     Ok(())
 }
@@ -547,7 +548,7 @@ async fn enqueue(
     };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    crate::scheduler::adopt_unowned(&store, settings).await;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
@@ -603,7 +604,7 @@ async fn sync_once(
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
-    crate::scheduler::adopt_unowned(&store, settings).await;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     let app = FeishuApp::new(&settings.feishu)?;
     let shutdown = shutdown_on_signal();
     let progress = ProgressDisplay::new("sync");
