@@ -38,7 +38,10 @@ use tracing::Instrument;
     after_help = "Exit codes: 0 success, 1 runtime failure (API credentials rejected, database \
                   unreachable), 2 bad configuration or input.\n\
                   Every config key can be overridden with HELPDESK_SYNC__SECTION__KEY \
-                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url."
+                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url.\n\
+                  Several helpdesks of one app: list them as [[helpdesks]] (name, helpdesk_id, \
+                  helpdesk_token or helpdesk_token_file); run and sync serve them all on the \
+                  app's one rate budget, --helpdesk ID|NAME picks one (docs/helpdesks.md)."
 )]
 pub struct Cli {
     /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]; also accepted after

@@ -100,12 +100,24 @@ async fn two_helpdesks_share_one_app_budget() {
         assert!(sent >= 30, "{helpdesk}: {sent}");
     }
     assert_eq!(sim.state.issued_tokens().len(), 1);
+    // Each helpdesk's custom field catalog, neither marking the other's fields removed.
+    assert_eq!(
+        db.count(
+            "SELECT count(DISTINCT helpdesk_id) FROM custom_field_catalog WHERE removed_at IS NULL"
+        )
+        .await,
+        2
+    );
     let second = Duration::from_secs(1);
     let minute = Duration::from_secs(60);
     let detail = sim.state.max_requests_in_window(Endpoint::Detail, second);
     let list = sim.state.max_requests_in_window(Endpoint::List, second);
     let list_minute = sim.state.max_requests_in_window(Endpoint::List, minute);
     let messages = sim.state.max_requests_in_window(Endpoint::Messages, second);
+    println!(
+        "two helpdesks, one app: peak detail {detail}/1 s, list {list}/1 s and \
+         {list_minute}/60 s, messages {messages}/1 s"
+    );
     assert!(detail <= 10, "detail: {detail} in one second");
     assert!(list <= 50, "list: {list} in one second");
     assert!(list_minute <= 1000, "list: {list_minute} in one minute");
@@ -155,10 +167,11 @@ async fn a_revoked_helpdesk_fails_alone_and_the_other_keeps_syncing() {
         false
     };
     assert!(stored.await, "{:#?}", daemon.lines());
-    // The last run of each may still be running.
+    // The daemon's cycles of A (after the two syncs) stored the change; the last run of each
+    // may still be running.
     let ok = outcomes(&db, &a).await;
     assert!(
-        ok.len() >= 4 && ok.iter().all(|o| o == "ok" || o == "running"),
+        ok.len() >= 3 && ok.iter().all(|o| o == "ok" || o == "running"),
         "{ok:?}"
     );
     let failed = outcomes(&db, &b).await;
