@@ -536,23 +536,33 @@ async fn enqueue(
             "no ticket ids given: pass ids as arguments or --file PATH ('-' for stdin)".into(),
         ));
     }
-    let chosen = settings.select_helpdesks(helpdesk)?;
-    let [target] = chosen.as_slice() else {
-        return Err(CliError::Config(ConfigError::new(format!(
-            "{} helpdesks are configured: say whose tickets these are with --helpdesk ID|NAME \
-             (one of: {})",
-            chosen.len(),
-            chosen
-                .iter()
-                .map(|h| format!("{} ({})", h.id, h.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))));
+    // No helpdesk configured (only [database]): the rows wait unowned, and the first
+    // helpdesk configured later adopts them.
+    let target = if settings.helpdesks().is_empty() && helpdesk.is_none() {
+        None
+    } else {
+        let chosen = settings.select_helpdesks(helpdesk)?;
+        let [target] = chosen.as_slice() else {
+            return Err(CliError::Config(ConfigError::new(format!(
+                "{} helpdesks are configured: say whose tickets these are with --helpdesk \
+                 ID|NAME (one of: {})",
+                chosen.len(),
+                chosen
+                    .iter()
+                    .map(|h| format!("{} ({})", h.id, h.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))));
+        };
+        Some(target.id.clone())
     };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     crate::scheduler::prepare_helpdesks(&store, settings).await;
-    let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
+    let report = match &target {
+        Some(id) => store.for_helpdesk(id).enqueue(&ids, source).await?,
+        None => store.enqueue(&ids, source).await?,
+    };
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
         report.added + report.requeued,
