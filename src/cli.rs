@@ -169,7 +169,8 @@ pub enum Command {
     },
     /// See it work: simulated API → your Postgres, no credentials needed
     Demo {
-        /// Number of simulated tickets
+        /// Number of simulated tickets of the first helpdesk ("Customer support"; the second,
+        /// "IT", has half as many)
         #[arg(long, default_value_t = 200)]
         tickets: usize,
         /// Detail requests per second (the real limit is 10)
