@@ -12,17 +12,23 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{ConfigError, Settings, parse_duration, parse_since};
+use crate::config::{
+    ConfigError, Credentials, HelpdeskSettings, Settings, parse_duration, parse_since,
+};
 use crate::console::{ProgressDisplay, summarize};
 use crate::domain::Progress;
 use crate::domain::TicketId;
 use crate::feishu::FeishuClient;
+use crate::feishu::client::FeishuApp;
 use crate::sim::{SimConfig, SimServer};
 use crate::store::Store;
 use crate::store::queue::Source;
 use crate::store::runs::Trigger;
-use crate::sync::{CycleError, CycleOptions, finish_recorded, run_cycle, start_recorded};
+use crate::sync::{
+    CycleError, CycleOptions, CycleReport, finish_recorded, run_cycle, start_recorded,
+};
 use crate::telemetry::{self, LogFormat};
+use tracing::Instrument;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,21 +73,27 @@ pub enum Command {
     Enqueue {
         #[command(flatten)]
         file_flag: ConfigFlag,
+        /// The helpdesk whose tickets these are (id or name); required when several are configured
+        #[arg(long, value_name = "ID|NAME")]
+        helpdesk: Option<String>,
         /// Ticket ids (decimal digits)
         ids: Vec<String>,
         /// Read ids from a file, one per line ('-' = stdin; blank lines and # comments skipped)
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
     },
-    /// Run one cycle: discover changed tickets, fetch every due ticket, upsert, exit
+    /// Run one cycle of every configured helpdesk (side by side, sharing the app's API budget): discover changed tickets, fetch every due ticket, upsert, exit
     Sync {
         #[command(flatten)]
         file: ConfigFlag,
+        /// Only this helpdesk (id or name) [default: every configured helpdesk]
+        #[arg(long, value_name = "ID|NAME")]
+        helpdesk: Option<String>,
         /// Also scan ticket history by create time from this date (2023-01-01 or RFC 3339)
         #[arg(long, value_name = "DATE", value_parser = since_arg)]
         since: Option<DateTime<Utc>>,
     },
-    /// Run as a daemon: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
+    /// Run as a daemon serving every configured helpdesk: a cycle at start, then on sync.schedule, until SIGTERM/SIGINT
     Run {
         #[command(flatten)]
         file: ConfigFlag,
@@ -90,6 +102,9 @@ pub enum Command {
     Status {
         #[command(flatten)]
         file: ConfigFlag,
+        /// Only this helpdesk (id or name) [default: every configured helpdesk]
+        #[arg(long, value_name = "ID|NAME")]
+        helpdesk: Option<String>,
         /// Print JSON for scripts
         #[arg(long)]
         json: bool,
@@ -98,6 +113,9 @@ pub enum Command {
     Check {
         #[command(flatten)]
         file: ConfigFlag,
+        /// Only this helpdesk (id or name) [default: every configured helpdesk]
+        #[arg(long, value_name = "ID|NAME")]
+        helpdesk: Option<String>,
         /// Also fetch this ticket
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
@@ -225,10 +243,15 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Migrate { file } => migrate(&settings(file)?).await,
         Command::Enqueue {
             file_flag,
+            helpdesk,
             ids,
             file,
-        } => enqueue(&settings(file_flag)?, ids, file).await,
-        Command::Sync { file, since } => sync_once(&settings(file)?, since).await,
+        } => enqueue(&settings(file_flag)?, helpdesk.as_deref(), ids, file).await,
+        Command::Sync {
+            file,
+            helpdesk,
+            since,
+        } => sync_once(&settings(file)?, helpdesk.as_deref(), since).await,
         Command::Run { file } => run_daemon(&settings(file)?).await,
         Command::SubscribeEvents { file } => subscribe_events(&settings(file)?).await,
         Command::Simulate { .. } | Command::Demo { .. } if top.is_some() => Err(CliError::Input(
@@ -259,11 +282,20 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             }
             simulate(config, listen, events_to, change_every).await
         }
-        Command::Status { file, json } => {
+        Command::Status {
+            file,
+            helpdesk,
+            json,
+        } => {
             let origin = settings_origin(file.path.as_deref().or(top.as_deref()));
-            status(&settings(file)?, json, &origin).await
+            let settings = settings(file)?.restricted_to(helpdesk.as_deref())?;
+            status(&settings, json, &origin).await
         }
-        Command::Check { file, ticket } => check(&settings(file)?, ticket).await,
+        Command::Check {
+            file,
+            helpdesk,
+            ticket,
+        } => check(&settings(file)?.restricted_to(helpdesk.as_deref())?, ticket).await,
         Command::Reprocess { file, ticket, jobs } => {
             reprocess(&settings(file)?, ticket, jobs).await
         }
@@ -280,6 +312,7 @@ async fn migrate(settings: &Settings) -> Result<(), CliError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     println!("database schema is up to date");
     Ok(())
 }
@@ -305,13 +338,13 @@ fn config_or_runtime(e: anyhow::Error) -> CliError {
 
 /// `run`: the daemon, with the event secrets read now when events are configured.
 async fn run_daemon(settings: &Settings) -> Result<(), CliError> {
-    let credentials = settings.feishu.credentials()?;
+    settings.feishu.app_credentials()?;
     let event_keys = if settings.events.enabled() {
         Some(settings.events.keys()?)
     } else {
         None
     };
-    crate::scheduler::run_daemon(settings, credentials, event_keys, shutdown_on_signal())
+    crate::scheduler::run_daemon(settings, event_keys, shutdown_on_signal())
         .await
         .map_err(config_or_runtime)
 }
@@ -460,6 +493,7 @@ fn settings_origin(flag: Option<&Path>) -> String {
 
 async fn enqueue(
     settings: &Settings,
+    helpdesk: Option<&str>,
     args: Vec<String>,
     file: Option<PathBuf>,
 ) -> Result<(), CliError> {
@@ -499,9 +533,23 @@ async fn enqueue(
             "no ticket ids given: pass ids as arguments or --file PATH ('-' for stdin)".into(),
         ));
     }
+    let chosen = settings.select_helpdesks(helpdesk)?;
+    let [target] = chosen.as_slice() else {
+        return Err(CliError::Config(ConfigError::new(format!(
+            "{} helpdesks are configured: say whose tickets these are with --helpdesk ID|NAME \
+             (one of: {})",
+            chosen.len(),
+            chosen
+                .iter()
+                .map(|h| format!("{} ({})", h.id, h.name))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))));
+    };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    let report = store.enqueue(&ids, source).await?;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
+    let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
         report.added + report.requeued,
@@ -539,57 +587,125 @@ fn read_id_file(path: &Path) -> Result<(Vec<TicketId>, Vec<String>), CliError> {
     Ok((ids, bad))
 }
 
-/// `sync`: migrate, run one cycle, print the summary.
-async fn sync_once(settings: &Settings, since: Option<DateTime<Utc>>) -> Result<(), CliError> {
-    let credentials = settings.feishu.credentials()?;
+/// `sync`: migrate, run one cycle of each chosen helpdesk (side by side, on one shared
+/// [`FeishuApp`]: one token, one pacer per endpoint), print the summaries. A helpdesk that
+/// fails (its token rejected) does not stop the others; the exit code is 1 then.
+async fn sync_once(
+    settings: &Settings,
+    pick: Option<&str>,
+    since: Option<DateTime<Utc>>,
+) -> Result<(), CliError> {
+    settings.feishu.app_credentials()?;
+    let chosen: Vec<(&HelpdeskSettings, Credentials)> = settings
+        .select_helpdesks(pick)?
+        .into_iter()
+        .map(|h| Ok((h, h.credentials(&settings.feishu)?)))
+        .collect::<Result<_, ConfigError>>()?;
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
-    let lease = crate::pace::SendLease::lapsed();
-    let client = FeishuClient::new(&settings.feishu, credentials)?.with_lease(lease.clone());
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
+    let app = FeishuApp::new(&settings.feishu)?;
     let shutdown = shutdown_on_signal();
+    let progress = ProgressDisplay::new("sync");
+    // The bar shows every helpdesk's progress summed.
+    let each = std::sync::Mutex::new(vec![Progress::default(); chosen.len()]);
+    let show = |index: usize, p: Progress| {
+        let mut each = each.lock().unwrap_or_else(|e| e.into_inner());
+        each[index] = p;
+        progress.update(Progress {
+            due_at_start: each.iter().map(|p| p.due_at_start).sum(),
+            done: each.iter().map(|p| p.done).sum(),
+            pages_listed: each.iter().map(|p| p.pages_listed).sum(),
+        });
+    };
+    let options = CycleOptions::from_settings(settings, since);
+    let cycles = chosen
+        .iter()
+        .enumerate()
+        .map(|(index, (helpdesk, credentials))| {
+            let span = tracing::info_span!("helpdesk", helpdesk = %helpdesk.name);
+            sync_helpdesk(
+                &store,
+                &app,
+                helpdesk,
+                credentials.clone(),
+                &options,
+                &shutdown,
+                move |p| show(index, p),
+            )
+            .instrument(span)
+        });
+    let results = futures::future::join_all(cycles).await;
+    progress.finish();
+    let several = chosen.len() > 1;
+    let mut failures = Vec::new();
+    for ((helpdesk, _), result) in chosen.iter().zip(results) {
+        let prefix = if several {
+            format!("{} ({}): ", helpdesk.name, helpdesk.id)
+        } else {
+            String::new()
+        };
+        match result {
+            Ok(None) => {}
+            Ok(Some(Ok(report))) => println!("{prefix}{}", summarize(&report)),
+            Ok(Some(Err(CycleError::Fatal { error, report }))) => {
+                println!("{prefix}{}", summarize(&report));
+                failures.push(anyhow::anyhow!(
+                    "{prefix}sync stopped, stored data untouched: {error}"
+                ));
+            }
+            Ok(Some(Err(CycleError::Database(e)))) | Err(e) => {
+                failures.push(e.context(format!("{prefix}sync failed")));
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 if !several => Err(CliError::Runtime(failures.remove(0))),
+        _ => {
+            for failure in &failures {
+                eprintln!("{}", crate::telemetry::ErrorChain(failure));
+            }
+            Err(CliError::Runtime(anyhow::anyhow!(
+                "{} of {} helpdesks failed (see above); the others were synced",
+                failures.len(),
+                chosen.len()
+            )))
+        }
+    }
+}
+
+/// One helpdesk's cycle under its lock (None when shutdown came while waiting for it).
+async fn sync_helpdesk(
+    store: &Store,
+    app: &std::sync::Arc<FeishuApp>,
+    helpdesk: &HelpdeskSettings,
+    credentials: Credentials,
+    options: &CycleOptions,
+    shutdown: &CancellationToken,
+    on_progress: impl Fn(Progress) + Sync,
+) -> anyhow::Result<Option<Result<CycleReport, CycleError>>> {
+    let store = store.for_helpdesk(&helpdesk.id);
+    let lease = crate::pace::SendLease::lapsed();
+    let client = FeishuClient::for_helpdesk(app.clone(), credentials)?.with_lease(lease.clone());
     // One syncer per helpdesk at a time (a `run` daemon included): wait for the others.
-    let Some(lock) = crate::scheduler::HelpdeskLock::acquire(
-        &store,
-        &lease,
-        settings.feishu.helpdesk_id.trim(),
-        &shutdown,
-        &|| {},
-    )
-    .await?
+    let Some(lock) =
+        crate::scheduler::HelpdeskLock::acquire(&store, &lease, &helpdesk.id, shutdown, &|| {})
+            .await?
     else {
-        return Ok(());
+        return Ok(None);
     };
     // A lost lock stops the cycle taking work, as a signal does.
     let stop = shutdown.child_token();
     let fence = crate::scheduler::stop_when(lock.lost().clone(), stop.clone());
-    let progress = ProgressDisplay::new("sync");
-    let run_id = start_recorded(&store, settings.feishu.helpdesk_id.trim(), Trigger::Manual).await;
-    let result = run_cycle(
-        &store,
-        &client,
-        &CycleOptions::from_settings(settings, since),
-        &|p| progress.update(p),
-        stop,
-    )
-    .await;
+    let run_id = start_recorded(&store, &helpdesk.id, Trigger::Manual).await;
+    let options = options.clone().with_helpdesk(&helpdesk.id);
+    let result = run_cycle(&store, &client, &options, &on_progress, stop).await;
     fence.abort();
-    progress.finish();
     finish_recorded(&store, run_id, &result, false).await;
     lock.release().await;
-    match result {
-        Ok(report) => {
-            println!("{}", summarize(&report));
-            Ok(())
-        }
-        Err(CycleError::Fatal { error, report }) => {
-            println!("{}", summarize(&report));
-            Err(CliError::Runtime(anyhow::anyhow!(
-                "sync stopped, stored data untouched: {error}"
-            )))
-        }
-        Err(CycleError::Database(e)) => Err(CliError::Runtime(e.context("sync failed"))),
-    }
+    Ok(Some(result))
 }
 
 /// Cancels on SIGINT or SIGTERM.

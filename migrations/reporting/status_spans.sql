@@ -20,8 +20,15 @@ SELECT
     s.is_reopen,
     s.history_complete,
     -- measures
-    s.seconds
-FROM public.ticket_status_spans s;
+    s.seconds,
+    -- helpdesk (appended)
+    t.helpdesk_id,
+    COALESCE(hd.name, t.helpdesk_id) AS helpdesk_name
+FROM public.ticket_status_spans s
+LEFT JOIN public.tickets t ON t.ticket_id = s.ticket_id
+LEFT JOIN public.helpdesks hd ON hd.helpdesk_id = t.helpdesk_id;
 
 COMMENT ON VIEW reporting.status_spans IS 'One row per stay of a ticket in a status (stay_no 0: the stretch before the first observation, status NULL). Default time column: entered_at. Deleted tickets left out.';
 SELECT reporting_copy_comments('reporting.status_spans', 'public.ticket_status_spans');
+COMMENT ON COLUMN reporting.status_spans.helpdesk_id IS 'The ticket''s helpdesk (decimal text; tickets.helpdesk_id).';
+COMMENT ON COLUMN reporting.status_spans.helpdesk_name IS 'The helpdesk''s display name (table helpdesks, config [[helpdesks]] name); its id while no name is registered.';

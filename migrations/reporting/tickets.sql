@@ -67,10 +67,14 @@ SELECT
     f.bot_service_seconds_from_timestamps,
     f.api_bot_service_seconds,
     f.agent_service_minutes_from_timestamps,
-    f.api_agent_service_minutes
+    f.api_agent_service_minutes,
+    -- helpdesk (appended; helpdesk_id is among the keys above)
+    COALESCE(hd.name, f.helpdesk_id) AS helpdesk_name
 FROM public.ticket_facts f
-LEFT JOIN public.ticket_provenance p USING (ticket_id);
+LEFT JOIN public.ticket_provenance p USING (ticket_id)
+LEFT JOIN public.helpdesks hd ON hd.helpdesk_id = f.helpdesk_id;
 
 COMMENT ON VIEW reporting.tickets IS 'One row per ticket, labels joined; deleted tickets left out. Default time column: created_at (closed_at for resolution charts). Ids are text. Columns: keys, times, labels, measures; the deprecated aliases of public.ticket_facts are not here.';
 SELECT reporting_copy_comments('reporting.tickets', 'public.ticket_provenance');
 SELECT reporting_copy_comments('reporting.tickets', 'public.ticket_facts');
+COMMENT ON COLUMN reporting.tickets.helpdesk_name IS 'The helpdesk''s display name (table helpdesks, config [[helpdesks]] name); its id while no name is registered.';

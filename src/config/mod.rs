@@ -582,6 +582,23 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// These settings with only the helpdesk `pick` names (`--helpdesk`, id or name), which
+    /// also becomes `feishu.helpdesk_id`; unchanged for None. Fails (exit 2) when `pick`
+    /// names no configured helpdesk.
+    pub fn restricted_to(&self, pick: Option<&str>) -> Result<Self, ConfigError> {
+        let Some(pick) = pick else {
+            return Ok(self.clone());
+        };
+        let chosen = self.select_helpdesks(Some(pick))?[0].clone();
+        let mut settings = self.clone();
+        settings.feishu.helpdesk_id = chosen.id.clone();
+        settings.feishu.helpdesk_token = chosen.token_source();
+        settings.helpdesks = vec![chosen];
+        Ok(settings)
+    }
+}
+
 impl FeishuSettings {
     /// The app's id and secret, read now (files included). Fails naming the missing key.
     pub fn app_credentials(&self) -> Result<(String, SecretString), ConfigError> {

@@ -18,6 +18,9 @@ pub(super) struct RawSla {
     pub(super) calendars: BTreeMap<String, RawCalendar>,
     #[serde(default)]
     pub(super) targets: Vec<RawTarget>,
+    /// `[sla.helpdesk_calendars]`: helpdesk (id or name) = calendar.
+    #[serde(default)]
+    pub(super) helpdesk_calendars: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -45,6 +48,7 @@ pub(super) struct RawTarget {
     tag: Option<String>,
     custom_field: Option<String>,
     custom_field_value: Option<String>,
+    helpdesk: Option<String>,
     description: Option<String>,
 }
 
@@ -53,8 +57,15 @@ pub(super) struct RawTarget {
 pub struct SlaSettings {
     /// The calendar marked `is_default` (business_seconds without a calendar, ticket_facts).
     pub default_calendar: Option<String>,
+    /// `[sla.calendars.<id>]`, by id.
     pub calendars: Vec<CalendarSettings>,
+    /// `[[sla.targets]]`, in file order.
     pub targets: Vec<TargetSettings>,
+    /// `[sla.helpdesk_calendars]`: a helpdesk's own calendar (helpdesk id or name → calendar
+    /// id), used for its tickets instead of the default one (`helpdesk_calendars`). Left out
+    /// of the section's hash when empty, so a file without it seeds as before.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub helpdesk_calendars: BTreeMap<String, String>,
 }
 
 /// One business calendar.
@@ -108,13 +119,20 @@ pub struct TargetSettings {
     pub tag: Option<String>,
     /// (field key_name / display name / id, value)
     pub custom_field: Option<(String, String)>,
+    /// Only tickets of this helpdesk (its id, or its name in `helpdesks`); a target with a
+    /// helpdesk wins over one without. Left out of the section's hash when None.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub helpdesk: Option<String>,
     pub description: Option<String>,
 }
 
 impl SlaSettings {
     /// Nothing to seed.
     pub fn is_empty(&self) -> bool {
-        self.calendars.is_empty() && self.targets.is_empty() && self.default_calendar.is_none()
+        self.calendars.is_empty()
+            && self.targets.is_empty()
+            && self.default_calendar.is_none()
+            && self.helpdesk_calendars.is_empty()
     }
 }
 
@@ -144,6 +162,7 @@ pub(super) fn validate_sla(raw: RawSla) -> Result<SlaSettings, ConfigError> {
         .map(|(id, c)| validate_calendar(id, c))
         .collect::<Result<Vec<_>, _>>()?;
     check_default_calendar(raw.default_calendar.as_deref(), &calendars)?;
+    let helpdesk_calendars = helpdesk_calendars(raw.helpdesk_calendars)?;
     let mut targets: Vec<TargetSettings> = Vec::new();
     for (n, t) in raw.targets.into_iter().enumerate() {
         let target = validate_target(n, t, &targets)?;
@@ -153,7 +172,28 @@ pub(super) fn validate_sla(raw: RawSla) -> Result<SlaSettings, ConfigError> {
         default_calendar: raw.default_calendar,
         calendars,
         targets,
+        helpdesk_calendars,
     })
+}
+
+/// `[sla.helpdesk_calendars]`: neither side empty. (Whether the calendar exists is checked
+/// when seeding: it may be one made by hand.)
+fn helpdesk_calendars(
+    raw: BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ConfigError> {
+    for (helpdesk, calendar) in &raw {
+        if helpdesk.trim().is_empty() {
+            return Err(ConfigError::new(
+                "sla.helpdesk_calendars: a helpdesk id or name is empty",
+            ));
+        }
+        if calendar.trim().is_empty() {
+            return Err(ConfigError::new(format!(
+                "sla.helpdesk_calendars.{helpdesk}: the calendar is empty"
+            )));
+        }
+    }
+    Ok(raw)
 }
 
 /// One `[sla.calendars.<id>]`.
@@ -292,6 +332,7 @@ fn validate_target(
         ticket_type: small_code(&key, "ticket_type", t.ticket_type)?,
         tag: t.tag,
         custom_field,
+        helpdesk: target_helpdesk(&key, t.helpdesk)?,
         description: t.description,
     })
 }
@@ -344,6 +385,16 @@ fn target_custom_field(
         _ => Err(ConfigError::new(format!(
             "{key}.custom_field: custom_field and custom_field_value go together"
         ))),
+    }
+}
+
+/// A helpdesk id or name; not empty when given.
+fn target_helpdesk(key: &str, helpdesk: Option<String>) -> Result<Option<String>, ConfigError> {
+    match helpdesk {
+        Some(h) if h.trim().is_empty() => Err(ConfigError::new(format!(
+            "{key}.helpdesk: empty (a helpdesk id, or its name)"
+        ))),
+        other => Ok(other),
     }
 }
 
@@ -422,6 +473,13 @@ mod tests {
             metric = "first_reply"
             minutes = 240
             tag = "vip"
+            [[targets]]
+            id = "it-reply"
+            metric = "first_reply"
+            minutes = 60
+            helpdesk = "7000000000000000002"
+            [helpdesk_calendars]
+            "7000000000000000002" = "office"
             "#,
         )
         .unwrap();
@@ -441,6 +499,34 @@ mod tests {
         let t = &s.targets[0];
         assert_eq!((t.minutes, t.business_hours, t.priority), (240, true, 100));
         assert_eq!(t.tag.as_deref(), Some("vip"));
+        assert_eq!(t.helpdesk, None);
+        assert_eq!(
+            s.targets[1].helpdesk.as_deref(),
+            Some("7000000000000000002")
+        );
+        assert_eq!(
+            s.helpdesk_calendars
+                .get("7000000000000000002")
+                .map(String::as_str),
+            Some("office")
+        );
+    }
+
+    /// A section without helpdesk conditions hashes as before they existed: upgrading does
+    /// not seed it again.
+    #[test]
+    fn helpdesk_conditions_are_left_out_of_the_serialized_section_when_unused() {
+        let s = parse(
+            r#"
+            [[targets]]
+            id = "reply"
+            metric = "first_reply"
+            minutes = 240
+            "#,
+        )
+        .unwrap();
+        let text = serde_json::to_string(&s).unwrap();
+        assert!(!text.contains("helpdesk"), "{text}");
     }
 
     /// The commented-out `[sla]` example of config.toml.example parses as it reads.
@@ -501,6 +587,14 @@ mod tests {
             (
                 "[[targets]]\nid = \"t\"\nmetric = \"first_reply\"\nminutes = 5\ncustom_field = \"x\"",
                 "sla.targets[0].custom_field",
+            ),
+            (
+                "[[targets]]\nid = \"t\"\nmetric = \"first_reply\"\nminutes = 5\nhelpdesk = \"\"",
+                "sla.targets[0].helpdesk",
+            ),
+            (
+                "[helpdesk_calendars]\n\"7001\" = \"\"",
+                "sla.helpdesk_calendars.7001",
             ),
         ];
         for (toml, key) in cases {

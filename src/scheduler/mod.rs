@@ -18,11 +18,13 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
-use crate::config::{Credentials, Settings};
+use crate::config::{Credentials, HelpdeskSettings, Settings};
 use crate::domain::CycleReport;
 use crate::events::{EventKeys, EventState};
 use crate::feishu::FeishuClient;
+use crate::feishu::client::FeishuApp;
 use crate::http::HttpState;
 use crate::metrics::Metrics;
 use crate::pace::SendLease;
@@ -37,18 +39,30 @@ const HEARTBEAT: Duration = Duration::from_secs(5);
 
 /// Runs until `shutdown`; returns Ok after a clean stop.
 /// `event_keys`: the `[events]` secrets when events are configured (served on `[http]`).
+///
+/// Every configured helpdesk gets a loop of its own ([`Daemon::serve`]): its lock, its queue,
+/// its discovery, its `sync_runs` rows and cycles. They share the database pool, the HTTP
+/// endpoint and one [`FeishuApp`] (one tenant token, one pacer per endpoint), so together they
+/// keep to the app's limits. One helpdesk failing (a revoked token) fails its cycles only.
 pub async fn run_daemon(
     settings: &Settings,
-    credentials: Credentials,
     event_keys: Option<EventKeys>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    // Every helpdesk's secrets are read before anything starts: a bad one is exit 2 now.
+    let helpdesks: Vec<(&HelpdeskSettings, Credentials)> = settings
+        .select_helpdesks(None)?
+        .into_iter()
+        .map(|h| Ok((h, h.credentials(&settings.feishu)?)))
+        .collect::<Result<_, crate::config::ConfigError>>()?;
+    let app = FeishuApp::new(&settings.feishu)?;
     let Some(store) = connect_with_retry(settings, &shutdown).await? else {
         return Ok(());
     };
     if !store.apply_sla_settings(&settings.sla).await? {
         crate::store::sla::retry_sla_seeding(store.clone(), settings.sla.clone(), shutdown.clone());
     }
+    prepare_helpdesks(&store, settings).await;
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
@@ -60,50 +74,113 @@ pub async fn run_daemon(
     // Listening before waiting for the lock: a standby answers Feishu's URL check, and the
     // events it accepts are queued durably for whichever daemon holds the lock.
     serve_http(settings, &store, event_keys, &shared, &shutdown).await?;
-    let helpdesk_id = settings.feishu.helpdesk_id.trim().to_owned();
-    let beat = || heartbeat.beat();
-    // Nothing is sent before the lock is ours, nor once it lapses.
-    let lease = SendLease::lapsed();
-    let Some(lock) = HelpdeskLock::acquire(&store, &lease, &helpdesk_id, &shutdown, &beat).await?
-    else {
-        return Ok(());
-    };
     let mut options = CycleOptions::from_settings(settings, None);
     // However busy the queue (events, a conversation backlog), discovery runs at its ticks.
     options.claim_for = Some(crate::sync::options::claim_for_schedule(
         &settings.sync.schedule,
     ));
-    let daemon = Daemon {
-        client: FeishuClient::new(&settings.feishu, credentials)?
-            .with_metrics(shared.metrics.clone())
-            .with_lease(lease.clone()),
-        lease,
-        store,
-        // A cycle woken by an event works the queue only: the ticket it named is due.
-        event_options: options.queue_only(),
-        options,
-        helpdesk_id,
-        stall_timeout: settings.sync.stall_timeout,
-        events_on: settings.events.enabled(),
-        heartbeat,
-        shared,
-    };
-    tracing::info!(helpdesk_id = %daemon.helpdesk_id, schedule = %settings.sync.schedule, "daemon started");
-    let lock = daemon
-        .serve(&settings.sync.schedule, lock, &shutdown)
-        .await?;
+    // An event wakes every helpdesk's loop: the one whose ticket it queued finds it due.
+    let wakes: Vec<Arc<Notify>> = helpdesks.iter().map(|_| Arc::new(Notify::new())).collect();
+    let forward = forward_wakes(shared.wake.clone(), wakes.clone());
+    tracing::info!(
+        helpdesks = helpdesks.len(),
+        schedule = %settings.sync.schedule,
+        "daemon started"
+    );
+    let loops = helpdesks.into_iter().zip(wakes).enumerate().map(
+        |(index, ((helpdesk, credentials), wake))| {
+            let daemon = Daemon {
+                lease: SendLease::lapsed(),
+                client: None,
+                store: store.for_helpdesk(&helpdesk.id),
+                event_options: options.queue_only().with_helpdesk(&helpdesk.id),
+                options: options.clone().with_helpdesk(&helpdesk.id),
+                helpdesk_id: helpdesk.id.clone(),
+                adopts_unowned: index == 0,
+                stall_timeout: settings.sync.stall_timeout,
+                events_on: settings.events.enabled(),
+                heartbeat: heartbeat.clone(),
+                shared: shared.clone(),
+                wake,
+            };
+            let span = tracing::info_span!("helpdesk", helpdesk = %helpdesk.name);
+            let (app, schedule, shutdown) = (app.clone(), &settings.sync.schedule, &shutdown);
+            async move {
+                let id = daemon.helpdesk_id.clone();
+                let result = daemon.start(app, credentials, schedule, shutdown).await;
+                if let Err(error) = &result {
+                    tracing::error!(
+                        helpdesk_id = %id,
+                        error = format!("{error:#}"),
+                        "this helpdesk's loop stopped; the others go on"
+                    );
+                }
+                result
+            }
+            .instrument(span)
+        },
+    );
+    let results = futures::future::join_all(loops).await;
+    forward.abort();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
-    if let Some(lock) = lock {
-        lock.release().await;
-    }
     if let Some(w) = watchdog {
         w.abort();
     }
     tracing::info!("daemon stopped");
+    results.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
     Ok(())
 }
 
+/// At every start (migrate, sync, run, enqueue): the configured helpdesks' names go into the
+/// `helpdesks` table the reporting views show, and queue rows no helpdesk owns (a database
+/// synced before several helpdesks were supported) become their stored ticket's helpdesk's,
+/// else the first configured helpdesk's. Failures are logged; the next start tries again.
+pub async fn prepare_helpdesks(store: &Store, settings: &Settings) {
+    let names: Vec<crate::store::helpdesks::HelpdeskName> = settings
+        .helpdesks()
+        .iter()
+        .map(|h| crate::store::helpdesks::HelpdeskName {
+            helpdesk_id: h.id.clone(),
+            name: h.name.clone(),
+        })
+        .collect();
+    if let Err(e) = store.register_helpdesks(&names).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot record the helpdesks' names; the next start tries again"
+        );
+    }
+    let Some(first) = settings.helpdesks().first() else {
+        return;
+    };
+    match store.adopt_unowned_queue_rows(&first.id).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            rows,
+            helpdesk_id = %first.id,
+            "queue rows without a helpdesk were adopted (by their ticket's helpdesk, else the first configured)"
+        ),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot adopt queue rows without a helpdesk; the next start tries again"
+        ),
+    }
+}
+
+/// Passes every wake-up (an event queued a ticket) on to each helpdesk's loop.
+fn forward_wakes(from: Arc<Notify>, to: Vec<Arc<Notify>>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            from.notified().await;
+            for wake in &to {
+                wake.notify_one();
+            }
+        }
+    })
+}
+
 /// What the loop, the HTTP endpoint and the event handler share.
+#[derive(Clone)]
 struct Shared {
     metrics: Arc<Metrics>,
     /// Outcome of the last finished cycle, read by `/readyz`.
@@ -203,22 +280,66 @@ enum Wake {
     Refetch,
 }
 
-/// What every cycle of the daemon shares.
+/// What every cycle of one helpdesk's loop shares.
 struct Daemon {
+    /// The database, scoped to this helpdesk ([`Store::for_helpdesk`]).
     store: Store,
     /// The client's permission to send, renewed by the helpdesk lock.
     lease: SendLease,
-    client: FeishuClient,
+    /// This helpdesk's handle on the shared app; set once the lock is taken.
+    client: Option<FeishuClient>,
+    /// A scheduled cycle's knobs (discovery of this helpdesk).
     options: CycleOptions,
+    /// A cycle an event woke: the queue only.
     event_options: CycleOptions,
+    /// The helpdesk this loop syncs.
     helpdesk_id: String,
+    /// The first configured helpdesk adopts queue rows without one before each cycle.
+    adopts_unowned: bool,
+    /// A cycle with no progress for this long is ended.
     stall_timeout: Duration,
+    /// Whether event receipts are pruned at ticks.
     events_on: bool,
+    /// The process's heartbeat (systemd watchdog), beaten by every loop.
     heartbeat: Heartbeat,
+    /// The metrics, `/readyz`'s last outcome and the events' wake-up.
     shared: Shared,
+    /// Wakes this loop for a queue-only cycle (forwarded from `shared.wake`).
+    wake: Arc<Notify>,
 }
 
 impl Daemon {
+    /// Takes this helpdesk's lock (waiting while another process holds it), then serves its
+    /// loop until shutdown and releases the lock.
+    async fn start(
+        mut self,
+        app: Arc<FeishuApp>,
+        credentials: Credentials,
+        schedule: &cron::Schedule,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<()> {
+        let heartbeat = self.heartbeat.clone();
+        let beat = || heartbeat.beat();
+        // Nothing is sent before the lock is ours, nor once it lapses.
+        let Some(lock) =
+            HelpdeskLock::acquire(&self.store, &self.lease, &self.helpdesk_id, shutdown, &beat)
+                .await?
+        else {
+            return Ok(());
+        };
+        self.client = Some(
+            FeishuClient::for_helpdesk(app, credentials)?
+                .with_metrics(self.shared.metrics.clone())
+                .with_lease(self.lease.clone()),
+        );
+        tracing::info!(helpdesk_id = %self.helpdesk_id, "syncing this helpdesk");
+        let lock = self.serve(schedule, lock, shutdown).await?;
+        if let Some(lock) = lock {
+            lock.release().await;
+        }
+        Ok(())
+    }
+
     /// The loop: the first cycle at once, then on each tick, or earlier for an event. Returns
     /// the lock to release (None when shutdown came while it was being taken again).
     async fn serve(
@@ -296,7 +417,7 @@ impl Daemon {
             let nap = left.min(HEARTBEAT).min(refetch_in.unwrap_or(HEARTBEAT));
             tokio::select! {
                 _ = shutdown.cancelled() => return None,
-                _ = self.shared.wake.notified() => return Some(Wake::Event),
+                _ = self.wake.notified() => return Some(Wake::Event),
                 _ = tokio::time::sleep(nap) => {}
             }
         }
@@ -366,15 +487,20 @@ impl Daemon {
             _ => &self.options,
         };
         let store = &self.store;
+        let Some(client) = &self.client else {
+            return;
+        };
+        if self.adopts_unowned {
+            // Events accepted by an older binary, or by a path that did not know the helpdesk.
+            if let Err(e) = store.adopt_unowned_queue_rows(&self.helpdesk_id).await {
+                tracing::warn!(
+                    error = format!("{e:#}"),
+                    "cannot adopt queue rows without a helpdesk"
+                );
+            }
+        }
         let run_id = start_recorded(store, &self.helpdesk_id, trigger).await;
-        let result = run_cycle(
-            store,
-            &self.client,
-            options,
-            &on_progress,
-            cycle_stop.clone(),
-        )
-        .await;
+        let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
         watcher.abort();
         fence.abort();
         let stalled =

@@ -4,15 +4,17 @@
 //! a ticket's child rows (`children`), change history and stays (`history`), list rows and
 //! their verification (`listed`), conversations and their lane of the queue (`messages`),
 //! discovery positions (`discovery`), webhook event receipts (`events`), run records (`runs`),
-//! the helpdesk lock (`lock`), the custom field catalog (`catalog`), the report tables
-//! refreshed after a cycle (`reports`), business hours and SLA results (`sla`), and what the
-//! operator and the demo read: `status`, `summary`, `raw` (stored JSON for `reprocess`).
+//! the helpdesk lock (`lock`), the helpdesks and their names (`helpdesks`), the custom field
+//! catalog (`catalog`), the report tables refreshed after a cycle (`reports`), business hours
+//! and SLA results (`sla`), and what the operator and the demo read: `status`, `summary`,
+//! `raw` (stored JSON for `reprocess`).
 
 pub mod catalog;
 pub mod children;
 pub mod discovery;
 pub mod events;
 pub mod failure;
+pub mod helpdesks;
 pub mod history;
 pub mod listed;
 pub mod lock;

@@ -1,6 +1,7 @@
 //! Business hours and SLA targets: the per-ticket refresh in the ticket's write transaction
 //! (`refresh_ticket_sla`), the full recompute after a calendar or target changed
-//! (`refresh_sla`), and seeding the `[sla]` section of config.toml into the tables.
+//! (`refresh_sla`), and seeding the `[sla]` section of config.toml into the tables (calendars,
+//! targets, and each helpdesk's own calendar, `helpdesk_calendars`).
 //!
 //! Seeding and hand edits: seeded rows carry `source = 'config'`; seeding rewrites only those,
 //! and only when the section changed since the last seeding (its hash is kept in
@@ -328,6 +329,9 @@ async fn write_settings(
     let mut refused = remove_seeded_rows(tx, sla).await.map_err(db)?;
     let calendars = write_calendars(tx, sla, &mut refused).await.map_err(db)?;
     let targets = write_targets(tx, sla, &mut refused).await.map_err(db)?;
+    write_helpdesk_calendars(tx, sla, &mut refused)
+        .await
+        .map_err(db)?;
     Ok(Written {
         calendars,
         targets,
@@ -340,17 +344,22 @@ fn calendar_ids(sla: &SlaSettings) -> Vec<&str> {
     sla.calendars.iter().map(|c| c.id.as_str()).collect()
 }
 
-/// A target's calendar is seeded with it, or made by hand (seeded ones not in the section are
-/// about to go).
+/// A target's calendar, and a helpdesk's, is seeded with it, or made by hand (seeded ones not
+/// in the section are about to go).
 async fn check_target_calendars(
     tx: &mut Transaction<'_, Postgres>,
     sla: &SlaSettings,
 ) -> Result<(), SeedError> {
     let calendar_ids = calendar_ids(sla);
-    for (n, t) in sla.targets.iter().enumerate() {
-        let Some(calendar) = &t.calendar else {
-            continue;
-        };
+    let named =
+        sla.targets.iter().enumerate().filter_map(|(n, t)| {
+            Some((format!("sla.targets[{n}].calendar"), t.calendar.as_ref()?))
+        });
+    let of_helpdesks = sla
+        .helpdesk_calendars
+        .iter()
+        .map(|(helpdesk, calendar)| (format!("sla.helpdesk_calendars.{helpdesk}"), calendar));
+    for (key, calendar) in named.chain(of_helpdesks) {
         let exists = calendar_ids.contains(&calendar.as_str())
             || sqlx::query_scalar::<_, bool>(
                 "SELECT EXISTS (SELECT 1 FROM business_calendars
@@ -362,7 +371,7 @@ async fn check_target_calendars(
             .map_err(|e| SeedError::Database(e.into()))?;
         if !exists {
             return Err(ConfigError::new(format!(
-                "sla.targets[{n}].calendar: {calendar:?} is neither under [sla.calendars] nor a \
+                "{key}: {calendar:?} is neither under [sla.calendars] nor a \
                  calendar made by hand in business_calendars"
             ))
             .into());
@@ -383,6 +392,11 @@ async fn remove_seeded_rows(
     // Targets first: a seeded calendar that is gone may be named by a seeded target.
     sqlx::query("DELETE FROM sla_targets WHERE source = 'config' OR target_id = ANY($1)")
         .bind(&target_ids)
+        .execute(&mut **tx)
+        .await?;
+    let helpdesks: Vec<&str> = sla.helpdesk_calendars.keys().map(String::as_str).collect();
+    sqlx::query("DELETE FROM helpdesk_calendars WHERE source = 'config' OR helpdesk = ANY($1)")
+        .bind(&helpdesks)
         .execute(&mut **tx)
         .await?;
     let refused = kept_calendars(tx, &calendar_ids).await?;
@@ -476,6 +490,34 @@ async fn write_targets(
     Ok(targets)
 }
 
+/// Writes each helpdesk's calendar of the section in its own savepoint; a refused one is named
+/// in `refused`.
+async fn write_helpdesk_calendars(
+    tx: &mut Transaction<'_, Postgres>,
+    sla: &SlaSettings,
+    refused: &mut Vec<String>,
+) -> Result<(), sqlx::Error> {
+    for (helpdesk, calendar) in &sla.helpdesk_calendars {
+        let mut savepoint = tx.begin().await?;
+        let written = sqlx::query(
+            "INSERT INTO helpdesk_calendars (helpdesk, calendar_id, source)
+             VALUES ($1, $2, 'config')",
+        )
+        .bind(helpdesk)
+        .bind(calendar)
+        .execute(&mut *savepoint)
+        .await;
+        match written {
+            Ok(_) => savepoint.commit().await?,
+            Err(e) => {
+                savepoint.rollback().await?;
+                refused.push(format!("sla.helpdesk_calendars.{helpdesk}: {e}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn write_calendar(
     tx: &mut Transaction<'_, Postgres>,
     sla: &SlaSettings,
@@ -541,8 +583,8 @@ async fn write_target(
     sqlx::query(
         "INSERT INTO sla_targets (target_id, metric, target_minutes, business_hours,
              calendar_id, priority, channel, ticket_type, tag, custom_field,
-             custom_field_value, description, source)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 'config')",
+             custom_field_value, description, helpdesk, source)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'config')",
     )
     .bind(&t.id)
     .bind(&t.metric)
@@ -556,6 +598,7 @@ async fn write_target(
     .bind(field)
     .bind(value)
     .bind(&t.description)
+    .bind(&t.helpdesk)
     .execute(&mut **tx)
     .await?;
     Ok(())

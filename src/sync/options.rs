@@ -49,6 +49,14 @@ impl CycleOptions {
         }
     }
 
+    /// The same options for `helpdesk_id` (its discovery watermark and backfill).
+    pub fn with_helpdesk(mut self, helpdesk_id: &str) -> Self {
+        if let Some(d) = &mut self.discovery {
+            d.helpdesk_id = helpdesk_id.to_owned();
+        }
+        self
+    }
+
     /// Options for a cycle; `since` is `sync --since` (a history backfill from that date).
     pub fn from_settings(settings: &Settings, since: Option<DateTime<Utc>>) -> Self {
         let s = &settings.sync;

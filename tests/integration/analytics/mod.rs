@@ -10,6 +10,7 @@ use crate::helpers::*;
 mod backlog;
 mod catalog;
 mod facts;
+mod helpdesks;
 mod history;
 mod reporting;
 mod sla;
