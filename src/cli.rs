@@ -38,7 +38,10 @@ use tracing::Instrument;
     after_help = "Exit codes: 0 success, 1 runtime failure (API credentials rejected, database \
                   unreachable), 2 bad configuration or input.\n\
                   Every config key can be overridden with HELPDESK_SYNC__SECTION__KEY \
-                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url."
+                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url.\n\
+                  Several helpdesks of one app: list them as [[helpdesks]] (name, helpdesk_id, \
+                  helpdesk_token or helpdesk_token_file); run and sync serve them all on the \
+                  app's one rate budget, --helpdesk ID|NAME picks one (docs/helpdesks.md)."
 )]
 pub struct Cli {
     /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]; also accepted after
@@ -313,6 +316,7 @@ async fn migrate(settings: &Settings) -> Result<(), CliError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     println!("database schema is up to date");
     Ok(())
 }
@@ -533,23 +537,33 @@ async fn enqueue(
             "no ticket ids given: pass ids as arguments or --file PATH ('-' for stdin)".into(),
         ));
     }
-    let chosen = settings.select_helpdesks(helpdesk)?;
-    let [target] = chosen.as_slice() else {
-        return Err(CliError::Config(ConfigError::new(format!(
-            "{} helpdesks are configured: say whose tickets these are with --helpdesk ID|NAME \
-             (one of: {})",
-            chosen.len(),
-            chosen
-                .iter()
-                .map(|h| format!("{} ({})", h.id, h.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))));
+    // No helpdesk configured (only [database]): the rows wait unowned, and the first
+    // helpdesk configured later adopts them.
+    let target = if settings.helpdesks().is_empty() && helpdesk.is_none() {
+        None
+    } else {
+        let chosen = settings.select_helpdesks(helpdesk)?;
+        let [target] = chosen.as_slice() else {
+            return Err(CliError::Config(ConfigError::new(format!(
+                "{} helpdesks are configured: say whose tickets these are with --helpdesk \
+                 ID|NAME (one of: {})",
+                chosen.len(),
+                chosen
+                    .iter()
+                    .map(|h| format!("{} ({})", h.id, h.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))));
+        };
+        Some(target.id.clone())
     };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
-    crate::scheduler::adopt_unowned(&store, settings).await;
-    let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
+    let report = match &target {
+        Some(id) => store.for_helpdesk(id).enqueue(&ids, source).await?,
+        None => store.enqueue(&ids, source).await?,
+    };
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
         report.added + report.requeued,
@@ -604,7 +618,7 @@ async fn sync_once(
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     seed_sla(&store, settings).await?;
-    crate::scheduler::adopt_unowned(&store, settings).await;
+    crate::scheduler::prepare_helpdesks(&store, settings).await;
     let app = FeishuApp::new(&settings.feishu)?;
     let shutdown = shutdown_on_signal();
     let progress = ProgressDisplay::new("sync");

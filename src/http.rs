@@ -185,8 +185,10 @@ async fn metrics(State(state): State<HttpState>) -> Response {
         state
             .metrics
             .set_helpdesks(names.iter().map(|h| (h.id.as_str(), h.name.as_str())));
-        for h in &names {
-            let read = state.store.helpdesk_queue_counts(&h.id);
+        for (n, h) in names.iter().enumerate() {
+            let read = state
+                .store
+                .helpdesk_queue_counts(crate::status::queue_scope(h, n));
             if let Ok(Ok(counts)) = tokio::time::timeout(Duration::from_secs(2), read).await {
                 state.metrics.set_queue(&h.id, &counts);
             }

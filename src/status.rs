@@ -13,7 +13,7 @@ use crate::config::{HealthSettings, Settings};
 use crate::domain::{ListRowsState, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::{ListQuery, MAX_PAGE_SIZE, TimeField};
-pub use crate::store::status::{LockState, Parked, RunStatus};
+pub use crate::store::status::{LockState, Parked, QueueScope, RunStatus};
 use crate::store::{MIGRATOR, Store, describe_target};
 
 /// Everything `status` knows; `--json` prints it as is.
@@ -156,14 +156,24 @@ struct Sections {
 async fn read_sections(
     store: &Store,
     settings: &Settings,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
 ) -> anyhow::Result<Sections> {
+    let helpdesk_id = scope.helpdesk_id;
     Ok(Sections {
-        queue: read_queue(store, helpdesk_id).await?,
+        queue: read_queue(store, scope).await?,
         runs: read_runs(store, helpdesk_id).await?,
-        freshness: read_freshness(store, helpdesk_id, settings.sync.open_refresh * 2).await?,
+        freshness: read_freshness(store, scope, settings.sync.open_refresh * 2).await?,
         discovery: read_discovery(store, helpdesk_id, settings.sync.discover).await?,
     })
+}
+
+/// The queue rows of the `n`th configured helpdesk: its own, and for the first also those no
+/// helpdesk owns yet (it adopts them when its syncer starts).
+pub fn queue_scope(helpdesk: &HelpdeskName, n: usize) -> QueueScope<'_> {
+    QueueScope {
+        helpdesk_id: &helpdesk.id,
+        unowned: n == 0,
+    }
 }
 
 /// Reads the status of every helpdesk and judges it.
@@ -173,8 +183,8 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
     let several = names.len() > 1;
     let mut helpdesks = Vec::with_capacity(names.len());
     let mut problems = Vec::new();
-    for h in &names {
-        let one = helpdesk_status(store, settings, now, h).await?;
+    for (n, h) in names.iter().enumerate() {
+        let one = helpdesk_status(store, settings, now, h, queue_scope(h, n)).await?;
         problems.extend(one.problems.iter().map(|p| {
             if several {
                 format!("{h}: {p}")
@@ -185,10 +195,18 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         helpdesks.push(one);
     }
     // With one helpdesk the totals are its own; with several, the whole database's.
+    let everything = QueueScope {
+        helpdesk_id: "",
+        unowned: true,
+    };
     let all = read_sections(
         store,
         settings,
-        if several { "" } else { names[0].id.as_str() },
+        if several {
+            everything
+        } else {
+            queue_scope(&names[0], 0)
+        },
     )
     .await?;
     let list_state = store.list_rows_state().await?;
@@ -216,10 +234,11 @@ async fn helpdesk_status(
     settings: &Settings,
     now: DateTime<Utc>,
     h: &HelpdeskName,
+    scope: QueueScope<'_>,
 ) -> anyhow::Result<HelpdeskStatus> {
-    let s = read_sections(store, settings, &h.id).await?;
+    let s = read_sections(store, settings, scope).await?;
     let mut problems = judge(settings, now, &s.runs, &s.freshness);
-    let health = health(store, settings, &h.id).await?;
+    let health = health(store, settings, scope).await?;
     let mut causes = Vec::new();
     for found in health {
         if !causes.contains(&found.cause) {
@@ -252,14 +271,14 @@ struct Runs {
     last_ok: Option<DateTime<Utc>>,
 }
 
-async fn read_queue(store: &Store, helpdesk_id: &str) -> anyhow::Result<QueueStatus> {
-    let counts = store.helpdesk_queue_counts(helpdesk_id).await?;
+async fn read_queue(store: &Store, scope: QueueScope<'_>) -> anyhow::Result<QueueStatus> {
+    let counts = store.helpdesk_queue_counts(scope).await?;
     Ok(QueueStatus {
         known: counts.known,
         due_now: counts.due_now,
         failed: counts.failed,
-        claimed: store.claimed_tickets(helpdesk_id).await?,
-        parked: store.parked_tickets(helpdesk_id).await?,
+        claimed: store.claimed_tickets(scope).await?,
+        parked: store.parked_tickets(scope).await?,
     })
 }
 
@@ -273,10 +292,10 @@ async fn read_runs(store: &Store, helpdesk_id: &str) -> anyhow::Result<Runs> {
 
 async fn read_freshness(
     store: &Store,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
     stale_after: Duration,
 ) -> anyhow::Result<Freshness> {
-    let open = store.open_tickets(helpdesk_id).await?;
+    let open = store.open_tickets(scope).await?;
     Ok(Freshness {
         open_tickets: open.count,
         oldest_open_fetched_at: open.oldest_fetched_at,
@@ -398,8 +417,8 @@ pub async fn helpdesks_health(
     settings: &Settings,
 ) -> anyhow::Result<Vec<HelpdeskHealth>> {
     let mut all = Vec::new();
-    for helpdesk in helpdesk_names(settings) {
-        let found = health(store, settings, &helpdesk.id).await?;
+    for (n, helpdesk) in helpdesk_names(settings).into_iter().enumerate() {
+        let found = health(store, settings, queue_scope(&helpdesk, n)).await?;
         all.push(HelpdeskHealth { helpdesk, found });
     }
     Ok(all)
@@ -411,8 +430,9 @@ pub async fn helpdesks_health(
 pub async fn health(
     store: &Store,
     settings: &Settings,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
 ) -> anyhow::Result<Vec<Stuck>> {
+    let helpdesk_id = scope.helpdesk_id;
     let h = &settings.health;
     let mut found = Vec::new();
     if let Some(run) = store.last_finished_run(helpdesk_id).await?
@@ -426,12 +446,12 @@ pub async fn health(
     if settings.sync.discover {
         found.extend(discovery_stuck(store, settings, helpdesk_id).await?);
     }
-    found.extend(tickets_failing(store, helpdesk_id, h).await?);
+    found.extend(tickets_failing(store, scope, h).await?);
     if settings.sync.messages {
-        found.extend(conversations_failing(store, helpdesk_id, h).await?);
+        found.extend(conversations_failing(store, scope, h).await?);
     }
-    found.extend(queue_behind(store, helpdesk_id, h).await?);
-    found.extend(tickets_poisoned(store, helpdesk_id).await?);
+    found.extend(queue_behind(store, scope, h).await?);
+    found.extend(tickets_poisoned(store, scope).await?);
     Ok(found)
 }
 
@@ -470,12 +490,10 @@ async fn discovery_stuck(
 /// `health.ticket_failing_after`.
 async fn tickets_failing(
     store: &Store,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
     h: &HealthSettings,
 ) -> anyhow::Result<Option<Stuck>> {
-    let failing = store
-        .failing_tickets(helpdesk_id, h.ticket_failing_after)
-        .await?;
+    let failing = store.failing_tickets(scope, h.ticket_failing_after).await?;
     Ok((failing.count > 0).then(|| Stuck {
         cause: "tickets_failing",
         problem: format!(
@@ -492,11 +510,11 @@ async fn tickets_failing(
 /// complete read since, for longer than `health.conversation_failing_after`.
 async fn conversations_failing(
     store: &Store,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
     h: &HealthSettings,
 ) -> anyhow::Result<Option<Stuck>> {
     let failing = store
-        .failing_conversations(helpdesk_id, h.conversation_failing_after)
+        .failing_conversations(scope, h.conversation_failing_after)
         .await?;
     Ok((failing.count > 0).then(|| Stuck {
         cause: "conversations_failing",
@@ -514,11 +532,11 @@ async fn conversations_failing(
 /// `queue_behind`: a ticket has been due for longer than `health.queue_due_after`.
 async fn queue_behind(
     store: &Store,
-    helpdesk_id: &str,
+    scope: QueueScope<'_>,
     h: &HealthSettings,
 ) -> anyhow::Result<Option<Stuck>> {
     let oldest_due_s = store
-        .oldest_overdue_seconds(helpdesk_id, h.queue_due_after)
+        .oldest_overdue_seconds(scope, h.queue_due_after)
         .await?;
     Ok(oldest_due_s.map(|age_s| Stuck {
         cause: "queue_behind",
@@ -531,8 +549,8 @@ async fn queue_behind(
 }
 
 /// `tickets_poisoned`: tickets parked after the same unusable answer too many times in a row.
-async fn tickets_poisoned(store: &Store, helpdesk_id: &str) -> anyhow::Result<Option<Stuck>> {
-    let poisoned = store.poisoned_tickets(helpdesk_id).await?;
+async fn tickets_poisoned(store: &Store, scope: QueueScope<'_>) -> anyhow::Result<Option<Stuck>> {
+    let poisoned = store.poisoned_tickets(scope).await?;
     Ok((poisoned.count > 0).then(|| Stuck {
         cause: "tickets_poisoned",
         problem: format!(

@@ -62,7 +62,7 @@ pub async fn run_daemon(
     if !store.apply_sla_settings(&settings.sla).await? {
         crate::store::sla::retry_sla_seeding(store.clone(), settings.sla.clone(), shutdown.clone());
     }
-    adopt_unowned(&store, settings).await;
+    prepare_helpdesks(&store, settings).await;
     let heartbeat = Heartbeat::default();
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
     let watchdog = spawn_watchdog(heartbeat.clone(), settings.sync.stall_timeout);
@@ -131,9 +131,25 @@ pub async fn run_daemon(
     Ok(())
 }
 
-/// Queue rows no helpdesk owns (a database synced before several helpdesks were supported)
-/// become the first configured helpdesk's, or their stored ticket's helpdesk's.
-pub async fn adopt_unowned(store: &Store, settings: &Settings) {
+/// At every start (migrate, sync, run, enqueue): the configured helpdesks' names go into the
+/// `helpdesks` table the reporting views show, and queue rows no helpdesk owns (a database
+/// synced before several helpdesks were supported) become their stored ticket's helpdesk's,
+/// else the first configured helpdesk's. Failures are logged; the next start tries again.
+pub async fn prepare_helpdesks(store: &Store, settings: &Settings) {
+    let names: Vec<crate::store::helpdesks::HelpdeskName> = settings
+        .helpdesks()
+        .iter()
+        .map(|h| crate::store::helpdesks::HelpdeskName {
+            helpdesk_id: h.id.clone(),
+            name: h.name.clone(),
+        })
+        .collect();
+    if let Err(e) = store.register_helpdesks(&names).await {
+        tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot record the helpdesks' names; the next start tries again"
+        );
+    }
     let Some(first) = settings.helpdesks().first() else {
         return;
     };

@@ -35,6 +35,16 @@ pub struct RunStatus {
     pub list_requests: Option<i64>,
 }
 
+/// Whose queue rows a read counts.
+#[derive(Debug, Clone, Copy)]
+pub struct QueueScope<'a> {
+    /// The helpdesk id; empty: every helpdesk.
+    pub helpdesk_id: &'a str,
+    /// Also the rows no helpdesk owns yet (queued before several helpdesks were supported):
+    /// the first configured helpdesk's, which adopts them when its syncer starts.
+    pub unowned: bool,
+}
+
 /// Who holds a helpdesk's lock (`sync_lock`).
 #[derive(Debug, Serialize, sqlx::FromRow)]
 pub struct LockState {
@@ -93,16 +103,20 @@ impl From<(i64, Option<String>, Option<String>)> for FailingTickets {
 }
 
 impl Store {
-    /// The queue of `helpdesk_id` (every helpdesk's when empty) by state.
-    pub async fn helpdesk_queue_counts(&self, helpdesk_id: &str) -> anyhow::Result<QueueCounts> {
+    /// The queue rows of `scope` by state.
+    pub async fn helpdesk_queue_counts(
+        &self,
+        scope: QueueScope<'_>,
+    ) -> anyhow::Result<QueueCounts> {
         let (known, due_now, failed, parked): (i64, i64, i64, i64) = sqlx::query_as(
             "SELECT count(*),
                     count(*) FILTER (WHERE next_due_at <= now()),
                     count(*) FILTER (WHERE last_outcome = 'failed'),
                     count(*) FILTER (WHERE next_due_at = 'infinity')
-             FROM ticket_sync_state WHERE helpdesk_id = $1 OR $1 = ''",
+             FROM ticket_sync_state WHERE (helpdesk_id = $1 OR $1 = '' OR ($2 AND helpdesk_id IS NULL))",
         )
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?;
         Ok(QueueCounts {
@@ -113,28 +127,30 @@ impl Store {
         })
     }
 
-    /// Tickets of `helpdesk_id` (any helpdesk when empty) claimed by a worker whose lease has
+    /// Tickets of `scope` claimed by a worker whose lease has
     /// not run out.
-    pub async fn claimed_tickets(&self, helpdesk_id: &str) -> anyhow::Result<i64> {
+    pub async fn claimed_tickets(&self, scope: QueueScope<'_>) -> anyhow::Result<i64> {
         Ok(sqlx::query_scalar(
             "SELECT count(*) FROM ticket_sync_state
-             WHERE claimed_until > now() AND (helpdesk_id = $1 OR $1 = '')",
+             WHERE claimed_until > now() AND (helpdesk_id = $1 OR $1 = '' OR ($2 AND helpdesk_id IS NULL))",
         )
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?)
     }
 
-    /// Parked tickets of `helpdesk_id` (any helpdesk when empty) by outcome and error code,
+    /// Parked tickets of `scope` by outcome and error code,
     /// the largest group first.
-    pub async fn parked_tickets(&self, helpdesk_id: &str) -> anyhow::Result<Vec<Parked>> {
+    pub async fn parked_tickets(&self, scope: QueueScope<'_>) -> anyhow::Result<Vec<Parked>> {
         Ok(sqlx::query_as(
             "SELECT last_outcome AS outcome, last_error_code AS error_code, count(*) AS tickets
              FROM ticket_sync_state
-             WHERE next_due_at = 'infinity' AND (helpdesk_id = $1 OR $1 = '')
+             WHERE next_due_at = 'infinity' AND (helpdesk_id = $1 OR $1 = '' OR ($2 AND helpdesk_id IS NULL))
              GROUP BY 1, 2 ORDER BY 3 DESC",
         )
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_all(&self.pool)
         .await?)
     }
@@ -202,16 +218,17 @@ impl Store {
         .flatten())
     }
 
-    /// Open tickets (status below 50, not deleted) of `helpdesk_id` (any helpdesk when empty)
+    /// Open tickets (status below 50, not deleted) of `scope`
     /// and their oldest successful fetch.
-    pub async fn open_tickets(&self, helpdesk_id: &str) -> anyhow::Result<OpenTickets> {
+    pub async fn open_tickets(&self, scope: QueueScope<'_>) -> anyhow::Result<OpenTickets> {
         let (count, oldest_fetched_at): (i64, Option<DateTime<Utc>>) = sqlx::query_as(
             "SELECT count(*), min(s.last_fetched_at)
              FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
              WHERE t.deleted_at IS NULL AND (t.status IS NULL OR t.status < 50)
-               AND (s.helpdesk_id = $1 OR $1 = '')",
+               AND (s.helpdesk_id = $1 OR $1 = '' OR ($2 AND s.helpdesk_id IS NULL))",
         )
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?;
         Ok(OpenTickets {
@@ -283,11 +300,11 @@ impl Store {
             .collect())
     }
 
-    /// Tickets of `helpdesk_id` (any helpdesk when empty) whose detail has failed (still
+    /// Tickets of `scope` whose detail has failed (still
     /// retried) with no success for more than `after`.
     pub async fn failing_tickets(
         &self,
-        helpdesk_id: &str,
+        scope: QueueScope<'_>,
         after: Duration,
     ) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
@@ -295,20 +312,21 @@ impl Store {
              FROM ticket_sync_state
              WHERE last_outcome = 'failed' AND next_due_at <> 'infinity'
                AND COALESCE(last_fetched_at, first_enqueued_at) < now() - make_interval(secs => $1)
-               AND (helpdesk_id = $2 OR $2 = '')",
+               AND (helpdesk_id = $2 OR $2 = '' OR ($3 AND helpdesk_id IS NULL))",
         )
         .bind(after.as_secs_f64())
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
 
-    /// Tickets of `helpdesk_id` (any helpdesk when empty) whose conversation reads have failed
+    /// Tickets of `scope` whose conversation reads have failed
     /// (500s, a scope the app lacks) without a complete read since, for more than `after`.
     pub async fn failing_conversations(
         &self,
-        helpdesk_id: &str,
+        scope: QueueScope<'_>,
         after: Duration,
     ) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
@@ -317,43 +335,46 @@ impl Store {
              WHERE messages_last_outcome = 'failed'
                AND COALESCE(messages_fetched_at, first_enqueued_at)
                    < now() - make_interval(secs => $1)
-               AND (helpdesk_id = $2 OR $2 = '')",
+               AND (helpdesk_id = $2 OR $2 = '' OR ($3 AND helpdesk_id IS NULL))",
         )
         .bind(after.as_secs_f64())
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())
     }
 
-    /// How long (seconds) the oldest ticket of `helpdesk_id` (any helpdesk when empty) due
+    /// How long (seconds) the oldest ticket of `scope` due
     /// for more than `after` has waited; None when none has waited that long.
     pub async fn oldest_overdue_seconds(
         &self,
-        helpdesk_id: &str,
+        scope: QueueScope<'_>,
         after: Duration,
     ) -> anyhow::Result<Option<f64>> {
         Ok(sqlx::query_scalar(
             "SELECT EXTRACT(EPOCH FROM now() - min(next_due_at))::float8 FROM ticket_sync_state
              WHERE next_due_at < now() - make_interval(secs => $1)
-               AND (helpdesk_id = $2 OR $2 = '')",
+               AND (helpdesk_id = $2 OR $2 = '' OR ($3 AND helpdesk_id IS NULL))",
         )
         .bind(after.as_secs_f64())
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?)
     }
 
-    /// Tickets of `helpdesk_id` (any helpdesk when empty) parked after failing: no longer
+    /// Tickets of `scope` parked after failing: no longer
     /// fetched until enqueued again.
-    pub async fn poisoned_tickets(&self, helpdesk_id: &str) -> anyhow::Result<FailingTickets> {
+    pub async fn poisoned_tickets(&self, scope: QueueScope<'_>) -> anyhow::Result<FailingTickets> {
         let row: (i64, Option<String>, Option<String>) = sqlx::query_as(
             "SELECT count(*), min(ticket_id), (array_agg(last_error ORDER BY ticket_id))[1]
              FROM ticket_sync_state
              WHERE last_outcome = 'failed' AND next_due_at = 'infinity'
-               AND (helpdesk_id = $1 OR $1 = '')",
+               AND (helpdesk_id = $1 OR $1 = '' OR ($2 AND helpdesk_id IS NULL))",
         )
-        .bind(helpdesk_id)
+        .bind(scope.helpdesk_id)
+        .bind(scope.unowned)
         .fetch_one(&self.pool)
         .await?;
         Ok(row.into())

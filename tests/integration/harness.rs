@@ -123,6 +123,28 @@ impl TestConfig {
         self
     }
 
+    /// Removes `key` from `[table]`, if set.
+    pub fn unset(mut self, table: &str, key: &str) -> Self {
+        if let Some((_, keys)) = self.tables.iter_mut().find(|(t, _)| t == table) {
+            keys.retain(|(k, _)| k != key);
+        }
+        self
+    }
+
+    /// `[[helpdesks]]` entries (name, helpdesk_id, helpdesk_token) in place of
+    /// `feishu.helpdesk_id` / `feishu.helpdesk_token`: several helpdesks of the one app.
+    pub fn helpdesks(mut self, list: &[(&str, &str, &str)]) -> Self {
+        self = self
+            .unset("feishu", "helpdesk_id")
+            .unset("feishu", "helpdesk_token");
+        for (name, id, token) in list {
+            self = self.raw(&format!(
+                "[[helpdesks]]\nname = {name:?}\nhelpdesk_id = {id:?}\nhelpdesk_token = {token:?}\n"
+            ));
+        }
+        self
+    }
+
     pub fn feishu(self, key: &str, value: impl TomlValue) -> Self {
         self.set("feishu", key, value)
     }

@@ -6,6 +6,7 @@ mod daemon;
 mod discovery;
 mod events;
 mod harness;
+mod helpdesks;
 mod helpers;
 mod hostile;
 mod list_first;

@@ -330,26 +330,20 @@ async fn readyz_reports_a_fatal_last_cycle() {
 }
 
 /// A config for every helpdesk the simulator serves: the app in `[feishu]`, one
-/// `[[helpdesks]]` table each (name, id, token), fast pacing.
+/// `[[helpdesks]]` table each (name, id, token).
 pub(crate) fn helpdesks_config(sim: &helpdesk_sync::sim::SimServer, db: &TestDb) -> TestConfig {
-    let c = sim.state.config();
-    let mut config = TestConfig::empty(db)
-        .feishu("base_url", sim.base_url())
-        .feishu("app_id", c.app_id.as_str())
-        .feishu("app_secret", c.app_secret.as_str())
-        .detail_rate(200.0)
-        .message_rate(40.0)
-        .request_timeout("3s")
-        .set("database", "url", db.url.as_str())
-        .set("database", "max_connections", 4)
-        .sync("batch_size", 25);
-    for h in c.helpdesks() {
-        config = config.raw(&format!(
-            "[[helpdesks]]\nname = {:?}\nhelpdesk_id = {:?}\nhelpdesk_token = {:?}\n",
-            h.name, h.helpdesk_id, h.helpdesk_token
-        ));
-    }
-    config
+    let desks = sim.state.helpdesks().to_vec();
+    let list: Vec<(&str, &str, &str)> = desks
+        .iter()
+        .map(|h| {
+            (
+                h.name.as_str(),
+                h.helpdesk_id.as_str(),
+                h.helpdesk_token.as_str(),
+            )
+        })
+        .collect();
+    TestConfig::new(sim, db).helpdesks(&list)
 }
 
 /// Issue 26: with two helpdesks, `status` judges each on its own rows (queue, runs, lock) and
@@ -457,4 +451,191 @@ async fn status_names_the_unhealthy_helpdesk_among_several() {
     .unwrap();
     let (code, json) = status_json(&ws).await;
     assert_eq!(code, Some(0), "{json:#}");
+}
+
+/// The last finished run of `helpdesk`: its outcome.
+async fn last_outcome(db: &TestDb, helpdesk: &str) -> Option<String> {
+    sqlx::query_scalar(
+        "SELECT outcome FROM sync_runs WHERE helpdesk_id = $1 AND finished_at IS NOT NULL
+         ORDER BY run_id DESC LIMIT 1",
+    )
+    .bind(helpdesk)
+    .fetch_optional(&db.pool)
+    .await
+    .unwrap()
+}
+
+/// Polls `check` every 100 ms for up to `limit`; whether it came true.
+async fn eventually<F: std::future::Future<Output = bool>>(
+    limit: Duration,
+    mut check: impl FnMut() -> F,
+) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Issue 26, item 4: one daemon, two helpdesks; the second's token is revoked. That helpdesk
+/// alone is unhealthy — `status` exits 1 naming it, `/readyz` answers 503 naming it,
+/// `health_problems{helpdesk,cause="last_run_failed"}` is 1 for it and 0 for the other — while
+/// the other keeps syncing (a change upstream is stored). Restored, everything is healthy again.
+#[tokio::test]
+async fn a_revoked_token_fails_its_helpdesk_alone_in_status_readyz_and_metrics() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(6).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let (good, revoked) = (&desks[0], &desks[1]);
+    let ws = helpdesks_config(&sim, &db)
+        .every_second()
+        .http()
+        .workspace();
+    let daemon = ws.daemon();
+    let address = {
+        daemon
+            .expect_log("HTTP endpoint listening", Duration::from_secs(30))
+            .await;
+        daemon
+            .address("HTTP endpoint listening")
+            .expect("HTTP address")
+    };
+    let http = reqwest::Client::new();
+    let get = |path: &str| {
+        let (http, url) = (http.clone(), format!("http://{address}{path}"));
+        async move {
+            let response = http.get(url).send().await.expect("HTTP request");
+            (response.status().as_u16(), response.text().await.unwrap())
+        }
+    };
+    for desk in [good, revoked] {
+        assert!(
+            eventually(Duration::from_secs(30), || async {
+                last_outcome(&db, &desk.helpdesk_id).await.as_deref() == Some("ok")
+            })
+            .await,
+            "{} never synced: {:#?}",
+            desk.name,
+            daemon.lines()
+        );
+    }
+    assert!(
+        eventually(Duration::from_secs(10), || async {
+            get("/readyz").await.0 == 200
+        })
+        .await,
+        "{:?}",
+        get("/readyz").await
+    );
+
+    sim.state.revoke_helpdesk_token(&revoked.helpdesk_id);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            last_outcome(&db, &revoked.helpdesk_id).await.as_deref() == Some("fatal")
+        })
+        .await,
+        "the revoked helpdesk's cycle never failed: {:#?}",
+        daemon.lines()
+    );
+    let named = format!("helpdesk {} ({})", revoked.name, revoked.helpdesk_id);
+
+    // status: exit 1, every problem about the revoked helpdesk, the other healthy.
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(1), "{json:#}");
+    let problems: Vec<&str> = json["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.starts_with(&format!("{named}: the last run")) && p.contains("ended fatal")),
+        "{problems:#?}"
+    );
+    assert!(
+        problems.iter().all(|p| p.starts_with(&named)),
+        "{problems:#?}"
+    );
+    assert_eq!(json["helpdesks"][0]["healthy"], true, "{json:#}");
+    assert_eq!(json["helpdesks"][1]["healthy"], false, "{json:#}");
+    let text = stdout(&ws.run(&["status"], &[], None).await);
+    assert!(text.contains(&format!("{named}: UNHEALTHY")), "{text}");
+    assert!(
+        text.contains(&format!(
+            "helpdesk {} ({}): OK",
+            good.name, good.helpdesk_id
+        )),
+        "{text}"
+    );
+
+    // /readyz: 503 naming the revoked helpdesk only.
+    let (status, body) = get("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains(&format!(
+            "not ready: last_run_failed: {named}: the last run"
+        )),
+        "{body}"
+    );
+    assert!(!body.contains(&good.helpdesk_id), "{body}");
+
+    // /metrics: the cause is 1 for the revoked helpdesk, 0 for the other.
+    let (_, metrics) = get("/metrics").await;
+    for (desk, value) in [(revoked, 1), (good, 0)] {
+        let line = format!(
+            "helpdesk_sync_health_problems{{helpdesk=\"{}\",cause=\"last_run_failed\"}} {value}",
+            desk.helpdesk_id
+        );
+        assert!(metrics.contains(&line), "{line}\n{metrics}");
+    }
+    for desk in [good, revoked] {
+        let info = format!(
+            "helpdesk_sync_helpdesk_info{{helpdesk=\"{}\",name=\"{}\"}} 1",
+            desk.helpdesk_id, desk.name
+        );
+        assert!(metrics.contains(&info), "{info}\n{metrics}");
+    }
+    assert!(
+        metrics.contains(&format!(
+            "helpdesk_sync_cycles_total{{helpdesk=\"{}\",outcome=\"fatal\"}}",
+            revoked.helpdesk_id
+        )),
+        "{metrics}"
+    );
+
+    // The other helpdesk keeps syncing: a change upstream is stored.
+    let id = sim.state.helpdesk_ticket_ids(&good.helpdesk_id)[2].clone();
+    sim.state
+        .update_ticket(&id, |t| t["status"] = serde_json::json!(51));
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            db.count(&format!(
+                "SELECT count(*) FROM tickets WHERE ticket_id = '{id}' AND status = 51"
+            ))
+            .await
+                == 1
+        })
+        .await,
+        "{:#?}",
+        daemon.lines()
+    );
+
+    // Restored: its next cycle succeeds and everything is healthy again.
+    sim.state.restore_helpdesk_token(&revoked.helpdesk_id);
+    assert!(
+        eventually(Duration::from_secs(30), || async {
+            get("/readyz").await.0 == 200
+        })
+        .await,
+        "{:?}",
+        get("/readyz").await
+    );
+    let (code, json) = status_json(&ws).await;
+    assert_eq!(code, Some(0), "{json:#}");
+    daemon.terminate(Duration::from_secs(30)).await;
 }
