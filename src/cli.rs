@@ -38,7 +38,10 @@ use tracing::Instrument;
     after_help = "Exit codes: 0 success, 1 runtime failure (API credentials rejected, database \
                   unreachable), 2 bad configuration or input.\n\
                   Every config key can be overridden with HELPDESK_SYNC__SECTION__KEY \
-                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url."
+                  (e.g. HELPDESK_SYNC__FEISHU__APP_SECRET); DATABASE_URL overrides database.url.\n\
+                  Several helpdesks of one app: list them as [[helpdesks]] (name, helpdesk_id, \
+                  helpdesk_token or helpdesk_token_file); run and sync serve them all on the \
+                  app's one rate budget, --helpdesk ID|NAME picks one (docs/helpdesks.md)."
 )]
 pub struct Cli {
     /// Config file [default: $HELPDESK_SYNC_CONFIG, else ./config.toml]; also accepted after
@@ -166,7 +169,8 @@ pub enum Command {
     },
     /// See it work: simulated API → your Postgres, no credentials needed
     Demo {
-        /// Number of simulated tickets
+        /// Number of simulated tickets of the first helpdesk ("Customer support"; the second,
+        /// "IT", has half as many)
         #[arg(long, default_value_t = 200)]
         tickets: usize,
         /// Detail requests per second (the real limit is 10)
@@ -533,23 +537,33 @@ async fn enqueue(
             "no ticket ids given: pass ids as arguments or --file PATH ('-' for stdin)".into(),
         ));
     }
-    let chosen = settings.select_helpdesks(helpdesk)?;
-    let [target] = chosen.as_slice() else {
-        return Err(CliError::Config(ConfigError::new(format!(
-            "{} helpdesks are configured: say whose tickets these are with --helpdesk ID|NAME \
-             (one of: {})",
-            chosen.len(),
-            chosen
-                .iter()
-                .map(|h| format!("{} ({})", h.id, h.name))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))));
+    // No helpdesk configured (only [database]): the rows wait unowned, and the first
+    // helpdesk configured later adopts them.
+    let target = if settings.helpdesks().is_empty() && helpdesk.is_none() {
+        None
+    } else {
+        let chosen = settings.select_helpdesks(helpdesk)?;
+        let [target] = chosen.as_slice() else {
+            return Err(CliError::Config(ConfigError::new(format!(
+                "{} helpdesks are configured: say whose tickets these are with --helpdesk \
+                 ID|NAME (one of: {})",
+                chosen.len(),
+                chosen
+                    .iter()
+                    .map(|h| format!("{} ({})", h.id, h.name))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))));
+        };
+        Some(target.id.clone())
     };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     crate::scheduler::prepare_helpdesks(&store, settings).await;
-    let report = store.for_helpdesk(&target.id).enqueue(&ids, source).await?;
+    let report = match &target {
+        Some(id) => store.for_helpdesk(id).enqueue(&ids, source).await?,
+        None => store.enqueue(&ids, source).await?,
+    };
     println!(
         "enqueued {} id(s): {} new, {} already known (due again now)",
         report.added + report.requeued,

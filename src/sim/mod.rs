@@ -93,6 +93,10 @@ pub struct SimConfig {
     /// Messages endpoint limit per sliding second (the real one's is "special", unpublished),
     /// for the app (all helpdesks).
     pub message_limit_per_second: usize,
+    /// Custom field catalog limit per sliding second (the real one's is not stated), answered
+    /// like the others when exceeded (429 + 99991400 + `x-ogw-ratelimit-*`), for the app (all
+    /// helpdesks).
+    pub catalog_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
     /// Every error answer (JSON with a non-zero `code`, on any endpoint) echoes what it was
@@ -135,6 +139,7 @@ impl Default for SimConfig {
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
+            catalog_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
             echo_auth_in_errors: false,
             catalog_loops: false,
@@ -1262,7 +1267,7 @@ async fn catalog(
     headers: HeaderMap,
 ) -> Response {
     let arrived = Instant::now();
-    let response = catalog_response(&state, &query, &headers).await;
+    let response = catalog_response(&state, &query, &headers, arrived).await;
     state.record(
         arrived,
         Endpoint::Catalog,
@@ -1293,14 +1298,19 @@ async fn catalog_response(
     state: &SimState,
     query: &[(String, String)],
     headers: &HeaderMap,
+    arrived: Instant,
 ) -> Response {
+    let limit = state.config.catalog_limit_per_second;
+    if let Some(reset) = state.over_limit(Endpoint::Catalog, limit, arrived) {
+        return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
+    }
     let helpdesk = match state.check_auth(headers) {
         Ok(h) => h,
         Err(denied) => return *denied,
     };
     state.latency().await;
     let fault = lock(&state.catalog_faults).pop_front();
-    if let Some(response) = fault_response(fault, 10) {
+    if let Some(response) = fault_response(fault, limit) {
         return response;
     }
     let param = |name: &str| {
@@ -1611,6 +1621,7 @@ mod tests {
         let (state, token) = two_helpdesks(SimConfig {
             list_limit_per_second: 100,
             list_limit_per_minute: 5,
+            catalog_limit_per_second: 2,
             ..SimConfig::default()
         });
         let hs = state.helpdesks().to_vec();
@@ -1638,6 +1649,13 @@ mod tests {
             list_statuses.push(response.status().as_u16());
         }
         assert_eq!(list_statuses, [200, 200, 200, 200, 200, 429]);
+        // The catalog's (here 2 a second): one request of each helpdesk, then a refusal.
+        let mut catalog_statuses = Vec::new();
+        for h in [&a, &b, &a] {
+            let response = catalog_response(&state, &[], h, now).await;
+            catalog_statuses.push(response.status().as_u16());
+        }
+        assert_eq!(catalog_statuses, [200, 200, 429]);
     }
 
     #[test]

@@ -7,19 +7,23 @@ use super::Store;
 use crate::domain::CatalogField;
 
 impl Store {
-    /// Whether the catalog is due for a sync: never synced, or last synced `every` ago.
+    /// Whether the catalog (of this store's helpdesk, [`Store::for_helpdesk`]) is due for a
+    /// sync: never synced, or last synced `every` ago.
     pub async fn catalog_due(&self, every: Duration) -> anyhow::Result<bool> {
         let synced: Option<bool> = sqlx::query_scalar(
-            "SELECT max(synced_at) > now() - make_interval(secs => $1) FROM custom_field_catalog",
+            "SELECT max(synced_at) > now() - make_interval(secs => $1) FROM custom_field_catalog
+             WHERE ($2::text IS NULL OR helpdesk_id = $2)",
         )
         .bind(every.as_secs_f64())
+        .bind(self.helpdesk())
         .fetch_one(&self.pool)
         .await?;
         Ok(synced != Some(true))
     }
 
     /// Stores the whole catalog as just read: every field upserted with its options, fields
-    /// not in it marked removed (their rows stay: tickets may still name them).
+    /// not in it marked removed (their rows stay: tickets may still name them). Scoped to a
+    /// helpdesk, only that helpdesk's fields are marked (each helpdesk has its own catalog).
     pub async fn replace_catalog(&self, fields: &[CatalogField]) -> anyhow::Result<()> {
         let mut tx = self.pool.begin().await?;
         for f in fields {
@@ -42,7 +46,7 @@ impl Store {
                     raw = EXCLUDED.raw, synced_at = now(), removed_at = NULL",
             )
             .bind(&f.field_id)
-            .bind(&f.helpdesk_id)
+            .bind(f.helpdesk_id.as_deref().or(self.helpdesk()))
             .bind(&f.key_name)
             .bind(&f.display_name)
             .bind(&f.field_type)
@@ -91,9 +95,11 @@ impl Store {
         let ids: Vec<&str> = fields.iter().map(|f| f.field_id.as_str()).collect();
         sqlx::query(
             "UPDATE custom_field_catalog SET removed_at = now()
-             WHERE removed_at IS NULL AND NOT (field_id = ANY($1))",
+             WHERE removed_at IS NULL AND NOT (field_id = ANY($1))
+               AND ($2::text IS NULL OR helpdesk_id = $2)",
         )
         .bind(&ids)
+        .bind(self.helpdesk())
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

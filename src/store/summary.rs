@@ -18,6 +18,8 @@ pub struct DatabaseSummary {
     pub median_customer_wait_minutes: Option<f64>,
     /// Per SLA target, by id.
     pub sla: Vec<SlaTargetSummary>,
+    /// Tickets per helpdesk, as (helpdesk id, count), by id: what each helpdesk brought.
+    pub tickets_by_helpdesk: Vec<(String, i64)>,
 }
 
 /// One SLA target's clocks.
@@ -61,8 +63,15 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .context("reading the SLA results")?;
+        let tickets_by_helpdesk = sqlx::query_as(
+            "SELECT coalesce(helpdesk_id, ''), count(*) FROM tickets GROUP BY 1 ORDER BY 1",
+        )
+        .fetch_all(self.pool())
+        .await
+        .context("counting tickets per helpdesk")?;
         Ok(DatabaseSummary {
             tickets,
+            tickets_by_helpdesk,
             people,
             notes,
             messages,

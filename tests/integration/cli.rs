@@ -1,6 +1,6 @@
 //! The command line as a user meets it: config errors, enqueue input, migrate, demo, --help.
 
-use helpdesk_sync::sim::SimConfig;
+use helpdesk_sync::sim::{HELPDESK_ID, SimConfig};
 
 use crate::helpers::*;
 
@@ -125,13 +125,30 @@ async fn demo_fills_a_fresh_database() {
     let out = demo_in(dir.path(), &db).await;
     assert_ok(&out);
     let text = stdout(&out);
-    assert!(text.contains("The database now holds 24 tickets"), "{text}");
+    // Two helpdesks of one app: Customer support's 25 tickets (one deleted upstream), IT's 12.
+    assert!(
+        text.contains("The database now holds 36 tickets (Customer support 24, IT 12)"),
+        "{text}"
+    );
     assert!(text.contains("1 deleted upstream"), "{text}");
     assert!(text.contains("psql"), "{text}");
-    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 24);
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 36);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM tickets WHERE helpdesk_id = '{HELPDESK_ID}'"
+        ))
+        .await,
+        24
+    );
+    // Each helpdesk synced in its own recorded run.
+    assert_eq!(
+        db.count("SELECT count(DISTINCT helpdesk_id) FROM sync_runs WHERE trigger = 'demo' AND outcome = 'ok'")
+            .await,
+        2
+    );
     // SLA: a calendar and two targets seeded; every ticket has a first-reply clock, reported.
     assert!(text.contains("SLA (ticket_sla"), "{text}");
-    assert!(text.contains("first-reply: 24 tickets"), "{text}");
+    assert!(text.contains("first-reply: 36 tickets"), "{text}");
     assert_eq!(
         db.count("SELECT count(*) FROM business_calendars WHERE is_default")
             .await,
@@ -140,24 +157,24 @@ async fn demo_fills_a_fresh_database() {
     assert_eq!(
         db.count("SELECT count(*) FROM ticket_sla WHERE target_id = 'first-reply'")
             .await,
-        24
+        36
     );
-    // The webhook part: three changed tickets, three events through the real endpoint, three
-    // re-fetches in an event-triggered cycle.
+    // The webhook part: three changed tickets in Customer support and one in IT, four events
+    // through the one real endpoint, four re-fetches in an event-triggered cycle per helpdesk.
     assert!(
-        text.contains("Webhook events: 3 tickets changed upstream"),
+        text.contains("Webhook events: 4 tickets changed upstream (Customer support 3, IT 1)"),
         "{text}"
     );
-    assert!(text.contains("3 tickets re-fetched"), "{text}");
+    assert!(text.contains("4 tickets re-fetched"), "{text}");
     assert_eq!(
         db.count("SELECT count(*) FROM event_receipts WHERE outcome = 'queued'")
             .await,
-        3
+        4
     );
     assert_eq!(
         db.count("SELECT count(*) FROM sync_runs WHERE trigger = 'event' AND outcome = 'ok'")
             .await,
-        1
+        2
     );
 }
 
@@ -194,7 +211,7 @@ async fn demo_twice_leaves_the_same_tables_and_a_config_that_status_reads() {
     let first = demo_in(dir.path(), &db).await;
     assert_ok(&first);
     let after_first = demo_tables(&db).await;
-    assert_eq!(after_first[0], 24, "{}", stdout(&first));
+    assert_eq!(after_first[0], 36, "{}", stdout(&first));
     let second = demo_in(dir.path(), &db).await;
     assert_ok(&second);
     assert!(
@@ -212,6 +229,7 @@ async fn demo_twice_leaves_the_same_tables_and_a_config_that_status_reads() {
     let config = dir.path().join("helpdesk-sync-demo.toml");
     let text = std::fs::read_to_string(&config).expect("the demo leaves its config");
     assert!(text.contains("[sla]") && text.contains(db.name()), "{text}");
+    assert_eq!(text.matches("[[helpdesks]]").count(), 2, "{text}");
     // As a user would run it: the database is the one in the file (DATABASE_URL, set by CI,
     // would override it).
     let with_config = |args: &[&str]| {

@@ -131,6 +131,30 @@ priority = 200
 helpdesk = "IT"
 "#;
 
+/// reporting.sla: ticket, target, started, due, elapsed, breached, calendar, helpdesk id, name.
+type SlaRow = (
+    String,
+    String,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+    String,
+    String,
+);
+/// reporting.tickets: ticket, helpdesk id, calendar, first reply (wall clock, business), name.
+type TicketRow = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+    Option<i64>,
+    String,
+);
+/// reporting.people: person, helpdesk id, name, role, is_agent, is_guest.
+type PersonRow = (String, Option<String>, Option<String>, String, bool, bool);
+
 fn utc(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
         .unwrap()
@@ -208,17 +232,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     let pool = &db.pool;
 
     // SLA: each ticket's clock, by hand above.
-    let sla: Vec<(
-        String,
-        String,
-        DateTime<Utc>,
-        Option<DateTime<Utc>>,
-        Option<i64>,
-        Option<bool>,
-        Option<String>,
-        String,
-        String,
-    )> = sqlx::query_as(
+    let sla: Vec<SlaRow> = sqlx::query_as(
         "SELECT ticket_id, target_id, started_at, breach_at, elapsed_seconds, is_breached,
                     calendar_id, helpdesk_id, helpdesk_name
              FROM reporting.sla ORDER BY ticket_id, target_id",
@@ -255,14 +269,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     );
 
     // tickets: the business columns in each helpdesk's calendar; the helpdesk appended.
-    let tickets: Vec<(
-        String,
-        Option<String>,
-        Option<String>,
-        Option<i64>,
-        Option<i64>,
-        String,
-    )> = sqlx::query_as(
+    let tickets: Vec<TicketRow> = sqlx::query_as(
         "SELECT ticket_id, helpdesk_id, business_calendar_id, first_reply_seconds,
                     first_reply_business_seconds, helpdesk_name
              FROM reporting.tickets ORDER BY ticket_id",
@@ -329,7 +336,7 @@ async fn two_helpdesks_show_in_every_view_with_their_own_sla_calendars_and_daily
     );
 
     // people: one row per person and helpdesk; Bob works in both.
-    let people: Vec<(String, Option<String>, Option<String>, String, bool, bool)> = sqlx::query_as(
+    let people: Vec<PersonRow> = sqlx::query_as(
         "SELECT user_id, helpdesk_id, helpdesk_name, role, is_agent, is_guest
              FROM reporting.people ORDER BY user_id, helpdesk_id",
     )
@@ -613,5 +620,111 @@ async fn an_upgraded_single_helpdesk_database_keeps_its_rows_for_bi() {
             ("ou_ann".into(), "guest".into(), Some("7001".into())),
             ("ou_ben".into(), "agent".into(), Some("7001".into())),
         ]
+    );
+}
+
+/// Two helpdesks of one simulated app synced by one daemon (`[[helpdesks]]`): each view and
+/// daily series splits them as the simulator's own tickets say.
+#[tokio::test]
+async fn two_simulated_helpdesks_synced_together_split_in_the_daily_series() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(30).with_helpdesks(2)).await;
+    let c = sim.state.config().clone();
+    let helpdesks = c.helpdesks();
+    let mut raw = String::new();
+    for h in &helpdesks {
+        raw.push_str(&format!(
+            "\n[[helpdesks]]\nname = {:?}\nhelpdesk_id = \"{}\"\nhelpdesk_token = \"{}\"\n",
+            h.name, h.helpdesk_id, h.helpdesk_token
+        ));
+    }
+    let ws = TestConfig::empty(&db)
+        .feishu("base_url", sim.base_url())
+        .feishu("app_id", c.app_id.as_str())
+        .feishu("app_secret", c.app_secret.as_str())
+        .detail_rate(200.0)
+        .message_rate(40.0)
+        .request_timeout("3s")
+        .set("database", "url", db.url.as_str())
+        .set("database", "max_connections", 4)
+        .sync("batch_size", 25)
+        .fast_list()
+        .raw(&raw)
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    // What the daemon registers at start, from the same [[helpdesks]].
+    store(&db)
+        .await
+        .register_helpdesks(
+            &helpdesks
+                .iter()
+                .map(|h| named(&h.helpdesk_id, &h.name))
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap();
+
+    let today = Utc::now().date_naive();
+    let mut open_in_all = 0;
+    for h in &helpdesks {
+        let ids = sim.state.helpdesk_ticket_ids(&h.helpdesk_id);
+        assert_eq!(ids.len(), 30);
+        // Open now: the simulator's tickets of this helpdesk with an open status.
+        let open = ids
+            .iter()
+            .filter(|id| sim.state.ticket(id).unwrap()["status"].as_i64().unwrap() < 50)
+            .count() as i64;
+        open_in_all += open;
+        let name = h.name.replace('\'', "''");
+        let hd = &h.helpdesk_id;
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM reporting.tickets
+                 WHERE helpdesk_id = '{hd}' AND helpdesk_name = '{name}'"
+            ))
+            .await,
+            30,
+            "{}",
+            h.name
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT COALESCE(sum(tickets_created), 0)::bigint FROM reporting.daily_stats
+                 WHERE helpdesk_id = '{hd}' AND helpdesk_name = '{name}'"
+            ))
+            .await,
+            30,
+            "{}: every ticket created on some day",
+            h.name
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT open_tickets::bigint FROM reporting.backlog_totals
+                 WHERE helpdesk_id = '{hd}' AND day = '{today}'"
+            ))
+            .await,
+            open,
+            "{}: open today",
+            h.name
+        );
+    }
+    assert_eq!(
+        db.count(&format!(
+            "SELECT open_tickets::bigint FROM reporting.backlog_totals_all WHERE day = '{today}'"
+        ))
+        .await,
+        open_in_all
+    );
+    // Two rows a day in the per-helpdesk series, one in the whole database's.
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.daily_stats").await,
+        2 * db.count("SELECT count(*) FROM daily_ticket_stats").await
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.backlog_totals")
+            .await,
+        2 * db
+            .count("SELECT count(*) FROM reporting.backlog_totals_all")
+            .await
     );
 }
