@@ -233,7 +233,6 @@ impl SimConfig {
                 helpdesk.name, helpdesk.helpdesk_id, helpdesk.helpdesk_token,
             ));
         }
-        text.push('\n');
         for (h, helpdesk) in helpdesks.iter().enumerate() {
             text.push_str(&format!(
                 "\n{}: {} tickets, ids {} .. {}",
