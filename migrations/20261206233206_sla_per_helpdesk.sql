@@ -50,10 +50,10 @@ BEGIN
     END IF;
     RETURN NULL;
 END $$;
-COMMENT ON FUNCTION helpdesk_sla_changed() IS 'Trigger: a helpdesk''s calendar changed, or a helpdesk was registered or renamed while a target or calendar names helpdesks: the SLA results are stale (sla_refresh_state).';
+COMMENT ON FUNCTION helpdesk_sla_changed() IS 'Trigger: a helpdesk''s calendar changed, or a helpdesk was registered, renamed or removed while a target or calendar names helpdesks: the SLA results are stale (sla_refresh_state).';
 CREATE TRIGGER helpdesk_calendars_changed AFTER INSERT OR UPDATE OR DELETE ON helpdesk_calendars
     FOR EACH STATEMENT EXECUTE FUNCTION helpdesk_sla_changed();
-CREATE TRIGGER helpdesks_named AFTER INSERT OR UPDATE OF name ON helpdesks
+CREATE TRIGGER helpdesks_named AFTER INSERT OR UPDATE OF name OR DELETE ON helpdesks
     FOR EACH ROW EXECUTE FUNCTION helpdesk_sla_changed();
 
 -- As in 20261206203130_business_time_edges.sql, except: each ticket's calendar is its

@@ -24,6 +24,7 @@ use crate::domain::{Progress, TicketId};
 use crate::feishu::FeishuClient;
 use crate::feishu::client::FeishuApp;
 use crate::sim::{Fault, SimConfig, SimHelpdesk, SimServer};
+use crate::store::helpdesks::HelpdeskName;
 use crate::store::queue::Source;
 use crate::store::runs::Trigger;
 use crate::store::{DemoDatabase, Store, describe_target, reset_demo_database};
@@ -105,6 +106,16 @@ pub async fn run(tickets: usize, rate: f64) -> Result<(), DemoError> {
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
     store.apply_sla_settings(&settings.sla).await?;
+    // The names the reporting views show beside each helpdesk id (`helpdesk_name`).
+    let names: Vec<HelpdeskName> = settings
+        .helpdesks()
+        .iter()
+        .map(|h| HelpdeskName {
+            helpdesk_id: h.id.clone(),
+            name: h.name.clone(),
+        })
+        .collect();
+    store.register_helpdesks(&names).await?;
 
     let (ids, added) = enqueue_with_faults(&store, &sim).await?;
     println!(

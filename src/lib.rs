@@ -31,6 +31,7 @@
 //!      (`sync_runs`), [`store::lock`] (the helpdesk lock's advisory lock and fence),
 //!      [`store::sla`] (SLA results refreshed on write, the full recompute after calendar or
 //!      target edits, seeding `[sla]`), [`store::status`] (what `status` and `check` read),
+//!      [`store::helpdesks`] (the helpdesks' names the reporting views show),
 //!      [`store::summary`] (the demo's closing numbers), [`store::raw`] (stored JSON for
 //!      `reprocess`).
 //! 3. The work:

@@ -72,15 +72,26 @@ pub struct HelpdeskName {
     pub name: String,
 }
 
+impl HelpdeskName {
+    /// `IT (7000000000000000002)`, or `7000000000000000002` without a name of its own.
+    pub fn label(&self) -> String {
+        if self.id.is_empty() {
+            "every helpdesk (none configured)".to_owned()
+        } else if self.name.is_empty() || self.name == self.id {
+            self.id.clone()
+        } else {
+            format!("{} ({})", self.name, self.id)
+        }
+    }
+}
+
 impl std::fmt::Display for HelpdeskName {
     /// `helpdesk IT (7000000000000000002)`, or `helpdesk 7000000000000000002` without a name.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if self.id.is_empty() {
-            write!(f, "every helpdesk (none configured)")
-        } else if self.name.is_empty() || self.name == self.id {
-            write!(f, "helpdesk {}", self.id)
+            f.write_str(&self.label())
         } else {
-            write!(f, "helpdesk {} ({})", self.name, self.id)
+            write!(f, "helpdesk {}", self.label())
         }
     }
 }
@@ -586,7 +597,7 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
     let list_rows = format!("  list rows: {}\n", describe_list_rows(&r.list_rows));
     match r.helpdesks.as_slice() {
         [one] => {
-            out.push_str(&format!("  helpdesk:  {}\n", name_of(one)));
+            out.push_str(&format!("  helpdesk:  {}\n", name_of(one).label()));
             render_helpdesk(&mut out, one, &ago);
             out.push_str(&list_rows);
         }
@@ -1024,5 +1035,48 @@ mod tests {
         assert_eq!(human(Duration::from_secs(125)), "2m 5s");
         assert_eq!(human(Duration::from_secs(7260)), "2h 1m");
         assert_eq!(human(Duration::from_secs(90000)), "1d 1h");
+    }
+
+    #[test]
+    fn a_helpdesk_is_named_by_its_name_and_id() {
+        let named = HelpdeskName {
+            id: "7000000000000000002".into(),
+            name: "IT".into(),
+        };
+        assert_eq!(named.to_string(), "helpdesk IT (7000000000000000002)");
+        let unnamed = HelpdeskName {
+            id: "7000000000000000002".into(),
+            name: "7000000000000000002".into(),
+        };
+        assert_eq!(unnamed.to_string(), "helpdesk 7000000000000000002");
+        assert_eq!(unnamed.label(), "7000000000000000002");
+    }
+
+    #[test]
+    fn the_lock_line_tells_a_live_holder_from_a_dead_one() {
+        let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let ago =
+            |t: DateTime<Utc>| human((at + chrono::Duration::seconds(90) - t).to_std().unwrap());
+        let lock = |holder: Option<&str>, renewed_seconds_ago: f64| LockState {
+            holder: holder.map(str::to_owned),
+            epoch: 3,
+            taken_at: at,
+            renewed_at: at,
+            renewed_seconds_ago,
+        };
+        assert_eq!(describe_lock(None, &ago), "never taken");
+        assert_eq!(
+            describe_lock(Some(&lock(None, 0.0)), &ago),
+            "free (released)"
+        );
+        assert_eq!(
+            describe_lock(Some(&lock(Some("host:1:a"), 1.0)), &ago),
+            "held by host:1:a (epoch 3) for 1m 30s"
+        );
+        assert!(
+            describe_lock(Some(&lock(Some("host:1:a"), 90.0)), &ago).starts_with(
+                "free: its last holder host:1:a (epoch 3) stopped renewing it 1m 30s ago"
+            )
+        );
     }
 }

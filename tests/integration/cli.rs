@@ -140,6 +140,12 @@ async fn demo_fills_a_fresh_database() {
         .await,
         24
     );
+    // The reporting views name each helpdesk as the demo's config does.
+    assert_eq!(
+        db.count("SELECT count(*) FROM reporting.tickets WHERE helpdesk_name = 'IT'")
+            .await,
+        12
+    );
     // Each helpdesk synced in its own recorded run.
     assert_eq!(
         db.count("SELECT count(DISTINCT helpdesk_id) FROM sync_runs WHERE trigger = 'demo' AND outcome = 'ok'")

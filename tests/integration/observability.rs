@@ -572,6 +572,8 @@ async fn a_revoked_token_fails_its_helpdesk_alone_in_status_readyz_and_metrics()
         )),
         "{text}"
     );
+    // Each helpdesk's lock is held by the daemon.
+    assert_eq!(text.matches("  lock:      held by ").count(), 2, "{text}");
 
     // /readyz: 503 naming the revoked helpdesk only.
     let (status, body) = get("/readyz").await;
@@ -638,4 +640,32 @@ async fn a_revoked_token_fails_its_helpdesk_alone_in_status_readyz_and_metrics()
     let (code, json) = status_json(&ws).await;
     assert_eq!(code, Some(0), "{json:#}");
     daemon.terminate(Duration::from_secs(30)).await;
+}
+
+/// `check` with two helpdesks: the app's token once, one `list` line per helpdesk; a revoked
+/// helpdesk token fails its own line, named, and the other's stays OK (exit 1).
+#[tokio::test]
+async fn check_lists_every_helpdesk_and_names_the_one_refused() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(2).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let ws = helpdesks_config(&sim, &db).workspace();
+    assert_ok(&ws.run(&["check"], &[], None).await);
+    sim.state.revoke_helpdesk_token(&desks[1].helpdesk_id);
+    let out = ws.run(&["check"], &[], None).await;
+    assert_eq!(out.status.code(), Some(1));
+    let text = stdout(&out);
+    let lists: Vec<&str> = text.lines().filter(|l| l.starts_with("list:")).collect();
+    assert_eq!(lists.len(), 2, "{text}");
+    let name = |n: usize| format!("helpdesk {} ({})", desks[n].name, desks[n].helpdesk_id);
+    assert!(
+        lists[0].contains(" OK ") && lists[0].contains(&format!("{} answers", name(0))),
+        "{text}"
+    );
+    assert!(
+        lists[1].contains("FAILED") && lists[1].contains(&format!("{}: ", name(1))),
+        "{text}"
+    );
+    let tokens = text.lines().filter(|l| l.starts_with("token:")).count();
+    assert_eq!(tokens, 1, "{text}");
 }

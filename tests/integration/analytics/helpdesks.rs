@@ -728,3 +728,60 @@ async fn two_simulated_helpdesks_synced_together_split_in_the_daily_series() {
             .await
     );
 }
+
+/// `migrate` seeds the helpdesk conditions of `[sla]` as written, rewrites them when the section
+/// changes, and exits 2 naming the key of a bad one.
+#[tokio::test]
+async fn helpdesk_conditions_are_seeded_and_bad_ones_exit_2() {
+    let db = TestDb::new().await;
+    let base = format!("[database]\nurl = {:?}\n", db.url);
+    let ws = Workspace::with_toml(&format!("{base}{TWO_HELPDESKS_SLA}"), &db);
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    let seeded: Vec<(String, Option<String>)> =
+        sqlx::query_as("SELECT target_id, helpdesk FROM sla_targets ORDER BY target_id")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        seeded,
+        vec![
+            ("it-reply".into(), Some("IT".into())),
+            ("reply".into(), None)
+        ]
+    );
+    let calendars: Vec<(String, String, String)> =
+        sqlx::query_as("SELECT helpdesk, calendar_id, source FROM helpdesk_calendars")
+            .fetch_all(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        calendars,
+        vec![("7002".into(), "shanghai".into(), "config".into())]
+    );
+    // The assignment moves to helpdesk 7001 (by name): the old one is gone.
+    let moved = TWO_HELPDESKS_SLA.replace("\"7002\" = \"shanghai\"", "\"Support\" = \"shanghai\"");
+    let ws = Workspace::with_toml(&format!("{base}{moved}"), &db);
+    assert_ok(&ws.run(&["migrate"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM helpdesk_calendars WHERE helpdesk = 'Support'")
+            .await,
+        1
+    );
+    assert_eq!(db.count("SELECT count(*) FROM helpdesk_calendars").await, 1);
+    for (section, key) in [
+        (
+            "[sla.helpdesk_calendars]\n\"7002\" = \"nowhere\"\n",
+            "sla.helpdesk_calendars.7002",
+        ),
+        (
+            "[[sla.targets]]\nid = \"t\"\nmetric = \"first_reply\"\nminutes = 5\nhelpdesk = \"\"\n",
+            "sla.targets[0].helpdesk",
+        ),
+    ] {
+        let bad = Workspace::with_toml(&format!("{base}[sla]\n{section}"), &db);
+        let out = bad.run(&["migrate"], &[], None).await;
+        assert_eq!(out.status.code(), Some(2), "{section}: {}", stderr(&out));
+        assert!(stderr(&out).contains(key), "{section}: {}", stderr(&out));
+    }
+    assert_eq!(db.count("SELECT count(*) FROM helpdesk_calendars").await, 1);
+}
