@@ -127,6 +127,9 @@ pub enum Command {
     Reprocess {
         #[command(flatten)]
         file: ConfigFlag,
+        /// Only the tickets of this helpdesk (id or name) [default: every stored ticket]
+        #[arg(long, value_name = "ID|NAME")]
+        helpdesk: Option<String>,
         /// Only this ticket
         #[arg(long, value_name = "ID")]
         ticket: Option<String>,
@@ -300,9 +303,12 @@ pub async fn run(cli: Cli) -> Result<(), CliError> {
             helpdesk,
             ticket,
         } => check(&settings(file)?.restricted_to(helpdesk.as_deref())?, ticket).await,
-        Command::Reprocess { file, ticket, jobs } => {
-            reprocess(&settings(file)?, ticket, jobs).await
-        }
+        Command::Reprocess {
+            file,
+            helpdesk,
+            ticket,
+            jobs,
+        } => reprocess(&settings(file)?, helpdesk.as_deref(), ticket, jobs).await,
         Command::Demo { tickets, rate } => {
             crate::demo::run(tickets, rate).await.map_err(|e| match e {
                 crate::demo::DemoError::Config(e) => CliError::Config(e),
@@ -434,10 +440,24 @@ async fn check(settings: &Settings, ticket: Option<String>) -> Result<(), CliErr
     }
 }
 
-async fn reprocess(settings: &Settings, ticket: Option<String>, jobs: u16) -> Result<(), CliError> {
+async fn reprocess(
+    settings: &Settings,
+    helpdesk: Option<&str>,
+    ticket: Option<String>,
+    jobs: u16,
+) -> Result<(), CliError> {
     let only = ticket_arg(ticket)?;
+    let picked = match helpdesk {
+        Some(pick) => Some(settings.select_helpdesks(Some(pick))?[0].id.clone()),
+        None => None,
+    };
     let store = Store::connect(&settings.database).await?;
     store.migrate().await?;
+    // With --helpdesk, only that helpdesk's tickets (`tickets.helpdesk_id`).
+    let store = match &picked {
+        Some(id) => store.for_helpdesk(id),
+        None => store,
+    };
     let progress = ProgressDisplay::new("reprocess");
     let report = crate::reprocess::reprocess(
         &store,

@@ -1,4 +1,7 @@
-//! The daemon (`run`): one cycle at start, then one per `sync.schedule` tick; one syncer per
+//! The daemon (`run`): every configured helpdesk gets a loop of its own (its lock, queue,
+//! discovery, cycles), all sharing one Feishu app (one token, one pacer per endpoint: the
+//! app's budget, split evenly between the helpdesks with due work) and one HTTP endpoint. Each
+//! loop: one cycle at start, then one per `sync.schedule` tick; one syncer per
 //! helpdesk across hosts ([`lock`]); a cycle without progress for `sync.stall_timeout` is ended
 //! ([`watch`]); SIGTERM stops claiming, lets requests in flight finish within
 //! `sync.shutdown_grace`, commits, releases claims and exits 0. systemd: READY=1 after

@@ -16,15 +16,20 @@ pub struct StoredRaw {
 }
 
 impl Store {
-    /// Stored tickets (or just `only`).
+    /// Stored tickets (or just `only`), of this store's helpdesk when it has one.
     pub async fn count_tickets(&self, only: Option<&str>) -> Result<i64, sqlx::Error> {
-        sqlx::query_scalar("SELECT count(*) FROM tickets WHERE $1::text IS NULL OR ticket_id = $1")
-            .bind(only)
-            .fetch_one(self.pool())
-            .await
+        sqlx::query_scalar(
+            "SELECT count(*) FROM tickets WHERE ($1::text IS NULL OR ticket_id = $1)
+               AND ($2::text IS NULL OR helpdesk_id = $2)",
+        )
+        .bind(only)
+        .bind(self.helpdesk())
+        .fetch_one(self.pool())
+        .await
     }
 
-    /// Up to `limit` stored ticket ids after `after`, in key order, without locks.
+    /// Up to `limit` stored ticket ids after `after`, in key order, without locks (of this
+    /// store's helpdesk when it has one).
     pub async fn ticket_ids_after(
         &self,
         after: &str,
@@ -34,11 +39,13 @@ impl Store {
         sqlx::query_scalar(
             "SELECT ticket_id FROM tickets
              WHERE ticket_id > $1 AND ($2::text IS NULL OR ticket_id = $2)
+               AND ($4::text IS NULL OR helpdesk_id = $4)
              ORDER BY ticket_id LIMIT $3",
         )
         .bind(after)
         .bind(only)
         .bind(limit as i64)
+        .bind(self.helpdesk())
         .fetch_all(self.pool())
         .await
     }

@@ -357,7 +357,8 @@ async fn an_upgraded_single_helpdesk_database_keeps_its_history() {
 }
 
 /// `enqueue` with several helpdesks must be told whose tickets these are; `--helpdesk`
-/// (id or name) picks one for `enqueue` and `sync`; a name no helpdesk has is exit 2.
+/// (id or name) picks one for `enqueue`, `sync` and `reprocess`; a name no helpdesk has is
+/// exit 2.
 #[tokio::test]
 async fn commands_pick_a_helpdesk_by_id_or_name() {
     let sim = start_sim(unlimited_sim(5).with_helpdesks(2)).await;
@@ -392,4 +393,27 @@ async fn commands_pick_a_helpdesk_by_id_or_name() {
     assert_eq!(tickets_of(&db, &b).await, 1);
     assert!(outcomes(&db, &a).await.is_empty());
     assert_eq!(outcomes(&db, &b).await, ["ok"]);
+    // `reprocess --helpdesk` rebuilds only that helpdesk's tickets.
+    let id_a = helpdesk_ticket_id(0, 1);
+    assert_ok(
+        &ws.run(&["enqueue", "--helpdesk", &a, &id_a], &[], None)
+            .await,
+    );
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(tickets_of(&db, &a).await, 1);
+    let out = ws
+        .run(&["reprocess", "--helpdesk", "Helpdesk 2"], &[], None)
+        .await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("reprocessed 1 tickets"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ws.run(&["reprocess"], &[], None).await;
+    assert!(
+        stdout(&out).contains("reprocessed 2 tickets"),
+        "{}",
+        stdout(&out)
+    );
 }
