@@ -62,6 +62,10 @@ pub struct Metrics {
     list_field_trusted: Family<FieldLabels, Gauge>,
     list_rows_unverified: Gauge,
     health_problems: Family<CauseLabels, Gauge>,
+    /// The learned pace of each endpoint whose limit is not published (`pace::Learner`).
+    learned_rate: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    /// Its configured ceiling, beside it.
+    learned_ceiling: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -105,6 +109,8 @@ impl Default for Metrics {
             list_field_trusted: Family::default(),
             list_rows_unverified: Gauge::default(),
             health_problems: Family::default(),
+            learned_rate: Family::default(),
+            learned_ceiling: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -172,6 +178,16 @@ impl Default for Metrics {
             "1 while the copy is stuck this way (discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing; thresholds in [health]), else 0",
             m.health_problems.clone(),
         );
+        registry.register(
+            "learned_rate_per_second",
+            "The pace learned for an endpoint whose limit Feishu does not publish (messages, catalog), requests per second",
+            m.learned_rate.clone(),
+        );
+        registry.register(
+            "learned_rate_ceiling_per_second",
+            "The configured ceiling of that learned pace, requests per second",
+            m.learned_ceiling.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -191,6 +207,15 @@ impl Metrics {
                 endpoint: endpoint.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// The learned pace of `endpoint` and its ceiling, requests per second.
+    pub fn set_learned_rate(&self, endpoint: &str, rate: f64, ceiling: f64) {
+        let labels = EndpointLabels {
+            endpoint: endpoint.to_owned(),
+        };
+        self.learned_rate.get_or_create(&labels).set(rate);
+        self.learned_ceiling.get_or_create(&labels).set(ceiling);
     }
 
     pub fn rate_limit_wait(&self) {
