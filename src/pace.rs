@@ -161,8 +161,7 @@ impl Pacer {
                 let grant = lock(learner).take_slot(Instant::now());
                 tokio::time::sleep_until(grant.at).await;
                 // A cut or a pause that came while we waited for the slot still applies.
-                if self.pause_deadline().is_none() && lock(learner).confirm(grant, Instant::now())
-                {
+                if self.pause_deadline().is_none() && lock(learner).confirm(grant, Instant::now()) {
                     return grant;
                 }
                 continue;
@@ -231,7 +230,7 @@ impl Pacer {
         if let Some(learner) = &self.learner {
             let mut learner = lock(learner);
             learner.on_limited(grant, Instant::now(), reset);
-            return learner.rate;
+            return learner.rate();
         }
         let mut a = self.adaptive.lock().unwrap_or_else(|p| p.into_inner());
         a.rate = (a.rate / 2.0).max(MIN_RATE.min(a.ceiling));
@@ -701,7 +700,12 @@ mod tests {
         resets_honoured: bool,
     }
 
-    fn run_against(limit: usize, settings: LearnSettings, stored: Option<&LearnedRate>, secs: u64) -> Run {
+    fn run_against(
+        limit: usize,
+        settings: LearnSettings,
+        stored: Option<&LearnedRate>,
+        secs: u64,
+    ) -> Run {
         let start = Instant::now();
         let mut learner = Learner::new(settings, stored, start);
         let mut accepted: VecDeque<Instant> = VecDeque::new();
@@ -759,25 +763,163 @@ mod tests {
                 pending.push_back((answered, grant, false, Duration::ZERO));
             }
         }
-        Run { learner, reached_90, limited, sent, max_rate, resets_honoured }
+        Run {
+            learner,
+            reached_90,
+            limited,
+            sent,
+            max_rate,
+            resets_honoured,
+        }
     }
 
     #[test]
     fn a_learned_pace_converges_below_the_true_limit_with_few_429s() {
-        let settings = LearnSettings { start: 5.0, ceiling: 100.0 };
+        let settings = LearnSettings {
+            start: 5.0,
+            ceiling: 100.0,
+        };
         for limit in [2, 20, 50] {
             let run = run_against(limit, settings, None, 600);
             let share = run.limited as f64 / run.sent as f64;
             let rate = run.learner.rate();
             println!(
                 "limit {limit}: 90 % after {:?}, 429s {} of {} ({:.3} %), pace {rate:.2}, estimate {:?}",
-                run.reached_90, run.limited, run.sent, share * 100.0, run.learner.limit
+                run.reached_90,
+                run.limited,
+                run.sent,
+                share * 100.0,
+                run.learner.limit
             );
-            assert!(run.reached_90.is_some_and(|t| t < Duration::from_secs(120)), "limit {limit}");
+            assert!(
+                run.reached_90.is_some_and(|t| t < Duration::from_secs(120)),
+                "limit {limit}"
+            );
             assert!(share < 0.02, "limit {limit}: {share}");
-            assert!(rate >= 0.8 * limit as f64 && rate <= limit as f64 * 1.1, "limit {limit}: {rate}");
+            assert!(
+                rate >= 0.8 * limit as f64 && rate <= limit as f64 * 1.1,
+                "limit {limit}: {rate}"
+            );
             assert!(run.resets_honoured, "a slot fell inside a 429's reset");
         }
+    }
+
+    #[test]
+    fn a_learned_pace_never_exceeds_its_ceiling() {
+        let settings = LearnSettings {
+            start: 2.0,
+            ceiling: 30.0,
+        };
+        // A true limit far above the ceiling: only the ceiling stops the climb.
+        let run = run_against(1000, settings, None, 120);
+        assert_eq!(run.limited, 0);
+        assert!(run.max_rate <= 30.0, "{}", run.max_rate);
+        assert_eq!(run.learner.rate(), 30.0);
+        // At the ceiling, with the true limit just below it: never above it either.
+        let run = run_against(29, settings, None, 300);
+        assert!(run.max_rate <= 30.0, "{}", run.max_rate);
+        assert!(run.learner.rate() >= 0.8 * 29.0, "{}", run.learner.rate());
+    }
+
+    #[test]
+    fn a_429_cuts_the_pace_once_per_burst_and_no_slot_comes_before_its_reset() {
+        let settings = LearnSettings {
+            start: 10.0,
+            ceiling: 50.0,
+        };
+        let t0 = Instant::now();
+        let mut learner = Learner::new(settings, None, t0);
+        let mut grants = Vec::new();
+        for _ in 0..12 {
+            let g = learner.take_slot(t0);
+            assert!(learner.confirm(g, g.at));
+            grants.push(g);
+        }
+        // 100 ms apart at 10/s.
+        assert_eq!(grants[11].at - grants[0].at, Duration::from_millis(1100));
+        let now = grants[11].at + Duration::from_millis(20);
+        assert!(learner.on_limited(&grants[11], now, Duration::from_secs(3)));
+        // Ten grants in the second before the limited one: the estimate, and the pace cut
+        // below it.
+        assert_eq!(learner.limit, Some(10.0));
+        assert!(learner.rate() <= 0.7 * 10.0 + 1e-9, "{}", learner.rate());
+        assert!(learner.last_cut.is_some());
+        // The other answers of the burst were sent before the cut: no second cut.
+        let rate = learner.rate();
+        assert!(!learner.on_limited(&grants[10], now, Duration::from_secs(1)));
+        assert_eq!(learner.rate(), rate);
+        // A slot taken before the cut is stale; the next one waits out the reset.
+        assert!(!learner.confirm(grants[11], now));
+        let next = learner.take_slot(now);
+        assert!(next.at >= now + Duration::from_secs(3));
+        assert!(learner.confirm(next, next.at));
+        // Clean answers in used intervals bring it back up, to a little below the estimate.
+        let mut t = next.at;
+        for _ in 0..200 {
+            let g = learner.take_slot(t);
+            assert!(learner.confirm(g, g.at));
+            t = g.at;
+            learner.on_clean(&g, t + Duration::from_millis(20));
+        }
+        assert!(learner.rate() > rate, "{} after {rate}", learner.rate());
+        assert!(learner.rate() <= 10.0 * TARGET_SHARE + 1e-9);
+    }
+
+    #[test]
+    fn a_stored_pace_is_the_starting_point_within_the_ceiling() {
+        let stored = LearnedRate {
+            rate: 17.0,
+            limit: Some(18.0),
+            ceiling: 40.0,
+            last_cut: Some(Utc::now()),
+        };
+        let settings = LearnSettings {
+            start: 2.0,
+            ceiling: 40.0,
+        };
+        let learner = Learner::new(settings, Some(&stored), Instant::now());
+        assert_eq!(learner.snapshot(), stored);
+        // A ceiling lowered since applies.
+        let lower = LearnSettings {
+            start: 2.0,
+            ceiling: 10.0,
+        };
+        assert_eq!(
+            Learner::new(lower, Some(&stored), Instant::now()).rate(),
+            10.0
+        );
+        // Converging from the stored pace costs (almost) no 429s.
+        let run = run_against(18, settings, Some(&stored), 120);
+        assert!(run.limited <= 2, "{} limited", run.limited);
+        assert!(run.reached_90.is_some_and(|t| t < Duration::from_secs(2)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_learned_pace_is_stored_only_when_it_moved_meaningfully() {
+        let pacer = Pacer::learned(LearnSettings {
+            start: 5.0,
+            ceiling: 50.0,
+        });
+        let stored = LearnedRate {
+            rate: 8.0,
+            limit: Some(8.4),
+            ceiling: 50.0,
+            last_cut: None,
+        };
+        assert!(pacer.seed(Some(&stored)));
+        assert!(!pacer.seed(None), "only the first offer counts");
+        assert_eq!(pacer.learned_rate(), Some(stored.clone()));
+        // Seeded from the store: nothing new to store.
+        assert_eq!(pacer.take_unsaved(), None);
+        let grant = pacer.acquire().await;
+        pacer.speed_up(&grant);
+        assert_eq!(pacer.take_unsaved(), None, "one clean answer is no news");
+        pacer.slow_down(&grant, Duration::from_secs(1));
+        let cut = pacer.take_unsaved().expect("a cut is stored");
+        assert!(cut.rate < 8.0 && cut.last_cut.is_some());
+        assert_eq!(pacer.take_unsaved(), None);
+        // A fixed pacer has nothing to store.
+        assert_eq!(Pacer::per_second(9.0).take_unsaved(), None);
     }
 
     #[tokio::test]

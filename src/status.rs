@@ -26,6 +26,25 @@ pub struct StatusReport {
     pub freshness: Freshness,
     pub discovery: DiscoveryStatus,
     pub list_rows: ListRowsStatus,
+    /// The paces learned for endpoints whose limit Feishu does not publish, one per endpoint.
+    pub learned_paces: Vec<LearnedPace>,
+}
+
+/// A learned pace (`pace::Learner`) as stored for the configured app, beside its settings.
+#[derive(Debug, Serialize)]
+pub struct LearnedPace {
+    /// messages or catalog.
+    pub endpoint: String,
+    /// The learned pace, requests per second; None: nothing learned yet (the start applies).
+    pub rate_per_second: Option<f64>,
+    /// Where the pace starts when nothing is learned (`feishu.<endpoint>_requests_per_second`).
+    pub start_per_second: f64,
+    /// What the API accepted per second when it last limited us (None: never limited).
+    pub limit_per_second: Option<f64>,
+    /// The configured ceiling (`feishu.<endpoint>_requests_per_second_ceiling`).
+    pub ceiling_per_second: f64,
+    /// When a 429 last cut the pace.
+    pub last_cut_at: Option<DateTime<Utc>>,
 }
 
 /// List-first ingestion: on or off, the tickets waiting for the detail that verifies them, and
@@ -81,6 +100,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         degraded: list_state.trust().is_disabled(),
         state: list_state,
     };
+    let learned_paces = read_learned_paces(store, settings).await?;
     let mut problems = judge(settings, now, &runs, &freshness);
     problems.extend(stuck(store, settings).await?.into_iter().map(|s| s.problem));
     Ok(StatusReport {
@@ -92,7 +112,47 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         freshness,
         discovery,
         list_rows,
+        learned_paces,
     })
+}
+
+/// The stored learned paces of the configured app, one per learned endpoint.
+async fn read_learned_paces(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<Vec<LearnedPace>> {
+    let stored = store.learned_rates(settings.feishu.app_id.trim()).await?;
+    let f = &settings.feishu;
+    let configured = [
+        (
+            "messages",
+            f.message_requests_per_second,
+            f.message_requests_per_second_ceiling,
+        ),
+        (
+            "catalog",
+            f.catalog_requests_per_second,
+            f.catalog_requests_per_second_ceiling,
+        ),
+    ];
+    Ok(configured
+        .into_iter()
+        .map(|(endpoint, start, ceiling)| {
+            let found = stored
+                .iter()
+                .find(|s| s.endpoint == endpoint)
+                .map(|s| &s.rate);
+            LearnedPace {
+                endpoint: endpoint.to_owned(),
+                // A ceiling lowered since applies at the next start.
+                rate_per_second: found.map(|r| r.rate.min(ceiling)),
+                start_per_second: start,
+                limit_per_second: found.and_then(|r| r.limit),
+                ceiling_per_second: ceiling,
+                last_cut_at: found.and_then(|r| r.last_cut),
+            }
+        })
+        .collect())
 }
 
 /// The last runs of this helpdesk: started, finished, and the last success.
@@ -353,6 +413,9 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
         "  list rows: {}\n",
         describe_list_rows(&r.list_rows)
     ));
+    for pace in &r.learned_paces {
+        out.push_str(&format!("  pace:      {}\n", describe_pace(pace, &ago)));
+    }
     if !r.problems.is_empty() {
         out.push_str("problems:\n");
         for p in &r.problems {
@@ -450,6 +513,34 @@ fn render_discovery(out: &mut String, d: &DiscoveryStatus, ago: &dyn Fn(DateTime
             _ => String::new(),
         }
     ));
+}
+
+/// One line on a learned pace: the pace, its ceiling, the limit seen and the last cut.
+fn describe_pace(p: &LearnedPace, ago: &dyn Fn(DateTime<Utc>) -> String) -> String {
+    let rate = |r: f64| format!("{:.1}/s", r);
+    match p.rate_per_second {
+        None => format!(
+            "{} not learned yet: starts at {} (ceiling {})",
+            p.endpoint,
+            rate(p.start_per_second),
+            rate(p.ceiling_per_second)
+        ),
+        Some(learned) => format!(
+            "{} learned {} (ceiling {}); {}",
+            p.endpoint,
+            rate(learned),
+            rate(p.ceiling_per_second),
+            match (p.limit_per_second, p.last_cut_at) {
+                (Some(limit), Some(at)) => format!(
+                    "limited at {}, last cut {} ago ({})",
+                    rate(limit),
+                    ago(at),
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                _ => "never limited".to_owned(),
+            }
+        ),
+    }
 }
 
 /// One line on list-first ingestion: on or off, waiting details, what the verification found.

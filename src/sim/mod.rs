@@ -71,6 +71,9 @@ pub struct SimConfig {
     pub encrypt_key: String,
     /// Messages endpoint limit per sliding second (the real one's is "special", unpublished).
     pub message_limit_per_second: usize,
+    /// Custom field catalog limit per sliding second (the real one's is not stated), answered
+    /// like the others when exceeded (429 + 99991400 + `x-ogw-ratelimit-*`).
+    pub catalog_limit_per_second: usize,
     /// How `time_start` / `time_end` of the messages endpoint are read.
     pub message_time_unit: messages::TimeBoundUnit,
     /// Every error answer (JSON with a non-zero `code`, on any endpoint) echoes what it was
@@ -111,6 +114,7 @@ impl Default for SimConfig {
             verification_token: "simulated-verification-token".into(),
             encrypt_key: "simulated-encrypt-key".into(),
             message_limit_per_second: 50,
+            catalog_limit_per_second: 50,
             message_time_unit: messages::TimeBoundUnit::Seconds,
             echo_auth_in_errors: false,
             catalog_loops: false,
@@ -916,7 +920,7 @@ async fn catalog(
     headers: HeaderMap,
 ) -> Response {
     let arrived = Instant::now();
-    let response = catalog_response(&state, &query, &headers).await;
+    let response = catalog_response(&state, &query, &headers, arrived).await;
     state.record(arrived, Endpoint::Catalog, None, response.status().as_u16());
     response
 }
@@ -941,13 +945,18 @@ async fn catalog_response(
     state: &SimState,
     query: &[(String, String)],
     headers: &HeaderMap,
+    arrived: Instant,
 ) -> Response {
+    let limit = state.config.catalog_limit_per_second;
+    if let Some(reset) = state.over_limit(Endpoint::Catalog, limit, arrived) {
+        return rate_limited(StatusCode::TOO_MANY_REQUESTS, limit, reset);
+    }
     if let Err(denied) = state.check_auth(headers) {
         return *denied;
     }
     state.latency().await;
     let fault = lock(&state.catalog_faults).pop_front();
-    if let Some(response) = fault_response(fault, 10) {
+    if let Some(response) = fault_response(fault, limit) {
         return response;
     }
     let param = |name: &str| {
