@@ -84,9 +84,14 @@ async fn the_messages_pace_is_learned_near_the_true_limit_kept_across_a_restart_
         .await;
     assert_ok(&again);
     let log = String::from_utf8_lossy(&again.stderr);
-    let line = log
+    // The log is JSON lines when not on a terminal.
+    let started_from: Vec<f64> = log
         .lines()
-        .find(|l| l.contains("starting from the pace learned before") && l.contains("messages"))
-        .unwrap_or_else(|| panic!("no start from the learned pace in:\n{log}"));
-    assert!(line.contains(&format!("pace_per_s={rate:?}")), "{line}");
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|l| {
+            l["message"] == "starting from the pace learned before" && l["endpoint"] == "messages"
+        })
+        .filter_map(|l| l["pace_per_s"].as_f64())
+        .collect();
+    assert_eq!(started_from, vec![rate], "{log}");
 }
