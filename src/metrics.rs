@@ -355,6 +355,21 @@ mod tests {
     }
 
     #[test]
+    fn a_learned_pace_is_a_gauge_per_endpoint() {
+        let m = Metrics::default();
+        m.set_learned_rate("messages", 19.5, 50.0);
+        m.set_learned_rate("catalog", 2.0, 20.0);
+        let text = m.encode();
+        for line in [
+            "helpdesk_sync_learned_rate_per_second{endpoint=\"messages\"} 19.5",
+            "helpdesk_sync_learned_rate_per_second{endpoint=\"catalog\"} 2.0",
+            "helpdesk_sync_learned_rate_ceiling_per_second{endpoint=\"messages\"} 50.0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
+    }
+
+    #[test]
     fn list_row_verification_is_a_series_per_field() {
         use crate::domain::FieldAgreement;
         let m = Metrics::default();

@@ -515,6 +515,12 @@ impl Learner {
         } else {
             self.rate
         };
+        // Limited again at a pace held before: the count may be one short (arrivals jitter, so
+        // the API's window need not match our send times); the pace itself had been fine.
+        let seen = match self.limit {
+            Some(_) => seen.max((accepted + 1.0).min(self.rate)),
+            None => seen,
+        };
         let limit = seen.max(floor);
         self.limit = Some(limit);
         self.rate = (self.rate.min(limit) * CUT_FACTOR).clamp(floor, self.settings.ceiling);

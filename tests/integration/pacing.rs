@@ -95,3 +95,45 @@ async fn the_messages_pace_is_learned_near_the_true_limit_kept_across_a_restart_
         .collect();
     assert_eq!(started_from, vec![rate], "{log}");
 }
+
+/// `run` exports each learned pace on `/metrics`, beside its ceiling.
+#[tokio::test]
+async fn the_learned_paces_are_gauges_on_metrics() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(20)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .schedule("*/2 * * * * *")
+        .http()
+        .feishu("message_requests_per_second", 3.0)
+        .feishu("message_requests_per_second_ceiling", 30.0)
+        .workspace();
+    let daemon = Daemon::spawn(&ws);
+    daemon
+        .expect_log("\"cycle finished\"", std::time::Duration::from_secs(60))
+        .await;
+    let address = daemon
+        .address("HTTP endpoint listening")
+        .expect("the daemon logs its HTTP address");
+    let metrics = reqwest::get(format!("http://{address}/metrics"))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> f64 {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(series))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {series} in\n{metrics}"))
+    };
+    // 20 conversations read without a 429: the pace rose from its start, within its ceiling.
+    let learned = value("helpdesk_sync_learned_rate_per_second{endpoint=\"messages\"}");
+    assert!((3.0..=30.0).contains(&learned), "{learned}");
+    assert_eq!(
+        value("helpdesk_sync_learned_rate_ceiling_per_second{endpoint=\"messages\"}"),
+        30.0
+    );
+    daemon.stop().await;
+}
