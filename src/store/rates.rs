@@ -41,29 +41,6 @@ impl Store {
         Ok(rows.into_iter().map(stored).collect())
     }
 
-    /// Every stored pace, by app then endpoint (`status` shows them all).
-    pub async fn all_learned_rates(&self) -> anyhow::Result<Vec<(String, StoredRate)>> {
-        let rows: Vec<(
-            String,
-            String,
-            f64,
-            Option<f64>,
-            f64,
-            Option<DateTime<Utc>>,
-            DateTime<Utc>,
-        )> = sqlx::query_as(
-            "SELECT app_id, endpoint, rate_per_second, limit_per_second, ceiling_per_second,
-                        last_cut_at, updated_at
-                 FROM learned_rates ORDER BY app_id, endpoint",
-        )
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(app, e, r, l, c, cut, at)| (app, stored((e, r, l, c, cut, at))))
-            .collect())
-    }
-
     /// Stores `rate` as the pace of `endpoint` for `app_id` (replacing the previous one).
     pub async fn save_learned_rate(
         &self,
