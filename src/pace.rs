@@ -344,6 +344,10 @@ const RECOVERY_SHARE: f64 = 0.25;
 const PROBE_FACTOR: f64 = 1.05;
 const PROBE_AFTER: Duration = Duration::from_secs(60);
 const PROBE_AFTER_CLEAN: u64 = 300;
+/// A 429 whose count is at least this share of the known limit looks like arrival jitter...
+const JITTER_SHARE: f64 = 0.9;
+/// ...and eases the limit estimate by this factor only.
+const JITTER_EASING: f64 = 0.97;
 /// Grants remembered to count what the API had just accepted when it answers 429.
 const RECENT_KEPT: Duration = Duration::from_secs(5);
 
@@ -516,9 +520,19 @@ impl Learner {
             self.rate
         };
         // Limited again at a pace held before: the count may be one short (arrivals jitter, so
-        // the API's window need not match our send times); the pace itself had been fine.
+        // the API's window need not match our send times), and the pace itself had been fine.
+        // A count close to the estimate is such jitter: the estimate only eases a little
+        // (probes win it back); a count far below it is a limit that fell (someone else
+        // shares the app's budget), learned at once.
         let seen = match self.limit {
-            Some(_) => seen.max((accepted + 1.0).min(self.rate)),
+            Some(known) => {
+                let seen = seen.max((accepted + 1.0).min(self.rate));
+                if accepted + 1.0 >= JITTER_SHARE * known {
+                    seen.max(known * JITTER_EASING)
+                } else {
+                    seen
+                }
+            }
             None => seen,
         };
         let limit = seen.max(floor);
