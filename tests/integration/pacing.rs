@@ -137,3 +137,22 @@ async fn the_learned_paces_are_gauges_on_metrics() {
     );
     daemon.stop().await;
 }
+
+/// A ceiling below its start is a config error naming the key (exit 2), before anything runs.
+#[tokio::test]
+async fn a_ceiling_below_the_start_is_a_config_error() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(1)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .feishu("catalog_requests_per_second", 10.0)
+        .feishu("catalog_requests_per_second_ceiling", 5.0)
+        .workspace();
+    let out = ws.run(&["status"], &[], None).await;
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("feishu.catalog_requests_per_second_ceiling"),
+        "{stderr}"
+    );
+    assert!(sim.state.requests().is_empty());
+}
