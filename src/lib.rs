@@ -12,7 +12,8 @@
 //!      data several layers report ([`domain::report`]: a cycle's report, counts; the event keys;
 //!      [`domain::listing`]: content provenance and the trust verified in list rows;
 //!      [`domain::api_codes`]: Feishu's error codes, one constant each).
-//!    - [`pace`]: the shared rate limiter and the retry backoff policy.
+//!    - [`pace`]: the shared rate limiter, the learned pace of endpoints whose limit is not
+//!      published, and the retry backoff policy.
 //!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
 //! 2. The outside world:
 //!    - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
@@ -33,7 +34,7 @@
 //!      target edits, seeding `[sla]`), [`store::status`] (what `status` and `check` read),
 //!      [`store::helpdesks`] (the helpdesks' names the reporting views show),
 //!      [`store::summary`] (the demo's closing numbers), [`store::raw`] (stored JSON for
-//!      `reprocess`).
+//!      `reprocess`), [`store::rates`] (paces learned where Feishu publishes no limit).
 //! 3. The work:
 //!    - [`discover`]: id sources: list-API discovery (windows, bisection, watermark; its `rows`
 //!      step stores each listed ticket's content at once) and the operator's known-ids query.

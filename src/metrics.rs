@@ -98,6 +98,10 @@ pub struct Metrics {
     list_field_trusted: Family<FieldLabels, Gauge>,
     list_rows_unverified: Gauge,
     health_problems: Family<CauseLabels, Gauge>,
+    /// The learned pace of each endpoint whose limit is not published (`pace::Learner`).
+    learned_rate: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
+    /// Its configured ceiling, beside it.
+    learned_ceiling: Family<EndpointLabels, Gauge<f64, AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -145,6 +149,8 @@ impl Default for Metrics {
             list_field_trusted: Family::default(),
             list_rows_unverified: Gauge::default(),
             health_problems: Family::default(),
+            learned_rate: Family::default(),
+            learned_ceiling: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -217,6 +223,16 @@ impl Default for Metrics {
             "1 while the helpdesk's copy is unhealthy this way (last_run_failed, discovery_stuck, tickets_failing, queue_behind, tickets_poisoned, conversations_failing; thresholds in [health]), else 0",
             m.health_problems.clone(),
         );
+        registry.register(
+            "learned_rate_per_second",
+            "The pace learned for an endpoint whose limit Feishu does not publish (messages, catalog), requests per second",
+            m.learned_rate.clone(),
+        );
+        registry.register(
+            "learned_rate_ceiling_per_second",
+            "The configured ceiling of that learned pace, requests per second",
+            m.learned_ceiling.clone(),
+        );
         Self { registry, ..m }
     }
 }
@@ -245,6 +261,15 @@ impl Metrics {
                 endpoint: endpoint.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// The learned pace of `endpoint` and its ceiling, requests per second.
+    pub fn set_learned_rate(&self, endpoint: &str, rate: f64, ceiling: f64) {
+        let labels = EndpointLabels {
+            endpoint: endpoint.to_owned(),
+        };
+        self.learned_rate.get_or_create(&labels).set(rate);
+        self.learned_ceiling.get_or_create(&labels).set(ceiling);
     }
 
     pub fn rate_limit_wait(&self) {
@@ -428,6 +453,21 @@ mod tests {
         }
         assert!(text.contains("helpdesk_sync_last_success_timestamp_seconds{helpdesk=\"71\"} "));
         assert!(!text.contains("helpdesk_sync_last_success_timestamp_seconds{helpdesk=\"72\"}"));
+    }
+
+    #[test]
+    fn a_learned_pace_is_a_gauge_per_endpoint() {
+        let m = Metrics::default();
+        m.set_learned_rate("messages", 19.5, 50.0);
+        m.set_learned_rate("catalog", 2.0, 20.0);
+        let text = m.encode();
+        for line in [
+            "helpdesk_sync_learned_rate_per_second{endpoint=\"messages\"} 19.5",
+            "helpdesk_sync_learned_rate_per_second{endpoint=\"catalog\"} 2.0",
+            "helpdesk_sync_learned_rate_ceiling_per_second{endpoint=\"messages\"} 50.0",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 
     #[test]

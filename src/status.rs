@@ -39,6 +39,9 @@ pub struct StatusReport {
     pub list_rows: ListRowsStatus,
     /// Each configured helpdesk on its own, in config order.
     pub helpdesks: Vec<HelpdeskStatus>,
+    /// The paces learned for endpoints whose limit Feishu does not publish, one per endpoint
+    /// (the app's: every helpdesk shares them).
+    pub learned_paces: Vec<LearnedPace>,
 }
 
 /// One helpdesk's part of the status.
@@ -96,7 +99,6 @@ impl std::fmt::Display for HelpdeskName {
     }
 }
 
-/// The configured helpdesks, in config order.
 /// The configured helpdesks, in config order; with none configured, one with an empty id
 /// (reads then cover every helpdesk in the database).
 pub fn helpdesk_names(settings: &Settings) -> Vec<HelpdeskName> {
@@ -115,6 +117,22 @@ pub fn helpdesk_names(settings: &Settings) -> Vec<HelpdeskName> {
         }];
     }
     names
+
+/// A learned pace (`pace::Learner`) as stored for the configured app, beside its settings.
+#[derive(Debug, Serialize)]
+pub struct LearnedPace {
+    /// messages or catalog.
+    pub endpoint: String,
+    /// The learned pace, requests per second; None: nothing learned yet (the start applies).
+    pub rate_per_second: Option<f64>,
+    /// Where the pace starts when nothing is learned (`feishu.<endpoint>_requests_per_second`).
+    pub start_per_second: f64,
+    /// What the API accepted per second when it last limited us (None: never limited).
+    pub limit_per_second: Option<f64>,
+    /// The configured ceiling (`feishu.<endpoint>_requests_per_second_ceiling`).
+    pub ceiling_per_second: f64,
+    /// When a 429 last cut the pace.
+    pub last_cut_at: Option<DateTime<Utc>>,
 }
 
 /// List-first ingestion: on or off, the tickets waiting for the detail that verifies them, and
@@ -226,6 +244,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         degraded: list_state.trust().is_disabled(),
         state: list_state,
     };
+    let learned_paces = read_learned_paces(store, settings).await?;
     Ok(StatusReport {
         healthy: problems.is_empty(),
         problems,
@@ -236,6 +255,7 @@ pub async fn status(store: &Store, settings: &Settings) -> anyhow::Result<Status
         discovery: all.discovery,
         list_rows,
         helpdesks,
+        learned_paces,
     })
 }
 
@@ -273,6 +293,45 @@ async fn helpdesk_status(
         discovery: s.discovery,
         lock: store.lock_state(&h.id).await?,
     })
+}
+
+/// The stored learned paces of the configured app, one per learned endpoint.
+async fn read_learned_paces(
+    store: &Store,
+    settings: &Settings,
+) -> anyhow::Result<Vec<LearnedPace>> {
+    let stored = store.learned_rates(settings.feishu.app_id.trim()).await?;
+    let f = &settings.feishu;
+    let configured = [
+        (
+            "messages",
+            f.message_requests_per_second,
+            f.message_requests_per_second_ceiling,
+        ),
+        (
+            "catalog",
+            f.catalog_requests_per_second,
+            f.catalog_requests_per_second_ceiling,
+        ),
+    ];
+    Ok(configured
+        .into_iter()
+        .map(|(endpoint, start, ceiling)| {
+            let found = stored
+                .iter()
+                .find(|s| s.endpoint == endpoint)
+                .map(|s| &s.rate);
+            LearnedPace {
+                endpoint: endpoint.to_owned(),
+                // A ceiling lowered since applies at the next start.
+                rate_per_second: found.map(|r| r.rate.min(ceiling)),
+                start_per_second: start,
+                limit_per_second: found.and_then(|r| r.limit),
+                ceiling_per_second: ceiling,
+                last_cut_at: found.and_then(|r| r.last_cut),
+            }
+        })
+        .collect())
 }
 
 /// The last runs of this helpdesk: started, finished, and the last success.
@@ -594,7 +653,10 @@ pub fn render(r: &StatusReport, now: DateTime<Utc>) -> String {
         "helpdesk-sync status: {}\n",
         if r.healthy { "OK" } else { "UNHEALTHY" }
     );
-    let list_rows = format!("  list rows: {}\n", describe_list_rows(&r.list_rows));
+    let mut list_rows = format!("  list rows: {}\n", describe_list_rows(&r.list_rows));
+    for pace in &r.learned_paces {
+        list_rows.push_str(&format!("  pace:      {}\n", describe_pace(pace, &ago)));
+    }
     match r.helpdesks.as_slice() {
         [one] => {
             out.push_str(&format!("  helpdesk:  {}\n", name_of(one).label()));
@@ -764,6 +826,34 @@ fn render_discovery(out: &mut String, d: &DiscoveryStatus, ago: &dyn Fn(DateTime
             _ => String::new(),
         }
     ));
+}
+
+/// One line on a learned pace: the pace, its ceiling, the limit seen and the last cut.
+fn describe_pace(p: &LearnedPace, ago: &dyn Fn(DateTime<Utc>) -> String) -> String {
+    let rate = |r: f64| format!("{:.1}/s", r);
+    match p.rate_per_second {
+        None => format!(
+            "{} not learned yet: starts at {} (ceiling {})",
+            p.endpoint,
+            rate(p.start_per_second),
+            rate(p.ceiling_per_second)
+        ),
+        Some(learned) => format!(
+            "{} learned {} (ceiling {}); {}",
+            p.endpoint,
+            rate(learned),
+            rate(p.ceiling_per_second),
+            match (p.limit_per_second, p.last_cut_at) {
+                (Some(limit), Some(at)) => format!(
+                    "limited at {}, last cut {} ago ({})",
+                    rate(limit),
+                    ago(at),
+                    at.format("%Y-%m-%d %H:%M:%S UTC")
+                ),
+                _ => "never limited".to_owned(),
+            }
+        ),
+    }
 }
 
 /// One line on list-first ingestion: on or off, waiting details, what the verification found.

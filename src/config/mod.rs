@@ -124,8 +124,16 @@ pub struct FeishuSettings {
     pub list_requests_per_second: f64,
     /// Most list pages in any 60 seconds (the list's second limit, 1000/min, with a margin).
     pub list_requests_per_minute: u32,
-    /// Pace for `GET /tickets/:id/messages` (its limit is documented only as "special").
+    /// Starting pace for `GET /tickets/:id/messages` (its limit is documented only as
+    /// "special"): the pace is learned from there (`pace`), and a learned one stored in the
+    /// database replaces it.
     pub message_requests_per_second: f64,
+    /// The most the learned messages pace may reach, however clean the answers.
+    pub message_requests_per_second_ceiling: f64,
+    /// Starting pace for the custom field catalog (its limit is not stated), learned from there.
+    pub catalog_requests_per_second: f64,
+    /// The most the learned catalog pace may reach.
+    pub catalog_requests_per_second_ceiling: f64,
     /// Concurrent requests, so API latency does not cap throughput.
     pub max_in_flight: usize,
     /// Per-attempt timeout of one HTTP request.
@@ -183,6 +191,11 @@ pub const DEFAULT_EVENTS_PATH: &str = "/feishu/events";
 
 /// The messages endpoint's limit is not published ("special"): start well below the detail's.
 pub const DEFAULT_MESSAGE_REQUESTS_PER_SECOND: f64 = 5.0;
+/// The learned messages pace never goes above this unless configured.
+pub const DEFAULT_MESSAGE_REQUESTS_PER_SECOND_CEILING: f64 = 50.0;
+/// The catalog is read a page or two an hour: a gentle start, a low ceiling.
+pub const DEFAULT_CATALOG_REQUESTS_PER_SECOND: f64 = 2.0;
+pub const DEFAULT_CATALOG_REQUESTS_PER_SECOND_CEILING: f64 = 20.0;
 
 /// `feishu.max_response_bytes`: 64 MiB, far above any real ticket (a few hundred KB).
 pub const DEFAULT_MAX_RESPONSE_BYTES: i64 = 64 << 20;
@@ -389,6 +402,24 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
             f.message_requests_per_second,
             DEFAULT_MESSAGE_REQUESTS_PER_SECOND,
         )?,
+        // Unset, a ceiling is never below the configured start.
+        message_requests_per_second_ceiling: rate_per_second(
+            "feishu.message_requests_per_second_ceiling",
+            f.message_requests_per_second_ceiling,
+            DEFAULT_MESSAGE_REQUESTS_PER_SECOND_CEILING
+                .max(f.message_requests_per_second.unwrap_or(0.0)),
+        )?,
+        catalog_requests_per_second: rate_per_second(
+            "feishu.catalog_requests_per_second",
+            f.catalog_requests_per_second,
+            DEFAULT_CATALOG_REQUESTS_PER_SECOND,
+        )?,
+        catalog_requests_per_second_ceiling: rate_per_second(
+            "feishu.catalog_requests_per_second_ceiling",
+            f.catalog_requests_per_second_ceiling,
+            DEFAULT_CATALOG_REQUESTS_PER_SECOND_CEILING
+                .max(f.catalog_requests_per_second.unwrap_or(0.0)),
+        )?,
         max_in_flight: positive("feishu.max_in_flight", f.max_in_flight, 16, 1024)?,
         request_timeout: duration("feishu.request_timeout", f.request_timeout, "10s")?,
         max_attempts: positive("feishu.max_attempts", f.max_attempts, 6, 100)?,
@@ -401,6 +432,27 @@ fn validate_feishu(f: file::RawFeishu) -> Result<FeishuSettings, ConfigError> {
     };
     if feishu.request_timeout.is_zero() {
         return Err(ConfigError::new("feishu.request_timeout must be above 0"));
+    }
+    for (start_key, start, ceiling_key, ceiling) in [
+        (
+            "feishu.message_requests_per_second",
+            feishu.message_requests_per_second,
+            "feishu.message_requests_per_second_ceiling",
+            feishu.message_requests_per_second_ceiling,
+        ),
+        (
+            "feishu.catalog_requests_per_second",
+            feishu.catalog_requests_per_second,
+            "feishu.catalog_requests_per_second_ceiling",
+            feishu.catalog_requests_per_second_ceiling,
+        ),
+    ] {
+        if ceiling < start {
+            return Err(ConfigError::new(format!(
+                "{ceiling_key}: {ceiling} is below {start_key} ({start}); the learned pace \
+                 starts there and never goes above the ceiling"
+            )));
+        }
     }
     Ok(feishu)
 }

@@ -22,7 +22,9 @@ use super::parse::{
 use crate::config::{Credentials, FeishuSettings};
 use crate::domain::{ClientStatsSnapshot, TicketId};
 use crate::metrics::Metrics;
-use crate::pace::{Pacer, RETRY_BASE, RETRY_CAP, SendLease, backoff_delay};
+use crate::pace::{
+    Grant, LearnSettings, LearnedRate, Pacer, RETRY_BASE, RETRY_CAP, SendLease, backoff_delay,
+};
 
 pub const TOKEN_PATH: &str = "/open-apis/auth/v3/tenant_access_token/internal";
 pub const TICKETS_PATH: &str = "/open-apis/helpdesk/v1/tickets";
@@ -34,8 +36,8 @@ pub const CATALOG_PAGE_SIZE: u32 = 100;
 /// The messages endpoint's page size cap.
 pub const MESSAGES_PAGE_SIZE: u32 = 200;
 
-/// Pace of catalog pages: its limit is not documented, and it is read a page or two an hour.
-const CATALOG_REQUESTS_PER_SECOND: f64 = 2.0;
+/// The endpoints whose pace is learned (their limits are not published), by metrics label.
+pub const LEARNED_ENDPOINTS: [&str; 2] = ["messages", "catalog"];
 
 /// The helpdesk events `subscribe-events` asks for (type, subtype).
 pub const TICKET_EVENT_SUBSCRIPTIONS: [(&str, &str); 3] = [
@@ -103,6 +105,8 @@ struct Call<'a> {
     /// Time spent waiting out rate limits (bounded by [`RATE_LIMIT_BUDGET`]).
     rate_limited_for: Duration,
     token_refreshed: bool,
+    /// The pacer's grant for the attempt in progress (its outcome is reported against it).
+    grant: Option<Grant>,
 }
 
 /// What every helpdesk of one Feishu app shares, because Feishu counts its limits per app
@@ -120,9 +124,10 @@ pub struct FeishuApp {
     detail_pacer: Arc<Pacer>,
     /// `GET /tickets` and the event subscription (50/s and 1000/min per app).
     list_pacer: Arc<Pacer>,
-    /// The custom field catalog's pages.
+    /// The custom field catalog's pages: a learned pace (`pace::Learner`), its limit is not
+    /// published.
     catalog_pacer: Pacer,
-    /// Conversations (`GET /tickets/:id/messages`).
+    /// Conversations (`GET /tickets/:id/messages`): a learned pace, as the catalog's.
     message_pacer: Pacer,
     /// Attempts per call for retryable failures (`feishu.max_attempts`).
     max_attempts: u32,
@@ -158,8 +163,14 @@ impl FeishuApp {
                 settings.list_requests_per_second,
                 Some(settings.list_requests_per_minute),
             )),
-            catalog_pacer: Pacer::per_second(CATALOG_REQUESTS_PER_SECOND),
-            message_pacer: Pacer::per_second(settings.message_requests_per_second),
+            catalog_pacer: Pacer::learned(LearnSettings {
+                start: settings.catalog_requests_per_second,
+                ceiling: settings.catalog_requests_per_second_ceiling,
+            }),
+            message_pacer: Pacer::learned(LearnSettings {
+                start: settings.message_requests_per_second,
+                ceiling: settings.message_requests_per_second_ceiling,
+            }),
             max_attempts: settings.max_attempts,
             max_response_bytes: settings.max_response_bytes,
         }))
@@ -243,6 +254,13 @@ impl FeishuClient {
         }
     }
 
+    /// Exports a learned pace to `/metrics` after each of its answers.
+    fn observe_learned(&self, endpoint: &str, pacer: &Pacer) {
+        if let (Some(m), Some(learned)) = (&self.metrics, pacer.learned_rate()) {
+            m.set_learned_rate(endpoint, learned.rate, learned.ceiling);
+        }
+    }
+
     pub fn stats(&self) -> ClientStatsSnapshot {
         let s = &self.stats;
         ClientStatsSnapshot {
@@ -255,6 +273,49 @@ impl FeishuClient {
             token_invalidations: s.token_invalidations.load(Ordering::Relaxed),
             retries: s.retries.load(Ordering::Relaxed),
         }
+    }
+
+    /// The app these paces belong to (limits are per app): the key learned paces are stored under.
+    pub fn app_id(&self) -> &str {
+        &self.credentials.app_id
+    }
+
+    /// The learned pacer of `endpoint` (one of [`LEARNED_ENDPOINTS`]).
+    fn learned_pacer(&self, endpoint: &str) -> Option<&Pacer> {
+        match endpoint {
+            "messages" => Some(&self.app.message_pacer),
+            "catalog" => Some(&self.app.catalog_pacer),
+            _ => None,
+        }
+    }
+
+    /// Each learned pace as it stands, by endpoint.
+    pub fn learned_rates(&self) -> Vec<(&'static str, LearnedRate)> {
+        LEARNED_ENDPOINTS
+            .iter()
+            .filter_map(|e| Some((*e, self.learned_pacer(e)?.learned_rate()?)))
+            .collect()
+    }
+
+    /// Starts the learned paces from what an earlier process stored (`stored`, by endpoint).
+    /// Only the first call counts; returns whether this one did.
+    pub fn seed_learned_rates(&self, stored: &[(String, LearnedRate)]) -> bool {
+        let mut first = false;
+        for endpoint in LEARNED_ENDPOINTS {
+            let found = stored.iter().find(|(e, _)| e == endpoint).map(|(_, r)| r);
+            if let Some(pacer) = self.learned_pacer(endpoint) {
+                first |= pacer.seed(found);
+            }
+        }
+        first
+    }
+
+    /// The learned paces that moved enough to be stored again since they last were.
+    pub fn unsaved_learned_rates(&self) -> Vec<(&'static str, LearnedRate)> {
+        LEARNED_ENDPOINTS
+            .iter()
+            .filter_map(|e| Some((*e, self.learned_pacer(e)?.take_unsaved()?)))
+            .collect()
     }
 
     /// Obtains a tenant token now (used by `check`-style callers and to fail fast on bad secrets).
@@ -432,6 +493,7 @@ impl FeishuClient {
             failed_attempts: 0,
             rate_limited_for: Duration::ZERO,
             token_refreshed: false,
+            grant: None,
         };
         loop {
             // Token first, grant second: workers that queued behind a token refresh must not
@@ -441,10 +503,11 @@ impl FeishuClient {
                 token = self.tenant_token() => token,
                 _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
             };
-            tokio::select! {
-                _ = pacer.acquire() => {}
+            let grant = tokio::select! {
+                grant = pacer.acquire() => grant,
                 _ = stop.cancelled() => return (Err(ApiError::Interrupted), call.attempts),
-            }
+            };
+            call.grant = Some(grant);
             if !self.lease.is_valid() {
                 // The helpdesk lock lapsed while this call waited: another syncer may start.
                 return (Err(ApiError::Interrupted), call.attempts);
@@ -465,7 +528,8 @@ impl FeishuClient {
             };
             let error = match result {
                 Ok(value) => {
-                    pacer.speed_up();
+                    pacer.speed_up(&grant);
+                    self.observe_learned(endpoint, pacer);
                     return (Ok(value), call.attempts);
                 }
                 Err(e) => e,
@@ -496,7 +560,8 @@ impl FeishuClient {
                 let ApiError::RateLimited { reset, .. } = &error else {
                     return Err(error);
                 };
-                let pace = pacer.slow_down();
+                let pace = call.grant.map_or(0.0, |g| pacer.slow_down(&g, *reset));
+                self.observe_learned(endpoint, pacer);
                 if call.rate_limited_for >= RATE_LIMIT_BUDGET {
                     return Err(error);
                 }

@@ -20,6 +20,7 @@ pub mod listed;
 pub mod lock;
 pub mod messages;
 pub mod queue;
+pub mod rates;
 pub mod raw;
 pub mod reporting;
 pub mod reports;

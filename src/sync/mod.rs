@@ -10,6 +10,7 @@
 //! - [`writer`]: the batched, transactional write path every step's outcome goes through.
 //! - [`reports`]: after the tickets, the custom field catalog and the daily backlog table.
 //! - [`runs`]: the worker id and the `sync_runs` record.
+//! - [`rates`]: learned paces read at the start, stored while the cycle runs.
 //!
 //! A fatal API error (credentials) or a shutdown request stops new claims; requests in flight
 //! finish within a grace period; unworked claims are released.
@@ -17,6 +18,7 @@
 mod detail;
 pub mod messages;
 pub mod options;
+pub mod rates;
 pub mod reports;
 pub mod runs;
 mod work;
@@ -80,6 +82,7 @@ pub async fn run_cycle(
     // Started first: every step's outcome goes through it.
     let writer = Writer::spawn(store, options.batch_size);
     cycle.release_leftover_claims().await?;
+    rates::seed(store, client).await;
     if options.messages {
         let (observed, ignored_in_a_row) = store
             .observed_time_unit()
@@ -89,9 +92,12 @@ pub async fn run_cycle(
     }
     cycle.check_credentials().await?;
     cycle.gather_ids().await?;
-    let worked = work::work_queue(&cycle, &writer.tx).await?;
+    let worked = rates::saving_while(store, client, work::work_queue(&cycle, &writer.tx)).await?;
     let written = writer.finish().await;
-    cycle.finish(worked, written).await
+    let report = cycle.finish(worked, written).await;
+    // The catalog was read last.
+    rates::save(store, client).await;
+    report
 }
 
 /// One cycle's context and the report it fills in.

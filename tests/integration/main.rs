@@ -13,6 +13,7 @@ mod list_first;
 mod messages;
 mod observability;
 mod operators;
+mod pacing;
 mod queue;
 mod reliability;
 mod sync;
