@@ -117,6 +117,7 @@ pub fn helpdesk_names(settings: &Settings) -> Vec<HelpdeskName> {
         }];
     }
     names
+}
 
 /// A learned pace (`pace::Learner`) as stored for the configured app, beside its settings.
 #[derive(Debug, Serialize)]
