@@ -182,6 +182,9 @@ fn forward_wakes(from: Arc<Notify>, to: Vec<Arc<Notify>>) -> tokio::task::JoinHa
     })
 }
 
+/// The longest a cycle waits to adopt queue rows without a helpdesk (see `run_one`).
+const ADOPT_WITHIN: Duration = Duration::from_secs(5);
+
 /// What the loop, the HTTP endpoint and the event handler share.
 #[derive(Clone)]
 struct Shared {
@@ -382,7 +385,11 @@ impl Daemon {
             if shutdown.is_cancelled() {
                 break;
             }
-            refetch_at = self.next_refetch(started).await;
+            refetch_at = match lock.is_held() {
+                true => self.next_refetch(started).await,
+                // The lock is taken again first (and the database may be away).
+                false => None,
+            };
             if scheduled {
                 // Ticks that fired while the cycle ran are skipped, never queued up.
                 let (skipped, next) = next_tick(schedule, started, Utc::now());
@@ -493,14 +500,27 @@ impl Daemon {
         let Some(client) = &self.client else {
             return;
         };
-        if self.adopts_unowned {
+        if self.adopts_unowned && !lock_lost.is_cancelled() {
             // Events accepted by an older binary, or by a path that did not know the helpdesk.
-            if let Err(e) = store.adopt_unowned_queue_rows(&self.helpdesk_id).await {
-                tracing::warn!(
+            // Bounded: with the database away this would wait out the pool's timeout before a
+            // cycle that fails anyway, delaying the lock's retake and its retry line.
+            let adopt = store.adopt_unowned_queue_rows(&self.helpdesk_id);
+            match tokio::time::timeout(ADOPT_WITHIN, adopt).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::warn!(
                     error = format!("{e:#}"),
                     "cannot adopt queue rows without a helpdesk"
-                );
+                ),
+                Err(_) => tracing::warn!(
+                    within_s = ADOPT_WITHIN.as_secs(),
+                    "adopting queue rows without a helpdesk did not finish in time; the next cycle tries again"
+                ),
             }
+        }
+        if lock_lost.is_cancelled() {
+            // Nothing may be sent without the lock; the loop takes it again first.
+            tracing::info!("the helpdesk lock was lost before the cycle began; it is skipped");
+            return;
         }
         let run_id = start_recorded(store, &self.helpdesk_id, trigger).await;
         let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
