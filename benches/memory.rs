@@ -117,14 +117,14 @@ async fn main() -> anyhow::Result<()> {
          paces 1000/s, 16 in flight\n"
     );
     println!(
-        "| tickets | content s | complete s | peak RSS at content MiB | peak RSS MiB | RSS at end MiB | list / detail / messages calls |"
+        "| tickets | content s | complete s | peak RSS at content MiB | peak RSS MiB | RSS at end MiB | list / detail / messages calls | detail/s | messages/s |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut peaks = Vec::new();
     for tickets in sizes()? {
         let i = unlimited(tickets).await?;
         println!(
-            "| {tickets} | {} | {} | {} | **{}** | {} | {} / {} / {} |",
+            "| {tickets} | {} | {} | {} | **{}** | {} | {} / {} / {} | {:.0} | {:.0} |",
             secs(i.content_at),
             secs(i.complete_at()),
             mib(i.hwm_at_content_kb),
@@ -132,7 +132,9 @@ async fn main() -> anyhow::Result<()> {
             mib(i.rss_end_kb),
             i.list.0,
             i.detail.0,
-            i.messages.0
+            i.messages.0,
+            Install::rate(i.detail.0, i.detail_span),
+            Install::rate(i.messages.0, i.messages_span),
         );
         peaks.push((tickets, i.hwm_kb));
     }
