@@ -419,33 +419,14 @@ impl<'a> Claims<'a> {
         self.pending.drain(..n).collect()
     }
 
-    /// Claims up to `slots` jobs. With the conversation lane on (and two slots or more),
-    /// conversations first, up to their share of half the slots: each lane waits on its own
-    /// pacer, so a detail backlog must not take every slot while conversations are due (a first
-    /// install would read no conversation until its last detail), and details keep the other
-    /// half. Then details for the rest, and conversations again for what details left, still
-    /// up to half the slots.
+    /// Claims up to `slots` details and, with the conversation lane on, messages for up to half
+    /// the slots.
     async fn claim(&mut self, slots: usize, messages_running: usize) -> anyhow::Result<()> {
         let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
-        let half = (options.max_in_flight / 2).max(1);
-        let mut found_messages = false;
-        let before = self.pending.len();
-        if options.messages && options.max_in_flight >= 2 {
-            let first = half.saturating_sub(messages_running).min(slots);
-            if first > 0 {
-                let claims = store
-                    .claim_messages_due(first, options.claim_lease, worker)
-                    .await?;
-                found_messages = !claims.is_empty();
-                self.pending.extend(claims.into_iter().map(Job::Messages));
-            }
-        }
-        let messages_claimed = self.pending.len() - before;
-        let detail_slots = slots.saturating_sub(messages_claimed);
         let allowed = options
             .max_tickets_per_cycle
-            .map_or(detail_slots as u64, |max| max.saturating_sub(self.claimed))
-            .min(detail_slots as u64) as usize;
+            .map_or(slots as u64, |max| max.saturating_sub(self.claimed))
+            .min(slots as u64) as usize;
         let details = if allowed == 0 {
             Vec::new()
         } else {
@@ -457,14 +438,16 @@ impl<'a> Claims<'a> {
         let found_details = !details.is_empty();
         self.pending
             .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
-        let messages_slots = half
-            .saturating_sub(messages_running + messages_claimed)
+        let messages_slots = (options.max_in_flight / 2)
+            .max(1)
+            .saturating_sub(messages_running)
             .min(slots.saturating_sub(self.pending.len()));
+        let mut found_messages = false;
         if options.messages && messages_slots > 0 {
             let claims = store
                 .claim_messages_due(messages_slots, options.claim_lease, worker)
                 .await?;
-            found_messages |= !claims.is_empty();
+            found_messages = !claims.is_empty();
             self.pending.extend(claims.into_iter().map(Job::Messages));
         }
         self.exhausted_at = (!found_details && !found_messages).then(Instant::now);
