@@ -5,6 +5,8 @@
 // Each bench uses a part of this module.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::time::{Duration, Instant};
 
 use helpdesk_sync::config::Settings;

@@ -230,6 +230,15 @@ const MAX_PASSES: u32 = 5;
 /// Pages of one window requested at once (the list pacer still spaces them).
 const PAGES_IN_FLIGHT: usize = 8;
 
+/// Pages of one window whose rows are noted together, in one transaction (1,600 rows): a
+/// window's 50 pages are never all in memory at once, nor in one statement (the database
+/// client's buffers grow to the largest statement sent).
+const PAGES_PER_NOTE: usize = 8;
+
+/// Pages of one window fetched and not yet noted, at most: the group being written, the next
+/// one gathering, and the requests in flight.
+const PAGES_AHEAD: usize = 2 * PAGES_PER_NOTE + PAGES_IN_FLIGHT;
+
 /// Windows narrower than this are not split further: one that still holds 10,000 rows is read
 /// as far as the API pages (and logged). Bounds the splitting whatever a `total` claims.
 pub const MIN_SPLIT_MS: i64 = 1_000;
@@ -315,12 +324,7 @@ impl Scanner<'_, '_> {
                 t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
             });
             if first_full && announced > 1 {
-                // Noted together: one transaction for all of them.
-                let pages = self.pages(start, end, 2..=announced).await?;
-                last_items = pages.last().map_or(0, ListPage::items);
-                let tickets: Vec<ListedTicket> =
-                    pages.into_iter().flat_map(|p| p.tickets).collect();
-                self.note(&tickets, true).await?;
+                last_items = self.pages(start, end, 2..=announced).await?;
                 page = announced;
             }
             // Then on while pages come back full, whatever the total said.
@@ -394,25 +398,65 @@ impl Scanner<'_, '_> {
         self.listed(result)
     }
 
-    /// Pages `numbers` of one window, [`PAGES_IN_FLIGHT`] at a time, in page order.
+    /// Pages `numbers` of one window, [`PAGES_IN_FLIGHT`] at a time, noted in page order in
+    /// groups of [`PAGES_PER_NOTE`] (one transaction each) while the next pages are fetched.
+    /// Memory stays bounded however large the window (up to 10,000 rows): a page is requested
+    /// only while fewer than [`PAGES_AHEAD`] pages are fetched and not yet noted, and a request
+    /// once sent is always awaited at once (its timeout runs from the sending). Returns the
+    /// items of the last page.
     async fn pages(
         &mut self,
         start_ms: i64,
         end_ms: i64,
         numbers: std::ops::RangeInclusive<u32>,
-    ) -> Result<Vec<ListPage>, DiscoveryError> {
+    ) -> Result<u64, DiscoveryError> {
         use futures::StreamExt;
         if self.stop.is_cancelled() {
             return Err(DiscoveryError::Interrupted);
         }
         let (client, stop) = (self.client, self.stop);
         let queries: Vec<ListQuery> = numbers.map(|n| self.query(start_ms, end_ms, n)).collect();
-        let results: Vec<_> = futures::stream::iter(queries)
-            .map(|q| async move { client.list_tickets(&q, stop).await })
-            .buffered(PAGES_IN_FLIGHT)
-            .collect()
+        let ahead = &tokio::sync::Semaphore::new(PAGES_AHEAD);
+        let (send, mut received) = tokio::sync::mpsc::unbounded_channel();
+        let fetch = async move {
+            let mut pages = futures::stream::iter(queries)
+                .map(|q| async move {
+                    // Closed only when noting stopped on an error: nothing more is needed.
+                    ahead.acquire().await.ok()?.forget();
+                    Some(client.list_tickets(&q, stop).await)
+                })
+                .buffered(PAGES_IN_FLIGHT);
+            while let Some(Some(result)) = pages.next().await {
+                if send.send(result).is_err() {
+                    break;
+                }
+            }
+        };
+        let note = async move {
+            let (mut group, mut in_group, mut last_items) = (Vec::new(), 0, 0);
+            let noted = async {
+                while let Some(result) = received.recv().await {
+                    let page = self.listed(result)?;
+                    last_items = page.items();
+                    group.extend(page.tickets);
+                    in_group += 1;
+                    if in_group == PAGES_PER_NOTE {
+                        self.note(&group, true).await?;
+                        ahead.add_permits(in_group);
+                        (group, in_group) = (Vec::new(), 0);
+                    }
+                }
+                if in_group > 0 {
+                    self.note(&group, true).await?;
+                }
+                Ok(last_items)
+            }
             .await;
-        results.into_iter().map(|r| self.listed(r)).collect()
+            ahead.close();
+            noted
+        };
+        let ((), noted) = futures::join!(fetch, note);
+        noted
     }
 
     fn listed(&mut self, result: Result<ListPage, ApiError>) -> Result<ListPage, DiscoveryError> {

@@ -102,6 +102,16 @@ impl Store {
         let pool = PgPoolOptions::new()
             .max_connections(max_connections)
             .acquire_timeout(Duration::from_secs(15))
+            // A connection's read and write buffers grow to the largest message it ever sent
+            // or read (a batch statement of list rows is megabytes) and keep that size: shrunk
+            // back (to 8 KiB) when the connection returns to the pool, so idle connections do
+            // not each hold the peak of a batch.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Connection::shrink_buffers(conn);
+                    Ok(true)
+                })
+            })
             .connect_with(options.log_statements(tracing::log::LevelFilter::Trace))
             .await
             .with_context(|| format!("cannot connect to PostgreSQL at {target}"))?;
