@@ -71,19 +71,16 @@ pub async fn discover(
     on_progress: &(dyn Fn(u64) + Sync),
     stop: &CancellationToken,
 ) -> Result<DiscoveryReport, DiscoveryError> {
-    let rows = match options.store_list_rows {
-        true => rows::RowStore::new(store)
-            .await
-            .map_err(DiscoveryError::Database)?,
-        false => None,
-    };
+    let noting = rows::Noting::new(store, options.store_list_rows)
+        .await
+        .map_err(DiscoveryError::Database)?;
     let mut run = Discovery {
         store,
         client,
         options,
         on_progress,
         stop,
-        rows,
+        noting,
         report: DiscoveryReport::default(),
     };
     let helpdesk_id = options.helpdesk_id.as_str();
@@ -123,21 +120,20 @@ struct Discovery<'a> {
     options: &'a DiscoveryOptions,
     on_progress: &'a (dyn Fn(u64) + Sync),
     stop: &'a CancellationToken,
-    /// Where list rows are stored (`None`: ids only).
-    rows: Option<rows::RowStore<'a>>,
+    /// Stores list rows (when configured) and queues listed tickets, beside the listing.
+    noting: rows::Noting,
     report: DiscoveryReport,
 }
 
-impl<'s> Discovery<'s> {
-    fn scanner(&mut self, field: TimeField) -> Scanner<'_, 's> {
+impl Discovery<'_> {
+    fn scanner(&mut self, field: TimeField) -> Scanner<'_> {
         Scanner {
-            store: self.store,
             client: self.client,
             field,
             report: &mut self.report,
             on_progress: self.on_progress,
             stop: self.stop,
-            rows: self.rows.as_mut(),
+            noting: &mut self.noting,
         }
     }
 
@@ -250,23 +246,44 @@ enum Piece {
     TooBig,
 }
 
-struct Scanner<'a, 's> {
-    store: &'a Store,
+struct Scanner<'a> {
     client: &'a FeishuClient,
     field: TimeField,
     report: &'a mut DiscoveryReport,
     on_progress: &'a (dyn Fn(u64) + Sync),
     stop: &'a CancellationToken,
-    rows: Option<&'a mut rows::RowStore<'s>>,
+    noting: &'a mut rows::Noting,
 }
 
-impl Scanner<'_, '_> {
-    /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece.
+impl Scanner<'_> {
+    /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece,
+    /// once its listed tickets are stored and queued (they are noted beside the listing).
     async fn scan<F, Fut>(
         &mut self,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
         piece_done: F,
+    ) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        // Pieces read, whose end is saved once the batches noted up to then are finished.
+        let mut read = std::collections::VecDeque::new();
+        let scanned = self.scan_pieces(from, to, &mut read, &piece_done).await;
+        // The batch still being written finishes whatever happened (nothing runs on alone);
+        // the pieces it completes are saved even when the scan stopped.
+        let finished = self.finish().await;
+        let saved = self.pieces_done(&mut read, &piece_done).await;
+        scanned.and(finished).and(saved)
+    }
+
+    async fn scan_pieces<F, Fut>(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        read: &mut std::collections::VecDeque<(u64, i64)>,
+        piece_done: &F,
     ) -> Result<(), DiscoveryError>
     where
         F: Fn(DateTime<Utc>) -> Fut,
@@ -281,10 +298,8 @@ impl Scanner<'_, '_> {
         while let Some((start, end)) = pieces.pop() {
             match self.read_piece(start, end).await? {
                 Piece::Read => {
-                    piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH))
-                        .await
-                        .map_err(DiscoveryError::Database)?;
-                    (self.on_progress)(self.report.pages);
+                    read.push_back((self.noting.submitted(), end));
+                    self.pieces_done(read, piece_done).await?;
                 }
                 // Halves overlap by one millisecond: whether the API's bounds are inclusive is
                 // not documented, and a ticket listed twice costs nothing.
@@ -295,6 +310,28 @@ impl Scanner<'_, '_> {
                     self.report.splits += 1;
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Calls `piece_done` for the pieces in `read` whose batches are finished, in order.
+    async fn pieces_done<F, Fut>(
+        &mut self,
+        read: &mut std::collections::VecDeque<(u64, i64)>,
+        piece_done: &F,
+    ) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        while let Some(&(batches, end)) = read.front()
+            && batches <= self.noting.finished()
+        {
+            read.pop_front();
+            piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH))
+                .await
+                .map_err(DiscoveryError::Database)?;
+            (self.on_progress)(self.report.pages);
         }
         Ok(())
     }
@@ -311,13 +348,13 @@ impl Scanner<'_, '_> {
         let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
         let splittable = end - start >= MIN_SPLIT_MS;
         for pass in 1..=MAX_PASSES {
-            let first = self.page(start, end, 1).await?;
+            let mut first = self.page(start, end, 1).await?;
             let first_full = first.items() >= page_size;
             if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
                 return Ok(Piece::TooBig);
             }
-            self.note(&first.tickets, true).await?;
             let mut last_items = first.items();
+            self.note(std::mem::take(&mut first.tickets), true).await?;
             let mut page = 1;
             // The pages the total announces, several at a time.
             let announced = first.total.map_or(1, |t| {
@@ -332,7 +369,7 @@ impl Scanner<'_, '_> {
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
-                self.note(&next.tickets, true).await?;
+                self.note(next.tickets, true).await?;
             }
             if page == max_pages && last_items >= page_size {
                 if splittable {
@@ -353,7 +390,7 @@ impl Scanner<'_, '_> {
             if page > 1 {
                 let again = self.page(start, end, 1).await?;
                 // Queued again if changed meanwhile, but not counted twice in the report.
-                self.note(&again.tickets, false).await?;
+                self.note(again.tickets, false).await?;
                 stable = again.total == first.total;
             }
             if stable {
@@ -441,13 +478,13 @@ impl Scanner<'_, '_> {
                     group.extend(page.tickets);
                     in_group += 1;
                     if in_group == PAGES_PER_NOTE {
-                        self.note(&group, true).await?;
+                        self.note(std::mem::take(&mut group), true).await?;
                         ahead.add_permits(in_group);
-                        (group, in_group) = (Vec::new(), 0);
+                        in_group = 0;
                     }
                 }
                 if in_group > 0 {
-                    self.note(&group, true).await?;
+                    self.note(group, true).await?;
                 }
                 Ok(last_items)
             }
@@ -476,11 +513,19 @@ impl Scanner<'_, '_> {
         Ok(listed)
     }
 
-    /// Stores listed rows (when configured), then queues the tickets that want their detail;
-    /// `count` adds them to the report (not for a stability re-read).
-    async fn note(&mut self, tickets: &[ListedTicket], count: bool) -> Result<(), DiscoveryError> {
+    /// Stores listed rows (when configured), then queues the tickets that want their detail,
+    /// beside the listing ([`rows::Noting`]); `count` adds them to the report (not for a
+    /// stability re-read).
+    async fn note(
+        &mut self,
+        tickets: Vec<ListedTicket>,
+        count: bool,
+    ) -> Result<(), DiscoveryError> {
+        if count {
+            self.report.listed += tickets.len() as u64;
+        }
         // Deduplicated (a page may repeat a ticket) and validated before touching the queue.
-        let mut unique: BTreeMap<String, &ListedTicket> = BTreeMap::new();
+        let mut unique: BTreeMap<String, ListedTicket> = BTreeMap::new();
         for t in tickets {
             match TicketId::parse(&t.ticket_id) {
                 Ok(id) => {
@@ -489,27 +534,35 @@ impl Scanner<'_, '_> {
                 Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
             }
         }
-        if let Some(rows) = self.rows.as_deref_mut() {
-            self.report.stored_from_list += rows
-                .store(&unique)
-                .await
-                .map_err(DiscoveryError::Database)?;
-        }
-        let listed: BTreeMap<String, Option<DateTime<Utc>>> = unique
-            .iter()
-            .map(|(id, t)| (id.clone(), t.updated_at_ms.and_then(epoch_to_datetime)))
-            .collect();
-        let noted = self
-            .store
-            .note_listed(&listed)
+        let finished = self
+            .noting
+            .submit(unique, count)
             .await
             .map_err(DiscoveryError::Database)?;
-        if count {
-            self.report.listed += tickets.len() as u64;
-            self.report.queued += noted.queued;
-        }
-        self.report.new += noted.new;
+        self.count(finished);
         Ok(())
+    }
+
+    /// Waits for the batch still being noted.
+    async fn finish(&mut self) -> Result<(), DiscoveryError> {
+        let last = self
+            .noting
+            .finish()
+            .await
+            .map_err(DiscoveryError::Database)?;
+        self.count(last);
+        Ok(())
+    }
+
+    /// Adds finished batches to the report.
+    fn count(&mut self, batches: Vec<rows::Batch>) {
+        for batch in batches {
+            self.report.stored_from_list += batch.stored;
+            if batch.counted {
+                self.report.queued += batch.noted.queued;
+            }
+            self.report.new += batch.noted.new;
+        }
     }
 }
 

@@ -6,29 +6,218 @@
 //! offset, than the stored detail; and never over a ticket its detail called deleted. Which
 //! fields are taken is decided by the self-verification (`list_field_agreement`); when the list
 //! is not trustworthy at all, nothing is stored.
+//!
+//! The writing runs beside the listing ([`Noting`]): a batch of listed tickets (a page, or the
+//! pages of a window read together) is stored and queued in the background while the next
+//! pages are listed, one batch at a time and in order, so the list calls do not wait for the
+//! database and the database does not wait for the list calls (up to a window ahead).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use chrono::Utc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::domain::{ListTrust, TicketId, TicketRecord};
 use crate::feishu::parse::ListedTicket;
 use crate::normalize::epoch_to_datetime;
 use crate::normalize::listed::normalize_list_row;
 use crate::store::Store;
+use crate::store::discovery::Noted;
 use crate::store::listed::StoredContent;
 
+/// What noting one batch of listed tickets came to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Batch {
+    /// Tickets whose stored content the batch's list rows changed.
+    pub stored: u64,
+    /// What queueing the batch did.
+    pub noted: Noted,
+    /// Whether the batch counts in the report (not for a stability re-read).
+    pub counted: bool,
+}
+
+/// Listed rows waiting to be written, at most, before listing waits for the writing: two of
+/// discovery's groups of pages (2 × 8 × 200 rows of ~1.3 KB), so one group is written while the
+/// next is listed and the daemon's memory stays flat (BENCHMARKS.md, "Memory").
+const MAX_ROWS_WAITING: usize = 3_200;
+
+/// Notes batches of listed tickets in the background, one at a time and in the order given:
+/// each batch's rows stored (when configured), then the tickets that want their detail
+/// queued, while the caller lists the next pages (up to [`MAX_ROWS_WAITING`] rows ahead).
+/// Batches that finished are handed back, in order, by [`Noting::submit`] and
+/// [`Noting::finish`]; a position saved once its batches finished never runs ahead of what is
+/// stored.
+pub(super) struct Noting {
+    /// Where the queue is (and the rows, through `rows`).
+    store: Store,
+    /// Where list rows are stored (`None`: ids only).
+    rows: Option<RowStore>,
+    /// Batches submitted and not yet handed back, oldest first, with their number of rows.
+    in_flight: VecDeque<(usize, JoinHandle<anyhow::Result<Batch>>)>,
+    /// Told when the last submitted batch is done: the next one starts then (one writer).
+    last_done: Option<oneshot::Receiver<()>>,
+    /// Batches handed to [`Noting::submit`] so far.
+    submitted: u64,
+    /// Batches finished and handed back so far (in order, up to the first that failed).
+    finished: u64,
+    /// A batch failed: `finished` stays where it was.
+    failed: bool,
+}
+
+impl Noting {
+    /// Reads the list rows' trust once (see [`RowStore::new`]) when `store_list_rows`.
+    pub async fn new(store: &Store, store_list_rows: bool) -> anyhow::Result<Self> {
+        let rows = match store_list_rows {
+            true => RowStore::new(store).await?,
+            false => None,
+        };
+        Ok(Self {
+            store: store.clone(),
+            rows,
+            in_flight: VecDeque::new(),
+            last_done: None,
+            submitted: 0,
+            finished: 0,
+            failed: false,
+        })
+    }
+
+    /// Batches submitted so far (a number [`Noting::finished`] reaches once they are written).
+    pub fn submitted(&self) -> u64 {
+        self.submitted
+    }
+
+    /// Batches finished (and handed back) so far.
+    pub fn finished(&self) -> u64 {
+        self.finished
+    }
+
+    /// Starts noting `listed` (by ticket id) in the background, after the batches before it;
+    /// waits first while more than [`MAX_ROWS_WAITING`] rows would be waiting. Returns the
+    /// batches that finished meanwhile, in order.
+    pub async fn submit(
+        &mut self,
+        listed: BTreeMap<String, ListedTicket>,
+        counted: bool,
+    ) -> anyhow::Result<Vec<Batch>> {
+        let mut done = self.finished_batches().await?;
+        let rows = listed.len();
+        while !self.in_flight.is_empty()
+            && self.in_flight.iter().map(|(n, _)| n).sum::<usize>() + rows > MAX_ROWS_WAITING
+        {
+            done.extend(self.next().await?);
+        }
+        let (store, row_store) = (self.store.clone(), self.rows.clone());
+        let before = self.last_done.take();
+        let (done_tx, done_rx) = oneshot::channel();
+        self.last_done = Some(done_rx);
+        let task = tokio::spawn(async move {
+            if let Some(before) = before {
+                // Sent or dropped: the batch before is over either way (its error is its own).
+                let _ = before.await;
+            }
+            let batch = note_batch(&store, row_store, listed, counted).await;
+            let _ = done_tx.send(());
+            batch
+        });
+        self.in_flight.push_back((rows, task));
+        self.submitted += 1;
+        Ok(done)
+    }
+
+    /// Waits for every batch still being noted (all of them, even after one failed: nothing
+    /// goes on writing unwatched) and returns them in order, or the first failure.
+    pub async fn finish(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let (mut done, mut failure) = (Vec::new(), None);
+        while !self.in_flight.is_empty() {
+            match self.next().await {
+                Ok(batch) => done.extend(batch),
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        failure.map_or(Ok(done), Err)
+    }
+
+    /// The batches at the front that are finished already, without waiting.
+    async fn finished_batches(&mut self) -> anyhow::Result<Vec<Batch>> {
+        let mut done = Vec::new();
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|(_, task)| task.is_finished())
+        {
+            done.extend(self.next().await?);
+        }
+        Ok(done)
+    }
+
+    /// Waits for the oldest batch.
+    async fn next(&mut self) -> anyhow::Result<Option<Batch>> {
+        let Some((_, task)) = self.in_flight.pop_front() else {
+            return Ok(None);
+        };
+        let batch = task
+            .await
+            .map_err(|e| anyhow::anyhow!("noting listed tickets stopped: {e}"))
+            .and_then(|batch| batch);
+        match batch {
+            Ok(batch) => {
+                // Past a failed batch nothing counts as finished: no position moves past it.
+                if !self.failed {
+                    self.finished += 1;
+                }
+                Ok(Some(batch))
+            }
+            Err(error) => {
+                self.failed = true;
+                Err(error)
+            }
+        }
+    }
+}
+
+/// One batch: its list rows stored (when `rows`), then the tickets that want their detail
+/// queued (the queue compares with what the rows just stored).
+async fn note_batch(
+    store: &Store,
+    rows: Option<RowStore>,
+    listed: BTreeMap<String, ListedTicket>,
+    counted: bool,
+) -> anyhow::Result<Batch> {
+    let stored = match rows {
+        Some(mut rows) => rows.store(&listed).await?,
+        None => 0,
+    };
+    let updated: BTreeMap<String, Option<chrono::DateTime<Utc>>> = listed
+        .iter()
+        .map(|(id, t)| (id.clone(), t.updated_at_ms.and_then(epoch_to_datetime)))
+        .collect();
+    drop(listed);
+    let noted = store.note_listed(&updated).await?;
+    Ok(Batch {
+        stored,
+        noted,
+        counted,
+    })
+}
+
 /// Stores list rows with the trust verified so far (read once per discovery).
-pub(super) struct RowStore<'a> {
-    store: &'a Store,
+#[derive(Clone)]
+pub(super) struct RowStore {
+    /// Where the rows go.
+    store: Store,
+    /// The fields list rows are taken for, as verified so far.
     trust: ListTrust,
     /// The list's clock offset (`list_clock_offset_ms()`), read once per discovery.
     offset: chrono::Duration,
 }
 
-impl<'a> RowStore<'a> {
+impl RowStore {
     /// `None` when list rows are not trusted at all (then discovery queues ids only).
-    pub async fn new(store: &'a Store) -> anyhow::Result<Option<Self>> {
+    pub async fn new(store: &Store) -> anyhow::Result<Option<Self>> {
         let trust = store.list_trust().await?;
         if trust.is_disabled() {
             tracing::warn!(
@@ -45,7 +234,7 @@ impl<'a> RowStore<'a> {
             );
         }
         Ok(Some(Self {
-            store,
+            store: store.clone(),
             trust,
             offset: chrono::Duration::milliseconds(offset_ms),
         }))
@@ -53,7 +242,7 @@ impl<'a> RowStore<'a> {
 
     /// Writes the rows of `listed` (by ticket id) that are new or newer than what is stored;
     /// returns how many changed stored content.
-    pub async fn store(&mut self, listed: &BTreeMap<String, &ListedTicket>) -> anyhow::Result<u64> {
+    pub async fn store(&mut self, listed: &BTreeMap<String, ListedTicket>) -> anyhow::Result<u64> {
         if listed.is_empty() {
             return Ok(0);
         }
@@ -87,7 +276,7 @@ impl<'a> RowStore<'a> {
     async fn write(
         &self,
         ids: &[String],
-        listed: &BTreeMap<String, &ListedTicket>,
+        listed: &BTreeMap<String, ListedTicket>,
     ) -> anyhow::Result<u64> {
         let listed_at = Utc::now();
         let (trust, offset) = (&self.trust, self.offset);

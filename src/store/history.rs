@@ -15,28 +15,38 @@
 use sqlx::{Postgres, Transaction};
 
 /// Records versions and status transitions of `ticket_ids` (as now stored in `tickets`), and
-/// rebuilds their stays.
+/// rebuilds their stays. `only_list_rows`: every one of them was just written from a list row,
+/// so no list history is to be upgraded to a detail's (those steps match nothing then).
 pub async fn record_history(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
+    only_list_rows: bool,
 ) -> anyhow::Result<()> {
     if ticket_ids.is_empty() {
         return Ok(());
     }
-    upgrade_list_history(tx, ticket_ids).await?;
+    if !only_list_rows {
+        upgrade_list_history(tx, ticket_ids).await?;
+    }
     sqlx::query(
-        "INSERT INTO ticket_versions
+        // The content's hash once per ticket (the text of its JSON is not made twice).
+        "WITH current AS MATERIALIZED (
+             SELECT t.ticket_id, md5(t.raw::text) AS content_hash, t.fetched_at, t.status,
+                    t.updated_at, t.agent_owner_id, t.raw, t.content_source
+             FROM tickets t WHERE t.ticket_id = ANY($1)
+         )
+         INSERT INTO ticket_versions
             (ticket_id, content_hash, observed_at, status, updated_at, agent_owner_id, raw,
              content_source)
-         SELECT t.ticket_id, md5(t.raw::text), t.fetched_at, t.status, t.updated_at,
-                t.agent_owner_id, t.raw, t.content_source
-         FROM tickets t
+         SELECT c.ticket_id, c.content_hash, c.fetched_at, c.status, c.updated_at,
+                c.agent_owner_id, c.raw, c.content_source
+         FROM current c
          LEFT JOIN LATERAL (
              SELECT v.content_hash FROM ticket_versions v
-             WHERE v.ticket_id = t.ticket_id ORDER BY v.version_id DESC LIMIT 1
+             WHERE v.ticket_id = c.ticket_id ORDER BY v.version_id DESC LIMIT 1
          ) last ON true
-         WHERE t.ticket_id = ANY($1) AND last.content_hash IS DISTINCT FROM md5(t.raw::text)
-         ORDER BY t.ticket_id",
+         WHERE last.content_hash IS DISTINCT FROM c.content_hash
+         ORDER BY c.ticket_id",
     )
     .bind(ticket_ids)
     .execute(&mut **tx)

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 
 use sqlx::{Postgres, Transaction};
 
-use crate::domain::TicketRecord;
+use crate::domain::{ContentSource, TicketRecord};
 
 /// Writes tickets whose content changed (all of them when `force`): ticket rows, child rows and
 /// history. Returns the ids written.
@@ -24,7 +24,12 @@ pub async fn write_records(
     super::children::replace_children(tx, &changed_records).await?;
     let mut ids: Vec<String> = changed.iter().cloned().collect();
     ids.sort_unstable();
-    super::history::record_history(tx, &ids).await?;
+    // List rows alone (force rewrites keep whatever source was stored): nothing to upgrade.
+    let only_list_rows = !force
+        && changed_records
+            .iter()
+            .all(|r| r.ticket.content_source == ContentSource::List);
+    super::history::record_history(tx, &ids, only_list_rows).await?;
     Ok(changed)
 }
 
