@@ -17,7 +17,8 @@
 //!    - [`metrics`]: Prometheus series (labels in, text out). [`telemetry`]: log setup.
 //! 2. The outside world:
 //!    - [`feishu`]: the Open API: [`feishu::auth`] (tenant token cache), [`feishu::client`]
-//!      (requests, retries), [`feishu::parse`] (answers to pages, tickets, tokens or errors; no
+//!      (requests, retries; `FeishuApp`, what every helpdesk of one app shares: the tenant token
+//!      and one pacer per endpoint; `FeishuClient`, one helpdesk's handle), [`feishu::parse`] (answers to pages, tickets, tokens or errors; no
 //!      I/O), [`feishu::error`] (the error policy table), [`feishu::wire`] (lenient JSON types).
 //!    - [`normalize`]: pure conversion of one ticket's JSON into domain rows (units, epochs, quirks);
 //!      [`normalize::listed`]: a list row laid over stored content, compared with its detail.

@@ -41,6 +41,9 @@ pub struct CycleReport {
     pub backlog_rows: Option<u64>,
     /// Why the catalog or the backlog was not refreshed (the tickets are not affected).
     pub report_errors: Vec<String>,
+    /// The cycle's claim budget (`claim_for`) ran out with work still due: the daemon starts
+    /// the next cycle at once instead of waiting for a tick (a backlog never idles).
+    pub work_left: bool,
 }
 
 /// What one batch wrote.

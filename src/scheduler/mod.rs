@@ -356,6 +356,8 @@ impl Daemon {
     ) -> anyhow::Result<Option<HelpdeskLock>> {
         let mut next_tick_at = Some(Utc::now());
         let mut refetch_at = None;
+        // The last cycle's claim budget ran out with work due (a backlog).
+        let mut work_left;
         while !shutdown.is_cancelled() {
             let Some(tick) = next_tick_at else {
                 tracing::error!("sync.schedule has no future tick; stopping");
@@ -378,9 +380,9 @@ impl Daemon {
             let started = Utc::now();
             if scheduled {
                 self.prune_event_receipts().await;
-                self.run_one(shutdown, lock.lost(), Trigger::Schedule).await;
+                work_left = self.run_one(shutdown, lock.lost(), Trigger::Schedule).await;
             } else {
-                self.run_one(shutdown, lock.lost(), Trigger::Event).await;
+                work_left = self.run_one(shutdown, lock.lost(), Trigger::Event).await;
             }
             if shutdown.is_cancelled() {
                 break;
@@ -400,6 +402,14 @@ impl Daemon {
                     );
                 }
                 next_tick_at = next;
+            }
+            if work_left {
+                // A backlog: the next full cycle (discovery first) starts now, not at a tick an
+                // interval away: the daemon never idles while work is due.
+                tracing::info!(
+                    "work is left after the cycle's claim budget; the next cycle starts now"
+                );
+                next_tick_at = Some(Utc::now());
             }
         }
         Ok(Some(lock))
@@ -483,7 +493,7 @@ impl Daemon {
         shutdown: &CancellationToken,
         lock_lost: &CancellationToken,
         trigger: Trigger,
-    ) {
+    ) -> bool {
         let cycle_stop = shutdown.child_token();
         let progress = Heartbeat::default();
         let watcher = spawn_stall_watch(progress.clone(), self.stall_timeout, cycle_stop.clone());
@@ -498,7 +508,7 @@ impl Daemon {
         };
         let store = &self.store;
         let Some(client) = &self.client else {
-            return;
+            return false;
         };
         if self.adopts_unowned && !lock_lost.is_cancelled() {
             // Events accepted by an older binary, or by a path that did not know the helpdesk.
@@ -520,7 +530,7 @@ impl Daemon {
         if lock_lost.is_cancelled() {
             // Nothing may be sent without the lock; the loop takes it again first.
             tracing::info!("the helpdesk lock was lost before the cycle began; it is skipped");
-            return;
+            return false;
         }
         let run_id = start_recorded(store, &self.helpdesk_id, trigger).await;
         let result = run_cycle(store, client, options, &on_progress, cycle_stop.clone()).await;
@@ -544,6 +554,7 @@ impl Daemon {
             .unwrap_or_else(|p| p.into_inner()) = Some(outcome.to_owned());
         log_cycle(outcome, trigger, &result);
         self.heartbeat.beat();
+        result.is_ok_and(|r| r.work_left)
     }
 }
 

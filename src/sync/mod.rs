@@ -221,6 +221,7 @@ impl Cycle<'_> {
         let report = &mut self.report;
         report.due_at_start = worked.due_at_start;
         report.claimed = worked.claimed;
+        report.work_left = worked.budget_spent;
         report.written = written;
         report.released = released;
         report.api = self.client.stats().since(&self.api_before);

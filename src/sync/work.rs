@@ -49,6 +49,8 @@ pub(super) struct Worked {
     pub fatal: Option<ApiError>,
     /// Claiming failed: the cycle ends failed once what was in flight is written.
     pub db_error: Option<anyhow::Error>,
+    /// The claim budget ran out before the queue did: work is left for the next cycle.
+    pub budget_spent: bool,
 }
 
 /// One claimed piece of work.
@@ -127,6 +129,7 @@ pub(super) async fn work_queue(
         claimed: queue.claimed,
         fatal: tally.fatal,
         db_error: queue.db_error,
+        budget_spent: winding_down && !stop.is_cancelled(),
     })
 }
 

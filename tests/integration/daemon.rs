@@ -183,3 +183,56 @@ async fn a_stalled_cycle_is_ended_and_the_daemon_carries_on() {
     );
     daemon.stop_within(Duration::from_secs(10)).await;
 }
+
+/// A backlog larger than one cycle's claim budget (one schedule interval) runs in cycles back to
+/// back: when the budget is spent with work still due, the next cycle starts at once instead of
+/// at the tick after the one the cycle outlasted (before: idle for about an interval between
+/// every two cycles, half the time during a long conversation backlog).
+#[tokio::test]
+async fn a_backlog_runs_in_cycles_back_to_back_not_tick_to_tick() {
+    let db = TestDb::new().await;
+    // 40 conversations at 1 read/s: about 40 s of work, four 10-second claim budgets.
+    let sim = start_sim(SimConfig {
+        message_limit_per_second: 1,
+        ..unlimited_sim(40)
+    })
+    .await;
+    let ws = Workspace::configured(
+        &sim,
+        &db,
+        "message_requests_per_second = 1.0\nmessage_requests_per_second_ceiling = 1.0\n",
+        "schedule = \"*/10 * * * * *\"\n",
+    );
+    let daemon = ws.daemon();
+    daemon
+        .expect_log(
+            "work is left after the cycle's claim budget; the next cycle starts now",
+            Duration::from_secs(120),
+        )
+        .await;
+    // The cycle after it has started (its row exists).
+    let mut runs = 0;
+    for _ in 0..600 {
+        runs = db.count("SELECT count(*) FROM sync_runs").await;
+        if runs >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(runs >= 2, "no second cycle: {runs} run(s)");
+    // Back to back: the second cycle started within moments of the first's end, not at the
+    // next 10-second tick after the one skipped (coarse: 3 s on a loaded machine; before, 5–10 s).
+    let gap_ms = db
+        .count(
+            "SELECT (extract(epoch FROM b.started_at - a.finished_at) * 1000)::bigint
+               FROM sync_runs a JOIN sync_runs b ON b.run_id = (
+                    SELECT min(run_id) FROM sync_runs WHERE run_id > a.run_id)
+              WHERE a.run_id = (SELECT min(run_id) FROM sync_runs)",
+        )
+        .await;
+    assert!(
+        gap_ms < 3_000,
+        "the next cycle began {gap_ms} ms after the first ended"
+    );
+    daemon.stop().await;
+}

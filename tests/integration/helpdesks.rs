@@ -75,12 +75,14 @@ async fn two_helpdesks_share_one_app_budget() {
         c.helpdesk_id.clone(),
         c.extra_helpdesks[0].helpdesk_id.clone(),
     );
-    // The shipped paces (detail 9/s, list 40/s and 950/min), messages 4/s under the
-    // simulator's 5/s (the same margin): each helpdesk alone would use all of them.
+    // The shipped paces (detail 9/s, list 40/s and 950/min), messages held at 4/s under the
+    // simulator's 5/s (start and ceiling: a learned pace would probe above it, see
+    // tests/integration/pacing.rs): each helpdesk alone would use all of them.
     let ws = config_with(&sim, &db)
         .detail_rate(9.0)
         .list_rate(40.0)
         .message_rate(4.0)
+        .feishu("message_requests_per_second_ceiling", 4.0)
         .workspace();
     let out = ws.run(&["sync"], &[], None).await;
     assert_ok(&out);
