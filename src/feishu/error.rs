@@ -58,7 +58,8 @@ pub enum ApiError {
     },
     #[error(
         "the helpdesk authorization was rejected (HTTP {http_status}, {}: {msg}); \
-         check feishu.helpdesk_id and feishu.helpdesk_token",
+         check the helpdesk's id and token (feishu.helpdesk_id and feishu.helpdesk_token, or \
+         its [[helpdesks]] entry)",
         code_text(.code)
     )]
     HelpdeskUnauthorized {
