@@ -184,6 +184,11 @@ impl Pacer {
         self.learner.as_ref().map(|l| lock(l).snapshot())
     }
 
+    /// Whether [`Pacer::seed`] was offered a stored pace already (later offers are ignored).
+    pub fn is_seeded(&self) -> bool {
+        self.seeded.load(Ordering::Relaxed)
+    }
+
     /// Starts a learned pace from what an earlier process stored (`stored`, None when nothing
     /// was). Only the first offer counts: returns whether this one did.
     pub fn seed(&self, stored: Option<&LearnedRate>) -> bool {

@@ -297,6 +297,15 @@ impl FeishuClient {
             .collect()
     }
 
+    /// Whether every learned pace was started already (from storage or from nothing): the
+    /// stored paces need not be read again.
+    pub fn learned_rates_seeded(&self) -> bool {
+        LEARNED_ENDPOINTS
+            .iter()
+            .filter_map(|e| self.learned_pacer(e))
+            .all(Pacer::is_seeded)
+    }
+
     /// Starts the learned paces from what an earlier process stored (`stored`, by endpoint).
     /// Only the first call counts; returns whether this one did.
     pub fn seed_learned_rates(&self, stored: &[(String, LearnedRate)]) -> bool {

@@ -14,6 +14,10 @@ pub const SAVE_EVERY: Duration = Duration::from_secs(15);
 /// Starts the client's learned paces from the stored ones (the first cycle of a process only:
 /// later offers are ignored by the client).
 pub async fn seed(store: &Store, client: &FeishuClient) {
+    if client.learned_rates_seeded() {
+        // The app's paces were started by an earlier cycle (of any helpdesk): no read.
+        return;
+    }
     match store.learned_rates(client.app_id()).await {
         Ok(stored) => {
             let stored: Vec<_> = stored.into_iter().map(|s| (s.endpoint, s.rate)).collect();
