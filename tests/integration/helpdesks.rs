@@ -45,6 +45,15 @@ fn entries(c: &SimConfig) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// The ids of the simulator's first two helpdesks.
+fn first_two(sim: &helpdesk_sync::sim::SimServer) -> (String, String) {
+    let c = sim.state.config();
+    (
+        c.helpdesk_id.clone(),
+        c.extra_helpdesks[0].helpdesk_id.clone(),
+    )
+}
+
 fn config_with(sim: &helpdesk_sync::sim::SimServer, db: &TestDb) -> TestConfig {
     let list = entries(sim.state.config());
     let refs: Vec<(&str, &str, &str)> = list
@@ -70,11 +79,7 @@ async fn two_helpdesks_share_one_app_budget() {
     )
     .await;
     let db = TestDb::new().await;
-    let c = sim.state.config().clone();
-    let (a, b) = (
-        c.helpdesk_id.clone(),
-        c.extra_helpdesks[0].helpdesk_id.clone(),
-    );
+    let (a, b) = first_two(&sim);
     // The shipped paces (detail 9/s, list 40/s and 950/min), messages held at 4/s under the
     // simulator's 5/s (start and ceiling: a learned pace would probe above it, see
     // tests/integration/pacing.rs): each helpdesk alone would use all of them.
@@ -136,11 +141,7 @@ async fn two_helpdesks_share_one_app_budget() {
 async fn a_revoked_helpdesk_fails_alone_and_the_other_keeps_syncing() {
     let sim = start_sim(unlimited_sim(30).with_helpdesks(2)).await;
     let db = TestDb::new().await;
-    let c = sim.state.config().clone();
-    let (a, b) = (
-        c.helpdesk_id.clone(),
-        c.extra_helpdesks[0].helpdesk_id.clone(),
-    );
+    let (a, b) = first_two(&sim);
     let ws = config_with(&sim, &db).every_second().workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
     assert_eq!(tickets_of(&db, &b).await, 30);
@@ -203,11 +204,7 @@ async fn a_backfill_of_one_helpdesk_does_not_starve_another() {
     config.extra_helpdesks[0].tickets = 10;
     let sim = start_sim(config).await;
     let db = TestDb::new().await;
-    let c = sim.state.config().clone();
-    let (a, b) = (
-        c.helpdesk_id.clone(),
-        c.extra_helpdesks[0].helpdesk_id.clone(),
-    );
+    let (a, b) = first_two(&sim);
     let ws = config_with(&sim, &db)
         .detail_rate(9.0)
         .fast_list()
@@ -267,11 +264,7 @@ async fn a_backfill_of_one_helpdesk_does_not_starve_another() {
 async fn an_upgraded_single_helpdesk_database_keeps_its_history() {
     let sim = start_sim(unlimited_sim(40).with_helpdesks(2)).await;
     let db = TestDb::new().await;
-    let c = sim.state.config().clone();
-    let (a, b) = (
-        c.helpdesk_id.clone(),
-        c.extra_helpdesks[0].helpdesk_id.clone(),
-    );
+    let (a, b) = first_two(&sim);
     let single = TestConfig::new(&sim, &db).workspace();
     assert_ok(&single.run(&["sync"], &[], None).await);
     assert_eq!(tickets_of(&db, &a).await, 40);
@@ -365,11 +358,7 @@ async fn an_upgraded_single_helpdesk_database_keeps_its_history() {
 async fn commands_pick_a_helpdesk_by_id_or_name() {
     let sim = start_sim(unlimited_sim(5).with_helpdesks(2)).await;
     let db = TestDb::new().await;
-    let c = sim.state.config().clone();
-    let (a, b) = (
-        c.helpdesk_id.clone(),
-        c.extra_helpdesks[0].helpdesk_id.clone(),
-    );
+    let (a, b) = first_two(&sim);
     let ws = config_with(&sim, &db).discover(false).workspace();
     let id = helpdesk_ticket_id(1, 2);
     let out = ws.run(&["enqueue", &id], &[], None).await;
