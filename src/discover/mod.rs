@@ -231,9 +231,11 @@ const PAGES_IN_FLIGHT: usize = 8;
 /// client's buffers grow to the largest statement sent).
 const PAGES_PER_NOTE: usize = 8;
 
-/// Pages of one window fetched and not yet noted, at most: the group being written, the next
-/// one gathering, and the requests in flight.
-const PAGES_AHEAD: usize = 2 * PAGES_PER_NOTE + PAGES_IN_FLIGHT;
+/// Pages of one window fetched and not yet handed to the writers, at most: the group gathering
+/// and the requests in flight. The writers hold at most two more groups (`rows`'
+/// `MAX_ROWS_WAITING`): one being written, the next waiting, so at most 32 pages (6,400 rows)
+/// are in memory at once, whatever the window (BENCHMARKS.md, "Memory").
+const PAGES_AHEAD: usize = PAGES_PER_NOTE + PAGES_IN_FLIGHT;
 
 /// Windows narrower than this are not split further: one that still holds 10,000 rows is read
 /// as far as the API pages (and logged). Bounds the splitting whatever a `total` claims.

@@ -9,8 +9,9 @@
 //!
 //! The writing runs beside the listing ([`Noting`]): a batch of listed tickets (a page, or the
 //! pages of a window read together) is stored and queued in the background while the next
-//! pages are listed, one batch at a time and in order, so the list calls do not wait for the
-//! database and the database does not wait for the list calls (up to a window ahead).
+//! pages are listed, in order, by two writers side by side (each ticket always by the same
+//! one), so the list calls do not wait for the database and the database does not wait for the
+//! list calls (up to two groups of pages ahead).
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -42,10 +43,34 @@ pub(super) struct Batch {
 /// next is listed and the daemon's memory stays flat (BENCHMARKS.md, "Memory").
 const MAX_ROWS_WAITING: usize = 3_200;
 
-/// Notes batches of listed tickets in the background, one at a time and in the order given:
-/// each batch's rows stored (when configured), then the tickets that want their detail
-/// queued, while the caller lists the next pages (up to [`MAX_ROWS_WAITING`] rows ahead).
-/// Batches that finished are handed back, in order, by [`Noting::submit`] and
+/// Writers storing one batch side by side, each on its own connection: a batch's tickets are
+/// shared out between them by id, and each writer stores its share of every batch one batch at
+/// a time and in order, so a ticket's rows are always written by the same writer in the order
+/// they were listed (a later row never lands before an earlier one). Two, because one writer
+/// keeps one database backend busy and this is where a first install spends its time
+/// (BENCHMARKS.md, "List-first ingestion").
+const WRITERS: usize = 2;
+
+/// The writer that stores ticket `id`'s rows (always the same one for an id).
+fn writer_of(id: &str) -> usize {
+    let hash = id
+        .bytes()
+        .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(u64::from(b)));
+    (hash % WRITERS as u64) as usize
+}
+
+/// A batch submitted and not yet handed back: its number of rows, whether it counts, and each
+/// writer's share being written.
+struct InFlight {
+    rows: usize,
+    counted: bool,
+    shares: Vec<JoinHandle<anyhow::Result<Batch>>>,
+}
+
+/// Notes batches of listed tickets in the background, in the order given: each batch's rows
+/// stored (when configured), then the tickets that want their detail queued, by [`WRITERS`]
+/// writers side by side, while the caller lists the next pages (up to [`MAX_ROWS_WAITING`]
+/// rows ahead). Batches that finished are handed back, in order, by [`Noting::submit`] and
 /// [`Noting::finish`]; a position saved once its batches finished never runs ahead of what is
 /// stored.
 pub(super) struct Noting {
@@ -53,10 +78,11 @@ pub(super) struct Noting {
     store: Store,
     /// Where list rows are stored (`None`: ids only).
     rows: Option<RowStore>,
-    /// Batches submitted and not yet handed back, oldest first, with their number of rows.
-    in_flight: VecDeque<(usize, JoinHandle<anyhow::Result<Batch>>)>,
-    /// Told when the last submitted batch is done: the next one starts then (one writer).
-    last_done: Option<oneshot::Receiver<()>>,
+    /// Batches submitted and not yet handed back, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Per writer: told when its share of the last submitted batch is done (its next share
+    /// starts then).
+    last_done: Vec<Option<oneshot::Receiver<()>>>,
     /// Batches handed to [`Noting::submit`] so far.
     submitted: u64,
     /// Batches finished and handed back so far (in order, up to the first that failed).
@@ -76,7 +102,7 @@ impl Noting {
             store: store.clone(),
             rows,
             in_flight: VecDeque::new(),
-            last_done: None,
+            last_done: (0..WRITERS).map(|_| None).collect(),
             submitted: 0,
             finished: 0,
             failed: false,
@@ -104,24 +130,39 @@ impl Noting {
         let mut done = self.finished_batches().await?;
         let rows = listed.len();
         while !self.in_flight.is_empty()
-            && self.in_flight.iter().map(|(n, _)| n).sum::<usize>() + rows > MAX_ROWS_WAITING
+            && self.in_flight.iter().map(|b| b.rows).sum::<usize>() + rows > MAX_ROWS_WAITING
         {
             done.extend(self.next().await?);
         }
-        let (store, row_store) = (self.store.clone(), self.rows.clone());
-        let before = self.last_done.take();
-        let (done_tx, done_rx) = oneshot::channel();
-        self.last_done = Some(done_rx);
-        let task = tokio::spawn(async move {
-            if let Some(before) = before {
-                // Sent or dropped: the batch before is over either way (its error is its own).
-                let _ = before.await;
+        let mut shares: Vec<BTreeMap<String, ListedTicket>> =
+            (0..WRITERS).map(|_| BTreeMap::new()).collect();
+        for (id, ticket) in listed {
+            shares[writer_of(&id)].insert(id, ticket);
+        }
+        let mut tasks = Vec::with_capacity(WRITERS);
+        for (writer, share) in shares.into_iter().enumerate() {
+            if share.is_empty() {
+                continue;
             }
-            let batch = note_batch(&store, row_store, listed, counted).await;
-            let _ = done_tx.send(());
-            batch
+            let (store, row_store) = (self.store.clone(), self.rows.clone());
+            let before = self.last_done[writer].take();
+            let (done_tx, done_rx) = oneshot::channel();
+            self.last_done[writer] = Some(done_rx);
+            tasks.push(tokio::spawn(async move {
+                if let Some(before) = before {
+                    // Sent or dropped: the share before is over either way (its error is its own).
+                    let _ = before.await;
+                }
+                let batch = note_batch(&store, row_store, share).await;
+                let _ = done_tx.send(());
+                batch
+            }));
+        }
+        self.in_flight.push_back(InFlight {
+            rows,
+            counted,
+            shares: tasks,
         });
-        self.in_flight.push_back((rows, task));
         self.submitted += 1;
         Ok(done)
     }
@@ -147,31 +188,48 @@ impl Noting {
         while self
             .in_flight
             .front()
-            .is_some_and(|(_, task)| task.is_finished())
+            .is_some_and(|b| b.shares.iter().all(JoinHandle::is_finished))
         {
             done.extend(self.next().await?);
         }
         Ok(done)
     }
 
-    /// Waits for the oldest batch.
+    /// Waits for the oldest batch (every writer's share of it, even after one failed).
     async fn next(&mut self) -> anyhow::Result<Option<Batch>> {
-        let Some((_, task)) = self.in_flight.pop_front() else {
+        let Some(in_flight) = self.in_flight.pop_front() else {
             return Ok(None);
         };
-        let batch = task
-            .await
-            .map_err(|e| anyhow::anyhow!("noting listed tickets stopped: {e}"))
-            .and_then(|batch| batch);
-        match batch {
-            Ok(batch) => {
+        let mut batch = Batch {
+            counted: in_flight.counted,
+            ..Batch::default()
+        };
+        let mut failure = None;
+        for share in in_flight.shares {
+            let written = share
+                .await
+                .map_err(|e| anyhow::anyhow!("noting listed tickets stopped: {e}"))
+                .and_then(|written| written);
+            match written {
+                Ok(written) => {
+                    batch.stored += written.stored;
+                    batch.noted.queued += written.noted.queued;
+                    batch.noted.new += written.noted.new;
+                }
+                Err(error) => {
+                    failure.get_or_insert(error);
+                }
+            }
+        }
+        match failure {
+            None => {
                 // Past a failed batch nothing counts as finished: no position moves past it.
                 if !self.failed {
                     self.finished += 1;
                 }
                 Ok(Some(batch))
             }
-            Err(error) => {
+            Some(error) => {
                 self.failed = true;
                 Err(error)
             }
@@ -179,13 +237,12 @@ impl Noting {
     }
 }
 
-/// One batch: its list rows stored (when `rows`), then the tickets that want their detail
-/// queued (the queue compares with what the rows just stored).
+/// One writer's share of a batch: its list rows stored (when `rows`), then the tickets that
+/// want their detail queued (the queue compares with what the rows just stored).
 async fn note_batch(
     store: &Store,
     rows: Option<RowStore>,
     listed: BTreeMap<String, ListedTicket>,
-    counted: bool,
 ) -> anyhow::Result<Batch> {
     let stored = match rows {
         Some(mut rows) => rows.store(&listed).await?,
@@ -200,7 +257,7 @@ async fn note_batch(
     Ok(Batch {
         stored,
         noted,
-        counted,
+        counted: true,
     })
 }
 
@@ -349,6 +406,22 @@ fn is_newer(
 mod tests {
     use super::*;
     use chrono::TimeZone;
+
+    #[test]
+    fn a_ticket_always_goes_to_the_same_writer_and_every_writer_gets_a_share() {
+        let ids: Vec<String> = (0..1_000u64)
+            .map(|i| (7_000_000_000_000_000_000 + i).to_string())
+            .collect();
+        let mut shares = [0usize; WRITERS];
+        for id in &ids {
+            assert_eq!(writer_of(id), writer_of(&id.clone()));
+            shares[writer_of(id)] += 1;
+        }
+        // Consecutive ids (as a helpdesk hands them out) spread about evenly.
+        for share in shares {
+            assert!(share > 1_000 / WRITERS / 2, "{shares:?}");
+        }
+    }
 
     #[test]
     fn a_row_is_newer_only_past_the_last_row_and_the_detail_on_the_lists_clock() {

@@ -415,6 +415,10 @@ pub struct SimState {
     revoked: Mutex<HashSet<String>>,
     /// Each helpdesk's tickets by id, by helpdesk number (ids unique across helpdesks).
     tickets: Mutex<Vec<BTreeMap<String, Value>>>,
+    /// Each helpdesk's tickets in list order, built when a list call needs it and dropped when
+    /// a ticket changes (lock order: `tickets`, then this), so a page costs a scan of small
+    /// entries, not of every ticket's JSON.
+    list_index: Mutex<Vec<Option<Arc<Vec<ListEntry>>>>>,
     tokens: Mutex<HashMap<String, Instant>>,
     issued: Mutex<Vec<String>>,
     faults: Mutex<HashMap<String, VecDeque<Fault>>>,
@@ -468,6 +472,7 @@ impl SimState {
             helpdesks,
             helpdesk_headers,
             revoked: Mutex::new(HashSet::new()),
+            list_index: Mutex::new(vec![None; tickets.len()]),
             tickets: Mutex::new(tickets),
             tokens: Mutex::new(HashMap::new()),
             issued: Mutex::new(Vec::new()),
@@ -558,6 +563,12 @@ impl SimState {
             change(t);
             t["updated_at"] = json!(chrono::Utc::now().timestamp_millis());
         }
+        self.list_index_stale();
+    }
+
+    /// Drops the list index (call with `tickets` locked, after changing them).
+    fn list_index_stale(&self) {
+        lock(&self.list_index).iter_mut().for_each(|i| *i = None);
     }
 
     /// Adds or replaces a ticket as given: a ticket already there stays in its helpdesk; a new
@@ -574,13 +585,16 @@ impl SimState {
             })
             .unwrap_or(0);
         tickets[h].insert(id.to_owned(), ticket);
+        self.list_index_stale();
     }
 
     /// Deletes a ticket (of any helpdesk): its detail answers 404/154004 from now on.
     pub fn delete_ticket(&self, id: &str) {
-        for own in lock(&self.tickets).iter_mut() {
+        let mut tickets = lock(&self.tickets);
+        for own in tickets.iter_mut() {
             own.remove(id);
         }
+        self.list_index_stale();
     }
 
     /// Revokes the token of helpdesk `helpdesk_id`: its requests answer 401/154001 (as a
@@ -1169,21 +1183,19 @@ async fn list_response(
         .filter_map(|(_, v)| v.parse().ok())
         .collect();
     let tickets = lock(&state.tickets);
-    let mut matching: Vec<&Value> = tickets[helpdesk]
-        .values()
+    let index = state.list_index(&tickets, helpdesk);
+    let matching: Vec<&Value> = index
+        .iter()
         .filter(|t| {
-            let within = |field: &str, r: Option<(i64, i64)>| {
-                r.is_none_or(|(s, e)| t[field].as_i64().is_some_and(|v| v >= s && v <= e))
+            let within = |v: Option<i64>, r: Option<(i64, i64)>| {
+                r.is_none_or(|(s, e)| v.is_some_and(|v| v >= s && v <= e))
             };
-            within("updated_at", updated)
-                && within("created_at", created)
-                && (status_list.is_empty()
-                    || t["status"]
-                        .as_i64()
-                        .is_some_and(|s| status_list.contains(&s)))
+            within(t.updated_at, updated)
+                && within(t.created_at, created)
+                && (status_list.is_empty() || t.status.is_some_and(|s| status_list.contains(&s)))
         })
+        .filter_map(|t| tickets[helpdesk].get(&t.ticket_id))
         .collect();
-    matching.sort_by_key(|t| t["created_at"].as_i64().unwrap_or(0));
     let total = matching.len();
     let start = (page - 1) * page_size;
     let reachable = total.min(LIST_REACHABLE_ROWS);
@@ -1219,7 +1231,38 @@ async fn list_response(
         .into_response()
 }
 
+/// What the list filters and orders a ticket by.
+#[derive(Debug)]
+struct ListEntry {
+    ticket_id: String,
+    created_at: Option<i64>,
+    updated_at: Option<i64>,
+    status: Option<i64>,
+}
+
 impl SimState {
+    /// Helpdesk `h`'s tickets in list order (`created_at`, then id), from the index or built
+    /// into it; `tickets` is the locked ticket map.
+    fn list_index(&self, tickets: &[BTreeMap<String, Value>], h: usize) -> Arc<Vec<ListEntry>> {
+        let mut index = lock(&self.list_index);
+        index[h]
+            .get_or_insert_with(|| {
+                let mut entries: Vec<ListEntry> = tickets[h]
+                    .iter()
+                    .map(|(id, t)| ListEntry {
+                        ticket_id: id.clone(),
+                        created_at: t["created_at"].as_i64(),
+                        updated_at: t["updated_at"].as_i64(),
+                        status: t["status"].as_i64(),
+                    })
+                    .collect();
+                // Stable: tickets created at the same time stay in id order.
+                entries.sort_by_key(|t| t.created_at.unwrap_or(0));
+                Arc::new(entries)
+            })
+            .clone()
+    }
+
     /// A ticket as the list shows it: every field of the detail but `tags` (as the list's docs
     /// say), with the configured quirks (fields dropped or altered, a clock ahead) for
     /// self-verification tests.
