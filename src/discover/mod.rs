@@ -224,7 +224,7 @@ fn plan_backfill(
 const MAX_PASSES: u32 = 5;
 
 /// Pages of one window requested at once (the list pacer still spaces them).
-const PAGES_IN_FLIGHT: usize = 8;
+const PAGES_IN_FLIGHT: usize = 16;
 
 /// Pages of one window whose rows are noted together, in one transaction (1,600 rows): a
 /// window's 50 pages are never all in memory at once, nor in one statement (the database
@@ -246,6 +246,23 @@ enum Piece {
     Read,
     /// At or above the 10,000-row cap: split it.
     TooBig,
+}
+
+/// A piece of a window still to be read, and its first page when that was asked for already.
+struct Pending {
+    start: i64,
+    end: i64,
+    first: Option<Result<ListPage, ApiError>>,
+}
+
+impl Pending {
+    fn new(start: i64, end: i64) -> Self {
+        Self {
+            start,
+            end,
+            first: None,
+        }
+    }
 }
 
 struct Scanner<'a> {
@@ -296,19 +313,28 @@ impl Scanner<'_> {
             return Ok(());
         }
         // Pieces to read, as a stack: the oldest piece on top.
-        let mut pieces = vec![(start_ms, end_ms)];
-        while let Some((start, end)) = pieces.pop() {
-            match self.read_piece(start, end).await? {
+        let mut pieces = vec![Pending::new(start_ms, end_ms)];
+        while let Some(piece) = pieces.pop() {
+            let (start, end) = (piece.start, piece.end);
+            match self.read_piece(piece, pieces.last_mut()).await? {
                 Piece::Read => {
                     read.push_back((self.noting.submitted(), end));
                     self.pieces_done(read, piece_done).await?;
                 }
                 // Halves overlap by one millisecond: whether the API's bounds are inclusive is
-                // not documented, and a ticket listed twice costs nothing.
+                // not documented, and a ticket listed twice costs nothing. Their first pages are
+                // asked for together: each says whether its half must be split again (or is
+                // empty) without waiting for the other.
                 Piece::TooBig => {
                     let mid = start + (end - start) / 2;
-                    pieces.push((mid, end));
-                    pieces.push((start, mid));
+                    let (mut low, mut high) = (Pending::new(start, mid), Pending::new(mid, end));
+                    let (first_low, first_high) = futures::join!(
+                        self.fetch(start, mid, 1),
+                        self.fetch(mid, end, 1)
+                    );
+                    (low.first, high.first) = (Some(first_low?), Some(first_high?));
+                    pieces.push(high);
+                    pieces.push(low);
                     self.report.splits += 1;
                 }
             }
@@ -345,12 +371,24 @@ impl Scanner<'_> {
     /// meanwhile leaves the window and the rows behind it move up a place, so one row can slip
     /// past a page boundary. A multi-page piece is therefore checked after its last page (a
     /// total that moved means rows shifted) and read again until a pass is stable.
-    async fn read_piece(&mut self, start: i64, end: i64) -> Result<Piece, DiscoveryError> {
+    ///
+    /// The first page may have been asked for already (`piece.first`, with its sibling's); the
+    /// next piece's first page is asked for beside the stability re-read (`next`).
+    async fn read_piece(
+        &mut self,
+        piece: Pending,
+        next: Option<&mut Pending>,
+    ) -> Result<Piece, DiscoveryError> {
+        let (start, end) = (piece.start, piece.end);
+        let (mut asked, mut next) = (piece.first, next);
         let page_size = u64::from(MAX_PAGE_SIZE);
         let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
         let splittable = end - start >= MIN_SPLIT_MS;
         for pass in 1..=MAX_PASSES {
-            let mut first = self.page(start, end, 1).await?;
+            let mut first = match asked.take() {
+                Some(first) => self.listed(first)?,
+                None => self.page(start, end, 1).await?,
+            };
             let first_full = first.items() >= page_size;
             if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
                 return Ok(Piece::TooBig);
@@ -390,7 +428,17 @@ impl Scanner<'_> {
             // a total can simply be wrong.)
             let mut stable = true;
             if page > 1 {
-                let again = self.page(start, end, 1).await?;
+                let again = match next.as_deref_mut().filter(|n| n.first.is_none()) {
+                    Some(next) => {
+                        let (again, next_first) = futures::join!(
+                            self.fetch(start, end, 1),
+                            self.fetch(next.start, next.end, 1)
+                        );
+                        next.first = Some(next_first?);
+                        self.listed(again?)?
+                    }
+                    None => self.page(start, end, 1).await?,
+                };
                 // Queued again if changed meanwhile, but not counted twice in the report.
                 self.note(again.tickets, false).await?;
                 stable = again.total == first.total;
@@ -419,6 +467,23 @@ impl Scanner<'_> {
             page,
             page_size: MAX_PAGE_SIZE,
         }
+    }
+
+    /// Asks for one page without counting it (see [`Scanner::listed`]): for pages asked for
+    /// together. Fails only when discovery is stopped.
+    async fn fetch(
+        &self,
+        start_ms: i64,
+        end_ms: i64,
+        page: u32,
+    ) -> Result<Result<ListPage, ApiError>, DiscoveryError> {
+        if self.stop.is_cancelled() {
+            return Err(DiscoveryError::Interrupted);
+        }
+        Ok(self
+            .client
+            .list_tickets(&self.query(start_ms, end_ms, page), self.stop)
+            .await)
     }
 
     async fn page(

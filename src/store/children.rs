@@ -10,8 +10,9 @@ use sqlx::{Postgres, Transaction};
 
 use crate::domain::{CommentRow, CustomFieldRow, TicketRecord, UserRow};
 
-/// Replaces the child rows of the given tickets (users and tags upserted, the per-ticket sets
-/// deleted and re-inserted).
+/// Replaces the child rows of the given tickets (tags upserted, the per-ticket sets deleted and
+/// re-inserted). The people they name are upserted by [`upsert_people`], which the caller runs
+/// last.
 pub async fn replace_children(
     tx: &mut Transaction<'_, Postgres>,
     records: &[&TicketRecord],
@@ -23,7 +24,6 @@ pub async fn replace_children(
         .iter()
         .map(|r| r.ticket.ticket_id.as_str())
         .collect();
-    upsert_users(tx, records).await?;
     replace_people(tx, &ids, records).await?;
     upsert_tags(tx, records).await?;
     replace_tags(tx, &ids, records).await?;
@@ -202,7 +202,11 @@ async fn replace_comments(
     Ok(())
 }
 
-async fn upsert_users(
+/// Upserts the people the given tickets name into `helpdesk_users`. Run as the last write of a
+/// transaction: the same few agents appear in every batch, and their rows stay locked until the
+/// commit, so writers side by side (list rows, details) would otherwise wait for each other's
+/// whole transaction. The references to them are checked at the commit (deferred keys).
+pub async fn upsert_people(
     tx: &mut Transaction<'_, Postgres>,
     records: &[&TicketRecord],
 ) -> anyhow::Result<()> {

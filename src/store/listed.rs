@@ -115,7 +115,7 @@ impl Store {
         changed_ids.sort_unstable();
         super::messages::ticket_changed(&mut tx, &changed_ids).await?;
         tx.commit().await?;
-        self.note_written(changed.len() as u64).await;
+        self.note_written(changed.len() as u64);
         Ok(ListWrite {
             stored: changed.len() as u64,
         })

@@ -157,8 +157,10 @@ impl Store {
     /// empty tables), the plans Postgres caches for our `ticket_id = ANY($1)` statements were
     /// made when the tables were tiny and stay sequential scans until the next ANALYZE; with
     /// autovacuum off or lagging that costs 2x by 100k tickets. So: ANALYZE after 1k, 2k, 4k, …
-    /// tickets written by this process (geometric, so the total cost stays linear).
-    pub async fn note_written(&self, tickets: u64) {
+    /// tickets written by this process (geometric, so the total cost stays linear). The ANALYZE
+    /// runs in the background (one per mark): it locks out no writes, and the writer that
+    /// crossed the mark goes on writing meanwhile.
+    pub fn note_written(&self, tickets: u64) {
         use std::sync::atomic::Ordering;
         let total = self.growth.written.fetch_add(tickets, Ordering::Relaxed) + tickets;
         let next = self.growth.next_analyze.load(Ordering::Relaxed);
@@ -176,18 +178,20 @@ impl Store {
         {
             return;
         }
-        let started = std::time::Instant::now();
-        match sqlx::query(ANALYZE_WRITTEN_TABLES)
-            .execute(&self.pool)
-            .await
-        {
-            Ok(_) => tracing::debug!(
-                tickets_written = total,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "refreshed planner statistics"
-            ),
-            Err(e) => tracing::warn!(error = %e, "cannot refresh planner statistics (ANALYZE)"),
-        }
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let started = std::time::Instant::now();
+            match sqlx::query(ANALYZE_WRITTEN_TABLES).execute(&pool).await {
+                Ok(_) => tracing::debug!(
+                    tickets_written = total,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "refreshed planner statistics"
+                ),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot refresh planner statistics (ANALYZE)")
+                }
+            }
+        });
     }
 
     /// Applies pending migrations, then the reporting definitions that changed (all of them

@@ -70,7 +70,7 @@ impl Store {
         let refs: Vec<&TicketRecord> = records.iter().collect();
         write_records(&mut tx, &refs, true).await?;
         tx.commit().await?;
-        self.note_written(refs.len() as u64).await;
+        self.note_written(refs.len() as u64);
         Ok((rows.len() as u64, refs.len() as u64))
     }
 }

@@ -51,7 +51,7 @@ impl Store {
         report.messages_failed = written.failed;
         report.messages_stored = written.stored;
         tx.commit().await?;
-        self.note_written(report.changed).await;
+        self.note_written(report.changed);
         Ok(report)
     }
 }

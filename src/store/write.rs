@@ -1,5 +1,6 @@
 //! Writing tickets whose content changed: ticket rows (`upsert_tickets`), then their child rows
-//! (`children`) and change history (`history`), in the caller's transaction. Used by the batch
+//! (`children`), change history (`history`) and, last, the people they name, in the caller's
+//! transaction. Used by the batch
 //! write (`upsert`), list rows (`listed`) and re-normalization (`raw`).
 
 use std::collections::HashSet;
@@ -30,6 +31,8 @@ pub async fn write_records(
             .iter()
             .all(|r| r.ticket.content_source == ContentSource::List);
     super::history::record_history(tx, &ids, only_list_rows).await?;
+    // Last: the people rows shared by every ticket are locked until the commit from here.
+    super::children::upsert_people(tx, &changed_records).await?;
     Ok(changed)
 }
 
