@@ -88,7 +88,7 @@ async fn batched_with(
         write_records(&mut tx, &refs, false).await?;
         tx.commit().await?;
         if refresh_statistics {
-            store.note_written(refs.len() as u64).await;
+            store.note_written(refs.len() as u64);
         }
     }
     Ok(started.elapsed())

@@ -139,7 +139,7 @@ pub async fn rebuild_stays(
             .execute(pool)
             .await?;
         if note_written {
-            store.note_written(chunk.len() as u64).await;
+            store.note_written(chunk.len() as u64);
         }
     }
     let took = started.elapsed();
