@@ -213,10 +213,27 @@ impl CliError {
     }
 }
 
+/// glibc gives each thread that allocates under contention an arena of its own (up to 8 per
+/// core) and keeps every arena at its largest: the runtime's threads, each holding list pages
+/// or a write for a while, make the daemon's resident memory grow by arenas, not by data
+/// (BENCHMARKS.md, "Memory": 62.3 → 54.5 MiB peak for a complete install). Two arenas keep it
+/// down; a `MALLOC_ARENA_MAX` set in the environment wins. Other C libraries: nothing to do.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; called before the runtime and
+        // its threads start.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
 /// Runs the command and turns the result into an exit code. Installs the process-wide TLS
 /// crypto provider first (reqwest is built without one; ring is the lean one): every HTTP
 /// client of the process relies on it.
 pub fn main(cli: Cli) -> ExitCode {
+    limit_malloc_arenas();
     let _ = rustls::crypto::ring::default_provider().install_default();
     // sqlx reports Postgres NOTICEs (e.g. "relation already exists, skipping") at info.
     let default_filter = match cli.command {

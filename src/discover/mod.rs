@@ -328,10 +328,8 @@ impl Scanner<'_> {
                 Piece::TooBig => {
                     let mid = start + (end - start) / 2;
                     let (mut low, mut high) = (Pending::new(start, mid), Pending::new(mid, end));
-                    let (first_low, first_high) = futures::join!(
-                        self.fetch(start, mid, 1),
-                        self.fetch(mid, end, 1)
-                    );
+                    let (first_low, first_high) =
+                        futures::join!(self.fetch(start, mid, 1), self.fetch(mid, end, 1));
                     (low.first, high.first) = (Some(first_low?), Some(first_high?));
                     pieces.push(high);
                     pieces.push(low);
