@@ -216,11 +216,14 @@ impl CliError {
 /// glibc gives each thread that allocates under contention an arena of its own (up to 8 per
 /// core) and keeps every arena at its largest: the runtime's threads, each holding list pages
 /// or a write for a while, make the daemon's resident memory grow by arenas, not by data
-/// (BENCHMARKS.md, "Memory": 62.3 → 54.5 MiB peak for a complete install). Two arenas keep it
-/// down; a `MALLOC_ARENA_MAX` set in the environment wins. Other C libraries: nothing to do.
+/// (BENCHMARKS.md, "Memory": 62.3 → 57.3 MiB peak for a complete install). Two arenas keep it
+/// down; an operator's own setting wins (`MALLOC_ARENA_MAX`, or `arena_max` in
+/// `GLIBC_TUNABLES`). Other C libraries: nothing to do.
 fn limit_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none()
+        && !std::env::var("GLIBC_TUNABLES").is_ok_and(|t| t.contains("arena_max"))
+    {
         // SAFETY: mallopt only sets a tunable of the allocator; called before the runtime and
         // its threads start.
         unsafe {

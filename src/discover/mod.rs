@@ -231,10 +231,11 @@ const PAGES_IN_FLIGHT: usize = 16;
 /// client's buffers grow to the largest statement sent).
 const PAGES_PER_NOTE: usize = 8;
 
-/// Pages of one window fetched and not yet handed to the writers, at most: the group gathering
-/// and the requests in flight. The writers hold at most two more groups (`rows`'
-/// `MAX_ROWS_WAITING`): one being written, the next waiting, so at most 32 pages (6,400 rows)
-/// are in memory at once, whatever the window (BENCHMARKS.md, "Memory").
+/// Pages of one window asked for and not yet handed to the writers, at most: the group
+/// gathering and the requests in flight (most of them not answered yet). The writers hold at
+/// most two more groups (`rows`' `MAX_ROWS_WAITING`): one being written, the next waiting, so
+/// at most 40 pages (8,000 rows) are held at once, whatever the window (BENCHMARKS.md,
+/// "Memory").
 const PAGES_AHEAD: usize = PAGES_PER_NOTE + PAGES_IN_FLIGHT;
 
 /// Windows narrower than this are not split further: one that still holds 10,000 rows is read
@@ -326,6 +327,12 @@ impl Scanner<'_> {
                 // asked for together: each says whether its half must be split again (or is
                 // empty) without waiting for the other.
                 Piece::TooBig => {
+                    // One first page kept ahead at a time: the half split last time waits
+                    // without it (asked for again when its turn comes), so bisecting a wide,
+                    // crowded range holds no page per level.
+                    if let Some(waiting) = pieces.last_mut() {
+                        waiting.first = None;
+                    }
                     let mid = start + (end - start) / 2;
                     let (mut low, mut high) = (Pending::new(start, mid), Pending::new(mid, end));
                     let (first_low, first_high) =

@@ -178,8 +178,12 @@ impl Store {
         {
             return;
         }
+        // Outside a runtime (nothing of ours calls it so) there is nowhere to run it: skipped.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let pool = self.pool.clone();
-        tokio::spawn(async move {
+        runtime.spawn(async move {
             let started = std::time::Instant::now();
             match sqlx::query(ANALYZE_WRITTEN_TABLES).execute(&pool).await {
                 Ok(_) => tracing::debug!(
