@@ -497,13 +497,7 @@ impl Scanner<'_> {
         end_ms: i64,
         page: u32,
     ) -> Result<ListPage, DiscoveryError> {
-        if self.stop.is_cancelled() {
-            return Err(DiscoveryError::Interrupted);
-        }
-        let result = self
-            .client
-            .list_tickets(&self.query(start_ms, end_ms, page), self.stop)
-            .await;
+        let result = self.fetch(start_ms, end_ms, page).await?;
         self.listed(result)
     }
 
