@@ -41,6 +41,9 @@ pub struct Verification {
     pub tickets: u64,
     /// Fields found to differ for the first time: no longer taken from list rows.
     pub newly_distrusted: Vec<String>,
+    /// Tickets whose detail is the version their stored list row showed, no field differing:
+    /// the detail completes that row, it is no news (its conversation is not due again).
+    pub same_version: Vec<String>,
 }
 
 impl Store {
@@ -113,7 +116,7 @@ impl Store {
         let changed = super::write::write_records(&mut tx, &refs, false).await?;
         let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
         changed_ids.sort_unstable();
-        super::messages::ticket_changed(&mut tx, &changed_ids).await?;
+        super::messages::ticket_changed(&mut tx, &changed_ids, &[]).await?;
         tx.commit().await?;
         self.note_written(changed.len() as u64);
         Ok(ListWrite {
@@ -182,6 +185,9 @@ pub async fn verify_list_rows(
             continue;
         };
         verification.tickets += 1;
+        if !checks.iter().any(|(_, c)| *c == FieldCheck::Differed) {
+            verification.same_version.push(id.to_owned());
+        }
         for (field, check) in checks {
             let entry = tally.entry(field).or_default();
             match check {

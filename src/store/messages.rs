@@ -214,10 +214,14 @@ impl Store {
 }
 
 /// Tickets stored new or changed: their conversation is due (it may have changed with them)
-/// unless this version already made it due, and their senders' roles are inferred again (the ticket's people may have changed).
+/// unless this version already made it due, and their senders' roles are inferred again (the
+/// ticket's people may have changed). `same_version`: details that completed the list row of
+/// their own version (see `store::listed::verify_list_rows`) — the row already made the
+/// conversation due, which matters where `updated_at` cannot tell (a ticket without one).
 pub async fn ticket_changed(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
+    same_version: &[String],
 ) -> anyhow::Result<()> {
     if ticket_ids.is_empty() {
         return Ok(());
@@ -232,11 +236,13 @@ pub async fn ticket_changed(
                 messages_due_for = t.updated_at
            FROM tickets t
           WHERE s.ticket_id = ANY($1) AND t.ticket_id = s.ticket_id
+            AND s.ticket_id <> ALL($3)
             AND (s.messages_due_for IS NULL OR t.updated_at IS NULL
                  OR t.updated_at > s.messages_due_for)",
     )
     .bind(ticket_ids)
     .bind(PRIORITY_CHANGED_TICKET)
+    .bind(same_version)
     .execute(&mut **tx)
     .await?;
     sqlx::query("SELECT refresh_message_roles($1)")

@@ -90,7 +90,7 @@ async fn write_outcomes(
     let older = older_than_stored(tx, &records, &changed).await?;
     let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
     changed_ids.sort_unstable();
-    super::messages::ticket_changed(tx, &changed_ids).await?;
+    super::messages::ticket_changed(tx, &changed_ids, &verified.same_version).await?;
     if !not_found.is_empty() {
         sqlx::query(
             "UPDATE tickets SET deleted_at = now() WHERE ticket_id = ANY($1) AND deleted_at IS NULL",

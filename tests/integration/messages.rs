@@ -725,6 +725,43 @@ async fn a_first_install_reads_each_conversation_once() {
     );
 }
 
+/// A ticket without `updated_at` (the API's -1) cannot say which version its detail is: the
+/// detail that completes its list row, agreeing with it, is no news. Read before that detail
+/// arrives (the detail answers late, under the 3 s request timeout), the conversation is not read a second time for it.
+#[tokio::test]
+async fn a_late_detail_without_updated_at_does_not_make_its_conversation_due_again() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(40)).await;
+    let ids = sim.state.ticket_ids();
+    // Tickets 0, 17 and 34 have `updated_at = -1`; two of their details answer 2 s late, long
+    // after the list rows made their conversations due and the conversations were read.
+    for late in [&ids[0], &ids[17]] {
+        assert_eq!(sim.state.ticket(late).unwrap()["updated_at"], json!(-1));
+        sim.state
+            .inject(late, [Fault::Delay(Duration::from_secs(2))]);
+    }
+    let ws = Workspace::configured(&sim, &db, "", "");
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(
+        db.count("SELECT count(*) FROM tickets WHERE content_source = 'detail'")
+            .await,
+        40
+    );
+    for t in [&ids[0], &ids[17], &ids[34]] {
+        assert_eq!(message_requests(&sim, t), 1, "conversation of {t}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_due_at IS NOT NULL")
+            .await,
+        db.count(
+            "SELECT count(*) FROM ticket_sync_state s JOIN tickets t USING (ticket_id)
+                  WHERE t.status < 50"
+        )
+        .await,
+        "only open tickets' conversations stay scheduled (their refresh)"
+    );
+}
+
 /// Issue 22, item 14: a conversation backlog under 429s (the messages endpoint allows 2/s, the
 /// daemon asks for more) does not hold discovery: a ticket created without an event is stored
 /// within a couple of schedule ticks while conversations are still being read, and no cycle
