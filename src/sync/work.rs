@@ -5,8 +5,9 @@
 //! `shutdown_grace` to finish.
 //!
 //! Work comes in lanes, each with its own claims in the queue: a ticket's detail (`detail`
-//! step) and a ticket's conversation (`messages` step, when `sync.messages` is on; at most half
-//! the slots, so details are never starved). A detail that stores a changed ticket makes its
+//! step) and a ticket's conversation (`messages` step, when `sync.messages` is on). Conversations
+//! are claimed first for their half of the slots, details take the rest: each lane waits on its
+//! own pacer, so both run side by side at their own quota and neither starves the other. A detail that stores a changed ticket makes its
 //! conversation due, so before giving up on an empty queue the loop commits what it holds and
 //! looks once more.
 //!
@@ -422,10 +423,25 @@ impl<'a> Claims<'a> {
         self.pending.drain(..n).collect()
     }
 
-    /// Claims up to `slots` details and, with the conversation lane on, messages for up to half
-    /// the slots.
+    /// Claims, with the conversation lane on, messages for their half of the slots (less those
+    /// already reading), then details for the slots left. Each lane waits on its own pacer
+    /// (the two endpoints have separate quotas), so the lanes run side by side: a detail
+    /// backlog does not hold every conversation back until its end, nor conversations details.
     async fn claim(&mut self, slots: usize, messages_running: usize) -> anyhow::Result<()> {
         let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
+        let messages_slots = (options.max_in_flight / 2)
+            .max(1)
+            .saturating_sub(messages_running)
+            .min(slots);
+        let mut found_messages = false;
+        if options.messages && messages_slots > 0 {
+            let claims = store
+                .claim_messages_due(messages_slots, options.claim_lease, worker)
+                .await?;
+            found_messages = !claims.is_empty();
+            self.pending.extend(claims.into_iter().map(Job::Messages));
+        }
+        let slots = slots.saturating_sub(self.pending.len());
         let allowed = options
             .max_tickets_per_cycle
             .map_or(slots as u64, |max| max.saturating_sub(self.claimed))
@@ -441,18 +457,6 @@ impl<'a> Claims<'a> {
         let found_details = !details.is_empty();
         self.pending
             .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
-        let messages_slots = (options.max_in_flight / 2)
-            .max(1)
-            .saturating_sub(messages_running)
-            .min(slots.saturating_sub(self.pending.len()));
-        let mut found_messages = false;
-        if options.messages && messages_slots > 0 {
-            let claims = store
-                .claim_messages_due(messages_slots, options.claim_lease, worker)
-                .await?;
-            found_messages = !claims.is_empty();
-            self.pending.extend(claims.into_iter().map(Job::Messages));
-        }
         self.exhausted_at = (!found_details && !found_messages).then(Instant::now);
         Ok(())
     }

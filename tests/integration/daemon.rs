@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use helpdesk_sync::sim::{Fault, SimConfig};
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig};
 
 use crate::helpers::*;
 
@@ -68,7 +68,7 @@ async fn sigterm_mid_cycle_keeps_everything_fetched_and_leaves_nothing_claimed()
         .state
         .requests()
         .into_iter()
-        .filter(|r| r.status == 200)
+        .filter(|r| r.status == 200 && r.endpoint == Endpoint::Detail)
         .filter_map(|r| r.ticket_id)
         .collect();
     let stored = db
@@ -85,6 +85,12 @@ async fn sigterm_mid_cycle_keeps_everything_fetched_and_leaves_nothing_claimed()
         db.count("SELECT count(*) FROM ticket_sync_state WHERE last_outcome = 'ok'")
             .await,
         stored
+    );
+    // Conversations are read beside the details: none stays claimed either.
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_claimed_by IS NOT NULL")
+            .await,
+        0
     );
 }
 
