@@ -108,13 +108,7 @@ async fn main() -> anyhow::Result<()> {
         ..SimConfig::default()
     };
     let real_messages_limit = real_sim.message_limit_per_second;
-    let real = install(
-        small,
-        real_sim,
-        "",
-        Duration::from_secs(4 * 3600),
-    )
-    .await?;
+    let real = install(small, real_sim, "", Duration::from_secs(4 * 3600)).await?;
     print("real (default config)", &real);
     let fast_install = match fast {
         0 => None,

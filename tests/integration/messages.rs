@@ -762,6 +762,49 @@ async fn a_late_detail_without_updated_at_does_not_make_its_conversation_due_aga
     );
 }
 
+/// Issue 25, item 4: the two lanes run side by side, each at its own pace. With a detail
+/// backlog at a slow detail pace, conversations are read while details are still being
+/// fetched (not after the last one), and every conversation is read once.
+#[tokio::test]
+async fn conversations_are_read_beside_a_detail_backlog_not_after_it() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(60)).await;
+    let ws = TestConfig::new(&sim, &db).detail_rate(15.0).workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let requests = sim.state.requests();
+    let arrived = |endpoint: Endpoint| -> Vec<Duration> {
+        requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint && r.status == 200)
+            .map(|r| r.arrived)
+            .collect()
+    };
+    let (details, conversations) = (arrived(Endpoint::Detail), arrived(Endpoint::Messages));
+    assert_eq!(details.len(), 60);
+    let mut details = details;
+    details.sort();
+    // 60 details at 15/s take about 4 s; conversations at 40/s are not held back by them:
+    // most are read before the detail backlog is half done (before: none until its last
+    // claims, the detail lane taking every slot while it had work).
+    let half_done = details[30];
+    let read_meanwhile = conversations.iter().filter(|&&at| at < half_done).count();
+    assert!(
+        read_meanwhile >= 20,
+        "only {read_meanwhile} of {} conversation reads came before the 30th detail ({half_done:?})",
+        conversations.len()
+    );
+    let ids = sim.state.ticket_ids();
+    for t in &ids {
+        let want = sim.state.messages(t).len().div_ceil(200).max(1);
+        assert_eq!(message_requests(&sim, t), want, "conversation of {t}");
+    }
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
+            .await,
+        60
+    );
+}
+
 /// Issue 22, item 14: a conversation backlog under 429s (the messages endpoint allows 2/s, the
 /// daemon asks for more) does not hold discovery: a ticket created without an event is stored
 /// within a couple of schedule ticks while conversations are still being read, and no cycle
