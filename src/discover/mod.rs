@@ -245,8 +245,42 @@ pub const MIN_SPLIT_MS: i64 = 1_000;
 /// What reading one piece came to.
 enum Piece {
     Read,
-    /// At or above the 10,000-row cap: split it.
-    TooBig,
+    /// At or above the 10,000-row cap: split it (`total`: what its first page announced).
+    TooBig {
+        total: Option<u64>,
+    },
+}
+
+/// Rows a part of a split window is meant to hold at most if its tickets were spread evenly:
+/// under the cap, so most parts need no second split.
+const SPLIT_TARGET_ROWS: u64 = 8_000;
+
+/// Most parts one split makes (their first pages are asked for at once, and held).
+const MAX_SPLIT_PARTS: u64 = 8;
+
+/// The parts a window too big to page is split into: as many equal spans of time as its
+/// announced `total` needs for [`SPLIT_TARGET_ROWS`] a part (2 to [`MAX_SPLIT_PARTS`]; 2 when
+/// the total is unknown), each at least half of [`MIN_SPLIT_MS`] wide; neighbours share their
+/// boundary millisecond. Fewer rounds of first pages than halving: a crowded 100,000-ticket
+/// range is in pieces after 2 or 3 rounds, not 8.
+fn split_bounds(start: i64, end: i64, total: Option<u64>) -> Vec<(i64, i64)> {
+    let wanted = total.map_or(2, |t| t.div_ceil(SPLIT_TARGET_ROWS));
+    let widest = ((end - start) / (MIN_SPLIT_MS / 2)).max(2) as u64;
+    let parts = wanted.clamp(2, MAX_SPLIT_PARTS).min(widest) as i64;
+    (0..parts)
+        .map(|i| {
+            let from = start + (end - start) * i / parts;
+            let to = start + (end - start) * (i + 1) / parts;
+            (from, to)
+        })
+        .collect()
+}
+
+/// A piece's stability re-read of its first page, asked for as soon as its last page came
+/// back, and the next piece's first page asked for beside it (when wanted).
+struct ReRead {
+    again: Result<ListPage, ApiError>,
+    next_first: Option<Result<ListPage, ApiError>>,
 }
 
 /// A piece of a window still to be read, and its first page when that was asked for already.
@@ -322,24 +356,30 @@ impl Scanner<'_> {
                     read.push_back((self.noting.submitted(), end));
                     self.pieces_done(read, piece_done).await?;
                 }
-                // Halves overlap by one millisecond: whether the API's bounds are inclusive is
+                // Parts overlap by one millisecond: whether the API's bounds are inclusive is
                 // not documented, and a ticket listed twice costs nothing. Their first pages are
-                // asked for together: each says whether its half must be split again (or is
-                // empty) without waiting for the other.
-                Piece::TooBig => {
-                    // One first page kept ahead at a time: the half split last time waits
-                    // without it (asked for again when its turn comes), so bisecting a wide,
-                    // crowded range holds no page per level.
-                    if let Some(waiting) = pieces.last_mut() {
+                // asked for together: each says whether its part must be split again (or is
+                // empty) without waiting for the others.
+                Piece::TooBig { total } => {
+                    // First pages kept ahead for the latest split's parts only: the parts of
+                    // earlier splits wait without theirs (asked for again when their turn
+                    // comes), so splitting a wide, crowded range holds no pages per level.
+                    for waiting in &mut pieces {
                         waiting.first = None;
                     }
-                    let mid = start + (end - start) / 2;
-                    let (mut low, mut high) = (Pending::new(start, mid), Pending::new(mid, end));
-                    let (first_low, first_high) =
-                        futures::join!(self.fetch(start, mid, 1), self.fetch(mid, end, 1));
-                    (low.first, high.first) = (Some(first_low?), Some(first_high?));
-                    pieces.push(high);
-                    pieces.push(low);
+                    let bounds = split_bounds(start, end, total);
+                    let firsts = futures::future::join_all(
+                        bounds.iter().map(|&(from, to)| self.fetch(from, to, 1)),
+                    )
+                    .await;
+                    // Pushed newest first: the oldest part is read next.
+                    for ((from, to), first) in bounds.into_iter().zip(firsts).rev() {
+                        pieces.push(Pending {
+                            start: from,
+                            end: to,
+                            first: Some(first?),
+                        });
+                    }
                     self.report.splits += 1;
                 }
             }
@@ -396,7 +436,7 @@ impl Scanner<'_> {
             };
             let first_full = first.items() >= page_size;
             if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
-                return Ok(Piece::TooBig);
+                return Ok(Piece::TooBig { total: first.total });
             }
             let mut last_items = first.items();
             self.note(std::mem::take(&mut first.tickets), true).await?;
@@ -405,12 +445,19 @@ impl Scanner<'_> {
             let announced = first.total.map_or(1, |t| {
                 t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
             });
+            // The re-read asked for as soon as the last page came back short (see `pages`).
+            let mut early = None;
             if first_full && announced > 1 {
-                last_items = self.pages(start, end, 2..=announced).await?;
+                let next_first = next
+                    .as_deref()
+                    .filter(|n| n.first.is_none())
+                    .map(|n| self.query(n.start, n.end, 1));
+                (last_items, early) = self.pages(start, end, 2..=announced, next_first).await?;
                 page = announced;
             }
             // Then on while pages come back full, whatever the total said.
             while last_items >= page_size && page < max_pages {
+                early = None;
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
@@ -419,7 +466,7 @@ impl Scanner<'_> {
             if page == max_pages && last_items >= page_size {
                 if splittable {
                     // 10,000 rows read and still full: more than paging reaches.
-                    return Ok(Piece::TooBig);
+                    return Ok(Piece::TooBig { total: None });
                 }
                 tracing::error!(
                     start_ms = start,
@@ -433,8 +480,14 @@ impl Scanner<'_> {
             // a total can simply be wrong.)
             let mut stable = true;
             if page > 1 {
-                let again = match next.as_deref_mut().filter(|n| n.first.is_none()) {
-                    Some(next) => {
+                let again = match (early, next.as_deref_mut().filter(|n| n.first.is_none())) {
+                    (Some(early), next) => {
+                        if let (Some(next), Some(first)) = (next, early.next_first) {
+                            next.first = Some(first);
+                        }
+                        self.listed(early.again)?
+                    }
+                    (None, Some(next)) => {
                         let (again, next_first) = futures::join!(
                             self.fetch(start, end, 1),
                             self.fetch(next.start, next.end, 1)
@@ -442,7 +495,7 @@ impl Scanner<'_> {
                         next.first = Some(next_first?);
                         self.listed(again?)?
                     }
-                    None => self.page(start, end, 1).await?,
+                    (None, None) => self.page(start, end, 1).await?,
                 };
                 // Queued again if changed meanwhile, but not counted twice in the report.
                 self.note(again.tickets, false).await?;
@@ -512,13 +565,15 @@ impl Scanner<'_> {
         start_ms: i64,
         end_ms: i64,
         numbers: std::ops::RangeInclusive<u32>,
-    ) -> Result<u64, DiscoveryError> {
+        next_first: Option<ListQuery>,
+    ) -> Result<(u64, Option<ReRead>), DiscoveryError> {
         use futures::StreamExt;
         if self.stop.is_cancelled() {
             return Err(DiscoveryError::Interrupted);
         }
         let (client, stop) = (self.client, self.stop);
         let queries: Vec<ListQuery> = numbers.map(|n| self.query(start_ms, end_ms, n)).collect();
+        let (count, again) = (queries.len(), self.query(start_ms, end_ms, 1));
         let ahead = &tokio::sync::Semaphore::new(PAGES_AHEAD);
         let (send, mut received) = tokio::sync::mpsc::unbounded_channel();
         let fetch = async move {
@@ -529,11 +584,29 @@ impl Scanner<'_> {
                     Some(client.list_tickets(&q, stop).await)
                 })
                 .buffered(PAGES_IN_FLIGHT);
+            let (mut answered, mut last_short) = (0, false);
             while let Some(Some(result)) = pages.next().await {
+                answered += 1;
+                last_short = matches!(&result, Ok(p) if p.items() < u64::from(MAX_PAGE_SIZE));
                 if send.send(result).is_err() {
-                    break;
+                    return None;
                 }
             }
+            drop(send);
+            // Every page answered and the last one short: paging is over, so the stability
+            // re-read (and the next piece's first page) is asked for now, while the last
+            // groups are still being noted, not after.
+            if answered < count || !last_short || stop.is_cancelled() {
+                return None;
+            }
+            let next = async {
+                match &next_first {
+                    Some(q) => Some(client.list_tickets(q, stop).await),
+                    None => None,
+                }
+            };
+            let (again, next_first) = futures::join!(client.list_tickets(&again, stop), next);
+            Some(ReRead { again, next_first })
         };
         let note = async move {
             let (mut group, mut in_group, mut last_items) = (Vec::new(), 0, 0);
@@ -558,8 +631,8 @@ impl Scanner<'_> {
             ahead.close();
             noted
         };
-        let ((), noted) = futures::join!(fetch, note);
-        noted
+        let (early, noted) = futures::join!(fetch, note);
+        Ok((noted?, early))
     }
 
     fn listed(&mut self, result: Result<ListPage, ApiError>) -> Result<ListPage, DiscoveryError> {
@@ -649,5 +722,49 @@ pub async fn enqueue_from_query(store: &Store, query: &str) -> Option<u64> {
             );
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The parts cover the window end to end, each sharing its first millisecond with the end
+    /// of the one before.
+    fn assert_covers(start: i64, end: i64, parts: &[(i64, i64)]) {
+        assert_eq!(parts.first().map(|p| p.0), Some(start));
+        assert_eq!(parts.last().map(|p| p.1), Some(end));
+        for pair in parts.windows(2) {
+            assert_eq!(pair[0].1, pair[1].0, "{parts:?}");
+        }
+        assert!(parts.iter().all(|p| p.0 < p.1), "{parts:?}");
+    }
+
+    #[test]
+    fn a_split_makes_as_many_parts_as_the_total_needs_within_bounds() {
+        let (start, end) = (1_577_836_800_000, 1_796_623_911_898);
+        for (total, parts) in [
+            (Some(10_000), 2),
+            (Some(16_000), 2),
+            (Some(16_001), 3),
+            (Some(45_000), 6),
+            (Some(100_000), 8),
+            (Some(5_000_000), 8),
+            (None, 2),
+        ] {
+            let bounds = split_bounds(start, end, total);
+            assert_eq!(bounds.len(), parts, "total {total:?}");
+            assert_covers(start, end, &bounds);
+        }
+    }
+
+    #[test]
+    fn a_narrow_window_is_split_no_finer_than_half_the_narrowest_split() {
+        // 1.5 s holds at most three half-second parts, whatever the total says.
+        let bounds = split_bounds(0, 1_500, Some(1_000_000));
+        assert_eq!(bounds, vec![(0, 500), (500, 1_000), (1_000, 1_500)]);
+        // The narrowest window still split is halved.
+        let bounds = split_bounds(0, MIN_SPLIT_MS, Some(1_000_000));
+        assert_eq!(bounds, vec![(0, 500), (500, 1_000)]);
     }
 }
