@@ -77,6 +77,12 @@ impl Default for GrowthWatch {
 /// Statistics are refreshed after this many tickets written, then after twice as many, …
 const FIRST_ANALYZE_AT: u64 = 1_000;
 
+/// … up to this many (the 1k, 2k, 4k, 8k, 16k marks). Statistics of 16,000 tickets already make
+/// our per-batch plans index plans, and the planner scales their row counts with each table's
+/// current size from then on; autovacuum keeps them fresh after. The later marks cost seconds
+/// of CPU in a 100,000-ticket first install and changed no plan (BENCHMARKS.md, round four).
+const LAST_ANALYZE_AT: u64 = 16_000;
+
 /// The tables a sync writes, analyzed together.
 const ANALYZE_WRITTEN_TABLES: &str = "ANALYZE tickets, ticket_agents, ticket_collaborators, \
      ticket_tags, ticket_custom_fields, ticket_comments, helpdesk_users, ticket_versions, \
@@ -157,7 +163,7 @@ impl Store {
     /// empty tables), the plans Postgres caches for our `ticket_id = ANY($1)` statements were
     /// made when the tables were tiny and stay sequential scans until the next ANALYZE; with
     /// autovacuum off or lagging that costs 2x by 100k tickets. So: ANALYZE after 1k, 2k, 4k, …
-    /// tickets written by this process (geometric, so the total cost stays linear). The ANALYZE
+    /// 16k tickets written by this process ([`LAST_ANALYZE_AT`]; autovacuum after). The ANALYZE
     /// runs in the background (one per mark): it locks out no writes, and the writer that
     /// crossed the mark goes on writing meanwhile.
     pub fn note_written(&self, tickets: u64) {
@@ -165,6 +171,7 @@ impl Store {
         let total = self.growth.written.fetch_add(tickets, Ordering::Relaxed) + tickets;
         let next = self.growth.next_analyze.load(Ordering::Relaxed);
         if total < next
+            || next > LAST_ANALYZE_AT
             || self
                 .growth
                 .next_analyze
