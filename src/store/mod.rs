@@ -78,9 +78,10 @@ impl Default for GrowthWatch {
 const FIRST_ANALYZE_AT: u64 = 1_000;
 
 /// … up to this many (the 1k, 2k, 4k, 8k, 16k marks). Statistics of 16,000 tickets already make
-/// our per-batch plans index plans, and the planner scales their row counts with each table's
-/// current size from then on; autovacuum keeps them fresh after. The later marks cost seconds
-/// of CPU in a 100,000-ticket first install and changed no plan (BENCHMARKS.md, round four).
+/// our per-batch `ticket_id = ANY($1)` plans index plans, and the planner scales row counts
+/// with each table's current size from then on; autovacuum keeps them fresh after. The 32k
+/// and 64k marks cost seconds of CPU in a 100,000-ticket first install (BENCHMARKS.md, round
+/// four).
 const LAST_ANALYZE_AT: u64 = 16_000;
 
 /// The tables a sync writes, analyzed together.
