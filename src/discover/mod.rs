@@ -4,7 +4,8 @@
 //! Discovery scans time windows (`update_time` incrementally, `create_time` for the backfill of
 //! history), 200 rows a page, the pages a total announces fetched several at a time (within the
 //! list pace). The API reaches at most 10,000 rows per query, so a window that holds that many
-//! is bisected until every piece is below the cap: no ticket is skipped. The `total` is a hint,
+//! is split (into as many parts as its `total` calls for, again while a part is still too big)
+//! until every piece is below the cap: no ticket is skipped. The `total` is a hint,
 //! never the truth: paging goes on while pages come back full, and a window is split only when
 //! its first page is full too. Listed tickets whose `updated_at` differs from the last detail's
 //! (or that are new) are queued; unchanged ones cost nothing more. With `sync.store_list_rows`
@@ -234,8 +235,10 @@ const PAGES_PER_NOTE: usize = 8;
 /// Pages of one window asked for and not yet handed to the writers, at most: the group
 /// gathering and the requests in flight (most of them not answered yet). The writers hold at
 /// most two more groups (`rows`' `MAX_ROWS_WAITING`): one being written, the next waiting, so
-/// at most 40 pages (8,000 rows) are held at once, whatever the window (BENCHMARKS.md,
-/// "Memory").
+/// at most 40 pages (8,000 rows) of the piece being paged are held at once, whatever the
+/// window; besides them the first pages of the latest split's waiting parts (at most
+/// `MAX_SPLIT_PARTS - 1`), the stability re-read and the next piece's first page: 49 pages
+/// (9,800 rows) at most (BENCHMARKS.md, "Memory").
 const PAGES_AHEAD: usize = PAGES_PER_NOTE + PAGES_IN_FLIGHT;
 
 /// Windows narrower than this are not split further: one that still holds 10,000 rows is read

@@ -34,6 +34,14 @@ pub struct ListWrite {
     pub stored: u64,
 }
 
+/// Details that completed the list row of their own version: the tickets and, beside each, the
+/// `updated_at` its list row showed (columns, as the statement that reads them binds them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SameVersion {
+    pub ids: Vec<String>,
+    pub listed_at: Vec<Option<DateTime<Utc>>>,
+}
+
 /// What comparing list rows with their details found, per field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verification {
@@ -41,9 +49,10 @@ pub struct Verification {
     pub tickets: u64,
     /// Fields found to differ for the first time: no longer taken from list rows.
     pub newly_distrusted: Vec<String>,
-    /// Tickets whose detail is the version their stored list row showed, no field differing:
-    /// the detail completes that row, it is no news (its conversation is not due again).
-    pub same_version: Vec<String>,
+    /// Tickets whose detail is the version their stored list row showed, no field differing,
+    /// with the `updated_at` that row showed (on the list's clock): the detail completes that
+    /// row, it is no news when the row made the conversation due already.
+    pub same_version: SameVersion,
 }
 
 impl Store {
@@ -116,7 +125,7 @@ impl Store {
         let changed = super::write::write_records(&mut tx, &refs, false).await?;
         let mut changed_ids: Vec<String> = changed.iter().cloned().collect();
         changed_ids.sort_unstable();
-        super::messages::ticket_changed(&mut tx, &changed_ids, &[]).await?;
+        super::messages::ticket_changed(&mut tx, &changed_ids, &SameVersion::default()).await?;
         tx.commit().await?;
         self.note_written(changed.len() as u64);
         Ok(ListWrite {
@@ -186,7 +195,8 @@ pub async fn verify_list_rows(
         };
         verification.tickets += 1;
         if !checks.iter().any(|(_, c)| *c == FieldCheck::Differed) {
-            verification.same_version.push(id.to_owned());
+            verification.same_version.ids.push(id.to_owned());
+            verification.same_version.listed_at.push(*updated_at);
         }
         for (field, check) in checks {
             let entry = tally.entry(field).or_default();

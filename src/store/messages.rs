@@ -9,6 +9,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::Store;
 use super::failure::FailureDelay;
+use super::listed::SameVersion;
 use crate::domain::{MessagesOutcome, TicketId};
 
 /// Messages priority of a ticket a message event named.
@@ -216,12 +217,13 @@ impl Store {
 /// Tickets stored new or changed: their conversation is due (it may have changed with them)
 /// unless this version already made it due, and their senders' roles are inferred again (the
 /// ticket's people may have changed). `same_version`: details that completed the list row of
-/// their own version (see `store::listed::verify_list_rows`) — the row already made the
-/// conversation due, which matters where `updated_at` cannot tell (a ticket without one).
+/// their own version (see `store::listed::verify_list_rows`); one is no news when that row
+/// already made the conversation due (`messages_due_for` is the row's `updated_at`) — which
+/// matters where `updated_at` cannot tell (a ticket without one) or runs on the list's clock.
 pub async fn ticket_changed(
     tx: &mut Transaction<'_, Postgres>,
     ticket_ids: &[String],
-    same_version: &[String],
+    same_version: &SameVersion,
 ) -> anyhow::Result<()> {
     if ticket_ids.is_empty() {
         return Ok(());
@@ -236,13 +238,16 @@ pub async fn ticket_changed(
                 messages_due_for = t.updated_at
            FROM tickets t
           WHERE s.ticket_id = ANY($1) AND t.ticket_id = s.ticket_id
-            AND s.ticket_id <> ALL($3)
+            AND NOT EXISTS (SELECT 1 FROM UNNEST($3::text[], $4::timestamptz[]) AS v(id, at)
+                            WHERE v.id = s.ticket_id
+                              AND s.messages_due_for IS NOT DISTINCT FROM v.at)
             AND (s.messages_due_for IS NULL OR t.updated_at IS NULL
                  OR t.updated_at > s.messages_due_for)",
     )
     .bind(ticket_ids)
     .bind(PRIORITY_CHANGED_TICKET)
-    .bind(same_version)
+    .bind(&same_version.ids)
+    .bind(&same_version.listed_at)
     .execute(&mut **tx)
     .await?;
     sqlx::query("SELECT refresh_message_roles($1)")

@@ -429,10 +429,10 @@ impl<'a> Claims<'a> {
     /// backlog does not hold every conversation back until its end, nor conversations details.
     async fn claim(&mut self, slots: usize, messages_running: usize) -> anyhow::Result<()> {
         let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
-        let messages_slots = (options.max_in_flight / 2)
-            .max(1)
-            .saturating_sub(messages_running)
-            .min(slots);
+        // With a single slot there is no half: details first, a conversation when no detail
+        // is due (else a steady stream of due conversations would hold every detail back).
+        let half = options.max_in_flight / 2;
+        let messages_slots = half.saturating_sub(messages_running).min(slots);
         let mut found_messages = false;
         if options.messages && messages_slots > 0 {
             let claims = store
@@ -457,6 +457,13 @@ impl<'a> Claims<'a> {
         let found_details = !details.is_empty();
         self.pending
             .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
+        if options.messages && half == 0 && !found_details && slots > 0 {
+            let claims = store
+                .claim_messages_due(1, options.claim_lease, worker)
+                .await?;
+            found_messages = !claims.is_empty();
+            self.pending.extend(claims.into_iter().map(Job::Messages));
+        }
         self.exhausted_at = (!found_details && !found_messages).then(Instant::now);
         Ok(())
     }

@@ -805,6 +805,37 @@ async fn conversations_are_read_beside_a_detail_backlog_not_after_it() {
     );
 }
 
+/// With a single request slot there is no half for conversations: details go first and a
+/// conversation is read when no detail is due, so due conversations never hold details back;
+/// both lanes finish.
+#[tokio::test]
+async fn with_one_slot_details_go_first_and_every_conversation_is_read() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(12)).await;
+    let ws = TestConfig::new(&sim, &db).max_in_flight(1).workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let requests = sim.state.requests();
+    let arrived = |endpoint: Endpoint| -> Vec<Duration> {
+        requests
+            .iter()
+            .filter(|r| r.endpoint == endpoint && r.status == 200)
+            .map(|r| r.arrived)
+            .collect()
+    };
+    let (details, conversations) = (arrived(Endpoint::Detail), arrived(Endpoint::Messages));
+    assert_eq!(details.len(), 12);
+    let last_detail = details.iter().max().unwrap();
+    let first_conversation = conversations.iter().min().expect("no conversation read");
+    assert!(
+        first_conversation > last_detail,
+        "a conversation ({first_conversation:?}) took the only slot before the last detail ({last_detail:?})"
+    );
+    for t in &sim.state.ticket_ids() {
+        let want = sim.state.messages(t).len().div_ceil(200).max(1);
+        assert_eq!(message_requests(&sim, t), want, "conversation of {t}");
+    }
+}
+
 /// Issue 22, item 14: a conversation backlog under 429s (the messages endpoint allows 2/s, the
 /// daemon asks for more) does not hold discovery: a ticket created without an event is stored
 /// within a couple of schedule ticks while conversations are still being read, and no cycle
