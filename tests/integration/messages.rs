@@ -805,6 +805,54 @@ async fn conversations_are_read_beside_a_detail_backlog_not_after_it() {
     );
 }
 
+/// A list on a clock behind the detail's (by 60 s, learned): a ticket changed twice within
+/// the minute shows a list row older, on the detail's clock, than the detail the
+/// conversation was last made due for, so the row cannot make it due; the detail of the new
+/// version must (a detail that completes its list row is no news only when that row made the
+/// conversation due).
+#[tokio::test]
+async fn a_new_version_behind_a_slow_list_clock_still_makes_its_conversation_due() {
+    let db = TestDb::new().await;
+    let sim = start_sim(SimConfig {
+        list_updated_at_ahead_ms: -60_000,
+        ..unlimited_sim(30)
+    })
+    .await;
+    let fast = "list_requests_per_second = 500.0\n";
+    let listing = Workspace::configured(&sim, &db, fast, "");
+    let by_id = Workspace::configured(&sim, &db, fast, "discover = false\n");
+    assert_ok(&listing.run(&["sync"], &[], None).await);
+    let offset: i64 = sqlx::query_scalar("SELECT list_clock_offset_ms()")
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+    assert_eq!(offset, -60_000, "the list clock's offset is learned");
+    let id = sim.state.ticket_ids()[3].clone();
+    // First change, brought by its detail alone: the conversation is read for it.
+    sim.state.update_ticket(&id, |t| t["status"] = json!(2));
+    assert_ok(&by_id.run(&["enqueue", id.as_str()], &[], None).await);
+    assert_ok(&by_id.run(&["sync"], &[], None).await);
+    let after_first = message_requests(&sim, &id);
+    // Second change seconds later: its list row shows a time 60 s before it.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    sim.state.update_ticket(&id, |t| t["status"] = json!(3));
+    assert_ok(&listing.run(&["sync"], &[], None).await);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM tickets WHERE ticket_id = '{id}' AND status = 3
+               AND content_source = 'detail'"
+        ))
+        .await,
+        1,
+        "the new version's detail is stored"
+    );
+    assert_eq!(
+        message_requests(&sim, &id),
+        after_first + 1,
+        "the new version's conversation is read"
+    );
+}
+
 /// With a single request slot there is no half for conversations: details go first and a
 /// conversation is read when no detail is due, so due conversations never hold details back;
 /// both lanes finish.
