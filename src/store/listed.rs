@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
+use super::messages::SameVersion;
 use crate::domain::{FieldAgreement, FieldCheck, ListRowsState, ListTrust, TicketRecord};
 use crate::normalize::listed::compare_with_detail;
 
@@ -32,14 +33,6 @@ pub struct StoredContent {
 pub struct ListWrite {
     /// Tickets whose content the rows changed (new ones included).
     pub stored: u64,
-}
-
-/// Details that completed the list row of their own version: the tickets and, beside each, the
-/// `updated_at` its list row showed (columns, as the statement that reads them binds them).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SameVersion {
-    pub ids: Vec<String>,
-    pub listed_at: Vec<Option<DateTime<Utc>>>,
 }
 
 /// What comparing list rows with their details found, per field.

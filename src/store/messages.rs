@@ -9,7 +9,6 @@ use sqlx::{Postgres, Transaction};
 
 use super::Store;
 use super::failure::FailureDelay;
-use super::listed::SameVersion;
 use crate::domain::{MessagesOutcome, TicketId};
 
 /// Messages priority of a ticket a message event named.
@@ -212,6 +211,14 @@ impl Store {
         tx.commit().await?;
         Ok(true)
     }
+}
+
+/// Details that completed the list row of their own version: the tickets and, beside each, the
+/// `updated_at` its list row showed (columns, as the statement that reads them binds them).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SameVersion {
+    pub ids: Vec<String>,
+    pub listed_at: Vec<Option<DateTime<Utc>>>,
 }
 
 /// Tickets stored new or changed: their conversation is due (it may have changed with them)

@@ -421,6 +421,24 @@ async fn stored_for(db: &TestDb, ticket: &str) -> i64 {
         .unwrap()
 }
 
+/// When the simulator answered `endpoint` with 200, in the order the requests arrived.
+fn answered_at(sim: &SimServer, endpoint: Endpoint) -> Vec<Duration> {
+    sim.state
+        .requests()
+        .iter()
+        .filter(|r| r.endpoint == endpoint && r.status == 200)
+        .map(|r| r.arrived)
+        .collect()
+}
+
+/// Every ticket's conversation was asked for once: one request per page of 200 messages.
+fn assert_each_conversation_read_once(sim: &SimServer) {
+    for t in &sim.state.ticket_ids() {
+        let want = sim.state.messages(t).len().div_ceil(200).max(1);
+        assert_eq!(message_requests(sim, t), want, "conversation of {t}");
+    }
+}
+
 /// Messages requests the simulator answered for `ticket` (any status).
 fn message_requests(sim: &SimServer, ticket: &str) -> usize {
     sim.state
@@ -771,15 +789,10 @@ async fn conversations_are_read_beside_a_detail_backlog_not_after_it() {
     let sim = start_sim(unlimited_sim(60)).await;
     let ws = TestConfig::new(&sim, &db).detail_rate(15.0).workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    let requests = sim.state.requests();
-    let arrived = |endpoint: Endpoint| -> Vec<Duration> {
-        requests
-            .iter()
-            .filter(|r| r.endpoint == endpoint && r.status == 200)
-            .map(|r| r.arrived)
-            .collect()
-    };
-    let (details, conversations) = (arrived(Endpoint::Detail), arrived(Endpoint::Messages));
+    let (details, conversations) = (
+        answered_at(&sim, Endpoint::Detail),
+        answered_at(&sim, Endpoint::Messages),
+    );
     assert_eq!(details.len(), 60);
     let mut details = details;
     details.sort();
@@ -793,11 +806,7 @@ async fn conversations_are_read_beside_a_detail_backlog_not_after_it() {
         "only {read_meanwhile} of {} conversation reads came before the 30th detail ({half_done:?})",
         conversations.len()
     );
-    let ids = sim.state.ticket_ids();
-    for t in &ids {
-        let want = sim.state.messages(t).len().div_ceil(200).max(1);
-        assert_eq!(message_requests(&sim, t), want, "conversation of {t}");
-    }
+    assert_each_conversation_read_once(&sim);
     assert_eq!(
         db.count("SELECT count(*) FROM ticket_sync_state WHERE messages_last_outcome = 'ok'")
             .await,
@@ -862,15 +871,10 @@ async fn with_one_slot_details_go_first_and_every_conversation_is_read() {
     let sim = start_sim(unlimited_sim(12)).await;
     let ws = TestConfig::new(&sim, &db).max_in_flight(1).workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    let requests = sim.state.requests();
-    let arrived = |endpoint: Endpoint| -> Vec<Duration> {
-        requests
-            .iter()
-            .filter(|r| r.endpoint == endpoint && r.status == 200)
-            .map(|r| r.arrived)
-            .collect()
-    };
-    let (details, conversations) = (arrived(Endpoint::Detail), arrived(Endpoint::Messages));
+    let (details, conversations) = (
+        answered_at(&sim, Endpoint::Detail),
+        answered_at(&sim, Endpoint::Messages),
+    );
     assert_eq!(details.len(), 12);
     let last_detail = details.iter().max().unwrap();
     let first_conversation = conversations.iter().min().expect("no conversation read");
@@ -878,10 +882,7 @@ async fn with_one_slot_details_go_first_and_every_conversation_is_read() {
         first_conversation > last_detail,
         "a conversation ({first_conversation:?}) took the only slot before the last detail ({last_detail:?})"
     );
-    for t in &sim.state.ticket_ids() {
-        let want = sim.state.messages(t).len().div_ceil(200).max(1);
-        assert_eq!(message_requests(&sim, t), want, "conversation of {t}");
-    }
+    assert_each_conversation_read_once(&sim);
 }
 
 /// Issue 22, item 14: a conversation backlog under 429s (the messages endpoint allows 2/s, the
