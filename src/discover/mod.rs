@@ -459,8 +459,8 @@ impl Scanner<'_> {
                 page = announced;
             }
             // Then on while pages come back full, whatever the total said.
+            // (Never after an early re-read: that one came only with a short last page.)
             while last_items >= page_size && page < max_pages {
-                early = None;
                 page += 1;
                 let next = self.page(start, end, page).await?;
                 last_items = next.items();
@@ -602,12 +602,9 @@ impl Scanner<'_> {
             if answered < count || !last_short || stop.is_cancelled() {
                 return None;
             }
-            let next = async {
-                match &next_first {
-                    Some(q) => Some(client.list_tickets(q, stop).await),
-                    None => None,
-                }
-            };
+            let next = futures::future::OptionFuture::from(
+                next_first.as_ref().map(|q| client.list_tickets(q, stop)),
+            );
             let (again, next_first) = futures::join!(client.list_tickets(&again, stop), next);
             Some(ReRead { again, next_first })
         };

@@ -432,15 +432,9 @@ impl<'a> Claims<'a> {
         // With a single slot there is no half: details first, a conversation when no detail
         // is due (else a steady stream of due conversations would hold every detail back).
         let half = options.max_in_flight / 2;
-        let messages_slots = half.saturating_sub(messages_running).min(slots);
-        let mut found_messages = false;
-        if options.messages && messages_slots > 0 {
-            let claims = store
-                .claim_messages_due(messages_slots, options.claim_lease, worker)
-                .await?;
-            found_messages = !claims.is_empty();
-            self.pending.extend(claims.into_iter().map(Job::Messages));
-        }
+        let mut found_messages = self
+            .claim_messages(half.saturating_sub(messages_running).min(slots))
+            .await?;
         let slots = slots.saturating_sub(self.pending.len());
         let allowed = options
             .max_tickets_per_cycle
@@ -457,14 +451,25 @@ impl<'a> Claims<'a> {
         let found_details = !details.is_empty();
         self.pending
             .extend(details.into_iter().map(|c| Job::Detail(c.ticket_id)));
-        if options.messages && half == 0 && !found_details && slots > 0 {
-            let claims = store
-                .claim_messages_due(1, options.claim_lease, worker)
-                .await?;
-            found_messages = !claims.is_empty();
-            self.pending.extend(claims.into_iter().map(Job::Messages));
+        if half == 0 && !found_details {
+            found_messages = self.claim_messages(slots.min(1)).await?;
         }
         self.exhausted_at = (!found_details && !found_messages).then(Instant::now);
         Ok(())
+    }
+
+    /// Claims up to `limit` due conversations (none with the conversation lane off); whether
+    /// any were found.
+    async fn claim_messages(&mut self, limit: usize) -> anyhow::Result<bool> {
+        let (store, options, worker) = (self.cycle.store, self.cycle.options, self.cycle.worker);
+        if !options.messages || limit == 0 {
+            return Ok(false);
+        }
+        let claims = store
+            .claim_messages_due(limit, options.claim_lease, worker)
+            .await?;
+        let found = !claims.is_empty();
+        self.pending.extend(claims.into_iter().map(Job::Messages));
+        Ok(found)
     }
 }
