@@ -129,12 +129,17 @@ struct Discovery<'a> {
 impl Discovery<'_> {
     fn scanner(&mut self, field: TimeField) -> Scanner<'_> {
         Scanner {
-            client: self.client,
-            field,
+            lister: Lister {
+                client: self.client,
+                field,
+                stop: self.stop,
+            },
             report: &mut self.report,
             on_progress: self.on_progress,
-            stop: self.stop,
             noting: &mut self.noting,
+            order: Order::default(),
+            unsettled: Vec::new(),
+            again: Vec::new(),
         }
     }
 
@@ -221,10 +226,10 @@ fn plan_backfill(
     }
 }
 
-/// How often a window is re-read when it keeps changing under paging.
+/// How often a window is read when it keeps changing under paging.
 const MAX_PASSES: u32 = 5;
 
-/// Pages of one window requested at once (the list pacer still spaces them).
+/// List requests of one scan in flight at once (the list pacer still spaces them).
 const PAGES_IN_FLIGHT: usize = 16;
 
 /// Pages of one window whose rows are noted together, in one transaction (1,600 rows): a
@@ -232,13 +237,13 @@ const PAGES_IN_FLIGHT: usize = 16;
 /// client's buffers grow to the largest statement sent).
 const PAGES_PER_NOTE: usize = 8;
 
-/// Pages of one window asked for and not yet handed to the writers, at most: the group
-/// gathering and the requests in flight (most of them not answered yet). The writers hold at
-/// most two more groups (`rows`' `MAX_ROWS_WAITING`): one being written, the next waiting, so
-/// at most 40 pages (8,000 rows) of the piece being paged are held at once, whatever the
-/// window; besides them the first pages of the latest split's waiting parts (at most
-/// `MAX_SPLIT_PARTS - 1`), the stability re-read and the next piece's first page: 49 pages
-/// (9,800 rows) at most (BENCHMARKS.md, "Memory").
+/// Answers asked for and not yet handed on, at most: the group gathering and the requests in
+/// flight (most of them not answered yet). The writers hold at most two more groups (`rows`'
+/// `MAX_ROWS_WAITING`): one being written, the next waiting, so at most 40 pages (8,000 rows)
+/// of the piece being paged are held at once, whatever the window; besides them the first
+/// pages of the latest split's waiting parts (at most `MAX_SPLIT_PARTS - 1`), the next piece's
+/// first page and the first page of a piece to be read again: 49 pages (9,800 rows) at most
+/// (BENCHMARKS.md, "Memory").
 const PAGES_AHEAD: usize = PAGES_PER_NOTE + PAGES_IN_FLIGHT;
 
 /// Windows narrower than this are not split further: one that still holds 10,000 rows is read
@@ -279,247 +284,113 @@ fn split_bounds(start: i64, end: i64, total: Option<u64>) -> Vec<(i64, i64)> {
         .collect()
 }
 
-/// A piece's stability re-read of its first page, asked for as soon as its last page came
-/// back, and the next piece's first page asked for beside it (when wanted).
-struct ReRead {
-    again: Result<ListPage, ApiError>,
-    next_first: Option<Result<ListPage, ApiError>>,
-}
-
-/// A piece of a window still to be read, and its first page when that was asked for already.
+/// A piece of a window still to be read: its place in the scan's [`Order`], which pass over
+/// it this is, and its first page when that was asked for already.
 struct Pending {
+    seq: u64,
     start: i64,
     end: i64,
+    pass: u32,
     first: Option<Result<ListPage, ApiError>>,
 }
 
-impl Pending {
-    fn new(start: i64, end: i64) -> Self {
-        Self {
+/// A piece paged through whose stability re-read (its first page again, the `total` compared)
+/// is still to be asked for: it goes with the next requests the scan makes anyway (the next
+/// piece's pages), so the list pace never idles waiting for it.
+struct Unsettled {
+    seq: u64,
+    start: i64,
+    end: i64,
+    pass: u32,
+    total: Option<u64>,
+}
+
+/// A scan's pieces in time order until their end is saved; `settled` once a piece is read and
+/// found stable: the batches submitted by then (its rows are stored when those are finished).
+#[derive(Default)]
+struct Order {
+    places: std::collections::VecDeque<Place>,
+    next_seq: u64,
+}
+
+struct Place {
+    seq: u64,
+    end: i64,
+    settled: Option<u64>,
+}
+
+impl Order {
+    /// A piece to read, placed after every other.
+    fn begin(&mut self, start: i64, end: i64) -> Pending {
+        let seq = self.next_seq();
+        self.places.push_back(Place {
+            seq,
+            end,
+            settled: None,
+        });
+        Pending {
+            seq,
             start,
             end,
+            pass: 1,
             first: None,
         }
     }
+
+    fn next_seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.next_seq
+    }
+
+    /// Puts the parts of the piece `seq` in its place (in time order), to be read.
+    fn split(&mut self, seq: u64, bounds: &[(i64, i64)]) -> Vec<Pending> {
+        let at = self.position(seq);
+        self.places.remove(at);
+        let mut parts = Vec::with_capacity(bounds.len());
+        for (i, &(start, end)) in bounds.iter().enumerate() {
+            let seq = self.next_seq();
+            self.places.insert(
+                at + i,
+                Place {
+                    seq,
+                    end,
+                    settled: None,
+                },
+            );
+            parts.push(Pending {
+                seq,
+                start,
+                end,
+                pass: 1,
+                first: None,
+            });
+        }
+        parts
+    }
+
+    fn settle(&mut self, seq: u64, batches: u64) {
+        let at = self.position(seq);
+        self.places[at].settled = Some(batches);
+    }
+
+    fn position(&self, seq: u64) -> usize {
+        self.places
+            .iter()
+            .position(|p| p.seq == seq)
+            .expect("every piece read has its place until saved")
+    }
 }
 
-struct Scanner<'a> {
+/// What a scan asks the list API with (copied freely: no borrow of the scanner is held while
+/// a request is out).
+#[derive(Clone, Copy)]
+struct Lister<'a> {
     client: &'a FeishuClient,
     field: TimeField,
-    report: &'a mut DiscoveryReport,
-    on_progress: &'a (dyn Fn(u64) + Sync),
     stop: &'a CancellationToken,
-    noting: &'a mut rows::Noting,
 }
 
-impl Scanner<'_> {
-    /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece,
-    /// once its listed tickets are stored and queued (they are noted beside the listing).
-    async fn scan<F, Fut>(
-        &mut self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        piece_done: F,
-    ) -> Result<(), DiscoveryError>
-    where
-        F: Fn(DateTime<Utc>) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
-    {
-        // Pieces read, whose end is saved once the batches noted up to then are finished.
-        let mut read = std::collections::VecDeque::new();
-        let scanned = self.scan_pieces(from, to, &mut read, &piece_done).await;
-        // The batch still being written finishes whatever happened (nothing runs on alone);
-        // the pieces it completes are saved even when the scan stopped.
-        let finished = self.finish().await;
-        let saved = self.pieces_done(&mut read, &piece_done).await;
-        scanned.and(finished).and(saved)
-    }
-
-    async fn scan_pieces<F, Fut>(
-        &mut self,
-        from: DateTime<Utc>,
-        to: DateTime<Utc>,
-        read: &mut std::collections::VecDeque<(u64, i64)>,
-        piece_done: &F,
-    ) -> Result<(), DiscoveryError>
-    where
-        F: Fn(DateTime<Utc>) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
-    {
-        let (start_ms, end_ms) = (from.timestamp_millis().max(0), to.timestamp_millis().max(0));
-        if start_ms > end_ms {
-            return Ok(());
-        }
-        // Pieces to read, as a stack: the oldest piece on top.
-        let mut pieces = vec![Pending::new(start_ms, end_ms)];
-        while let Some(piece) = pieces.pop() {
-            let (start, end) = (piece.start, piece.end);
-            match self.read_piece(piece, pieces.last_mut()).await? {
-                Piece::Read => {
-                    read.push_back((self.noting.submitted(), end));
-                    self.pieces_done(read, piece_done).await?;
-                }
-                // Parts overlap by one millisecond: whether the API's bounds are inclusive is
-                // not documented, and a ticket listed twice costs nothing. Their first pages are
-                // asked for together: each says whether its part must be split again (or is
-                // empty) without waiting for the others.
-                Piece::TooBig { total } => {
-                    // First pages kept ahead for the latest split's parts only: the parts of
-                    // earlier splits wait without theirs (asked for again when their turn
-                    // comes), so splitting a wide, crowded range holds no pages per level.
-                    for waiting in &mut pieces {
-                        waiting.first = None;
-                    }
-                    let bounds = split_bounds(start, end, total);
-                    let firsts = futures::future::join_all(
-                        bounds.iter().map(|&(from, to)| self.fetch(from, to, 1)),
-                    )
-                    .await;
-                    // Pushed newest first: the oldest part is read next.
-                    for ((from, to), first) in bounds.into_iter().zip(firsts).rev() {
-                        pieces.push(Pending {
-                            start: from,
-                            end: to,
-                            first: Some(first?),
-                        });
-                    }
-                    self.report.splits += 1;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Calls `piece_done` for the pieces in `read` whose batches are finished, in order.
-    async fn pieces_done<F, Fut>(
-        &mut self,
-        read: &mut std::collections::VecDeque<(u64, i64)>,
-        piece_done: &F,
-    ) -> Result<(), DiscoveryError>
-    where
-        F: Fn(DateTime<Utc>) -> Fut,
-        Fut: std::future::Future<Output = anyhow::Result<()>>,
-    {
-        while let Some(&(batches, end)) = read.front()
-            && batches <= self.noting.finished()
-        {
-            read.pop_front();
-            piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH))
-                .await
-                .map_err(DiscoveryError::Database)?;
-            (self.on_progress)(self.report.pages);
-        }
-        Ok(())
-    }
-
-    /// Reads every page of one piece. The `total` only says how many pages to ask for at once:
-    /// paging goes on while pages come back full (a `total` of 0 or of one page's length ends
-    /// nothing early), and a piece is too big only when its first page is full and it is wide
-    /// enough to split ([`MIN_SPLIT_MS`]). Paging is not a snapshot either: a ticket updated
-    /// meanwhile leaves the window and the rows behind it move up a place, so one row can slip
-    /// past a page boundary. A multi-page piece is therefore checked after its last page (a
-    /// total that moved means rows shifted) and read again until a pass is stable.
-    ///
-    /// The first page may have been asked for already (`piece.first`, with its sibling's); the
-    /// next piece's first page is asked for beside the stability re-read (`next`).
-    async fn read_piece(
-        &mut self,
-        piece: Pending,
-        next: Option<&mut Pending>,
-    ) -> Result<Piece, DiscoveryError> {
-        let (start, end) = (piece.start, piece.end);
-        let (mut asked, mut next) = (piece.first, next);
-        let page_size = u64::from(MAX_PAGE_SIZE);
-        let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
-        let splittable = end - start >= MIN_SPLIT_MS;
-        for pass in 1..=MAX_PASSES {
-            let mut first = match asked.take() {
-                Some(first) => self.listed(first)?,
-                None => self.page(start, end, 1).await?,
-            };
-            let first_full = first.items() >= page_size;
-            if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
-                return Ok(Piece::TooBig { total: first.total });
-            }
-            let mut last_items = first.items();
-            self.note(std::mem::take(&mut first.tickets), true).await?;
-            let mut page = 1;
-            // The pages the total announces, several at a time.
-            let announced = first.total.map_or(1, |t| {
-                t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
-            });
-            // The re-read asked for as soon as the last page came back short (see `pages`).
-            let mut early = None;
-            if first_full && announced > 1 {
-                let next_first = next
-                    .as_deref()
-                    .filter(|n| n.first.is_none())
-                    .map(|n| self.query(n.start, n.end, 1));
-                (last_items, early) = self.pages(start, end, 2..=announced, next_first).await?;
-                page = announced;
-            }
-            // Then on while pages come back full, whatever the total said.
-            // (Never after an early re-read: that one came only with a short last page.)
-            while last_items >= page_size && page < max_pages {
-                page += 1;
-                let next = self.page(start, end, page).await?;
-                last_items = next.items();
-                self.note(next.tickets, true).await?;
-            }
-            if page == max_pages && last_items >= page_size {
-                if splittable {
-                    // 10,000 rows read and still full: more than paging reaches.
-                    return Ok(Piece::TooBig { total: None });
-                }
-                tracing::error!(
-                    start_ms = start,
-                    end_ms = end,
-                    "more than 10,000 tickets within one second; only the first 10,000 can be listed"
-                );
-                return Ok(Piece::Read);
-            }
-            // Rows that left the window meanwhile (updated again) moved the others up a place:
-            // the total says so. (A short page before the announced end alone proves nothing:
-            // a total can simply be wrong.)
-            let mut stable = true;
-            if page > 1 {
-                let again = match (early, next.as_deref_mut().filter(|n| n.first.is_none())) {
-                    (Some(early), next) => {
-                        if let (Some(next), Some(first)) = (next, early.next_first) {
-                            next.first = Some(first);
-                        }
-                        self.listed(early.again)?
-                    }
-                    (None, Some(next)) => {
-                        let (again, next_first) = futures::join!(
-                            self.fetch(start, end, 1),
-                            self.fetch(next.start, next.end, 1)
-                        );
-                        next.first = Some(next_first?);
-                        self.listed(again?)?
-                    }
-                    (None, None) => self.page(start, end, 1).await?,
-                };
-                // Queued again if changed meanwhile, but not counted twice in the report.
-                self.note(again.tickets, false).await?;
-                stable = again.total == first.total;
-            }
-            if stable {
-                return Ok(Piece::Read);
-            }
-            tracing::info!(
-                start_ms = start,
-                end_ms = end,
-                pass,
-                "tickets changed while the window was paged; reading it again"
-            );
-        }
-        Err(DiscoveryError::Unstable {
-            start_ms: start,
-            end_ms: end,
-        })
-    }
-
+impl Lister<'_> {
     fn query(&self, start_ms: i64, end_ms: i64, page: u32) -> ListQuery {
         ListQuery {
             field: self.field,
@@ -530,10 +401,10 @@ impl Scanner<'_> {
         }
     }
 
-    /// Asks for one page without counting it (see [`Scanner::listed`]): for pages asked for
-    /// together. Fails only when discovery is stopped.
+    /// Asks for one page without counting it (see [`Scanner::listed`]). Fails only when
+    /// discovery is stopped.
     async fn fetch(
-        &self,
+        self,
         start_ms: i64,
         end_ms: i64,
         page: u32,
@@ -546,80 +417,350 @@ impl Scanner<'_> {
             .list_tickets(&self.query(start_ms, end_ms, page), self.stop)
             .await)
     }
+}
 
-    async fn page(
+/// What one answer in [`Scanner::pages`] is for.
+#[derive(Clone, Copy)]
+enum Ask {
+    /// The re-read of `Scanner::unsettled[i]` (as taken when the paging began).
+    ReRead(usize),
+    /// The first page of the piece after this one.
+    NextFirst,
+    Page,
+}
+
+struct Scanner<'a> {
+    lister: Lister<'a>,
+    report: &'a mut DiscoveryReport,
+    on_progress: &'a (dyn Fn(u64) + Sync),
+    noting: &'a mut rows::Noting,
+    order: Order,
+    /// Pieces paged through, their re-reads not yet asked for.
+    unsettled: Vec<Unsettled>,
+    /// Pieces whose re-read found them changed: read again next, their first page in hand.
+    again: Vec<Pending>,
+}
+
+impl Scanner<'_> {
+    /// Lists `[from, to]` completely, oldest piece first; `piece_done(end)` after each piece
+    /// in time order, once it is read, stable, and its listed tickets are stored and queued
+    /// (they are noted beside the listing).
+    async fn scan<F, Fut>(
         &mut self,
-        start_ms: i64,
-        end_ms: i64,
-        page: u32,
-    ) -> Result<ListPage, DiscoveryError> {
-        let result = self.fetch(start_ms, end_ms, page).await?;
-        self.listed(result)
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        piece_done: F,
+    ) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let scanned = self.scan_pieces(from, to, &piece_done).await;
+        // The batch still being written finishes whatever happened (nothing runs on alone);
+        // the pieces it completes are saved even when the scan stopped.
+        let finished = self.finish().await;
+        let saved = self.pieces_done(&piece_done).await;
+        scanned.and(finished).and(saved)
+    }
+
+    async fn scan_pieces<F, Fut>(
+        &mut self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        piece_done: &F,
+    ) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        let (start_ms, end_ms) = (from.timestamp_millis().max(0), to.timestamp_millis().max(0));
+        if start_ms > end_ms {
+            return Ok(());
+        }
+        // Pieces to read, as a stack: the oldest piece on top.
+        let mut pieces = vec![self.order.begin(start_ms, end_ms)];
+        loop {
+            let piece = match pieces.pop() {
+                Some(piece) => piece,
+                None if self.unsettled.is_empty() => return Ok(()),
+                // The last pieces' re-reads: nothing else is left to send them with.
+                None => {
+                    self.beside(async {}).await?;
+                    pieces.extend(self.read_again());
+                    continue;
+                }
+            };
+            let (seq, start, end) = (piece.seq, piece.start, piece.end);
+            // Parts overlap by one millisecond: whether the API's bounds are inclusive is not
+            // documented, and a ticket listed twice costs nothing. Their first pages are asked
+            // for together: each says whether its part must be split again (or is empty)
+            // without waiting for the others.
+            if let Piece::TooBig { total } = self.read_piece(piece, pieces.last_mut()).await? {
+                // First pages kept ahead for the latest split's parts only: the parts of
+                // earlier splits wait without theirs (asked for again when their turn comes),
+                // so splitting a wide, crowded range holds no pages per level.
+                for waiting in &mut pieces {
+                    waiting.first = None;
+                }
+                let parts = self.order.split(seq, &split_bounds(start, end, total));
+                let lister = self.lister;
+                let firsts = self
+                    .beside(futures::future::join_all(
+                        parts.iter().map(|p| lister.fetch(p.start, p.end, 1)),
+                    ))
+                    .await?;
+                // Pushed newest first: the oldest part is read next.
+                for (mut part, first) in parts.into_iter().zip(firsts).rev() {
+                    part.first = Some(first?);
+                    pieces.push(part);
+                }
+                self.report.splits += 1;
+            }
+            pieces.extend(self.read_again());
+            self.pieces_done(piece_done).await?;
+        }
+    }
+
+    /// The pieces to read again, newest first (to be pushed on the stack): they are older
+    /// than any piece on it.
+    fn read_again(&mut self) -> Vec<Pending> {
+        let mut again = std::mem::take(&mut self.again);
+        again.sort_by_key(|p| std::cmp::Reverse(p.start));
+        again
+    }
+
+    /// Calls `piece_done` for the pieces whose batches are finished, in time order, up to the
+    /// first one not yet read, not yet stable or not yet stored.
+    async fn pieces_done<F, Fut>(&mut self, piece_done: &F) -> Result<(), DiscoveryError>
+    where
+        F: Fn(DateTime<Utc>) -> Fut,
+        Fut: std::future::Future<Output = anyhow::Result<()>>,
+    {
+        while let Some(place) = self.order.places.front()
+            && place.settled.is_some_and(|b| b <= self.noting.finished())
+        {
+            let end = place.end;
+            self.order.places.pop_front();
+            piece_done(epoch_to_datetime(end).unwrap_or(DateTime::UNIX_EPOCH))
+                .await
+                .map_err(DiscoveryError::Database)?;
+            (self.on_progress)(self.report.pages);
+        }
+        Ok(())
+    }
+
+    /// Reads every page of one piece, once. The `total` only says how many pages to ask for
+    /// at once: paging goes on while pages come back full (a `total` of 0 or of one page's
+    /// length ends nothing early), and a piece is too big only when its first page is full and
+    /// it is wide enough to split ([`MIN_SPLIT_MS`]). Paging is not a snapshot either: a
+    /// ticket updated meanwhile leaves the window and the rows behind it move up a place, so
+    /// one row can slip past a page boundary. A multi-page piece is therefore checked after its
+    /// last page (a total that moved means rows shifted) and read again until a pass is
+    /// stable ([`Scanner::settle`]); that re-read goes with the next requests (`unsettled`).
+    ///
+    /// The first page may have been asked for already (`piece.first`); the next piece's first
+    /// page (`next`) is asked for with this piece's pages.
+    async fn read_piece(
+        &mut self,
+        piece: Pending,
+        next: Option<&mut Pending>,
+    ) -> Result<Piece, DiscoveryError> {
+        let (seq, start, end, pass) = (piece.seq, piece.start, piece.end, piece.pass);
+        let lister = self.lister;
+        let page_size = u64::from(MAX_PAGE_SIZE);
+        let max_pages = LIST_ROW_CAP.div_ceil(page_size) as u32;
+        let splittable = end - start >= MIN_SPLIT_MS;
+        let first = match piece.first {
+            Some(first) => first,
+            None => self.beside(lister.fetch(start, end, 1)).await??,
+        };
+        let mut first = self.listed(first)?;
+        let first_full = first.items() >= page_size;
+        if splittable && first_full && first.total.is_some_and(|t| t >= LIST_ROW_CAP) {
+            return Ok(Piece::TooBig { total: first.total });
+        }
+        let mut last_items = first.items();
+        self.note(std::mem::take(&mut first.tickets), true).await?;
+        let mut page = 1;
+        // The pages the total announces, several at a time.
+        let announced = first.total.map_or(1, |t| {
+            t.div_ceil(page_size).clamp(1, u64::from(max_pages)) as u32
+        });
+        if first_full && announced > 1 {
+            let next = next.filter(|n| n.first.is_none());
+            last_items = self.pages(start, end, 2..=announced, next).await?;
+            page = announced;
+        }
+        // Then on while pages come back full, whatever the total said.
+        while last_items >= page_size && page < max_pages {
+            page += 1;
+            let next = self.beside(lister.fetch(start, end, page)).await??;
+            let next = self.listed(next)?;
+            last_items = next.items();
+            self.note(next.tickets, true).await?;
+        }
+        if page == max_pages && last_items >= page_size {
+            if splittable {
+                // 10,000 rows read and still full: more than paging reaches.
+                return Ok(Piece::TooBig { total: None });
+            }
+            tracing::error!(
+                start_ms = start,
+                end_ms = end,
+                "more than 10,000 tickets within one second; only the first 10,000 can be listed"
+            );
+        } else if page > 1 {
+            // Rows that left the window meanwhile (updated again) moved the others up a
+            // place: the total says so. (A short page before the announced end alone proves
+            // nothing: a total can simply be wrong.)
+            self.unsettled.push(Unsettled {
+                seq,
+                start,
+                end,
+                pass,
+                total: first.total,
+            });
+            return Ok(Piece::Read);
+        }
+        self.order.settle(seq, self.noting.submitted());
+        Ok(Piece::Read)
+    }
+
+    /// Awaits `work` with the re-reads of the unsettled pieces asked for beside it, then
+    /// settles those.
+    async fn beside<T>(
+        &mut self,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, DiscoveryError> {
+        let unsettled = std::mem::take(&mut self.unsettled);
+        let lister = self.lister;
+        let (done, again) = futures::join!(
+            work,
+            futures::future::join_all(unsettled.iter().map(|u| lister.fetch(u.start, u.end, 1)))
+        );
+        for (piece, again) in unsettled.into_iter().zip(again) {
+            self.settle(piece, again?).await?;
+        }
+        Ok(done)
+    }
+
+    /// A piece's re-read came back: the piece is read when its total held still (the re-read's
+    /// rows are noted too, queued again if changed meanwhile, not counted twice in the report);
+    /// otherwise it is read again, the re-read being the first page of that pass.
+    async fn settle(
+        &mut self,
+        piece: Unsettled,
+        again: Result<ListPage, ApiError>,
+    ) -> Result<(), DiscoveryError> {
+        let (start, end) = (piece.start, piece.end);
+        if let Ok(page) = &again
+            && page.total != piece.total
+        {
+            if piece.pass >= MAX_PASSES {
+                return Err(DiscoveryError::Unstable {
+                    start_ms: start,
+                    end_ms: end,
+                });
+            }
+            tracing::info!(
+                start_ms = start,
+                end_ms = end,
+                pass = piece.pass,
+                "tickets changed while the window was paged; reading it again"
+            );
+            self.again.push(Pending {
+                seq: piece.seq,
+                start,
+                end,
+                pass: piece.pass + 1,
+                first: Some(again),
+            });
+            return Ok(());
+        }
+        let again = self.listed(again)?;
+        self.note(again.tickets, false).await?;
+        self.order.settle(piece.seq, self.noting.submitted());
+        Ok(())
     }
 
     /// Pages `numbers` of one window, [`PAGES_IN_FLIGHT`] at a time, noted in page order in
     /// groups of [`PAGES_PER_NOTE`] (one transaction each) while the next pages are fetched.
-    /// Memory stays bounded however large the window (up to 10,000 rows): a page is requested
-    /// only while fewer than [`PAGES_AHEAD`] pages are fetched and not yet noted, and a request
-    /// once sent is always awaited at once (its timeout runs from the sending). Returns the
-    /// items of the last page.
+    /// The unsettled pieces' re-reads go first, then the first page of the piece after this
+    /// one (`next`). Memory stays bounded however large the window (up to 10,000 rows): a
+    /// request is sent only while fewer than [`PAGES_AHEAD`] answers are fetched and not yet
+    /// handed on, and a request once sent is always awaited at once (its timeout runs from
+    /// the sending). Returns the items of the last page.
     async fn pages(
         &mut self,
         start_ms: i64,
         end_ms: i64,
         numbers: std::ops::RangeInclusive<u32>,
-        next_first: Option<ListQuery>,
-    ) -> Result<(u64, Option<ReRead>), DiscoveryError> {
+        next: Option<&mut Pending>,
+    ) -> Result<u64, DiscoveryError> {
         use futures::StreamExt;
-        if self.stop.is_cancelled() {
+        let lister = self.lister;
+        if lister.stop.is_cancelled() {
             return Err(DiscoveryError::Interrupted);
         }
-        let (client, stop) = (self.client, self.stop);
-        let queries: Vec<ListQuery> = numbers.map(|n| self.query(start_ms, end_ms, n)).collect();
-        let (count, again) = (queries.len(), self.query(start_ms, end_ms, 1));
+        let mut unsettled: Vec<Option<Unsettled>> = std::mem::take(&mut self.unsettled)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let mut asks: Vec<(Ask, ListQuery)> = unsettled
+            .iter()
+            .flatten()
+            .enumerate()
+            .map(|(i, u)| (Ask::ReRead(i), lister.query(u.start, u.end, 1)))
+            .collect();
+        asks.extend(
+            next.as_ref()
+                .map(|n| (Ask::NextFirst, lister.query(n.start, n.end, 1))),
+        );
+        asks.extend(numbers.map(|n| (Ask::Page, lister.query(start_ms, end_ms, n))));
         let ahead = &tokio::sync::Semaphore::new(PAGES_AHEAD);
         let (send, mut received) = tokio::sync::mpsc::unbounded_channel();
         let fetch = async move {
-            let mut pages = futures::stream::iter(queries)
-                .map(|q| async move {
+            let mut answers = futures::stream::iter(asks)
+                .map(|(ask, q)| async move {
                     // Closed only when noting stopped on an error: nothing more is needed.
                     ahead.acquire().await.ok()?.forget();
-                    Some(client.list_tickets(&q, stop).await)
+                    Some((ask, lister.client.list_tickets(&q, lister.stop).await))
                 })
                 .buffered(PAGES_IN_FLIGHT);
-            let (mut answered, mut last_short) = (0, false);
-            while let Some(Some(result)) = pages.next().await {
-                answered += 1;
-                last_short = matches!(&result, Ok(p) if p.items() < u64::from(MAX_PAGE_SIZE));
-                if send.send(result).is_err() {
-                    return None;
+            while let Some(Some(answer)) = answers.next().await {
+                if send.send(answer).is_err() {
+                    return;
                 }
             }
-            drop(send);
-            // Every page answered and the last one short: paging is over, so the stability
-            // re-read (and the next piece's first page) is asked for now, while the last
-            // groups are still being noted, not after.
-            if answered < count || !last_short || stop.is_cancelled() {
-                return None;
-            }
-            let next = futures::future::OptionFuture::from(
-                next_first.as_ref().map(|q| client.list_tickets(q, stop)),
-            );
-            let (again, next_first) = futures::join!(client.list_tickets(&again, stop), next);
-            Some(ReRead { again, next_first })
         };
         let note = async move {
             let (mut group, mut in_group, mut last_items) = (Vec::new(), 0, 0);
+            let mut next = next;
             let noted = async {
-                while let Some(result) = received.recv().await {
-                    let page = self.listed(result)?;
-                    last_items = page.items();
-                    group.extend(page.tickets);
-                    in_group += 1;
-                    if in_group == PAGES_PER_NOTE {
-                        self.note(std::mem::take(&mut group), true).await?;
-                        ahead.add_permits(in_group);
-                        in_group = 0;
+                while let Some((ask, result)) = received.recv().await {
+                    match ask {
+                        Ask::ReRead(i) => {
+                            let piece = unsettled[i].take().expect("one re-read a piece");
+                            self.settle(piece, result).await?;
+                            ahead.add_permits(1);
+                        }
+                        Ask::NextFirst => {
+                            if let Some(next) = next.as_deref_mut() {
+                                next.first = Some(result);
+                            }
+                            ahead.add_permits(1);
+                        }
+                        Ask::Page => {
+                            let page = self.listed(result)?;
+                            last_items = page.items();
+                            group.extend(page.tickets);
+                            in_group += 1;
+                            if in_group == PAGES_PER_NOTE {
+                                self.note(std::mem::take(&mut group), true).await?;
+                                ahead.add_permits(in_group);
+                                in_group = 0;
+                            }
+                        }
                     }
                 }
                 if in_group > 0 {
@@ -631,8 +772,8 @@ impl Scanner<'_> {
             ahead.close();
             noted
         };
-        let (early, noted) = futures::join!(fetch, note);
-        Ok((noted?, early))
+        let ((), noted) = futures::join!(fetch, note);
+        noted
     }
 
     fn listed(&mut self, result: Result<ListPage, ApiError>) -> Result<ListPage, DiscoveryError> {

@@ -426,6 +426,9 @@ pub struct SimState {
     detail_gone: Mutex<HashSet<String>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
+    /// Tickets to update when a list request for a given page number arrives (one each, in
+    /// order): a ticket changing while a window is being paged.
+    list_updates: Mutex<VecDeque<(usize, String)>>,
     token_faults: Mutex<VecDeque<Fault>>,
     /// Each helpdesk's custom field catalog, by helpdesk number.
     catalog: Mutex<Vec<Vec<Value>>>,
@@ -480,6 +483,7 @@ impl SimState {
             detail_gone: Mutex::new(HashSet::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
+            list_updates: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
             catalog: Mutex::new(catalogs),
             catalog_faults: Mutex::new(VecDeque::new()),
@@ -641,6 +645,14 @@ impl SimState {
     /// Queues faults for the next list requests (InternalError, BadGateway, NotJson, RateLimited).
     pub fn inject_list(&self, faults: impl IntoIterator<Item = Fault>) {
         lock(&self.list_faults).extend(faults);
+    }
+
+    /// Updates ticket `id` (as [`Self::update_ticket`] does, nothing but `updated_at` changed)
+    /// when the next list request for page `page` arrives, before it is answered: the ticket
+    /// leaves an update-time window while that window is paged, and the rows behind it move up
+    /// a place. Several calls queue several updates, one per such request.
+    pub fn update_on_list_page(&self, page: usize, id: &str) {
+        lock(&self.list_updates).push_back((page, id.to_owned()));
     }
 
     /// Replaces the first helpdesk's custom field catalog (`ticket_customized_fields` items).
@@ -1162,6 +1174,14 @@ async fn list_response(
         );
     }
     let page_size = page_size as usize;
+    let update = {
+        let mut updates = lock(&state.list_updates);
+        let due = updates.iter().position(|(p, _)| *p == page);
+        due.and_then(|i| updates.remove(i))
+    };
+    if let Some((_, id)) = update {
+        state.update_ticket(&id, |_| {});
+    }
     let range = |start: &str, end: &str| match (number(start), number(end)) {
         (Some(s), Some(e)) => Ok(Some((s, e))),
         (None, None) => Ok(None),

@@ -257,3 +257,111 @@ async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
             .unwrap();
     assert_eq!(priority, 0, "priority is reset once fetched");
 }
+
+/// 600 of 1,000 synced tickets changed to status 51 (an update-time window of three pages),
+/// and the first of them in list order (created first): paging that window, the list drops it
+/// off page 1 when it changes again, and the rows behind it move up a place. (Tickets whose
+/// generated `updated_at` lies ahead of now are left out: a change now would look older.)
+async fn three_changed_pages(sim: &helpdesk_sync::sim::SimServer) -> (Vec<String>, String) {
+    let now = chrono::Utc::now().timestamp_millis();
+    let changed: Vec<String> = sim
+        .state
+        .ticket_ids()
+        .into_iter()
+        .filter(|id| sim.state.ticket(id).expect("a ticket")["updated_at"].as_i64() < Some(now))
+        .take(600)
+        .collect();
+    assert_eq!(changed.len(), 600);
+    for id in &changed {
+        sim.state.update_ticket(id, |t| t["status"] = json!(51));
+    }
+    let created = |id: &String| sim.state.ticket(id).expect("a ticket")["created_at"].as_i64();
+    let first = changed
+        .iter()
+        .min_by_key(|id| (created(id), (*id).clone()))
+        .expect("changed tickets")
+        .clone();
+    (changed, first)
+}
+
+/// Tickets among `ids` whose stored status is not 51.
+async fn not_stored_as_changed(db: &TestDb, ids: &[String]) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT i FROM unnest($1::text[]) i
+         WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE ticket_id = i AND status = 51)",
+    )
+    .bind(ids)
+    .fetch_all(&db.pool)
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_ticket_changing_while_its_window_is_paged_costs_no_other_ticket() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(1_000)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discovery_overlap("1s")
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let (changed, first) = three_changed_pages(&sim).await;
+    // Asking for page 2, the list no longer shows `first` on page 1: the 201st row moved onto
+    // page 1, already read, and page 2 starts after it. Only the re-read of page 1 sees it.
+    sim.state.update_on_list_page(2, &first);
+    let lists_before = list_requests(&sim);
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    let others: Vec<String> = changed.into_iter().filter(|id| *id != first).collect();
+    assert_eq!(
+        not_stored_as_changed(&db, &others).await,
+        Vec::<String>::new(),
+        "{}",
+        stdout(&out)
+    );
+    // The created window (1 page), the updated window's 3 pages and re-read, then once more
+    // (the re-read is the first page of that pass).
+    assert_eq!(list_requests(&sim) - lists_before, 1 + 4 + 3);
+}
+
+#[tokio::test]
+async fn a_window_that_never_holds_still_is_not_passed_and_is_read_next_cycle() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(1_000)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discovery_overlap("1s")
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let before = watermark(&db).await;
+    let (changed, first) = three_changed_pages(&sim).await;
+    // A ticket of the window changes during every pass (five, the most one cycle makes).
+    let movers: Vec<&String> = std::iter::once(&first)
+        .chain(changed.iter().filter(|id| **id != first).take(4))
+        .collect();
+    for id in &movers {
+        sim.state.update_on_list_page(2, id);
+    }
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("kept changing while it was paged"),
+        "{}",
+        stdout(&out)
+    );
+    assert_eq!(
+        watermark(&db).await,
+        before,
+        "the watermark moved past a window never read whole"
+    );
+    // Next cycle the window holds still: every change is stored, the movers' too.
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(watermark(&db).await > before);
+    assert_eq!(
+        not_stored_as_changed(&db, &changed).await,
+        Vec::<String>::new(),
+        "{}",
+        stdout(&out)
+    );
+}
