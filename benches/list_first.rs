@@ -89,6 +89,7 @@ async fn count(store: &Store, sql: &'static str) -> i64 {
 async fn first_install(admin_url: &str, tickets: usize, detail_seconds: u64) -> anyhow::Result<()> {
     let db_url = scratch_db(admin_url, "bench_list_first").await?;
     let sim = SimServer::start(documented_sim(tickets), "127.0.0.1:0".parse()?).await?;
+    let sim_started = Instant::now();
     let (peak_before, _) = memory_mib();
     let settings = settings(&sim, &db_url)?;
     let store = Store::connect(&settings.database).await?;
@@ -124,12 +125,34 @@ async fn first_install(admin_url: &str, tickets: usize, detail_seconds: u64) -> 
         "SELECT count(*) FROM ticket_facts WHERE status IS NOT NULL",
     )
     .await;
-    let lists = sim
+    let list_arrivals: Vec<Duration> = sim
         .state
         .requests()
         .iter()
         .filter(|r| r.endpoint == Endpoint::List)
-        .count();
+        .map(|r| r.arrived)
+        .collect();
+    let lists = list_arrivals.len();
+    // Pauses in the list calls: the pace is 40/s (25 ms apart); a longer pause is the listing
+    // waiting on an answer (a split's first pages, a piece's last pages) or on the writers.
+    let mut sorted = list_arrivals.clone();
+    sorted.sort();
+    let pauses: Vec<Duration> = sorted
+        .windows(2)
+        .map(|w| w[1] - w[0])
+        .filter(|gap| *gap > Duration::from_millis(60))
+        .collect();
+    let paused: Duration = pauses.iter().sum();
+    // On the bench's clock (the simulator started a little before it).
+    let since_start = |at: Option<&Duration>| {
+        at.map_or(0.0, |at| {
+            at.as_secs_f64() - (sim_started.elapsed() - started.elapsed()).as_secs_f64()
+        })
+    };
+    let (first_list, last_list) = (
+        since_start(list_arrivals.iter().min()),
+        since_start(list_arrivals.iter().max()),
+    );
     tokio::time::sleep(Duration::from_secs(detail_seconds)).await;
     let details = sim.state.detail_requests(None) - details_at_complete;
     let detail_rate = details as f64 / detail_seconds as f64;
@@ -150,6 +173,13 @@ async fn first_install(admin_url: &str, tickets: usize, detail_seconds: u64) -> 
         .find(|(_, n)| *n >= tickets as i64 / 2)
         .map_or(0.0, |(t, _)| t.as_secs_f64());
     println!("  half of them: {half:.1} s");
+    println!(
+        "  list calls from {first_list:.1} s to {last_list:.1} s (the last answered ~0.2 s later; \
+         the rest is the writers finishing and the 0.5 s poll); {} pauses over 60 ms between \
+         list calls, {:.1} s in all",
+        pauses.len(),
+        paused.as_secs_f64()
+    );
     println!(
         "  details: {details} in {detail_seconds} s after the list phase = {detail_rate:.2}/s; \
          tags known for {tags_known}; all tags (and the copy without list rows) ≈ {:.0} min",
