@@ -10,9 +10,12 @@
 //! its first page is full too. Listed tickets whose `updated_at` differs from the last detail's
 //! (or that are new) are queued; unchanged ones cost nothing more. With `sync.store_list_rows`
 //! each listed ticket's row is stored at once ([`rows`]): the dashboards are whole after the
-//! list, the details follow. The incremental watermark moves forward only after its whole
-//! window was read; the backfill saves its position after every finished piece, so it resumes.
-//! Progress (for the stall watch) is time covered, not calls made.
+//! list, the details follow. Paging is no snapshot: a multi-page piece is read again when its
+//! first page's `total` moved by the time its last page was in (the re-read goes with the next
+//! requests, so the list pace does not wait for it). Both scans save their position (the
+//! incremental watermark, the backfill's resume point) piece by piece in time order, never past
+//! a piece not yet read whole, found stable and stored. Progress (for the stall watch) is time
+//! covered, not calls made.
 
 mod rows;
 
@@ -64,7 +67,7 @@ pub enum DiscoveryError {
 }
 
 /// Runs the backfill if one is due, then the incremental scan. `on_progress` is called with
-/// the pages read so far each time a window is covered.
+/// the pages read so far each time a piece's position is saved.
 pub async fn discover(
     store: &Store,
     client: &FeishuClient,
@@ -226,7 +229,8 @@ fn plan_backfill(
     }
 }
 
-/// How often a window is read when it keeps changing under paging.
+/// How often a piece is read when it keeps changing under paging (the parts of a piece split
+/// meanwhile count their own passes).
 const MAX_PASSES: u32 = 5;
 
 /// List requests of one scan in flight at once (the list pacer still spaces them).
@@ -296,7 +300,8 @@ struct Pending {
 
 /// A piece paged through whose stability re-read (its first page again, the `total` compared)
 /// is still to be asked for: it goes with the next requests the scan makes anyway (the next
-/// piece's pages), so the list pace never idles waiting for it.
+/// piece's pages, a split's or a piece's first page, a page past the announced ones), alone
+/// only at the end of the scan, so the list pace does not idle waiting for it.
 struct Unsettled {
     seq: u64,
     start: i64,
@@ -559,7 +564,7 @@ impl Scanner<'_> {
     /// stable ([`Scanner::settle`]); that re-read goes with the next requests (`unsettled`).
     ///
     /// The first page may have been asked for already (`piece.first`); the next piece's first
-    /// page (`next`) is asked for with this piece's pages.
+    /// page (`next`) is asked for with this piece's pages (those the total announces).
     async fn read_piece(
         &mut self,
         piece: Pending,
@@ -609,20 +614,21 @@ impl Scanner<'_> {
                 end_ms = end,
                 "more than 10,000 tickets within one second; only the first 10,000 can be listed"
             );
-        } else if page > 1 {
-            // Rows that left the window meanwhile (updated again) moved the others up a
-            // place: the total says so. (A short page before the announced end alone proves
-            // nothing: a total can simply be wrong.)
-            self.unsettled.push(Unsettled {
-                seq,
-                start,
-                end,
-                pass,
-                total: first.total,
-            });
+        }
+        if page == 1 {
+            self.order.settle(seq, self.noting.submitted());
             return Ok(Piece::Read);
         }
-        self.order.settle(seq, self.noting.submitted());
+        // Rows that left the window meanwhile (updated again) moved the others up a place: the
+        // total says so. (A short page before the announced end alone proves nothing: a total
+        // can simply be wrong.)
+        self.unsettled.push(Unsettled {
+            seq,
+            start,
+            end,
+            pass,
+            total: first.total,
+        });
         Ok(Piece::Read)
     }
 

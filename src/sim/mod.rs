@@ -426,9 +426,9 @@ pub struct SimState {
     detail_gone: Mutex<HashSet<String>>,
     any_faults: Mutex<VecDeque<Fault>>,
     list_faults: Mutex<VecDeque<Fault>>,
-    /// Tickets to update when a list request for a given page number arrives (one each, in
-    /// order): a ticket changing while a window is being paged.
-    list_updates: Mutex<VecDeque<(usize, String)>>,
+    /// Tickets to change when a list request for a given page of a window holding them
+    /// arrives (one each, in order): a ticket changing while its window is being paged.
+    list_changes: Mutex<VecDeque<ListChange>>,
     token_faults: Mutex<VecDeque<Fault>>,
     /// Each helpdesk's custom field catalog, by helpdesk number.
     catalog: Mutex<Vec<Vec<Value>>>,
@@ -483,7 +483,7 @@ impl SimState {
             detail_gone: Mutex::new(HashSet::new()),
             any_faults: Mutex::new(VecDeque::new()),
             list_faults: Mutex::new(VecDeque::new()),
-            list_updates: Mutex::new(VecDeque::new()),
+            list_changes: Mutex::new(VecDeque::new()),
             token_faults: Mutex::new(VecDeque::new()),
             catalog: Mutex::new(catalogs),
             catalog_faults: Mutex::new(VecDeque::new()),
@@ -648,11 +648,48 @@ impl SimState {
     }
 
     /// Updates ticket `id` (as [`Self::update_ticket`] does, nothing but `updated_at` changed)
-    /// when the next list request for page `page` arrives, before it is answered: the ticket
-    /// leaves an update-time window while that window is paged, and the rows behind it move up
-    /// a place. Several calls queue several updates, one per such request.
+    /// when the next list request for page `page` of a window holding the ticket arrives,
+    /// before it is answered: the ticket leaves an update-time window while that window is
+    /// paged, and the rows behind it move up a place. Several calls queue several changes, one
+    /// per such request.
     pub fn update_on_list_page(&self, page: usize, id: &str) {
-        lock(&self.list_updates).push_back((page, id.to_owned()));
+        lock(&self.list_changes).push_back(ListChange {
+            page,
+            id: id.to_owned(),
+            delete: false,
+        });
+    }
+
+    /// Deletes ticket `id` (as [`Self::delete_ticket`] does) when the next list request for
+    /// page `page` of a window holding it arrives: it leaves a create-time window too.
+    pub fn delete_on_list_page(&self, page: usize, id: &str) {
+        lock(&self.list_changes).push_back(ListChange {
+            page,
+            id: id.to_owned(),
+            delete: true,
+        });
+    }
+
+    /// The change queued for a list request for `page` of the window `updated` × `created`
+    /// (bounds in ms, inclusive), taken off the queue.
+    fn list_change(
+        &self,
+        page: usize,
+        updated: Option<(i64, i64)>,
+        created: Option<(i64, i64)>,
+    ) -> Option<ListChange> {
+        let mut changes = lock(&self.list_changes);
+        let holds = |id: &str| {
+            self.ticket(id).is_some_and(|t| {
+                let within = |v: Option<i64>, r: Option<(i64, i64)>| {
+                    r.is_none_or(|(s, e)| v.is_some_and(|v| v >= s && v <= e))
+                };
+                within(t["updated_at"].as_i64(), updated)
+                    && within(t["created_at"].as_i64(), created)
+            })
+        };
+        let due = changes.iter().position(|c| c.page == page && holds(&c.id));
+        due.and_then(|i| changes.remove(i))
     }
 
     /// Replaces the first helpdesk's custom field catalog (`ticket_customized_fields` items).
@@ -1174,14 +1211,6 @@ async fn list_response(
         );
     }
     let page_size = page_size as usize;
-    let update = {
-        let mut updates = lock(&state.list_updates);
-        let due = updates.iter().position(|(p, _)| *p == page);
-        due.and_then(|i| updates.remove(i))
-    };
-    if let Some((_, id)) = update {
-        state.update_ticket(&id, |_| {});
-    }
     let range = |start: &str, end: &str| match (number(start), number(end)) {
         (Some(s), Some(e)) => Ok(Some((s, e))),
         (None, None) => Ok(None),
@@ -1197,6 +1226,11 @@ async fn list_response(
             "each start time needs its end time",
         );
     };
+    match state.list_change(page, updated, created) {
+        Some(change) if change.delete => state.delete_ticket(&change.id),
+        Some(change) => state.update_ticket(&change.id, |_| {}),
+        None => {}
+    }
     let status_list: HashSet<i64> = query
         .iter()
         .filter(|(k, _)| k == "status_list")
@@ -1249,6 +1283,14 @@ async fn list_response(
         body,
     )
         .into_response()
+}
+
+/// A ticket changed when a given page of a window holding it is asked for.
+#[derive(Debug)]
+struct ListChange {
+    page: usize,
+    id: String,
+    delete: bool,
 }
 
 /// What the list filters and orders a ticket by.

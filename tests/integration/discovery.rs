@@ -258,7 +258,7 @@ async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
     assert_eq!(priority, 0, "priority is reset once fetched");
 }
 
-/// 600 of 1,000 synced tickets changed to status 51 (an update-time window of three pages),
+/// 600 of 1,000 synced tickets changed (an update-time window of three pages),
 /// and the first of them in list order (created first): paging that window, the list drops it
 /// off page 1 when it changes again, and the rows behind it move up a place. (Tickets whose
 /// generated `updated_at` lies ahead of now are left out: a change now would look older.)
@@ -284,13 +284,28 @@ async fn three_changed_pages(sim: &helpdesk_sync::sim::SimServer) -> (Vec<String
     (changed, first)
 }
 
-/// Tickets among `ids` whose stored status is not 51.
-async fn not_stored_as_changed(db: &TestDb, ids: &[String]) -> Vec<String> {
+/// Tickets among `ids` whose stored version is not the simulator's latest (`updated_at`).
+async fn not_stored_as_changed(
+    db: &TestDb,
+    sim: &helpdesk_sync::sim::SimServer,
+    ids: &[String],
+) -> Vec<String> {
+    let latest: Vec<i64> = ids
+        .iter()
+        .map(|id| {
+            sim.state.ticket(id).expect("a ticket")["updated_at"]
+                .as_i64()
+                .expect("ms")
+        })
+        .collect();
     sqlx::query_scalar(
-        "SELECT i FROM unnest($1::text[]) i
-         WHERE NOT EXISTS (SELECT 1 FROM tickets WHERE ticket_id = i AND status = 51)",
+        "SELECT i FROM unnest($1::text[], $2::bigint[]) AS latest(i, ms)
+         WHERE NOT EXISTS (SELECT 1 FROM tickets
+                           WHERE ticket_id = i
+                             AND (extract(epoch FROM updated_at) * 1000)::bigint = ms)",
     )
     .bind(ids)
+    .bind(&latest)
     .fetch_all(&db.pool)
     .await
     .unwrap()
@@ -314,7 +329,7 @@ async fn a_ticket_changing_while_its_window_is_paged_costs_no_other_ticket() {
     assert_ok(&out);
     let others: Vec<String> = changed.into_iter().filter(|id| *id != first).collect();
     assert_eq!(
-        not_stored_as_changed(&db, &others).await,
+        not_stored_as_changed(&db, &sim, &others).await,
         Vec::<String>::new(),
         "{}",
         stdout(&out)
@@ -359,9 +374,83 @@ async fn a_window_that_never_holds_still_is_not_passed_and_is_read_next_cycle() 
     assert_ok(&out);
     assert!(watermark(&db).await > before);
     assert_eq!(
-        not_stored_as_changed(&db, &changed).await,
+        not_stored_as_changed(&db, &sim, &changed).await,
         Vec::<String>::new(),
         "{}",
         stdout(&out)
+    );
+}
+
+#[tokio::test]
+async fn a_part_of_history_that_never_holds_still_keeps_the_resume_point_while_later_parts_are_read()
+ {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(12_000)).await;
+    // History from 91 days ago (the simulator's tickets are up to 90 days old): 12,000 rows are
+    // over the cap, so the range is split in two parts of ~6,000, read oldest first.
+    let since = (chrono::Utc::now() - chrono::Duration::days(91)).to_rfc3339();
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .backfill_since(&since)
+        .max_tickets_per_cycle(1)
+        .store_list_rows(false)
+        .workspace();
+    let mut by_created: Vec<(i64, String)> = sim
+        .state
+        .ticket_ids()
+        .into_iter()
+        .map(|id| {
+            (
+                sim.state.ticket(&id).expect("a ticket")["created_at"]
+                    .as_i64()
+                    .unwrap_or(0),
+                id,
+            )
+        })
+        .collect();
+    by_created.sort();
+    // The oldest part loses one of its first tickets each time its page 2 is asked for: every
+    // pass over it (five, the most one cycle makes) finds its total moved. The newer part is
+    // read whole between those passes (each re-read goes with the next pages asked for).
+    for (_, id) in &by_created[..5] {
+        sim.state.delete_on_list_page(2, id);
+    }
+    let out = ws.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stdout(&out).contains("kept changing while it was paged"),
+        "{}",
+        stdout(&out)
+    );
+    let backfill = || async {
+        sqlx::query_as::<_, (chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>, bool)>(
+            "SELECT scanned_until, range_start, completed FROM discovery_state WHERE scan = 'backfill'",
+        )
+        .fetch_one(&db.pool)
+        .await
+        .unwrap()
+    };
+    let (resume, start, completed) = backfill().await;
+    assert_eq!(
+        resume, start,
+        "the resume point passed a part never read whole"
+    );
+    assert!(!completed);
+    let newest = &by_created.last().expect("tickets").1;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM ticket_sync_state WHERE ticket_id = '{newest}'"
+        ))
+        .await,
+        1,
+        "the newer part was read meanwhile"
+    );
+
+    // Next cycle the history holds still: read to its end, every ticket known.
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert!(backfill().await.2, "the backfill did not complete");
+    assert_eq!(
+        db.count("SELECT count(*) FROM ticket_sync_state").await,
+        12_000
     );
 }

@@ -230,6 +230,10 @@ impl TestConfig {
     pub fn max_tickets_per_cycle(self, tickets: u32) -> Self {
         self.sync("max_tickets_per_cycle", tickets)
     }
+    /// `sync.backfill_since` (a date or an RFC 3339 time).
+    pub fn backfill_since(self, since: &str) -> Self {
+        self.sync("backfill_since", since)
+    }
     pub fn discovery_overlap(self, duration: &str) -> Self {
         self.sync("discovery_overlap", duration)
     }
