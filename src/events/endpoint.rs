@@ -163,8 +163,8 @@ async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Re
     let store = scoped(state, helpdesk);
     let recorded = store.record_message_event(event_id, event_type, ticket_id);
     match within_db_timeout(recorded).await {
-        Ok(queued) => {
-            let label = if queued { "queued" } else { "duplicate" };
+        Ok(recorded) => {
+            let label = outcome_label(recorded);
             tracing::info!(
                 event_id,
                 event_type,
@@ -174,7 +174,7 @@ async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Re
                 "message event"
             );
             state.metrics.event(label);
-            if queued {
+            if recorded == Recorded::Queued {
                 state.wake.notify_one();
             }
             axum::Json(json!({})).into_response()

@@ -157,7 +157,9 @@ impl Store {
              SELECT ticket_id, 'discovery', CASE WHEN is_new THEN $3 ELSE $4 END, updated_at, $5
              FROM todo ORDER BY ticket_id
              ON CONFLICT (ticket_id) DO UPDATE SET
-                helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                -- A helpdesk lists only its own tickets: the lister owns the row (mends a row
+                -- queued under another helpdesk).
+                helpdesk_id = COALESCE(EXCLUDED.helpdesk_id, s.helpdesk_id),
                 next_due_at = CASE
                     WHEN s.last_outcome IN ('failed', 'invalid_id')
                      AND s.listed_updated_at IS NOT DISTINCT FROM EXCLUDED.listed_updated_at

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::Store;
+use super::events::Recorded;
 use super::failure::FailureDelay;
 use crate::domain::{MessagesOutcome, TicketId};
 
@@ -172,13 +173,18 @@ impl Store {
     }
 
     /// A message event: records the receipt and makes the ticket's messages due now (the
-    /// ticket itself is queued too when it is not known yet). False for a duplicate event.
+    /// ticket itself is queued too when it is not known yet, in this store's helpdesk). When
+    /// the store serves every helpdesk (several configured, the event named none) and the
+    /// ticket is not queued yet, nothing is recorded ([`Recorded::NoHelpdesk`]): queued
+    /// without its helpdesk, the first helpdesk would adopt it and fetch it with its own token
+    /// (another helpdesk's ticket answers "not found" there and would be marked deleted).
+    /// Discovery finds the ticket in its own helpdesk; storing it makes its conversation due.
     pub async fn record_message_event(
         &self,
         event_id: &str,
         event_type: &str,
         ticket_id: &TicketId,
-    ) -> anyhow::Result<bool> {
+    ) -> anyhow::Result<Recorded> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO event_receipts (event_id, event_type, ticket_id, outcome)
@@ -191,7 +197,16 @@ impl Store {
         .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(false);
+            return Ok(Recorded::Duplicate);
+        }
+        let queued: Option<i32> =
+            sqlx::query_scalar("SELECT 1 FROM ticket_sync_state WHERE ticket_id = $1 FOR UPDATE")
+                .bind(ticket_id.as_str())
+                .fetch_optional(&mut *tx)
+                .await?;
+        if queued.is_none() && self.helpdesk().is_none() {
+            tx.rollback().await?;
+            return Ok(Recorded::NoHelpdesk);
         }
         sqlx::query(
             "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, messages_priority,
@@ -209,7 +224,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        Ok(true)
+        Ok(Recorded::Queued)
     }
 }
 

@@ -583,3 +583,111 @@ async fn one_event_path_queues_each_helpdesks_tickets_in_its_own_queue() {
     }
     daemon.stop().await;
 }
+
+/// With several helpdesks, a message event that names no helpdesk, about a ticket not queued
+/// yet, is acknowledged and not recorded: queued without its helpdesk, the first helpdesk would
+/// adopt it and fetch it with its own token, and another helpdesk's ticket answers "not found"
+/// there (it was marked deleted). Discovery finds the ticket in its own helpdesk and reads its
+/// conversation. A row queued under the wrong helpdesk before (as this path did) is mended by
+/// the listing: the lister owns it.
+#[tokio::test]
+async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket_deleted() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let (first, second) = (desks[0].helpdesk_id.clone(), desks[1].helpdesk_id.clone());
+    let ws = crate::observability::helpdesks_config(&sim, &db)
+        .fast_list()
+        .rarely()
+        .messages(true)
+        .http()
+        .events(&sim)
+        .workspace();
+    // Two new tickets of the second helpdesk, each with a guest message.
+    let template = sim.state.helpdesk_ticket_ids(&second)[0].clone();
+    let now = chrono::Utc::now().timestamp_millis();
+    let new_ticket = |n: usize| {
+        let id = helpdesk_sync::sim::helpdesk_ticket_id(1, 100 + n);
+        let mut ticket = sim.state.ticket(&template).expect("a ticket");
+        ticket["ticket_id"] = json!(id);
+        ticket["created_at"] = json!(now);
+        ticket["updated_at"] = json!(now);
+        sim.state.put_ticket(&id, ticket);
+        let message =
+            sim.state
+                .add_message(&id, helpdesk_sync::sim::messages::Sender::Guest, "hello?");
+        (id, message)
+    };
+    let daemon = Daemon::start(&ws).await;
+    // Its first cycle over (both helpdesks' tickets stored), the new tickets come.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while db.count("SELECT count(*) FROM tickets").await < 8 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(db.count("SELECT count(*) FROM tickets").await, 8);
+    let (unseen, message) = new_ticket(0);
+    let (misqueued, _) = new_ticket(1);
+    let client = http();
+    let mut event = sim.state.message_event(&unseen, &message, "ev-msg-no-desk");
+    event["event"]["ticket"]
+        .as_object_mut()
+        .expect("the event's ticket")
+        .remove("helpdesk_id");
+    let status = sim.state.deliver_event(&client, &daemon.url, &event).await;
+    assert_eq!(status.unwrap(), 200);
+    // Acknowledged, not recorded, nothing fetched for it (a wrong fetch would come within the
+    // event's cycle, at once).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(db.count("SELECT count(*) FROM event_receipts").await, 0);
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM ticket_sync_state WHERE ticket_id = '{unseen}'"
+        ))
+        .await,
+        0
+    );
+    assert_eq!(sim.state.detail_requests(Some(&unseen)), 0);
+    daemon.stop().await;
+
+    // The row this path used to leave: queued under the first helpdesk.
+    sqlx::query(
+        "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
+         VALUES ($1, 'event', 20, $2)",
+    )
+    .bind(&misqueued)
+    .bind(&first)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    for id in [&unseen, &misqueued] {
+        let (owner, deleted): (Option<String>, bool) = sqlx::query_as(
+            "SELECT t.helpdesk_id, t.deleted_at IS NOT NULL FROM tickets t WHERE t.ticket_id = $1",
+        )
+        .bind(id)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        assert_eq!(
+            (owner.as_deref(), deleted),
+            (Some(second.as_str()), false),
+            "{id}"
+        );
+        let queued_under: Option<String> =
+            sqlx::query_scalar("SELECT helpdesk_id FROM ticket_sync_state WHERE ticket_id = $1")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        assert_eq!(queued_under.as_deref(), Some(second.as_str()), "{id}");
+    }
+    assert!(
+        db.count(&format!(
+            "SELECT count(*) FROM ticket_messages WHERE ticket_id = '{unseen}'"
+        ))
+        .await
+            >= 1,
+        "the conversation was read"
+    );
+}
