@@ -44,7 +44,7 @@ impl Store {
         delay: FailureDelay,
     ) -> anyhow::Result<BatchReport> {
         let mut tx = self.pool.begin().await?;
-        let mut report = write_outcomes(&mut tx, &batch.tickets, delay).await?;
+        let mut report = write_outcomes(&mut tx, &batch.tickets, delay, self.helpdesk()).await?;
         let messages: Vec<&MessagesOutcome> = batch.messages.iter().collect();
         let written = super::messages::write_messages(&mut tx, &messages, delay).await?;
         report.messages_synced = written.synced;
@@ -56,15 +56,22 @@ impl Store {
     }
 }
 
+/// Writes a batch's outcomes; `helpdesk` is the helpdesk whose token fetched them (None: one
+/// helpdesk, or the unscoped store).
 async fn write_outcomes(
     tx: &mut Transaction<'_, Postgres>,
     outcomes: &[TicketOutcome],
     delay: FailureDelay,
+    helpdesk: Option<&str>,
 ) -> anyhow::Result<BatchReport> {
     // The same ticket twice in a batch: the later outcome wins (ON CONFLICT cannot touch a row twice).
     let mut latest: BTreeMap<&str, &TicketOutcome> = BTreeMap::new();
     for outcome in outcomes {
         latest.insert(outcome.ticket_id(), outcome);
+    }
+    let asked_elsewhere = not_found_elsewhere(tx, &latest, helpdesk).await?;
+    for id in &asked_elsewhere {
+        latest.remove(id.as_str());
     }
     let records: Vec<&TicketRecord> = latest
         .values()
@@ -119,6 +126,40 @@ async fn write_outcomes(
         }
     }
     Ok(report)
+}
+
+/// The tickets answered "not found" whose queue row is no longer the asking helpdesk's: a
+/// listing moved it to the helpdesk that lists the ticket while it was being fetched (a
+/// listing owns what it lists, `Store::note_listed`). A ticket of another helpdesk answers
+/// "not found" to this one's token, which says nothing about the ticket: it is not marked
+/// deleted and no outcome is recorded; its claim is given back and it is due now, in its
+/// owner's queue.
+async fn not_found_elsewhere(
+    tx: &mut Transaction<'_, Postgres>,
+    latest: &BTreeMap<&str, &TicketOutcome>,
+    helpdesk: Option<&str>,
+) -> anyhow::Result<Vec<String>> {
+    let Some(helpdesk) = helpdesk else {
+        return Ok(Vec::new());
+    };
+    let not_found: Vec<&str> = latest
+        .values()
+        .filter(|o| matches!(o, TicketOutcome::NotFound { .. }))
+        .map(|o| o.ticket_id())
+        .collect();
+    if not_found.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar(
+        "UPDATE ticket_sync_state
+            SET claimed_until = NULL, claimed_by = NULL, next_due_at = LEAST(next_due_at, now())
+          WHERE ticket_id = ANY($1) AND helpdesk_id IS DISTINCT FROM $2
+         RETURNING ticket_id",
+    )
+    .bind(&not_found)
+    .bind(helpdesk)
+    .fetch_all(&mut **tx)
+    .await?)
 }
 
 /// Of the records not written, those older than the stored row (`updated_at` before the

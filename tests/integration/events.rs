@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use helpdesk_sync::events::{TICKET_CREATED, TICKET_UPDATED, encrypt, signature};
-use helpdesk_sync::sim::{Endpoint, SimConfig, SimServer};
+use helpdesk_sync::sim::{Endpoint, Fault, SimConfig, SimServer};
 use serde_json::{Value, json};
 
 use crate::helpers::*;
@@ -690,4 +690,94 @@ async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket
             >= 1,
         "the conversation was read"
     );
+}
+
+/// A listing moves a queue row to the helpdesk that lists the ticket while another helpdesk's
+/// worker is fetching it with its own token: that fetch's "not found" marks nothing deleted and
+/// parks nothing; the row is given back, due, to its owner.
+#[tokio::test]
+async fn a_not_found_from_the_wrong_helpdesk_while_its_row_moves_marks_nothing_deleted() {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let desks = sim.state.helpdesks().to_vec();
+    let (first, second) = (desks[0].helpdesk_id.clone(), desks[1].helpdesk_id.clone());
+    let ws = crate::observability::helpdesks_config(&sim, &db)
+        .fast_list()
+        .messages(false)
+        .request_timeout("30s")
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    // A new ticket of the second helpdesk, queued under the first (as an unscoped event or
+    // query could queue it), its detail answering slowly.
+    let template = sim.state.helpdesk_ticket_ids(&second)[0].clone();
+    let id = helpdesk_sync::sim::helpdesk_ticket_id(1, 200);
+    let mut ticket = sim.state.ticket(&template).expect("a ticket");
+    let now = chrono::Utc::now().timestamp_millis();
+    ticket["ticket_id"] = json!(id);
+    ticket["created_at"] = json!(now);
+    ticket["updated_at"] = json!(now);
+    sim.state.put_ticket(&id, ticket);
+    sqlx::query(
+        "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
+         VALUES ($1, 'event', 20, $2)",
+    )
+    .bind(&id)
+    .bind(&first)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+    sim.state
+        .inject(&id, [Fault::Delay(Duration::from_secs(8))]);
+
+    // The first helpdesk claims it and asks (8 s); meanwhile the second lists it.
+    let first_args = ["sync", "--helpdesk", first.as_str()];
+    let first_run = ws.run(&first_args, &[], None);
+    let second_run = async {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while db
+            .count(&format!(
+                "SELECT count(*) FROM ticket_sync_state WHERE ticket_id = '{id}' AND claimed_by IS NOT NULL"
+            ))
+            .await
+            == 0
+            && Instant::now() < deadline
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        ws.run(&["sync", "--helpdesk", &second], &[], None).await
+    };
+    let (first_out, second_out) = tokio::join!(first_run, second_run);
+    assert_ok(&first_out);
+    assert_ok(&second_out);
+    // The first helpdesk's "not found" came after the move (its one request, 8 s late).
+    assert_eq!(sim.state.detail_requests(Some(&id)), 1);
+    let (owner, deleted): (Option<String>, bool) = sqlx::query_as(
+        "SELECT helpdesk_id, deleted_at IS NOT NULL FROM tickets WHERE ticket_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((owner.as_deref(), deleted), (Some(second.as_str()), false));
+    let (queued_under, parked): (Option<String>, bool) = sqlx::query_as(
+        "SELECT helpdesk_id, next_due_at = 'infinity' FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        (queued_under.as_deref(), parked),
+        (Some(second.as_str()), false)
+    );
+
+    // Its owner fetches it next.
+    assert_ok(&ws.run(&["sync", "--helpdesk", &second], &[], None).await);
+    let source: String =
+        sqlx::query_scalar("SELECT content_source FROM tickets WHERE ticket_id = $1")
+            .bind(&id)
+            .fetch_one(&db.pool)
+            .await
+            .unwrap();
+    assert_eq!(source, "detail");
 }
