@@ -2,6 +2,7 @@
 //! transaction, committed before the event is acknowledged.
 
 use chrono::{DateTime, Utc};
+use sqlx::{Postgres, Transaction};
 
 use super::Store;
 use crate::domain::TicketId;
@@ -28,16 +29,22 @@ pub enum Recorded {
 }
 
 impl Store {
-    /// Records the event and enqueues its ticket unless the stored copy is already current.
-    /// A new queue row is this store's helpdesk's ([`Store::for_helpdesk`]); a known ticket
-    /// stays in its helpdesk's queue.
-    pub async fn record_event(
+    /// Opens an event's transaction: records its receipt and locks its ticket's queue row.
+    /// `Err` with what recording came to when nothing more is to be done: a duplicate, or
+    /// (the store serves every helpdesk and the ticket is not queued) no helpdesk to queue the
+    /// ticket in — queued without one, the first helpdesk would adopt it and fetch it with its
+    /// own token (another helpdesk's ticket answers "not found" there).
+    ///
+    /// The queue row is locked first: a fetch of this ticket being written now either commits
+    /// before the caller looks at the stored copy (and it sees it), or writes after (and sees
+    /// the request, keeping the ticket due unless its fetch stored the update asked for).
+    pub(super) async fn begin_event(
         &self,
         event_id: &str,
         event_type: &str,
         ticket_id: &TicketId,
         updated_at: Option<DateTime<Utc>>,
-    ) -> anyhow::Result<Recorded> {
+    ) -> anyhow::Result<Result<Transaction<'static, Postgres>, Recorded>> {
         let mut tx = self.pool.begin().await?;
         let inserted = sqlx::query(
             "INSERT INTO event_receipts (event_id, event_type, ticket_id, updated_at, outcome)
@@ -51,21 +58,38 @@ impl Store {
         .await?;
         if inserted.rows_affected() == 0 {
             tx.rollback().await?;
-            return Ok(Recorded::Duplicate);
+            return Ok(Err(Recorded::Duplicate));
         }
-        // Lock the queue row first: a fetch of this ticket being written now either commits
-        // before we look at the stored copy (and we see it), or writes after us (and sees our
-        // request, keeping the ticket due unless its fetch stored the update asked for).
         let queued: Option<i32> =
             sqlx::query_scalar("SELECT 1 FROM ticket_sync_state WHERE ticket_id = $1 FOR UPDATE")
                 .bind(ticket_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?;
-        let helpdesk = self.helpdesk();
-        if queued.is_none() && helpdesk.is_none() {
+        if queued.is_none() && self.helpdesk().is_none() {
             tx.rollback().await?;
-            return Ok(Recorded::NoHelpdesk);
+            return Ok(Err(Recorded::NoHelpdesk));
         }
+        Ok(Ok(tx))
+    }
+
+    /// Records the event and enqueues its ticket unless the stored copy is already current.
+    /// A new queue row is this store's helpdesk's ([`Store::for_helpdesk`]); a known ticket
+    /// stays in its helpdesk's queue.
+    pub async fn record_event(
+        &self,
+        event_id: &str,
+        event_type: &str,
+        ticket_id: &TicketId,
+        updated_at: Option<DateTime<Utc>>,
+    ) -> anyhow::Result<Recorded> {
+        let mut tx = match self
+            .begin_event(event_id, event_type, ticket_id, updated_at)
+            .await?
+        {
+            Ok(tx) => tx,
+            Err(done) => return Ok(done),
+        };
+        let helpdesk = self.helpdesk();
         let current: bool = sqlx::query_scalar(
             "SELECT EXISTS (SELECT 1 FROM tickets
                             WHERE ticket_id = $1 AND deleted_at IS NULL

@@ -185,29 +185,13 @@ impl Store {
         event_type: &str,
         ticket_id: &TicketId,
     ) -> anyhow::Result<Recorded> {
-        let mut tx = self.pool.begin().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO event_receipts (event_id, event_type, ticket_id, outcome)
-             VALUES ($1, $2, $3, 'queued') ON CONFLICT (event_id) DO NOTHING",
-        )
-        .bind(event_id)
-        .bind(event_type)
-        .bind(ticket_id.as_str())
-        .execute(&mut *tx)
-        .await?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(Recorded::Duplicate);
-        }
-        let queued: Option<i32> =
-            sqlx::query_scalar("SELECT 1 FROM ticket_sync_state WHERE ticket_id = $1 FOR UPDATE")
-                .bind(ticket_id.as_str())
-                .fetch_optional(&mut *tx)
-                .await?;
-        if queued.is_none() && self.helpdesk().is_none() {
-            tx.rollback().await?;
-            return Ok(Recorded::NoHelpdesk);
-        }
+        let mut tx = match self
+            .begin_event(event_id, event_type, ticket_id, None)
+            .await?
+        {
+            Ok(tx) => tx,
+            Err(done) => return Ok(done),
+        };
         sqlx::query(
             "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, messages_priority,
                                                  messages_requested_at, helpdesk_id)

@@ -584,6 +584,40 @@ async fn one_event_path_queues_each_helpdesks_tickets_in_its_own_queue() {
     daemon.stop().await;
 }
 
+/// A new ticket (created now, never updated since) of helpdesk `helpdesk_id`: `n` picks its id
+/// among the helpdesk's unused ones.
+fn new_ticket_of(sim: &SimServer, helpdesk_id: &str, n: usize) -> String {
+    let template = sim.state.helpdesk_ticket_ids(helpdesk_id)[0].clone();
+    let number = sim
+        .state
+        .helpdesks()
+        .iter()
+        .position(|h| h.helpdesk_id == helpdesk_id)
+        .expect("a helpdesk of the simulator");
+    let id = helpdesk_sync::sim::helpdesk_ticket_id(number, 100 + n);
+    let mut ticket = sim.state.ticket(&template).expect("a ticket");
+    let now = chrono::Utc::now().timestamp_millis();
+    ticket["ticket_id"] = json!(id);
+    ticket["created_at"] = json!(now);
+    ticket["updated_at"] = json!(now);
+    sim.state.put_ticket(&id, ticket);
+    id
+}
+
+/// Queues ticket `id` under helpdesk `helpdesk_id`, due now (as an unscoped event or query
+/// could queue another helpdesk's ticket before).
+async fn queue_under(db: &TestDb, id: &str, helpdesk_id: &str) {
+    sqlx::query(
+        "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
+         VALUES ($1, 'event', 20, $2)",
+    )
+    .bind(id)
+    .bind(helpdesk_id)
+    .execute(&db.pool)
+    .await
+    .unwrap();
+}
+
 /// With several helpdesks, a message event that names no helpdesk, about a ticket not queued
 /// yet, is acknowledged and not recorded: queued without its helpdesk, the first helpdesk would
 /// adopt it and fetch it with its own token, and another helpdesk's ticket answers "not found"
@@ -604,15 +638,8 @@ async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket
         .events(&sim)
         .workspace();
     // Two new tickets of the second helpdesk, each with a guest message.
-    let template = sim.state.helpdesk_ticket_ids(&second)[0].clone();
-    let now = chrono::Utc::now().timestamp_millis();
     let new_ticket = |n: usize| {
-        let id = helpdesk_sync::sim::helpdesk_ticket_id(1, 100 + n);
-        let mut ticket = sim.state.ticket(&template).expect("a ticket");
-        ticket["ticket_id"] = json!(id);
-        ticket["created_at"] = json!(now);
-        ticket["updated_at"] = json!(now);
-        sim.state.put_ticket(&id, ticket);
+        let id = new_ticket_of(&sim, &second, n);
         let message =
             sim.state
                 .add_message(&id, helpdesk_sync::sim::messages::Sender::Guest, "hello?");
@@ -650,15 +677,7 @@ async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket
     daemon.stop().await;
 
     // The row this path used to leave: queued under the first helpdesk.
-    sqlx::query(
-        "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
-         VALUES ($1, 'event', 20, $2)",
-    )
-    .bind(&misqueued)
-    .bind(&first)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    queue_under(&db, &misqueued, &first).await;
 
     assert_ok(&ws.run(&["sync"], &[], None).await);
     for id in [&unseen, &misqueued] {
@@ -707,25 +726,9 @@ async fn a_not_found_from_the_wrong_helpdesk_while_its_row_moves_marks_nothing_d
         .request_timeout("30s")
         .workspace();
     assert_ok(&ws.run(&["sync"], &[], None).await);
-    // A new ticket of the second helpdesk, queued under the first (as an unscoped event or
-    // query could queue it), its detail answering slowly.
-    let template = sim.state.helpdesk_ticket_ids(&second)[0].clone();
-    let id = helpdesk_sync::sim::helpdesk_ticket_id(1, 200);
-    let mut ticket = sim.state.ticket(&template).expect("a ticket");
-    let now = chrono::Utc::now().timestamp_millis();
-    ticket["ticket_id"] = json!(id);
-    ticket["created_at"] = json!(now);
-    ticket["updated_at"] = json!(now);
-    sim.state.put_ticket(&id, ticket);
-    sqlx::query(
-        "INSERT INTO ticket_sync_state (ticket_id, source, priority, helpdesk_id)
-         VALUES ($1, 'event', 20, $2)",
-    )
-    .bind(&id)
-    .bind(&first)
-    .execute(&db.pool)
-    .await
-    .unwrap();
+    // A new ticket of the second helpdesk, queued under the first, its detail answering slowly.
+    let id = new_ticket_of(&sim, &second, 0);
+    queue_under(&db, &id, &first).await;
     sim.state
         .inject(&id, [Fault::Delay(Duration::from_secs(8))]);
 
