@@ -258,6 +258,18 @@ async fn a_cycle_stops_at_max_tickets_and_the_next_resumes_by_priority() {
     assert_eq!(priority, 0, "priority is reset once fetched");
 }
 
+/// 1,000 tickets synced, the update-time window starting a second before the last sync.
+async fn synced_thousand() -> (TestDb, helpdesk_sync::sim::SimServer, Workspace) {
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(1_000)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discovery_overlap("1s")
+        .workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    (db, sim, ws)
+}
+
 /// 600 of 1,000 synced tickets changed (an update-time window of three pages),
 /// and the first of them in list order (created first): paging that window, the list drops it
 /// off page 1 when it changes again, and the rows behind it move up a place. (Tickets whose
@@ -313,13 +325,7 @@ async fn not_stored_as_changed(
 
 #[tokio::test]
 async fn a_ticket_changing_while_its_window_is_paged_costs_no_other_ticket() {
-    let db = TestDb::new().await;
-    let sim = start_sim(unlimited_sim(1_000)).await;
-    let ws = TestConfig::new(&sim, &db)
-        .fast_list()
-        .discovery_overlap("1s")
-        .workspace();
-    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let (db, sim, ws) = synced_thousand().await;
     let (changed, first) = three_changed_pages(&sim).await;
     // Asking for page 2, the list no longer shows `first` on page 1: the 201st row moved onto
     // page 1, already read, and page 2 starts after it. Only the re-read of page 1 sees it.
@@ -341,13 +347,7 @@ async fn a_ticket_changing_while_its_window_is_paged_costs_no_other_ticket() {
 
 #[tokio::test]
 async fn a_window_that_never_holds_still_is_not_passed_and_is_read_next_cycle() {
-    let db = TestDb::new().await;
-    let sim = start_sim(unlimited_sim(1_000)).await;
-    let ws = TestConfig::new(&sim, &db)
-        .fast_list()
-        .discovery_overlap("1s")
-        .workspace();
-    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let (db, sim, ws) = synced_thousand().await;
     let before = watermark(&db).await;
     let (changed, first) = three_changed_pages(&sim).await;
     // A ticket of the window changes during every pass (five, the most one cycle makes).

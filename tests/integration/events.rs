@@ -628,8 +628,7 @@ async fn queue_under(db: &TestDb, id: &str, helpdesk_id: &str) {
 async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket_deleted() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
-    let desks = sim.state.helpdesks().to_vec();
-    let (first, second) = (desks[0].helpdesk_id.clone(), desks[1].helpdesk_id.clone());
+    let (first, second) = crate::helpdesks::first_two(&sim);
     let ws = crate::observability::helpdesks_config(&sim, &db)
         .fast_list()
         .rarely()
@@ -718,8 +717,7 @@ async fn a_message_event_naming_no_helpdesk_never_marks_another_helpdesks_ticket
 async fn a_not_found_from_the_wrong_helpdesk_while_its_row_moves_marks_nothing_deleted() {
     let db = TestDb::new().await;
     let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
-    let desks = sim.state.helpdesks().to_vec();
-    let (first, second) = (desks[0].helpdesk_id.clone(), desks[1].helpdesk_id.clone());
+    let (first, second) = crate::helpdesks::first_two(&sim);
     let ws = crate::observability::helpdesks_config(&sim, &db)
         .fast_list()
         .messages(false)

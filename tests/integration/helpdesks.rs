@@ -46,7 +46,8 @@ fn entries(c: &SimConfig) -> Vec<(String, String, String)> {
 }
 
 /// The ids of the simulator's first two helpdesks.
-fn first_two(sim: &helpdesk_sync::sim::SimServer) -> (String, String) {
+/// The simulator's first two helpdesks' ids.
+pub(crate) fn first_two(sim: &helpdesk_sync::sim::SimServer) -> (String, String) {
     let c = sim.state.config();
     (
         c.helpdesk_id.clone(),
