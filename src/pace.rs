@@ -35,6 +35,11 @@ pub struct Pacer {
     learner: Option<Mutex<Learner>>,
     /// Whether a stored pace was offered yet ([`Pacer::seed`] takes only the first).
     seeded: AtomicBool,
+    /// Requests wait for their grant one at a time, in the order they asked (tokio's mutex
+    /// queues its waiters first come, first served). Governor alone lets every waiter sleep
+    /// to the same instant and grants whichever wakes first: on a loaded machine one
+    /// helpdesk's few requests could lose that race to another's backlog for tens of seconds.
+    turn: tokio::sync::Mutex<()>,
 }
 
 /// Permission to send one request: when, and under which cut of a learned pace (a 429 to a
@@ -134,6 +139,7 @@ impl Pacer {
             minute: per_minute.map(MinuteWindow::new),
             learner: None,
             seeded: AtomicBool::new(false),
+            turn: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -146,8 +152,9 @@ impl Pacer {
         pacer
     }
 
-    /// Waits for a grant to send one request.
+    /// Waits for a grant to send one request; grants go in the order they were asked for.
     pub async fn acquire(&self) -> Grant {
+        let _turn = self.turn.lock().await;
         loop {
             if let Some(until) = self.pause_deadline() {
                 self.pause_waits.fetch_add(1, Ordering::Relaxed);
@@ -955,5 +962,41 @@ mod tests {
         pacer.acquire().await;
         assert!(start.elapsed() >= Duration::from_millis(290));
         assert_eq!(pacer.pause_waits(), 1);
+    }
+
+    /// Eight busy requesters (one helpdesk's backlog) keep asking; a ninth asks once. Grants
+    /// go in the order they were asked for, so it is served before any of the eight is served
+    /// twice more — on a loaded machine too, where the order in which sleeping waiters wake
+    /// would otherwise decide.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_is_granted_before_later_requests() {
+        for round in 0..5 {
+            let pacer = std::sync::Arc::new(Pacer::per_second(200.0));
+            let granted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let stop = std::sync::Arc::new(AtomicBool::new(false));
+            let busy: Vec<_> = (0..8)
+                .map(|_| {
+                    let (pacer, granted, stop) = (pacer.clone(), granted.clone(), stop.clone());
+                    tokio::spawn(async move {
+                        while !stop.load(Ordering::Relaxed) {
+                            pacer.acquire().await;
+                            granted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    })
+                })
+                .collect();
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let before = granted.load(Ordering::Relaxed);
+            pacer.acquire().await;
+            let others = granted.load(Ordering::Relaxed) - before;
+            stop.store(true, Ordering::Relaxed);
+            for task in busy {
+                task.await.unwrap();
+            }
+            assert!(
+                others <= 2 * 8,
+                "round {round}: {others} grants went to requests asked for later"
+            );
+        }
     }
 }

@@ -270,6 +270,15 @@ g() {
 }
 gsh() { g /bin/bash -o pipefail -c "$1"; }
 prop() { g systemctl show -P "$2" "$1"; }
+# The journal's last entry now, to read what comes after it (`--since` has whole seconds, so
+# it also returns the end of the previous check).
+journal_cursor() { g journalctl -n 1 --show-cursor -o cat | sed -n 's/^-- cursor: //p'; }
+# The service's entries at priority err from a cursor on (that entry included: it is the one
+# before the check). Matched by SYSLOG_IDENTIFIER, not by unit: journald attributes an entry to
+# a unit from the sender's cgroup, and a process that exits right after logging (a
+# configuration error) is often gone before it is looked up. Not `--after-cursor`: with a
+# match, systemd 252's journalctl skips the first matching entry after the cursor.
+errors_after() { g journalctl --cursor="$1" -p err -o cat SYSLOG_IDENTIFIER=helpdesk-sync; }
 sql() { g setpriv --reuid=postgres --regid=postgres --init-groups psql -X -q -A -t -d helpdesk -c "$1"; }
 # As the service's user, in the service's mount namespace (its view of the file system).
 as_service() {
@@ -594,7 +603,8 @@ check_stop_mid_cycle() {
     note "no claims within 30 s"
     return 1
   }
-  local t0 t1 rc=0 status result claimed due outcome
+  local t0 t1 rc=0 status result claimed due outcome cursor errors
+  cursor=$(journal_cursor)
   t0=$(date +%s.%N)
   g systemctl stop $UNIT || rc=$?
   t1=$(date +%s.%N)
@@ -603,11 +613,12 @@ check_stop_mid_cycle() {
   claimed=$(sql "SELECT count(*) FROM ticket_sync_state WHERE claimed_by IS NOT NULL")
   due=$(sql "SELECT count(*) FROM ticket_sync_state WHERE next_due_at <= now()")
   outcome=$(sql "SELECT outcome FROM sync_runs ORDER BY run_id DESC LIMIT 1")
-  note "stop took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: systemctl $rc, exit status $status, result $result; run $outcome; still due $due, claimed $claimed"
+  errors=$(errors_after "$cursor")
+  note "stop took $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }') s: systemctl $rc, exit status $status, result $result; run $outcome; still due $due, claimed $claimed; at priority err: ${errors:-nothing}"
   [ "$rc" = 0 ] && [ "$status" = 0 ] && [ "$result" = success ] && [ "$claimed" = 0 ] &&
-    [ "$outcome" = interrupted ] && [ "$due" -gt 0 ]
+    [ "$outcome" = interrupted ] && [ "$due" -gt 0 ] && [ -z "$errors" ]
 }
-check "systemctl stop mid-cycle: exit 0, run 'interrupted', nothing left claimed" check_stop_mid_cycle
+check "systemctl stop mid-cycle: exit 0, run 'interrupted', nothing left claimed, nothing at priority err" check_stop_mid_cycle
 
 check_nothing_outlives() {
   local passwd left
@@ -621,19 +632,20 @@ check "after stop: the user, its credentials and every file it wrote are gone" c
 # A configuration error: exit 2, no restart (RestartPreventExitStatus=2), one journal entry at
 # priority 3 naming the key.
 check_config_error() {
-  local since status restarts message stream
+  local cursor status restarts messages stream
   gsh "cp /etc/helpdesk-sync/env /root/e2e/env.saved && echo HELPDESK_SYNC__SYNC__BATCH_SIZE=0 >>/etc/helpdesk-sync/env"
-  since=$(g date +%s)
+  cursor=$(journal_cursor)
   g systemctl start $UNIT 2>/dev/null && return 1
   sleep 12 # RestartSec=10, and a margin
   status=$(prop $UNIT ExecMainStatus)
   restarts=$(prop $UNIT NRestarts)
-  message=$(g journalctl -u $UNIT --since "@$since" -p err -o cat SYSLOG_IDENTIFIER=helpdesk-sync | head -n1)
-  stream=$(g journalctl "_SYSTEMD_UNIT=$UNIT" _TRANSPORT=stdout --since "@$since" -o cat | head -n1)
-  note "exit status $status, state $(prop $UNIT ActiveState), restarts $restarts after 12 s; journal (priority err): $message"
+  messages=$(errors_after "$cursor")
+  stream=$(g journalctl "_SYSTEMD_UNIT=$UNIT" _TRANSPORT=stdout --cursor="$cursor" -o cat | head -n1)
+  note "exit status $status, state $(prop $UNIT ActiveState), restarts $restarts after 12 s; journal (priority err): ${messages:-nothing}"
   [ -z "$stream" ] || note "through stderr instead: $stream"
   gsh "cp /root/e2e/env.saved /etc/helpdesk-sync/env && systemctl reset-failed $UNIT"
-  [ "$status" = 2 ] && [ "$restarts" = 0 ] && grep -q 'sync.batch_size' <<<"$message" && [ -z "$stream" ]
+  [ "$status" = 2 ] && [ "$restarts" = 0 ] && [ "$(grep -c . <<<"$messages")" = 1 ] &&
+    grep -q 'sync.batch_size' <<<"$messages" && [ -z "$stream" ]
 }
 check "a configuration error exits 2, is not restarted, and is one journal entry at priority err" \
   check_config_error

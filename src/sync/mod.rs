@@ -189,6 +189,14 @@ impl Cycle<'_> {
                 return Err(self.stopped_before_fetching(error));
             }
             Err(DiscoveryError::Database(e)) => return Err(CycleError::Database(e)),
+            Err(error @ DiscoveryError::Interrupted) => {
+                // The operator's stop, not a failure: no entry at priority err.
+                tracing::info!(
+                    endpoint = "list",
+                    "discovery stopped on request; the watermark stays where it was"
+                );
+                self.report.discovery_error = Some(error.to_string());
+            }
             Err(error) => {
                 tracing::error!(endpoint = "list", error = %error, "discovery incomplete this cycle; the watermark stays where it was");
                 self.report.discovery_error = Some(error.to_string());
