@@ -135,9 +135,10 @@ pub async fn run_daemon(
 }
 
 /// At every start (migrate, sync, run, enqueue): the configured helpdesks' names go into the
-/// `helpdesks` table the reporting views show, and queue rows no helpdesk owns (a database
-/// synced before several helpdesks were supported) become their stored ticket's helpdesk's,
-/// else the first configured helpdesk's. Failures are logged; the next start tries again.
+/// `helpdesks` table the reporting views show, queue rows no helpdesk owns (a database synced
+/// before several helpdesks were supported) become their stored ticket's helpdesk's, else the
+/// first configured helpdesk's, and rows another helpdesk holds go back to their ticket's
+/// ([`Store::return_rows_to_their_helpdesk`]). Failures are logged; the next start tries again.
 pub async fn prepare_helpdesks(store: &Store, settings: &Settings) {
     let names: Vec<crate::store::helpdesks::HelpdeskName> = settings
         .helpdesks()
@@ -166,6 +167,18 @@ pub async fn prepare_helpdesks(store: &Store, settings: &Settings) {
         Err(e) => tracing::warn!(
             error = format!("{e:#}"),
             "cannot adopt queue rows without a helpdesk; the next start tries again"
+        ),
+    }
+    let configured: Vec<String> = settings.helpdesks().iter().map(|h| h.id.clone()).collect();
+    match store.return_rows_to_their_helpdesk(&configured).await {
+        Ok(0) => {}
+        Ok(rows) => tracing::info!(
+            rows,
+            "queue rows held by another helpdesk than their ticket's went back to it and are due now"
+        ),
+        Err(e) => tracing::warn!(
+            error = format!("{e:#}"),
+            "cannot return queue rows to their ticket's helpdesk; the next start tries again"
         ),
     }
 }

@@ -159,6 +159,31 @@ impl Store {
         Ok(done.rows_affected())
     }
 
+    /// Queue rows held by another helpdesk than their stored ticket's, when that helpdesk is
+    /// one of `configured`, go back to it and are due now. An older build could leave them so
+    /// (a message event naming no helpdesk queued a ticket that the first helpdesk then fetched
+    /// with its own token): the wrong helpdesk's 404 marked a live ticket deleted and parked
+    /// its row for good. Fetched by its own helpdesk, a live ticket is stored again and a
+    /// deleted one stays deleted. Rows whose ticket's helpdesk is not configured are left as
+    /// they are (no loop would fetch them). Returns the rows moved.
+    pub async fn return_rows_to_their_helpdesk(
+        &self,
+        configured: &[String],
+    ) -> anyhow::Result<u64> {
+        let done = sqlx::query(
+            "UPDATE ticket_sync_state s
+                SET helpdesk_id = t.helpdesk_id, next_due_at = LEAST(s.next_due_at, now()),
+                    consecutive_failures = 0, lag_refetches = 0
+               FROM tickets t
+              WHERE t.ticket_id = s.ticket_id AND t.helpdesk_id = ANY($1)
+                AND s.helpdesk_id <> t.helpdesk_id",
+        )
+        .bind(configured)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     /// The database's current time (cycles compare due times on this clock).
     pub async fn now(&self) -> anyhow::Result<DateTime<Utc>> {
         Ok(sqlx::query_scalar("SELECT now()")

@@ -45,7 +45,6 @@ fn entries(c: &SimConfig) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The ids of the simulator's first two helpdesks.
 /// The simulator's first two helpdesks' ids.
 pub(crate) fn first_two(sim: &helpdesk_sync::sim::SimServer) -> (String, String) {
     let c = sim.state.config();
@@ -264,6 +263,69 @@ async fn a_backfill_of_one_helpdesk_does_not_starve_another() {
     assert!(
         stored_after < Duration::from_secs(40),
         "B's change took {stored_after:?}; cycles: {cycles:#?}"
+    );
+}
+
+/// A live ticket an older build marked deleted through the wrong helpdesk (a message event
+/// naming no helpdesk queued it, the first helpdesk fetched it with its own token: 404, the
+/// ticket marked deleted, its queue row parked for good) is stored again at the next start:
+/// its row goes back to its ticket's helpdesk, due now, and that helpdesk's token reads it. A
+/// ticket its own helpdesk was told is gone stays deleted and is not asked for again.
+#[tokio::test]
+async fn a_live_ticket_marked_deleted_through_the_wrong_helpdesk_is_stored_again() {
+    let sim = start_sim(unlimited_sim(5).with_helpdesks(2)).await;
+    let db = TestDb::new().await;
+    let (a, b) = first_two(&sim);
+    let ws = config_with(&sim, &db).workspace();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let wronged = helpdesk_ticket_id(1, 2);
+    let gone = helpdesk_ticket_id(1, 3);
+    sim.state.delete_ticket(&gone);
+    // Both as an older build left them; `wronged`'s row under the wrong helpdesk.
+    for (id, holder) in [(&wronged, &a), (&gone, &b)] {
+        sqlx::query(
+            "UPDATE tickets SET deleted_at = now() - interval '1 day' WHERE ticket_id = $1",
+        )
+        .bind(id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "UPDATE ticket_sync_state SET helpdesk_id = $2, last_outcome = 'not_found',
+                    last_fetched_at = now() - interval '1 day', next_due_at = 'infinity'
+              WHERE ticket_id = $1",
+        )
+        .bind(id)
+        .bind(holder)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    }
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    let row = |id: String| {
+        let pool = db.pool.clone();
+        async move {
+            sqlx::query_as::<_, (bool, String, String, bool)>(
+                "SELECT t.deleted_at IS NULL, s.helpdesk_id, s.last_outcome,
+                        s.last_fetched_at > now() - interval '1 hour'
+                   FROM tickets t JOIN ticket_sync_state s USING (ticket_id)
+                  WHERE ticket_id = $1",
+            )
+            .bind(id)
+            .fetch_one(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    assert_eq!(
+        row(wronged).await,
+        (true, b.clone(), "ok".to_owned(), true),
+        "live again (not deleted), its helpdesk's, fetched"
+    );
+    assert_eq!(
+        row(gone).await,
+        (false, b.clone(), "not_found".to_owned(), false),
+        "still deleted, not asked for again"
     );
 }
 
