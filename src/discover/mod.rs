@@ -852,10 +852,22 @@ impl Scanner<'_> {
     }
 }
 
-/// Runs the operator's `sync.known_ids_query` and enqueues the ids the queue has not seen.
+/// The operator's `sync.known_ids_query`, and whether several helpdesks share it (then it
+/// must name each ticket's helpdesk in a second column).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KnownIdsQuery {
+    pub sql: String,
+    pub several_helpdesks: bool,
+}
+
+/// Runs the operator's `sync.known_ids_query` and enqueues the ids the queue has not seen
+/// (with several helpdesks, those the query says are this store's helpdesk's).
 /// A failing query is logged with the SQL error and costs only this source.
-pub async fn enqueue_from_query(store: &Store, query: &str) -> Option<u64> {
-    match store.enqueue_from_query(query).await {
+pub async fn enqueue_from_query(store: &Store, query: &KnownIdsQuery) -> Option<u64> {
+    match store
+        .enqueue_from_query(&query.sql, query.several_helpdesks)
+        .await
+    {
         Ok(added) => {
             if added > 0 {
                 tracing::info!(added, "known_ids_query found new ticket ids");

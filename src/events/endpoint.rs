@@ -114,6 +114,7 @@ async fn answer(state: &EventState, event: Event) -> Response {
                 event_type: &event_type,
                 ticket_id: &ticket_id,
                 helpdesk,
+                named: helpdesk_id.is_some(),
             };
             record_ticket_event(state, &event, updated_at).await
         }
@@ -129,6 +130,7 @@ async fn answer(state: &EventState, event: Event) -> Response {
                 event_type: &event_type,
                 ticket_id: &ticket_id,
                 helpdesk,
+                named: helpdesk_id.is_some(),
             };
             record_message_event(state, &event).await
         }
@@ -142,6 +144,8 @@ struct TicketEvent<'a> {
     ticket_id: &'a TicketId,
     /// Its helpdesk (None: several configured and the event names none).
     helpdesk: Option<&'a str>,
+    /// Whether the event named it (then the ticket's queue row becomes that helpdesk's).
+    named: bool,
 }
 
 /// Records the receipt and makes the ticket's messages due now, then acknowledges and wakes the
@@ -152,6 +156,7 @@ async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Re
         event_type,
         ticket_id,
         helpdesk,
+        named,
     } = *event;
     if !state.messages {
         tracing::debug!(
@@ -161,7 +166,7 @@ async fn record_message_event(state: &EventState, event: &TicketEvent<'_>) -> Re
         return ignored(state);
     }
     let store = scoped(state, helpdesk);
-    let recorded = store.record_message_event(event_id, event_type, ticket_id);
+    let recorded = store.record_message_event(event_id, event_type, ticket_id, named);
     match within_db_timeout(recorded).await {
         Ok(recorded) => {
             let label = outcome_label(recorded);
@@ -208,9 +213,10 @@ async fn record_ticket_event(
         event_type,
         ticket_id,
         helpdesk,
+        named,
     } = *event;
     let store = scoped(state, helpdesk);
-    let recorded = store.record_event(event_id, event_type, ticket_id, updated_at);
+    let recorded = store.record_event(event_id, event_type, ticket_id, updated_at, named);
     match within_db_timeout(recorded).await {
         Ok(recorded) => {
             let label = outcome_label(recorded);

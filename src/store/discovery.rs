@@ -186,8 +186,17 @@ impl Store {
         })
     }
 
-    /// Runs the operator's query (read-only, 60 s at most) and enqueues ids never seen before.
-    pub async fn enqueue_from_query(&self, query: &str) -> anyhow::Result<u64> {
+    /// Runs the operator's query (read-only, 60 s at most) and enqueues ids never seen before,
+    /// as this store's helpdesk's. A second column, when the query returns one, is the ticket's
+    /// helpdesk id (text): only rows naming this helpdesk are taken (every helpdesk runs the
+    /// query in its own cycle). With `several_helpdesks`, that column is required: one helpdesk's token
+    /// would read another's ticket as "not found".
+    pub async fn enqueue_from_query(
+        &self,
+        query: &str,
+        several_helpdesks: bool,
+    ) -> anyhow::Result<u64> {
+        use sqlx::Row;
         let mut conn = self.pool.acquire().await?;
         let mut tx = conn.begin().await?;
         sqlx::query("SET TRANSACTION READ ONLY")
@@ -197,12 +206,30 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         // Operator-written SQL from the config file (never API data), run read-only.
-        let found: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(query.to_owned()))
+        let rows = sqlx::query(sqlx::AssertSqlSafe(query.to_owned()))
             .fetch_all(&mut *tx)
             .await?;
         tx.rollback().await?;
-        let mut ids = Vec::with_capacity(found.len());
-        for text in found {
+        let named = rows.first().is_some_and(|row| row.len() >= 2);
+        if several_helpdesks && !rows.is_empty() && !named {
+            anyhow::bail!(
+                "several helpdesks are configured: the query must return each ticket's helpdesk_id \
+                 as a second column (SELECT ticket_id, helpdesk_id ...); nothing was queued"
+            );
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get(0)?;
+            if named {
+                let helpdesk: Option<String> = row.try_get(1)?;
+                let ours = match (self.helpdesk(), helpdesk.as_deref().map(str::trim)) {
+                    (None, _) => true,
+                    (Some(ours), theirs) => theirs == Some(ours),
+                };
+                if !ours {
+                    continue;
+                }
+            }
             match TicketId::parse(&text) {
                 Ok(id) => ids.push(id.into_string()),
                 Err(e) => {

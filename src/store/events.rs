@@ -73,14 +73,16 @@ impl Store {
     }
 
     /// Records the event and enqueues its ticket unless the stored copy is already current.
-    /// A new queue row is this store's helpdesk's ([`Store::for_helpdesk`]); a known ticket
-    /// stays in its helpdesk's queue.
+    /// A new queue row is this store's helpdesk's ([`Store::for_helpdesk`]). A known ticket
+    /// goes to this helpdesk's queue when the event `named` it (the event says whose ticket it
+    /// is, mending a row queued under another), else stays in its helpdesk's queue.
     pub async fn record_event(
         &self,
         event_id: &str,
         event_type: &str,
         ticket_id: &TicketId,
         updated_at: Option<DateTime<Utc>>,
+        named: bool,
     ) -> anyhow::Result<Recorded> {
         let mut tx = match self
             .begin_event(event_id, event_type, ticket_id, updated_at)
@@ -111,7 +113,7 @@ impl Store {
             "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, helpdesk_id)
              VALUES ($1, 'event', $2, $4)
              ON CONFLICT (ticket_id) DO UPDATE
-                SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                SET helpdesk_id = CASE WHEN $5 THEN $4 ELSE COALESCE(s.helpdesk_id, $4) END,
                     next_due_at = LEAST(s.next_due_at, now()),
                     priority = GREATEST(s.priority, EXCLUDED.priority),
                     last_enqueued_at = now(),
@@ -123,6 +125,7 @@ impl Store {
         .bind(PRIORITY_EVENT)
         .bind(updated_at)
         .bind(helpdesk)
+        .bind(named)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -179,11 +179,14 @@ impl Store {
     /// without its helpdesk, the first helpdesk would adopt it and fetch it with its own token
     /// (another helpdesk's ticket answers "not found" there and would be marked deleted).
     /// Discovery finds the ticket in its own helpdesk; storing it makes its conversation due.
+    /// An event that `named` its helpdesk moves a known ticket's row to it
+    /// ([`Store::record_event`]).
     pub async fn record_message_event(
         &self,
         event_id: &str,
         event_type: &str,
         ticket_id: &TicketId,
+        named: bool,
     ) -> anyhow::Result<Recorded> {
         let mut tx = match self
             .begin_event(event_id, event_type, ticket_id, None)
@@ -197,7 +200,7 @@ impl Store {
                                                  messages_requested_at, helpdesk_id)
              VALUES ($1, 'event', $2, $2, now(), $3)
              ON CONFLICT (ticket_id) DO UPDATE
-                SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                SET helpdesk_id = CASE WHEN $4 THEN $3 ELSE COALESCE(s.helpdesk_id, $3) END,
                     messages_due_at = LEAST(COALESCE(s.messages_due_at, 'infinity'), now()),
                     messages_priority = GREATEST(s.messages_priority, EXCLUDED.messages_priority),
                     messages_requested_at = now()",
@@ -205,6 +208,7 @@ impl Store {
         .bind(ticket_id.as_str())
         .bind(PRIORITY_MESSAGE_EVENT)
         .bind(self.helpdesk())
+        .bind(named)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

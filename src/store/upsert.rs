@@ -128,12 +128,14 @@ async fn write_outcomes(
     Ok(report)
 }
 
-/// The tickets answered "not found" whose queue row is no longer the asking helpdesk's: a
-/// listing moved it to the helpdesk that lists the ticket while it was being fetched (a
-/// listing owns what it lists, `Store::note_listed`). A ticket of another helpdesk answers
+/// The tickets answered "not found" that are not the asking helpdesk's to call deleted: their
+/// queue row is another helpdesk's now (a listing moved it while it was being fetched: a
+/// listing owns what it lists, `Store::note_listed`), or their stored ticket names another
+/// helpdesk (the row was queued under the wrong one). A ticket of another helpdesk answers
 /// "not found" to this one's token, which says nothing about the ticket: it is not marked
-/// deleted and no outcome is recorded; its claim is given back and it is due now, in its
-/// owner's queue.
+/// deleted and no outcome is recorded; its claim is given back, the row goes to the ticket's
+/// helpdesk and is due now. The rows are locked first (in id order), so a listing cannot move
+/// one between this check and the outcome written after it.
 async fn not_found_elsewhere(
     tx: &mut Transaction<'_, Postgres>,
     latest: &BTreeMap<&str, &TicketOutcome>,
@@ -150,16 +152,41 @@ async fn not_found_elsewhere(
     if not_found.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar(
-        "UPDATE ticket_sync_state
-            SET claimed_until = NULL, claimed_by = NULL, next_due_at = LEAST(next_due_at, now())
-          WHERE ticket_id = ANY($1) AND helpdesk_id IS DISTINCT FROM $2
-         RETURNING ticket_id",
+    let held: Vec<(String, Option<String>, Option<String>)> = sqlx::query_as(
+        "SELECT s.ticket_id, s.helpdesk_id, t.helpdesk_id
+           FROM ticket_sync_state s LEFT JOIN tickets t USING (ticket_id)
+          WHERE s.ticket_id = ANY($1)
+          ORDER BY s.ticket_id
+            FOR UPDATE OF s",
     )
     .bind(&not_found)
-    .bind(helpdesk)
     .fetch_all(&mut **tx)
-    .await?)
+    .await?;
+    let (mut ids, mut owners) = (Vec::new(), Vec::new());
+    for (id, holder, own) in held {
+        let owner = match (holder, own) {
+            (holder, _) if holder.as_deref() != Some(helpdesk) => holder,
+            (_, Some(own)) if own != helpdesk => Some(own),
+            _ => continue,
+        };
+        ids.push(id);
+        owners.push(owner);
+    }
+    if ids.is_empty() {
+        return Ok(ids);
+    }
+    sqlx::query(
+        "UPDATE ticket_sync_state s
+            SET claimed_until = NULL, claimed_by = NULL, next_due_at = LEAST(s.next_due_at, now()),
+                helpdesk_id = u.owner
+           FROM UNNEST($1::text[], $2::text[]) AS u(ticket_id, owner)
+          WHERE s.ticket_id = u.ticket_id",
+    )
+    .bind(&ids)
+    .bind(&owners)
+    .execute(&mut **tx)
+    .await?;
+    Ok(ids)
 }
 
 /// Of the records not written, those older than the stored row (`updated_at` before the

@@ -190,10 +190,11 @@ impl Cycle<'_> {
             }
             Err(DiscoveryError::Database(e)) => return Err(CycleError::Database(e)),
             Err(error @ DiscoveryError::Interrupted) => {
-                // The operator's stop, not a failure: no entry at priority err.
+                // A stop (shutdown, stall, lost lock), not a failure of discovery: the cause,
+                // when it is one, is logged at error where it happened.
                 tracing::info!(
                     endpoint = "list",
-                    "discovery stopped on request; the watermark stays where it was"
+                    "discovery stopped (shutdown, stall or lost lock); the watermark stays where it was"
                 );
                 self.report.discovery_error = Some(error.to_string());
             }

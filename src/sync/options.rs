@@ -5,7 +5,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::config::{FeishuSettings, Settings, default_backfill_since};
-use crate::discover::DiscoveryOptions;
+use crate::discover::{DiscoveryOptions, KnownIdsQuery};
 
 /// The least a claim holds; an expired claim (crashed worker) can be taken again.
 pub const MIN_CLAIM_LEASE: Duration = Duration::from_secs(15 * 60);
@@ -19,7 +19,7 @@ pub struct CycleOptions {
     pub closed_refresh: Duration,
     /// Discovery through the list API; None when `sync.discover = false`.
     pub discovery: Option<DiscoveryOptions>,
-    pub known_ids_query: Option<String>,
+    pub known_ids_query: Option<KnownIdsQuery>,
     pub max_tickets_per_cycle: Option<u64>,
     /// After a stop request, how long requests already in flight may take to finish.
     pub shutdown_grace: Duration,
@@ -72,7 +72,10 @@ impl CycleOptions {
                 since_override: since,
                 store_list_rows: s.store_list_rows,
             }),
-            known_ids_query: s.known_ids_query.clone(),
+            known_ids_query: s.known_ids_query.clone().map(|sql| KnownIdsQuery {
+                sql,
+                several_helpdesks: settings.helpdesks().len() > 1,
+            }),
             max_tickets_per_cycle: s.max_tickets_per_cycle,
             shutdown_grace: s.shutdown_grace,
             claim_lease: claim_lease(&settings.feishu),
