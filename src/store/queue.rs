@@ -47,7 +47,8 @@ pub struct Claimed {
 }
 
 impl Store {
-    /// Adds ids (idempotent): new ids are due now; known ids become due now with explicit priority.
+    /// Adds ids (idempotent): new ids are due now; known ids become due now with explicit
+    /// priority, and this store's helpdesk's (the operator said whose tickets they are).
     pub async fn enqueue(&self, ids: &[TicketId], source: Source) -> anyhow::Result<EnqueueReport> {
         let mut unique: Vec<&str> = ids.iter().map(TicketId::as_str).collect();
         unique.sort_unstable();
@@ -58,7 +59,7 @@ impl Store {
                 "INSERT INTO ticket_sync_state AS s (ticket_id, source, priority, helpdesk_id)
                  SELECT id, $2, $3, $4 FROM UNNEST($1::text[]) AS id
                  ON CONFLICT (ticket_id) DO UPDATE
-                    SET helpdesk_id = COALESCE(s.helpdesk_id, EXCLUDED.helpdesk_id),
+                    SET helpdesk_id = COALESCE(EXCLUDED.helpdesk_id, s.helpdesk_id),
                         next_due_at = LEAST(s.next_due_at, now()),
                         priority = GREATEST(s.priority, EXCLUDED.priority),
                         last_enqueued_at = now(),
@@ -173,7 +174,11 @@ impl Store {
         let done = sqlx::query(
             "UPDATE ticket_sync_state s
                 SET helpdesk_id = t.helpdesk_id, next_due_at = LEAST(s.next_due_at, now()),
-                    consecutive_failures = 0, lag_refetches = 0
+                    consecutive_failures = 0, lag_refetches = 0,
+                    -- Conversation reads failed with the wrong token: read again now.
+                    messages_due_at = CASE WHEN s.messages_failures > 0 THEN now()
+                                           ELSE s.messages_due_at END,
+                    messages_failures = 0
                FROM tickets t
               WHERE t.ticket_id = s.ticket_id AND t.helpdesk_id = ANY($1)
                 AND s.helpdesk_id <> t.helpdesk_id",

@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use helpdesk_sync::events::TICKET_UPDATED;
 use helpdesk_sync::sim::{Endpoint, SimConfig, helpdesk_ticket_id};
 
 use crate::helpers::*;
@@ -327,6 +328,189 @@ async fn a_live_ticket_marked_deleted_through_the_wrong_helpdesk_is_stored_again
         (false, b.clone(), "not_found".to_owned(), false),
         "still deleted, not asked for again"
     );
+}
+
+/// `sync.known_ids_query` with several helpdesks: a query returning ids alone is refused
+/// (logged, nothing queued: whichever helpdesk ran it first would fetch the others' tickets
+/// with its own token and call them deleted); with the helpdesk in a second column each
+/// helpdesk queues only its own tickets, and every one is stored under its helpdesk.
+#[tokio::test]
+async fn a_known_ids_query_names_each_tickets_helpdesk() {
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let db = TestDb::new().await;
+    let (a, b) = first_two(&sim);
+    let picked = [
+        (helpdesk_ticket_id(0, 1), &a),
+        (helpdesk_ticket_id(1, 2), &b),
+        (helpdesk_ticket_id(1, 3), &b),
+    ];
+    sqlx::query("CREATE TABLE crm_escalations (ticket text, helpdesk text)")
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    for (id, helpdesk) in &picked {
+        sqlx::query("INSERT INTO crm_escalations VALUES ($1, $2)")
+            .bind(id)
+            .bind(helpdesk)
+            .execute(&db.pool)
+            .await
+            .unwrap();
+    }
+    let ids_only = config_with(&sim, &db)
+        .discover(false)
+        .known_ids_query("SELECT ticket FROM crm_escalations")
+        .workspace();
+    let out = ids_only.run(&["sync"], &[], None).await;
+    assert_ok(&out);
+    assert!(
+        stderr(&out).contains("must return each ticket's helpdesk_id as a second column"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM ticket_sync_state").await, 0);
+
+    let named = config_with(&sim, &db)
+        .discover(false)
+        .known_ids_query("SELECT ticket, helpdesk FROM crm_escalations")
+        .workspace();
+    assert_ok(&named.run(&["sync"], &[], None).await);
+    let stored: Vec<(String, String, String, bool)> = sqlx::query_as(
+        "SELECT t.ticket_id, t.helpdesk_id, s.helpdesk_id, t.deleted_at IS NULL
+           FROM tickets t JOIN ticket_sync_state s USING (ticket_id) ORDER BY t.ticket_id",
+    )
+    .fetch_all(&db.pool)
+    .await
+    .unwrap();
+    let mut expected: Vec<(String, String, String, bool)> = picked
+        .iter()
+        .map(|(id, h)| (id.clone(), (*h).clone(), (*h).clone(), true))
+        .collect();
+    expected.sort();
+    assert_eq!(
+        stored, expected,
+        "each stored, live, under its own helpdesk"
+    );
+}
+
+/// A ticket event that names its helpdesk moves the ticket's queue row to it: a row another
+/// helpdesk held (queued under the wrong one) is fetched with the right token, and the
+/// ticket's change is stored.
+#[tokio::test]
+async fn a_ticket_event_naming_its_helpdesk_takes_the_row_from_another() {
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let db = TestDb::new().await;
+    let (a, b) = first_two(&sim);
+    let ws = config_with(&sim, &db)
+        .http()
+        .events(&sim)
+        .discover(false)
+        .rarely()
+        .workspace();
+    assert_ok(&ws.run(&["sync", "--helpdesk", &a], &[], None).await);
+    let id = helpdesk_ticket_id(1, 2);
+    assert_ok(&ws.run(&["enqueue", "--helpdesk", &b, &id], &[], None).await);
+    assert_ok(&ws.run(&["sync", "--helpdesk", &b], &[], None).await);
+    // Started first: every start returns rows to their ticket's helpdesk.
+    let daemon = crate::events::Daemon::start(&ws).await;
+    hold_under(&db, &id, &a).await;
+    let changed = if status_of(&db, &id).await == 51 {
+        3
+    } else {
+        51
+    };
+    sim.state
+        .update_ticket(&id, |t| t["status"] = serde_json::json!(changed));
+    let event = sim
+        .state
+        .ticket_event(TICKET_UPDATED, &id, "ev-named-helpdesk");
+    let status = sim
+        .state
+        .deliver_event(&crate::events::http(), &daemon.url, &event)
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let mut stored = false;
+    for _ in 0..100 {
+        if status_of(&db, &id).await == changed {
+            stored = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+    assert!(stored, "the change was not stored");
+    let (holder, deleted): (String, bool) = sqlx::query_as(
+        "SELECT s.helpdesk_id, t.deleted_at IS NOT NULL
+           FROM ticket_sync_state s JOIN tickets t USING (ticket_id) WHERE ticket_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert_eq!((holder, deleted), (b, false));
+}
+
+/// A "not found" answered to a helpdesk for a ticket stored as another helpdesk's (its row
+/// queued under the wrong one after the start's repair) marks nothing deleted: the row goes to
+/// the ticket's helpdesk, which reads it with its own token.
+#[tokio::test]
+async fn a_not_found_for_another_helpdesks_stored_ticket_marks_nothing_deleted() {
+    let sim = start_sim(unlimited_sim(4).with_helpdesks(2)).await;
+    let db = TestDb::new().await;
+    let (a, b) = first_two(&sim);
+    let ws = config_with(&sim, &db)
+        .discover(false)
+        .every_second()
+        .workspace();
+    let id = helpdesk_ticket_id(1, 2);
+    assert_ok(&ws.run(&["enqueue", "--helpdesk", &b, &id], &[], None).await);
+    assert_ok(&ws.run(&["sync", "--helpdesk", &b], &[], None).await);
+    let daemon = Daemon::spawn(&ws);
+    daemon
+        .expect_log("cycle finished", Duration::from_secs(30))
+        .await;
+    hold_under(&db, &id, &a).await;
+    let held_at: chrono::DateTime<chrono::Utc> = sqlx::query_scalar(
+        "UPDATE ticket_sync_state SET next_due_at = now() WHERE ticket_id = $1 RETURNING now()",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    let (mut deleted, mut settled) = (false, None);
+    for _ in 0..200 {
+        let (holder, fetched, gone): (String, bool, bool) = sqlx::query_as(
+            "SELECT s.helpdesk_id, s.last_fetched_at > $2, t.deleted_at IS NOT NULL
+               FROM ticket_sync_state s JOIN tickets t USING (ticket_id) WHERE ticket_id = $1",
+        )
+        .bind(&id)
+        .bind(held_at)
+        .fetch_one(&db.pool)
+        .await
+        .unwrap();
+        deleted |= gone;
+        if fetched {
+            settled = Some(holder);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    daemon.stop().await;
+    assert!(!deleted, "a live ticket was marked deleted");
+    assert_eq!(settled, Some(b), "fetched again, by its own helpdesk");
+}
+
+/// Puts ticket `id`'s queue row under `helpdesk`, not due: as a query or an older build
+/// could leave a row of another helpdesk's ticket.
+async fn hold_under(db: &TestDb, id: &str, helpdesk: &str) {
+    sqlx::query(
+        "UPDATE ticket_sync_state SET helpdesk_id = $2, next_due_at = 'infinity' WHERE ticket_id = $1",
+    )
+    .bind(id)
+    .bind(helpdesk)
+    .execute(&db.pool)
+    .await
+    .unwrap();
 }
 
 /// A database synced by the single-helpdesk config goes on under `[[helpdesks]]` (that
