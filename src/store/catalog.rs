@@ -46,7 +46,8 @@ impl Store {
                     raw = EXCLUDED.raw, synced_at = now(), removed_at = NULL",
             )
             .bind(&f.field_id)
-            .bind(f.helpdesk_id.as_deref().or(self.helpdesk()))
+            // Read with this helpdesk's token: its fields, whatever the JSON says.
+            .bind(self.helpdesk().or(f.helpdesk_id.as_deref()))
             .bind(&f.key_name)
             .bind(&f.display_name)
             .bind(&f.field_type)
