@@ -217,11 +217,20 @@ impl Store {
                  as a second column (SELECT ticket_id, helpdesk_id ...); nothing was queued"
             );
         }
+        let not_text = |column: &str| {
+            anyhow::anyhow!(
+                "the query's {column} column is not text: cast it (e.g. SELECT ticket_id::text, \
+                 helpdesk_id::text ...); nothing was queued"
+            )
+        };
         let mut ids = Vec::with_capacity(rows.len());
         for row in rows {
-            let text: String = row.try_get(0)?;
+            let text: Option<String> = row.try_get(0).map_err(|_| not_text("first"))?;
+            let Some(text) = text else {
+                continue;
+            };
             if named {
-                let helpdesk: Option<String> = row.try_get(1)?;
+                let helpdesk: Option<String> = row.try_get(1).map_err(|_| not_text("second"))?;
                 let ours = match (self.helpdesk(), helpdesk.as_deref().map(str::trim)) {
                     (None, _) => true,
                     (Some(ours), theirs) => theirs == Some(ours),
