@@ -189,8 +189,8 @@ impl Store {
     /// Runs the operator's query (read-only, 60 s at most) and enqueues ids never seen before,
     /// as this store's helpdesk's. A second column, when the query returns one, is the ticket's
     /// helpdesk id (text): only rows naming this helpdesk are taken (every helpdesk runs the
-    /// query in its own cycle). With `several_helpdesks`, that column is required: one helpdesk's token
-    /// would read another's ticket as "not found".
+    /// query in its own cycle). With `several_helpdesks`, that column is required: one
+    /// helpdesk's token would read another's ticket as "not found". NULL ids are skipped.
     pub async fn enqueue_from_query(
         &self,
         query: &str,
