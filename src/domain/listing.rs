@@ -53,10 +53,15 @@ pub struct ListTrust {
     pub compared: BTreeSet<String>,
 }
 
+/// A list row's version stamp: always its own (on the list's clock), never compared with the
+/// detail's field by field (`normalize::listed::compare_with_detail`).
+pub const VERSION_FIELD: &str = "updated_at";
+
 impl ListTrust {
-    /// Whether list rows may provide `field` (not yet compared counts as trusted).
+    /// Whether list rows may provide `field` (not yet compared counts as trusted; the version
+    /// stamp always).
     pub fn takes(&self, field: &str) -> bool {
-        field != "tags" && !self.distrusted.contains(field)
+        field == VERSION_FIELD || (field != "tags" && !self.distrusted.contains(field))
     }
 
     /// The list as a whole is not trustworthy: its status was wrong, or most compared fields
@@ -88,14 +93,14 @@ pub struct ListRowsState {
 
 impl ListRowsState {
     pub fn trust(&self) -> ListTrust {
+        // An older build compared the version stamp too: such a row counts for nothing.
+        let fields = || self.fields.iter().filter(|f| f.field != VERSION_FIELD);
         ListTrust {
-            distrusted: self
-                .fields
-                .iter()
+            distrusted: fields()
                 .filter(|f| !f.trusted)
                 .map(|f| f.field.clone())
                 .collect(),
-            compared: self.fields.iter().map(|f| f.field.clone()).collect(),
+            compared: fields().map(|f| f.field.clone()).collect(),
         }
     }
 }

@@ -11,7 +11,9 @@ use chrono::{DateTime, Utc};
 use secrecy::SecretString;
 
 pub use catalog::{CatalogField, CatalogOption};
-pub use listing::{ContentSource, FieldAgreement, FieldCheck, ListRowsState, ListTrust};
+pub use listing::{
+    ContentSource, FieldAgreement, FieldCheck, ListRowsState, ListTrust, VERSION_FIELD,
+};
 pub use messages::{MessageRow, MessagesOutcome};
 pub use report::{
     BatchReport, ClientStatsSnapshot, CycleReport, DiscoveryReport, Progress, QueueCounts,

@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::{NormalizeError, Normalized, normalize_ticket};
-use crate::domain::{ContentSource, FieldCheck, ListTrust, TicketId};
+use crate::domain::{ContentSource, FieldCheck, ListTrust, TicketId, VERSION_FIELD};
 
 /// The list row `list_row` laid over `stored` (the ticket's stored content, if any): the fields
 /// `trust` takes come from the row, every other field stays as stored.
@@ -54,8 +54,11 @@ pub fn normalize_list_row(
 }
 
 /// Compares a list row with the detail of the same `updated_at`, field by field: every
-/// top-level field the detail has, `tags` excepted. Values compare by meaning (a number and
-/// the same number as text agree; lists agree in any order).
+/// top-level field the detail has, `tags` (never in list rows) and `updated_at` excepted: the
+/// version stamp is what pairs a row with its detail, through the list's learned clock
+/// offset, so on a list clock it differs from the detail's by that offset (compared, it was
+/// distrusted and list rows kept the stored detail's stamp). Values compare by meaning (a
+/// number and the same number as text agree; lists agree in any order).
 pub fn compare_with_detail(
     list_row: &str,
     detail: &str,
@@ -65,7 +68,7 @@ pub fn compare_with_detail(
     };
     let mut checks = Vec::new();
     for (field, truth) in detail {
-        if field == "tags" {
+        if field == "tags" || field == VERSION_FIELD {
             continue;
         }
         let check = match row.get(&field) {
@@ -131,6 +134,27 @@ mod tests {
         let fresh: Value =
             serde_json::from_str(&merge_list_row(&row, None, &trust(&[])).unwrap()).unwrap();
         assert_eq!(fresh, json!({"ticket_id": "1", "status": 50, "score": 5}));
+    }
+
+    /// The version stamp pairs a row with its detail (through the list's clock offset): it is
+    /// never compared, and a row's own is taken even where an older build distrusted it.
+    #[test]
+    fn the_version_stamp_is_never_compared_and_always_the_rows_own() {
+        let detail = json!({"ticket_id": "1", "status": 2, "updated_at": 1_000}).to_string();
+        let row = json!({"ticket_id": "1", "status": 2, "updated_at": 61_000}).to_string();
+        let checks = compare_with_detail(&row, &detail).unwrap();
+        assert_eq!(
+            checks,
+            vec![
+                ("status".to_owned(), FieldCheck::Agreed),
+                ("ticket_id".to_owned(), FieldCheck::Agreed)
+            ]
+        );
+        let merged: Value = serde_json::from_str(
+            &merge_list_row(&row, Some(&detail), &trust(&["updated_at"])).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(merged["updated_at"], json!(61_000));
     }
 
     #[test]

@@ -34,6 +34,10 @@ pub struct MessagesClaim {
     pub oldest_at: Option<DateTime<Utc>>,
     /// The ticket is open: its messages are read again after `sync.open_refresh`.
     pub is_open: bool,
+    /// When it was claimed, on the database's clock: the read covers message events recorded
+    /// before this (`messages_requested_at`, also the database's `now()`); a later one makes
+    /// the conversation due again. The app's clock may run ahead of the database's.
+    pub claimed_at: DateTime<Utc>,
 }
 
 /// What writing a batch's messages did.
@@ -56,7 +60,7 @@ impl Store {
         lease: Duration,
         worker: &str,
     ) -> anyhow::Result<Vec<MessagesClaim>> {
-        /// (ticket, newest message, oldest, open, priority, due): sorted like the queue. Only
+        /// (ticket, newest message, oldest, open, priority, due, now): sorted like the queue. Only
         /// plausible message times count (one like year 58,901, microseconds read as
         /// milliseconds, stored before they were refused, would hide every later message).
         type Row = (
@@ -65,6 +69,7 @@ impl Store {
             Option<DateTime<Utc>>,
             bool,
             i16,
+            DateTime<Utc>,
             DateTime<Utc>,
         );
         let rows: Vec<Row> = sqlx::query_as(
@@ -95,7 +100,7 @@ impl Store {
                      (SELECT COALESCE(NOT COALESCE(sc.is_closed, t.status >= 50), true)
                         FROM tickets t LEFT JOIN ticket_status_codes sc ON sc.code = t.status
                        WHERE t.ticket_id = s.ticket_id),
-                     s.messages_priority, s.messages_due_at",
+                     s.messages_priority, s.messages_due_at, now()",
         )
         .bind(limit as i64)
         .bind(lease.as_secs_f64())
@@ -108,11 +113,12 @@ impl Store {
         Ok(rows
             .into_iter()
             .map(
-                |(ticket_id, newest_at, oldest_at, is_open, _, _)| MessagesClaim {
+                |(ticket_id, newest_at, oldest_at, is_open, _, _, claimed_at)| MessagesClaim {
                     ticket_id,
                     newest_at,
                     oldest_at,
                     is_open,
+                    claimed_at,
                 },
             )
             .collect())

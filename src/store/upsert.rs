@@ -388,10 +388,11 @@ const RECORD_OUTCOMES: &str = concat!(
                 LEAST($8, $9 * power(2, LEAST(s.consecutive_failures, 30))))
             WHEN u.due_in IS NULL THEN 'infinity'
             ELSE now() + make_interval(secs => u.due_in) END,
-        priority = CASE WHEN ",
+        -- A failed fetch answered nothing: what was asked for still stands.
+        priority = CASE WHEN u.outcome = 'failed' OR ",
     request_stands!(),
     " THEN s.priority ELSE 0 END,
-        wanted_updated_at = CASE WHEN ",
+        wanted_updated_at = CASE WHEN u.outcome = 'failed' OR ",
     request_stands!(),
     " OR ",
     lagging!(),

@@ -183,7 +183,9 @@ pub(super) async fn fetch_messages(
     claim: MessagesClaim,
     stop: &CancellationToken,
 ) -> Fetched {
-    let started_at = Utc::now();
+    // The database's clock, as the events' `messages_requested_at` (the claim comes before
+    // the read, so an event between the two makes the conversation due again: a read more).
+    let started_at = claim.claimed_at;
     let Ok(id) = TicketId::parse(&claim.ticket_id) else {
         return failed(claim.ticket_id, "not a ticket id".into(), None, None);
     };

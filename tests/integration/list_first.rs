@@ -484,6 +484,14 @@ async fn a_list_row_ahead_of_its_detail_never_outlives_it() {
         } else {
             assert_eq!((trusted, agreed, differed), (true, 80, 0));
         }
+        // The version stamp pairs rows with details across the clocks; it is not a compared
+        // field (compared, it differed by the offset in every pair and was distrusted).
+        assert_eq!(
+            db.count("SELECT count(*) FROM list_field_agreement WHERE field = 'updated_at'")
+                .await,
+            0,
+            "ahead {ahead} ms"
+        );
 
         // Ten tickets change: each is fetched once, one version and one transition each; the
         // other seventy cost nothing, then and in the next pass.
