@@ -495,6 +495,89 @@ async fn a_read_after_write_refetch_comes_at_its_own_time_not_the_next_tick() {
     daemon.stop().await;
 }
 
+/// An event's request outlives a failed fetch: the ticket's first fetch after the event fails
+/// (the API erring on every attempt), and the retry answers the version before the event's
+/// (read-after-write lag). The failure kept what the event asked for (the version, the
+/// priority), so the lagging answer is fetched again until the event's version is stored;
+/// before, the failure dropped it and the lagging answer counted as current.
+#[tokio::test]
+async fn an_events_version_is_still_wanted_after_a_failed_fetch() {
+    use helpdesk_sync::sim::Fault;
+    let db = TestDb::new().await;
+    let sim = start_sim(unlimited_sim(5)).await;
+    let ws = TestConfig::new(&sim, &db)
+        .fast_list()
+        .discover(false)
+        .rarely()
+        .http()
+        .events(&sim)
+        .max_attempts(2)
+        .workspace();
+    let id = sim.state.ticket_ids()[2].clone();
+    assert_ok(&ws.run(&["enqueue", &id], &[], None).await);
+    let daemon = Daemon::start(&ws).await;
+    let before = sim.state.ticket(&id).unwrap();
+    let changed = if stored_status(&db, &id).await == Some(3) {
+        4
+    } else {
+        3
+    };
+    sim.state
+        .update_ticket(&id, |t| t["status"] = json!(changed));
+    sim.state
+        .inject(&id, [Fault::InternalError, Fault::InternalError]);
+    let event = sim
+        .state
+        .ticket_event(TICKET_UPDATED, &id, "ev-failed-then-lag");
+    let status = sim.state.deliver_event(&http(), &daemon.url, &event).await;
+    assert_eq!(status.unwrap(), 200);
+    let mut failed = false;
+    for _ in 0..100 {
+        let outcome: Option<String> =
+            sqlx::query_scalar("SELECT last_outcome FROM ticket_sync_state WHERE ticket_id = $1")
+                .bind(&id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if outcome.as_deref() == Some("failed") {
+            failed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    daemon.stop().await;
+    assert!(failed, "the fetch after the event did not fail");
+    let (wanted, priority): (bool, i16) = sqlx::query_as(
+        "SELECT wanted_updated_at IS NOT NULL, priority FROM ticket_sync_state WHERE ticket_id = $1",
+    )
+    .bind(&id)
+    .fetch_one(&db.pool)
+    .await
+    .unwrap();
+    assert!(
+        wanted && priority > 0,
+        "the event's request was dropped ({priority})"
+    );
+    // The retry's time (its backoff passed), and its answer lags behind the event.
+    sim.state
+        .inject(&id, [Fault::ticket_body(&before.to_string())]);
+    sqlx::query("UPDATE ticket_sync_state SET next_due_at = now() WHERE ticket_id = $1")
+        .bind(&id)
+        .execute(&db.pool)
+        .await
+        .unwrap();
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_ne!(
+        stored_status(&db, &id).await,
+        Some(changed),
+        "the lagging answer"
+    );
+    // The re-fetch for the lag is due 5 s later.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_ok(&ws.run(&["sync"], &[], None).await);
+    assert_eq!(stored_status(&db, &id).await, Some(changed));
+}
+
 /// Issue 26: one event path for every configured helpdesk. An event about a ticket of either
 /// helpdesk is queued in that helpdesk's queue (and fetched with its token); one about a
 /// helpdesk not configured is acknowledged and ignored, as before.
