@@ -810,16 +810,7 @@ impl Scanner<'_> {
         if count {
             self.report.listed += tickets.len() as u64;
         }
-        // Deduplicated (a page may repeat a ticket) and validated before touching the queue.
-        let mut unique: BTreeMap<String, ListedTicket> = BTreeMap::new();
-        for t in tickets {
-            match TicketId::parse(&t.ticket_id) {
-                Ok(id) => {
-                    unique.insert(id.into_string(), t);
-                }
-                Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
-            }
-        }
+        let unique = newest_per_ticket(tickets);
         let finished = self
             .noting
             .submit(unique, count)
@@ -850,6 +841,30 @@ impl Scanner<'_> {
             self.report.new += batch.noted.new;
         }
     }
+}
+
+/// Listed tickets deduplicated (a page may repeat a ticket; one that changed while its pages
+/// were read shows twice, and its newest row is kept whatever the page order) and validated:
+/// a row whose id is not a ticket id is skipped (logged).
+fn newest_per_ticket(tickets: Vec<ListedTicket>) -> BTreeMap<String, ListedTicket> {
+    use std::collections::btree_map::Entry;
+    let mut unique: BTreeMap<String, ListedTicket> = BTreeMap::new();
+    for t in tickets {
+        match TicketId::parse(&t.ticket_id) {
+            Ok(id) => match unique.entry(id.into_string()) {
+                Entry::Occupied(mut kept) => {
+                    if t.updated_at_ms >= kept.get().updated_at_ms {
+                        kept.insert(t);
+                    }
+                }
+                Entry::Vacant(slot) => {
+                    slot.insert(t);
+                }
+            },
+            Err(e) => tracing::warn!(endpoint = "list", error = %e, "skipping a listed ticket"),
+        }
+    }
+    unique
 }
 
 /// The operator's `sync.known_ids_query`, and whether several helpdesks share it (then it
@@ -887,6 +902,30 @@ pub async fn enqueue_from_query(store: &Store, query: &KnownIdsQuery) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_ticket_listed_twice_keeps_its_newest_row_and_a_bad_id_is_skipped() {
+        let row = |id: &str, at: Option<i64>| ListedTicket {
+            ticket_id: id.to_owned(),
+            updated_at_ms: at,
+            raw: format!(
+                "{{\"ticket_id\":\"{id}\",\"updated_at\":{}}}",
+                at.unwrap_or(-1)
+            ),
+        };
+        let unique = newest_per_ticket(vec![
+            row("11", Some(2_000)),
+            row("12", Some(5)),
+            row("11", Some(1_000)),
+            row("not-an-id", Some(1)),
+            row("12", None),
+        ]);
+        let kept: Vec<(&str, Option<i64>)> = unique
+            .iter()
+            .map(|(id, t)| (id.as_str(), t.updated_at_ms))
+            .collect();
+        assert_eq!(kept, vec![("11", Some(2_000)), ("12", Some(5))]);
+    }
 
     /// The parts cover the window end to end, each sharing its first millisecond with the end
     /// of the one before.
